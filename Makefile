@@ -1,0 +1,51 @@
+# biasaudit — developer entry points. `make demo` and `make test` work from a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PIP := $(PY) -m pip
+# The CPU torch wheel is pinned in constraints.txt; the GPU image (docker/) picks CUDA itself.
+CONSTRAINTS := constraints.txt
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install data services lint format test test-fast demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check -c $(CONSTRAINTS) -e '.[dev]'
+	touch $(STAMP)
+
+data: install
+	$(BIN)/biasaudit data fetch
+
+services:
+	bash scripts/ensure_services.sh
+
+lint: install
+	$(BIN)/ruff check audit probes workers tests benchmarks scripts
+	$(BIN)/ruff format --check audit probes workers tests benchmarks scripts
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix audit probes workers tests benchmarks scripts
+	$(BIN)/ruff format audit probes workers tests benchmarks scripts
+
+test: install data services lint
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+demo: install data
+	$(BIN)/biasaudit demo --out biasaudit-demo
+
+bench: install data
+	$(PY) benchmarks/bench_demographic.py
+	$(PY) benchmarks/bench_counterfactual.py
+
+clean:
+	rm -rf $(VENV) biasaudit-demo .pytest_cache .mypy_cache .ruff_cache

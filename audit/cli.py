@@ -1,0 +1,176 @@
+"""The ``biasaudit`` command line (contract §1).
+
+Exit codes of ``run``: 0 audit completed and every policy check passed; 1 at
+least one finding failed; 2 the input was invalid or the audit could not run.
+Imports are lazy so that ``biasaudit --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_PASS, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
+
+
+def _err(message: str) -> None:
+    print(f"biasaudit: error: {message}", file=sys.stderr)
+
+
+def _summary(results: dict[str, Any]) -> str:
+    failed = [f for f in results["findings"] if f["status"] == "fail"]
+    small = [f for f in results["findings"] if f["status"] == "insufficient_data"]
+    lines = [
+        f"audit {results['audit']['name']} ({results['audit']['id']}): "
+        f"verdict {results['verdict'].upper()}",
+        f"  {len(results['findings'])} findings: {len(failed)} failed, "
+        f"{len(small)} insufficient data",
+    ]
+    for f in failed[:10]:
+        value = "—" if f["value"] is None else f"{f['value']:.3f}"
+        lines.append(
+            f"  FAIL {f['probe']} {f['attribute']}={f['group']}: {f['metric']} {value} "
+            f"(threshold {f['threshold']})"
+        )
+    if len(failed) > 10:
+        lines.append(f"  ... and {len(failed) - 10} more")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from audit.engine import run_audit
+    from audit.errors import AuditInputError
+
+    try:
+        results = run_audit(args.spec, args.out, store=not args.no_store)
+    except AuditInputError as exc:
+        _err(str(exc))
+        return EXIT_INVALID
+    except (OSError, ValueError, RuntimeError) as exc:
+        _err(f"the audit could not run: {type(exc).__name__}: {exc}")
+        return EXIT_INVALID
+    print(_summary(results))
+    if args.out:
+        print(f"  results: {Path(args.out) / 'results.json'}")
+        print(f"  report:  {Path(args.out) / 'report.html'}")
+    return EXIT_FAIL if results["verdict"] == "fail" else EXIT_PASS
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from audit.demo import run_demo
+    from audit.errors import AuditInputError
+
+    out = Path(args.out)
+    try:
+        summaries = run_demo(out_dir=out)
+    except AuditInputError as exc:
+        _err(str(exc))
+        return EXIT_INVALID
+    for s in summaries:
+        print(f"{s['name']}: verdict {str(s['verdict']).upper()}")
+        print(f"  report:  {s['report']}")
+        print(f"  results: {s['results']}")
+    return EXIT_PASS
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from audit.storage.db import upgrade
+
+    upgrade(args.url)
+    print("database is at the latest migration")
+    return EXIT_PASS
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from audit.public_data import fetch
+
+    path = fetch()
+    print(f"public fairness datasets are in {path}")
+    return EXIT_PASS
+
+
+def cmd_probes(args: argparse.Namespace) -> int:
+    from probes import get_probe, list_probes
+
+    for name in list_probes():
+        cls = get_probe(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        print(f"{name:24s} {doc[0] if doc else ''}")
+    return EXIT_PASS
+
+
+def _service(name: str) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        from audit import service_cli
+
+        fn: Any = getattr(service_cli, name)
+        return int(fn(args))
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="biasaudit", description="Bias and fairness audits of models used in decisions."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run one audit in-process (embedded mode)")
+    r.add_argument("spec", help="audit spec (YAML or JSON)")
+    r.add_argument("--out", help="directory for results.json and report.html")
+    r.add_argument("--no-store", action="store_true", help="do not record the audit in the DB")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="run the bundled hiring and lending audits")
+    d.add_argument("--out", default="biasaudit-demo", help="output directory")
+    d.set_defaults(func=cmd_demo)
+
+    db = sub.add_parser("db", help="database commands")
+    dbs = db.add_subparsers(dest="db_command", required=True)
+    up = dbs.add_parser("upgrade", help="apply migrations to BIASAUDIT_DATABASE_URL")
+    up.add_argument("--url", default=None, help="database URL (default: settings)")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    data = sub.add_parser("data", help="public fairness datasets")
+    ds = data.add_subparsers(dest="data_command", required=True)
+    fetch = ds.add_parser("fetch", help="download UCI Adult, German credit, COMPAS (install time)")
+    fetch.set_defaults(func=cmd_data_fetch)
+
+    pr = sub.add_parser("probes", help="list the registered probes")
+    pr.set_defaults(func=cmd_probes)
+
+    s = sub.add_parser("serve", help="start the HTTP API")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=_service("serve"))
+
+    w = sub.add_parser("worker", help="start a Celery worker")
+    w.add_argument("--queues", default="gpu,cpu")
+    w.add_argument("--concurrency", type=int, default=None)
+    w.set_defaults(func=_service("worker"))
+
+    b = sub.add_parser("beat", help="start the scheduler for recurring audits")
+    b.set_defaults(func=_service("beat"))
+
+    k = sub.add_parser("keys", help="API tokens")
+    ks = k.add_subparsers(dest="keys_command", required=True)
+    kc = ks.add_parser("create", help="create a token (printed once, stored hashed)")
+    kc.add_argument("--role", required=True, choices=["submitter", "reviewer", "admin"])
+    kc.add_argument("--project", default="default")
+    kc.set_defaults(func=_service("keys_create"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors already
+        return int(exc.code or 0)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""Dataset loading and validation: CSV/Parquet in, typed ProbeInput out.
+
+- Labels and predictions are compared with ``favorable_label`` after a
+  canonical form (1, "1", 1.0, True and "true" are the same value), so a
+  dtype change between files does not change results.
+- Missing protected values become an explicit ``unknown`` group: reported,
+  never silently dropped.
+- Files above ``chunk_bytes`` are read in chunks and only counts are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from audit.errors import (
+    MSG_FAVORABLE_NOT_IN_LABELS,
+    MSG_FILE_NOT_FOUND,
+    MSG_MISSING_COLUMN,
+    MSG_NAN_PREDICTIONS,
+    MSG_ONE_GROUP,
+    AuditInputError,
+)
+from audit.spec import DatasetSpec
+
+
+def file_sha256(path: Path) -> str:
+    """Streaming sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def canonical(value: Any) -> str:
+    """Canonical text of a label value: 1 == "1" == 1.0 == True == "true"."""
+    if isinstance(value, (bool, np.bool_)):
+        return "1" if value else "0"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    text = str(value).strip()
+    low = text.lower()
+    if low in ("true", "false"):
+        return "1" if low == "true" else "0"
+    try:
+        f = float(text)
+    except ValueError:
+        return text
+    return str(int(f)) if f.is_integer() else repr(f)
+
+
+def favorable_mask(series: pd.Series, favorable: Any) -> np.ndarray:
+    """Boolean array: True where ``series`` equals ``favorable`` (canonical comparison)."""
+    target = canonical(favorable)
+    uniques = pd.unique(series.dropna())
+    hits = {u for u in uniques if canonical(u) == target}
+    if not hits:
+        return np.zeros(len(series), dtype=bool)
+    return series.isin(list(hits)).to_numpy(dtype=bool)
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """A validated dataset: frame (protected as category) and typed arrays."""
+
+    frame: pd.DataFrame
+    path: Path
+    sha256: str
+    y_true: np.ndarray | None
+    y_pred: np.ndarray | None
+    score: np.ndarray | None
+    unknown_counts: dict[str, int]
+
+
+def resolve_path(spec: DatasetSpec, base_dir: Path) -> Path:
+    if not spec.path:
+        raise AuditInputError("dataset.path: required (or dataset.id via the API)", field="dataset.path")
+    path = Path(spec.path)
+    if not path.is_absolute():
+        path = base_dir / path
+    if not path.is_file():
+        raise AuditInputError(MSG_FILE_NOT_FOUND.format(path=path), field="dataset.path")
+    return path
+
+
+def _format(spec: DatasetSpec, path: Path) -> str:
+    if spec.format:
+        return spec.format
+    suffix = "".join(path.suffixes[-2:]).lower()
+    if suffix.endswith(".parquet") or suffix.endswith(".pq"):
+        return "parquet"
+    return "csv"
+
+
+def _needed_columns(spec: DatasetSpec, extra: list[str]) -> list[str]:
+    cols = list(spec.protected)
+    for c in (spec.label, spec.prediction, spec.score, spec.strata, *extra):
+        if c and c not in cols:
+            cols.append(c)
+    return cols
+
+
+def read_frame(spec: DatasetSpec, path: Path, *, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read the whole file (all columns, or ``columns``)."""
+    fmt = _format(spec, path)
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(path, columns=columns)
+        return pd.read_csv(path, usecols=columns, low_memory=False)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise AuditInputError(f"dataset.path: cannot read {path} as {fmt}: {exc}") from None
+
+
+def header(spec: DatasetSpec, path: Path) -> list[str]:
+    fmt = _format(spec, path)
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        return list(pd.read_csv(path, nrows=0).columns)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+        raise AuditInputError(f"dataset.path: cannot read {path} as {fmt}: {exc}") from None
+
+
+def check_columns(spec: DatasetSpec, path: Path, columns: list[str]) -> None:
+    """Every column the spec names exists; the message names the field and column."""
+    named: list[tuple[str, str]] = [(f"protected[{i}]", c) for i, c in enumerate(spec.protected)]
+    for field in ("label", "prediction", "score", "strata"):
+        col = getattr(spec, field)
+        if col:
+            named.append((field, col))
+    for field, col in named:
+        if col not in columns:
+            raise AuditInputError(
+                MSG_MISSING_COLUMN.format(
+                    field=field, column=col, file=path.name, columns=", ".join(map(str, columns))
+                ),
+                field=f"dataset.{field}",
+            )
+
+
+def prepare(
+    frame: pd.DataFrame, spec: DatasetSpec, *, need_prediction: bool, row_offset: int = 0
+) -> tuple[pd.DataFrame, np.ndarray | None, np.ndarray | None, np.ndarray | None, dict[str, int]]:
+    """Validate and type one frame (or chunk): protected as category, label arrays as bool."""
+    unknown_counts: dict[str, int] = {}
+    out = frame.copy(deep=False)
+    for col in spec.protected:
+        s = out[col]
+        missing = s.isna()
+        unknown_counts[col] = int(missing.sum())
+        text = s.astype("string").str.strip()
+        text = text.mask(missing | (text == ""), spec.unknown_label)
+        out[col] = text.astype("category")
+    y_true = None
+    if spec.label:
+        lab = out[spec.label]
+        nan = lab.isna()
+        if nan.any():
+            raise AuditInputError(
+                f"dataset.label: column {spec.label!r} has {int(nan.sum())} missing value(s) "
+                f"(first at row {int(np.argmax(nan.to_numpy())) + row_offset})",
+                field="dataset.label",
+            )
+        y_true = favorable_mask(lab, spec.favorable_label)
+    y_pred = None
+    if spec.prediction:
+        pred = out[spec.prediction]
+        nan = pred.isna().to_numpy()
+        if nan.any():
+            raise AuditInputError(
+                MSG_NAN_PREDICTIONS.format(
+                    column=spec.prediction, count=int(nan.sum()), row=int(np.argmax(nan)) + row_offset
+                ),
+                field="dataset.prediction",
+            )
+        y_pred = favorable_mask(pred, spec.favorable_label)
+    elif need_prediction:
+        raise AuditInputError(
+            "dataset.prediction: required when model.kind is 'predictions' "
+            "(the column holding the model's decisions)",
+            field="dataset.prediction",
+        )
+    score = None
+    if spec.score:
+        sc = pd.to_numeric(out[spec.score], errors="coerce")
+        bad = sc.isna().to_numpy()
+        if bad.any():
+            raise AuditInputError(
+                f"dataset.score: column {spec.score!r} has {int(bad.sum())} missing or "
+                f"non-numeric value(s) (first at row {int(np.argmax(bad)) + row_offset})",
+                field="dataset.score",
+            )
+        score = sc.to_numpy(dtype=float)
+    return out, y_true, y_pred, score, unknown_counts
+
+
+def check_groups(frame: pd.DataFrame, spec: DatasetSpec, y_true: np.ndarray | None) -> None:
+    """At least two groups per protected column; favorable label occurs among labels."""
+    for col in spec.protected:
+        levels = [c for c in frame[col].cat.categories if c != spec.unknown_label]
+        observed = frame[col].value_counts()
+        levels = [c for c in levels if observed.get(c, 0) > 0]
+        if len(levels) < 2:
+            raise AuditInputError(
+                MSG_ONE_GROUP.format(column=col, group=levels[0] if levels else spec.unknown_label),
+                field="dataset.protected",
+            )
+    if spec.label and y_true is not None and not y_true.any():
+        seen = ", ".join(repr(v) for v in pd.unique(frame[spec.label])[:10])
+        raise AuditInputError(
+            MSG_FAVORABLE_NOT_IN_LABELS.format(
+                value=spec.favorable_label, column=spec.label, seen=seen
+            ),
+            field="dataset.favorable_label",
+        )
+
+
+def load_dataset(
+    spec: DatasetSpec, base_dir: Path, *, need_prediction: bool, extra_columns: list[str] | None = None
+) -> LoadedDataset:
+    """Load, validate and type the whole dataset in memory."""
+    path = resolve_path(spec, base_dir)
+    digest = file_sha256(path)
+    if spec.sha256 and spec.sha256 != digest:
+        raise AuditInputError(
+            f"dataset.sha256: {path.name} has sha256 {digest}, the spec expects {spec.sha256}",
+            field="dataset.sha256",
+        )
+    columns = header(spec, path)
+    check_columns(spec, path, columns)
+    for c in extra_columns or []:
+        if c not in columns:
+            raise AuditInputError(
+                f"column {c!r} not found in {path.name}; columns are: {', '.join(columns)}"
+            )
+    frame = read_frame(spec, path)
+    if frame.empty:
+        raise AuditInputError(f"dataset.path: {path.name} has no rows", field="dataset.path")
+    frame, y_true, y_pred, score, unknown = prepare(frame, spec, need_prediction=need_prediction)
+    check_groups(frame, spec, y_true)
+    return LoadedDataset(frame, path, digest, y_true, y_pred, score, unknown)
+
+
+def iter_chunks(
+    spec: DatasetSpec, path: Path, *, chunk_rows: int
+) -> Iterator[tuple[pd.DataFrame, int]]:
+    """Yield (raw chunk, row offset) with only the columns the spec names."""
+    columns = header(spec, path)
+    check_columns(spec, path, columns)
+    cols = _needed_columns(spec, [])
+    if _format(spec, path) == "parquet":
+        import pyarrow.parquet as pq
+
+        offset = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=cols):
+            df = batch.to_pandas()
+            yield df, offset
+            offset += len(df)
+        return
+    offset = 0
+    for df in pd.read_csv(path, usecols=cols, chunksize=chunk_rows, low_memory=False):
+        yield df, offset
+        offset += len(df)

@@ -1,0 +1,303 @@
+"""The audit engine: spec -> data -> probes -> policy -> results (+ storage, report).
+
+The same ``run_audit`` serves the CLI (embedded mode), the Python API and the
+Celery workers. Outputs are written to temporary files and renamed only when
+everything succeeded, so a half-written result is never reported as success.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audit import data as data_mod
+from audit.errors import AuditCancelled, AuditInputError
+from audit.manifest import build_manifest
+from audit.policy import findings_for, resolved_thresholds, verdict
+from audit.spec import AuditSpec, parse_spec, validate_probe_configs
+from probes.base import ProbeEntry, ProbeError, ProbeInput, get_probe
+
+SCHEMA_VERSION = 1
+COUNT_ONLY_PROBES = {"demographic"}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _chunk_bytes() -> int:
+    return int(os.environ.get("BIASAUDIT_CHUNK_BYTES", str(1 << 30)))
+
+
+def _load_model(spec: AuditSpec, base_dir: Path) -> Any:
+    if spec.model.kind == "predictions":
+        return None
+    from probes.models import load_model
+
+    path = None
+    if spec.model.path:
+        path = Path(spec.model.path)
+        if not path.is_absolute():
+            path = base_dir / path
+    allow_hub = os.environ.get("BIASAUDIT_ALLOW_HUB_MODELS", "").lower() in ("1", "true", "yes")
+    return load_model(
+        kind=spec.model.kind,
+        path=path,
+        trusted=spec.model.trusted,
+        task=spec.model.task,
+        positive_label=spec.model.positive_label,
+        features=spec.model.features,
+        threshold=spec.model.threshold,
+        batch_size=spec.model.batch_size,
+        max_length=spec.model.max_length,
+        device=spec.model.device,
+        allow_hub=allow_hub,
+        favorable_label=spec.dataset.favorable_label,
+    )
+
+
+def _uses_dataset(spec: AuditSpec, configs: list[Any]) -> bool:
+    if spec.dataset.path or spec.dataset.id:
+        return True
+    return not all(getattr(c, "text_column", "x") is None for c in configs)
+
+
+def _chunked_entries(spec: AuditSpec, path: Path, configs: list[Any], min_size: int) -> tuple[
+    list[ProbeEntry], int, dict[str, int]
+]:
+    """Count-only audit of a file too large for memory: counts add across chunks."""
+    from probes.counts import count_groups
+    from probes.demographic import entries_from_counts
+
+    total = None
+    rows = 0
+    unknown: dict[str, int] = {c: 0 for c in spec.dataset.protected}
+    chunk_rows = int(os.environ.get("BIASAUDIT_CHUNK_ROWS", "1000000"))
+    for raw, offset in data_mod.iter_chunks(spec.dataset, path, chunk_rows=chunk_rows):
+        frame, y_true, y_pred, _, unk = data_mod.prepare(
+            raw, spec.dataset, need_prediction=True, row_offset=offset
+        )
+        assert y_pred is not None
+        part = count_groups(frame, list(spec.dataset.protected), y_pred=y_pred, y_true=y_true)
+        total = part if total is None else total + part
+        rows += len(frame)
+        for k, v in unk.items():
+            unknown[k] += v
+    if total is None:
+        raise AuditInputError(f"dataset.path: {path.name} has no rows", field="dataset.path")
+    entries: list[ProbeEntry] = []
+    for cfg in configs:
+        attrs = list(cfg.attributes or spec.dataset.protected)
+        sub = total.marginal(attrs)
+        entries += entries_from_counts(
+            sub,
+            config=cfg,
+            min_group_size=cfg.min_group_size or min_size,
+            privileged=spec.dataset.privileged,
+            seed=spec.seed,
+        )
+    return entries, rows, unknown
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def compute_results(
+    spec_source: dict[str, Any] | str | Path,
+    *,
+    audit_id: str | None = None,
+    progress: Callable[[float], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    base_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Run the probes and policy; return the results.json document (nothing stored)."""
+    started = _now()
+    spec, spec_dir = parse_spec(spec_source)
+    base = base_dir or spec_dir
+    configs = validate_probe_configs(spec)
+    min_size = spec.policy.min_group_size
+    kinds = [c.kind for c in configs]
+    model = _load_model(spec, base)
+    for i, cfg in enumerate(configs):
+        cls = get_probe(cfg.kind)
+        if "model" in cls.needs and model is None:
+            raise AuditInputError(
+                f"probes[{i}].kind: probe {cfg.kind!r} needs a model; set model.kind "
+                "(sklearn | huggingface) and model.path",
+                field=f"probes[{i}].kind",
+            )
+    entries: list[ProbeEntry] = []
+    dataset_info: dict[str, Any] = {"sha256": None, "rows": 0}
+    unknown: dict[str, int] = {}
+    path = data_mod.resolve_path(spec.dataset, base) if _uses_dataset(spec, configs) else None
+    chunked = (
+        path is not None
+        and model is None
+        and set(kinds) <= COUNT_ONLY_PROBES
+        and not spec.dataset.score
+        and path.stat().st_size > _chunk_bytes()
+    )
+    if chunked and path is not None:
+        entries, rows, unknown = _chunked_entries(spec, path, configs, min_size)
+        dataset_info = {"sha256": data_mod.file_sha256(path), "rows": rows, "chunked": True}
+    else:
+        frame = None
+        y_true = y_pred = score = None
+        if path is not None:
+            ds = data_mod.load_dataset(
+                spec.dataset, base, need_prediction=spec.model.kind == "predictions"
+            )
+            frame, y_true, y_pred, score, unknown = (
+                ds.frame, ds.y_true, ds.y_pred, ds.score, ds.unknown_counts
+            )
+            dataset_info = {"sha256": ds.sha256, "rows": int(len(frame)), "path": ds.path.name}
+            if spec.model.kind == "sklearn" and model is not None:
+                y_pred = np.asarray(model.predict(frame), dtype=bool)
+                if score is None:
+                    score = model.score(frame)
+        import pandas as pd
+
+        pinput = ProbeInput(
+            frame=frame if frame is not None else pd.DataFrame(),
+            protected=tuple(spec.dataset.protected),
+            y_pred=y_pred,
+            y_true=y_true,
+            score=score,
+            favorable_label=spec.dataset.favorable_label,
+            privileged={k: str(v) for k, v in spec.dataset.privileged.items()},
+            seed=spec.seed,
+            min_group_size=min_size,
+            progress=None,
+            should_cancel=should_cancel,
+        )
+        for i, cfg in enumerate(configs):
+            if should_cancel is not None and should_cancel():
+                raise AuditCancelled("audit cancelled")
+            cls = get_probe(cfg.kind)
+            sub_progress = None
+            if progress is not None:
+                def sub_progress(f: float, i: int = i) -> None:
+                    progress((i + min(max(f, 0.0), 1.0)) / len(configs))
+            probe_input = pinput if sub_progress is None else ProbeInput(
+                **{**pinput.__dict__, "progress": sub_progress}
+            )
+            try:
+                result = cls().run(data=probe_input, model=model, config=cfg)
+            except ProbeError as exc:
+                raise AuditInputError(str(exc)) from None
+            entries.extend(result.entries)
+            if progress is not None:
+                progress((i + 1) / len(configs))
+    findings = findings_for(entries, spec, min_group_size=min_size)
+    model_info: dict[str, Any] = {"kind": spec.model.kind, "sha256": getattr(model, "sha256", None)}
+    if model is not None and spec.model.task:
+        model_info["task"] = spec.model.task
+    if spec.model.kind == "predictions":
+        model_info["prediction_column"] = spec.dataset.prediction
+    results: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "audit": {
+            "id": audit_id or str(uuid.uuid4()),
+            "name": spec.name,
+            "domain": spec.domain,
+            "spec_sha256": spec.sha256(),
+            "started_at": started,
+            "finished_at": _now(),
+        },
+        "model": model_info,
+        "dataset": dataset_info,
+        "probes": [e.model_dump(mode="json") for e in entries],
+        "findings": [f.model_dump(mode="json") for f in findings],
+        "verdict": verdict(findings),
+        "manifest": build_manifest(
+            seed=spec.seed,
+            thresholds=resolved_thresholds(spec),
+            min_group_size=min_size,
+            favorable_label=spec.dataset.favorable_label,
+            unknown_label=spec.dataset.unknown_label,
+            unknown_counts=unknown,
+            groups={e.attribute: [g["group"] for g in e.groups] for e in entries},
+            excluded_groups={
+                e.attribute: e.model_extra.get("excluded_groups", [])
+                for e in entries
+                if e.model_extra and e.model_extra.get("excluded_groups")
+            },
+            probes=[c.model_dump(mode="json") for c in configs],
+            spec=spec.model_dump(mode="json"),
+        ),
+    }
+    return json.loads(json.dumps(results, allow_nan=False, default=_json_default))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_outputs(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write results.json and report.html atomically into ``out_dir``."""
+    from audit.report import render_html
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html = render_html(results)
+    text = json.dumps(results, indent=2, sort_keys=False)
+    paths = {"results": out_dir / "results.json", "report": out_dir / "report.html"}
+    _write_atomic(paths["report"], html)
+    _write_atomic(paths["results"], text)
+    return paths
+
+
+def run_audit(
+    spec: dict[str, Any] | str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    store: bool = True,
+    project: str = "default",
+    progress: Callable[[float], None] | None = None,
+) -> dict[str, Any]:
+    """Run one audit in-process and return the results.json document.
+
+    Parameters
+    ----------
+    spec : dict or path to a YAML/JSON spec (see docs/spec.md).
+    out_dir : where to write ``results.json`` and ``report.html`` (optional).
+    store : record the audit, its results and findings in the database
+        (``BIASAUDIT_DATABASE_URL``; SQLite under the artifact dir by default).
+
+    Examples
+    --------
+    >>> from audit import run_audit                       # doctest: +SKIP
+    >>> results = run_audit("examples/hiring/spec.yaml")   # doctest: +SKIP
+    >>> results["verdict"]                                # doctest: +SKIP
+    'fail'
+    """
+    audit_id = str(uuid.uuid4())
+    recorder = None
+    if store:
+        from audit.embedded import EmbeddedRecorder
+
+        recorder = EmbeddedRecorder.start(spec, audit_id=audit_id, project=project)
+    try:
+        results = compute_results(spec, audit_id=audit_id, progress=progress)
+        if out_dir is not None:
+            write_outputs(results, Path(out_dir))
+    except BaseException as exc:
+        if recorder is not None:
+            recorder.fail(exc)
+        raise
+    if recorder is not None:
+        recorder.succeed(results)
+    return results

@@ -1,0 +1,46 @@
+"""User-facing errors. Messages name the field, column, file or value."""
+
+from __future__ import annotations
+
+
+class AuditInputError(ValueError):
+    """The spec, dataset or model is invalid: the CLI exits 2, the API answers 4xx."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class SpecError(AuditInputError):
+    """The audit spec failed validation; ``errors`` lists (field path, message)."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        text = "; ".join(f"{path}: {msg}" if path else msg for path, msg in errors)
+        super().__init__(f"invalid audit spec: {text}", field=errors[0][0] if errors else None)
+
+
+class AuditCancelled(RuntimeError):
+    """The audit was cancelled between batches."""
+
+
+# Message templates asserted on by tests.
+MSG_FILE_NOT_FOUND = "dataset.path: file not found: {path}"
+MSG_MISSING_COLUMN = "dataset.{field}: column {column!r} not found in {file}; columns are: {columns}"
+MSG_ONE_GROUP = (
+    "dataset.protected: column {column!r} has only one group ({group!r}); "
+    "a fairness audit needs at least two"
+)
+MSG_FAVORABLE_NOT_IN_LABELS = (
+    "dataset.favorable_label: value {value!r} does not occur in column {column!r} "
+    "(values seen: {seen})"
+)
+MSG_NAN_PREDICTIONS = (
+    "dataset.prediction: column {column!r} has {count} missing value(s) (first at row {row}); "
+    "every row needs a prediction"
+)
+MSG_PICKLE_REFUSED = (
+    "model.path: {path} is a pickle/joblib file; unpickling runs arbitrary code, so it is "
+    "refused. Save the model with skops (.skops), or set model.trusted: true if you "
+    "created this file yourself"
+)

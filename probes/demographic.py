@@ -1,0 +1,328 @@
+"""Group metrics on a model's decisions, from one pass of confusion-cell counts.
+
+References: fairlearn's MetricFrame definitions (differences are max minus
+min, ratios min over max, equalized odds the larger of the TPR and FPR
+differences); aif360's ClassificationMetric for a declared privileged group;
+the EEOC four-fifths rule and NYC Local Law 144 (impact ratio, scoring rate).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from probes.base import (
+    Probe,
+    ProbeConfig,
+    ProbeEntry,
+    ProbeError,
+    ProbeInput,
+    ProbeResult,
+    register_probe,
+)
+from probes.counts import FN, FP, TN, TP, GroupCounts, attribute_sets, count_groups, rates
+from probes.scores import score_metrics
+from probes.stats import bootstrap_counts, holm, proportion_ci, ratio_ci, two_proportion_pvalue
+
+
+class DemographicConfig(ProbeConfig):
+    """Configuration of the demographic probe (spec ``probes[i]``)."""
+
+    kind: Literal["demographic"] = "demographic"
+    attributes: list[str] | None = Field(
+        default=None, description="protected columns to audit (default: dataset.protected)"
+    )
+    intersectional: bool = Field(
+        default=False, description="also audit every combination of two or more attributes"
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    ci_method: Literal["wilson", "exact"] = "wilson"
+    bootstrap: int = Field(
+        default=0, ge=0, le=100_000, description="bootstrap replicates (0: analytic CIs only)"
+    )
+    min_group_size: int | None = Field(
+        default=None, ge=1, description="groups smaller than this are insufficient_data"
+    )
+
+
+def _num(x: float) -> float | None:
+    """JSON-safe float: NaN/inf become None (undefined rate)."""
+    x = float(x)
+    return None if math.isnan(x) or math.isinf(x) else x
+
+
+def _ci(lo: float, hi: float) -> list[float] | None:
+    lo_, hi_ = _num(lo), _num(hi)
+    return None if lo_ is None or hi_ is None else [lo_, hi_]
+
+
+def _spread(values: np.ndarray) -> tuple[float | None, float | None]:
+    """fairlearn's between-group difference (max - min) and ratio (min / max)."""
+    v = values[~np.isnan(values)]
+    if v.size == 0:
+        return None, None
+    hi, lo = float(v.max()), float(v.min())
+    return hi - lo, (lo / hi if hi > 0 else None)
+
+
+def _privileged_metrics(
+    keys: list[tuple[str, ...]], cells: np.ndarray, attr: str, value: str, has_label: bool
+) -> dict[str, Any]:
+    """aif360-style metrics: unprivileged (all other known levels) minus privileged."""
+    names = [k[0] for k in keys]
+    if value not in names:
+        raise ProbeError(
+            f"dataset.privileged.{attr}: value {value!r} is not a group of column {attr!r} "
+            f"(groups: {', '.join(names)})"
+        )
+    priv = cells[names.index(value)]
+    unpriv = sum(
+        (cells[i] for i, nm in enumerate(names) if nm not in (value, "unknown")),
+        np.zeros(4, dtype=np.int64),
+    )
+    rp, ru = rates(priv), rates(unpriv)
+    out: dict[str, Any] = {
+        "privileged_group": value,
+        "disparate_impact": _num(ru["selection_rate"] / rp["selection_rate"])
+        if rp["selection_rate"] > 0
+        else None,
+        "statistical_parity_difference": _num(ru["selection_rate"] - rp["selection_rate"]),
+    }
+    if has_label:
+        tpr_d = ru["tpr"] - rp["tpr"]
+        fpr_d = ru["fpr"] - rp["fpr"]
+        out.update(
+            equal_opportunity_difference=_num(tpr_d),
+            average_odds_difference=_num(0.5 * (fpr_d + tpr_d)),
+            average_abs_odds_difference=_num(0.5 * (abs(fpr_d) + abs(tpr_d))),
+            error_rate_difference=_num((1 - ru["accuracy"]) - (1 - rp["accuracy"])),
+        )
+    return out
+
+
+def _clarify(cells: np.ndarray, i: int) -> dict[str, Any] | None:
+    """SageMaker Clarify post-training metrics of group i vs the rest (if available)."""
+    try:
+        from probes.clarify import post_training_metrics
+    except ImportError:  # pragma: no cover - module is part of the package
+        return None
+    rest = cells.sum(axis=0) - cells[i]
+    return post_training_metrics(facet=cells[i], rest=rest)
+
+
+def entry_from_counts(
+    counts: GroupCounts,
+    *,
+    config: DemographicConfig,
+    min_group_size: int,
+    privileged: dict[str, Any] | None = None,
+    boot: np.ndarray | None = None,
+) -> ProbeEntry:
+    """Every group metric, CI and test for one attribute (or intersection)."""
+    keys, cells = counts.flat()
+    present = cells.sum(axis=1) > 0
+    keys = [k for k, p in zip(keys, present) if p]
+    cells = cells[present]
+    r = rates(cells)
+    n, selected, sel = r["n"], r["selected"], r["selection_rate"]
+    eligible = n >= min_group_size
+    pool = np.where(eligible if eligible.any() else n > 0, sel, -np.inf)
+    ref = int(np.argmax(pool))
+    ref_rate = sel[ref]
+    lo, hi = proportion_ci(selected, n, confidence=config.confidence, method=config.ci_method)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        impact = sel / ref_rate if ref_rate > 0 else np.full_like(sel, np.nan)
+    ilo, ihi = ratio_ci(selected, n, selected[ref], n[ref], confidence=config.confidence)
+    pvals: list[float | None] = [
+        None if i == ref else two_proportion_pvalue(
+            int(selected[i]), int(n[i]), int(selected[ref]), int(n[ref])
+        )
+        for i in range(len(keys))
+    ]
+    adjusted = holm(pvals)
+    label_ci = {
+        m: proportion_ci(num, den, confidence=config.confidence, method=config.ci_method)
+        for m, num, den in (
+            ("tpr", cells[:, TP], cells[:, TP] + cells[:, FN]),
+            ("fpr", cells[:, FP], cells[:, FP] + cells[:, TN]),
+        )
+    }
+    boot_sel = boot_imp = None
+    if boot is not None:
+        bn = boot.sum(axis=-1).astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bsel = (boot[..., FP] + boot[..., TP]) / bn
+            bimp = bsel / bsel[:, [ref]]
+        alpha = (1 - config.confidence) / 2
+        boot_sel = np.nanquantile(bsel, [alpha, 1 - alpha], axis=0)
+        boot_imp = np.nanquantile(bimp, [alpha, 1 - alpha], axis=0)
+    total = float(n.sum())
+    groups: list[dict[str, Any]] = []
+    for i, key in enumerate(keys):
+        g: dict[str, Any] = {
+            "group": "&".join(key),
+            "levels": dict(zip(counts.attributes, key)),
+            "n": int(n[i]),
+            "share": _num(n[i] / total),
+            "selected": int(selected[i]),
+            "selection_rate": _num(sel[i]),
+            "selection_rate_ci": _ci(lo[i], hi[i]),
+            "impact_ratio": _num(impact[i]),
+            "impact_ratio_ci": None if i == ref else _ci(ilo[i], ihi[i]),
+            "p_value": pvals[i],
+            "p_value_adjusted": adjusted[i],
+            "insufficient_data": bool(not eligible[i]),
+        }
+        if counts.has_label:
+            for m in ("tpr", "fpr", "fnr", "tnr", "precision", "npv", "accuracy", "base_rate"):
+                g[m] = _num(r[m][i])
+            g["tpr_ci"] = _ci(label_ci["tpr"][0][i], label_ci["tpr"][1][i])
+            g["fpr_ci"] = _ci(label_ci["fpr"][0][i], label_ci["fpr"][1][i])
+            if len(keys) > 1:
+                g["clarify"] = _clarify(cells, i)
+        else:
+            for m in ("tpr", "fpr", "fnr", "precision", "accuracy"):
+                g[m] = None
+        if boot_sel is not None and boot_imp is not None:
+            g["selection_rate_ci_bootstrap"] = _ci(boot_sel[0, i], boot_sel[1, i])
+            g["impact_ratio_ci_bootstrap"] = None if i == ref else _ci(
+                boot_imp[0, i], boot_imp[1, i]
+            )
+        groups.append(g)
+    dpd, dpr = _spread(sel)
+    summary: dict[str, Any] = {
+        "demographic_parity_difference": dpd,
+        "demographic_parity_ratio": dpr,
+        "equalized_odds_difference": None,
+        "equalized_odds_ratio": None,
+        "equal_opportunity_difference": None,
+        "equal_opportunity_ratio": None,
+    }
+    if counts.has_label:
+        tpr_d, tpr_r = _spread(r["tpr"])
+        fpr_d, fpr_r = _spread(r["fpr"])
+        acc_d, acc_r = _spread(r["accuracy"])
+        summary.update(
+            equal_opportunity_difference=tpr_d,
+            equal_opportunity_ratio=tpr_r,
+            equalized_odds_difference=None if tpr_d is None or fpr_d is None else max(tpr_d, fpr_d),
+            equalized_odds_ratio=None if tpr_r is None or fpr_r is None else min(tpr_r, fpr_r),
+            true_positive_rate_difference=tpr_d,
+            false_positive_rate_difference=fpr_d,
+            accuracy_difference=acc_d,
+            accuracy_ratio=acc_r,
+        )
+        try:
+            from probes.clarify import generalized_entropy_index
+
+            summary["generalized_entropy_index"] = generalized_entropy_index(cells, alpha=2)
+        except ImportError:  # pragma: no cover
+            pass
+    if boot is not None:
+        bn = boot.sum(axis=-1).astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bsel = (boot[..., FP] + boot[..., TP]) / bn
+        diffs = np.nanmax(bsel, axis=1) - np.nanmin(bsel, axis=1)
+        alpha = (1 - config.confidence) / 2
+        summary["demographic_parity_difference_ci_bootstrap"] = _ci(
+            *np.quantile(diffs, [alpha, 1 - alpha])
+        )
+        summary["bootstrap_replicates"] = int(boot.shape[0])
+    if privileged and len(counts.attributes) == 1 and counts.attributes[0] in privileged:
+        attr = counts.attributes[0]
+        summary["privileged"] = _privileged_metrics(
+            keys, cells, attr, str(privileged[attr]), counts.has_label
+        )
+    return ProbeEntry(
+        kind="demographic",
+        attribute="&".join(counts.attributes),
+        attributes=list(counts.attributes),
+        reference_group="&".join(keys[ref]),
+        groups=groups,
+        summary=summary,
+        excluded_groups=[
+            {"group": g["group"], "n": g["n"], "share": g["share"]}
+            for g in groups
+            if g["insufficient_data"]
+        ],
+        min_group_size=min_group_size,
+    )
+
+
+def entries_from_counts(
+    full: GroupCounts,
+    *,
+    config: DemographicConfig,
+    min_group_size: int,
+    privileged: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> list[ProbeEntry]:
+    """Entries for each attribute (and intersection) from the full-intersection counts."""
+    boot_full = (
+        bootstrap_counts(full.cells, replicates=config.bootstrap, seed=seed)
+        if config.bootstrap
+        else None
+    )
+    entries = []
+    for attrs in attribute_sets(list(full.attributes), config.intersectional):
+        sub = full.marginal(attrs)
+        boot = None
+        if boot_full is not None:
+            drop = tuple(
+                1 + i for i, a in enumerate(full.attributes) if a not in attrs
+            )
+            b = boot_full.sum(axis=drop) if drop else boot_full
+            keep = [full.attributes.index(a) for a in attrs]
+            order = sorted(keep)
+            b = np.transpose(b, [0] + [1 + order.index(i) for i in keep] + [len(keep) + 1])
+            b = b.reshape(b.shape[0], -1, 4)
+            present = sub.cells.reshape(-1, 4).sum(axis=1) > 0
+            boot = b[:, present, :]
+        entries.append(
+            entry_from_counts(
+                sub, config=config, min_group_size=min_group_size, privileged=privileged, boot=boot
+            )
+        )
+    return entries
+
+
+@register_probe("demographic", kind="group", tags=("decisions", "counts"))
+class DemographicProbe(Probe):
+    """Selection rate, impact ratio, error rates and calibration by group.
+
+    One vectorised pass counts confusion cells for every intersection group;
+    every metric, CI and test is derived from those counts, so shards merge
+    by summing counts. References: fairlearn MetricFrame; aif360
+    ClassificationMetric; EEOC Uniform Guidelines (four-fifths rule).
+    """
+
+    config_model = DemographicConfig
+
+    def run(self, *, data: ProbeInput, model: Any = None, config: DemographicConfig) -> ProbeResult:
+        if data.y_pred is None:
+            raise ProbeError("dataset.prediction: the demographic probe needs predicted labels")
+        attrs = list(config.attributes or data.protected)
+        for a in attrs:
+            if a not in data.frame.columns:
+                raise ProbeError(
+                    f"probes[demographic].attributes: column {a!r} is not a protected column "
+                    f"(dataset.protected: {', '.join(data.protected)})"
+                )
+        min_size = config.min_group_size or data.min_group_size
+        full = count_groups(data.frame, attrs, y_pred=data.y_pred, y_true=data.y_true)
+        entries = entries_from_counts(
+            full,
+            config=config,
+            min_group_size=min_size,
+            privileged=data.privileged,
+            seed=data.seed,
+        )
+        if data.score is not None:
+            entries = [
+                score_metrics(e, frame=data.frame, score=data.score, y_true=data.y_true)
+                for e in entries
+            ]
+        return ProbeResult(entries=entries, extra={"counts": full.to_dict()})

@@ -1,0 +1,86 @@
+"""Score-based group metrics: AUC, calibration error, LL144 scoring rate, distances."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+from probes.base import ProbeEntry
+
+
+def _num(x: float | None) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) or math.isinf(x) else x
+
+
+def auc(score: np.ndarray, y: np.ndarray) -> float | None:
+    """ROC AUC via the Mann-Whitney U statistic (ties count one half); None if one class."""
+    pos = int(y.sum())
+    neg = int(y.size - pos)
+    if pos == 0 or neg == 0:
+        return None
+    ranks = _st.rankdata(score)
+    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def calibration_error(score: np.ndarray, y: np.ndarray, bins: int = 10) -> float | None:
+    """Expected calibration error with equal-width bins over [0, 1]."""
+    if score.size == 0 or score.min() < 0 or score.max() > 1:
+        return None
+    idx = np.minimum((score * bins).astype(int), bins - 1)
+    n = np.bincount(idx, minlength=bins)
+    s = np.bincount(idx, weights=score, minlength=bins)
+    k = np.bincount(idx, weights=y.astype(float), minlength=bins)
+    nz = n > 0
+    return float(np.abs(s[nz] - k[nz]).sum() / score.size)
+
+
+def score_metrics(
+    entry: ProbeEntry, *, frame: pd.DataFrame, score: np.ndarray, y_true: np.ndarray | None
+) -> ProbeEntry:
+    """Add per-group AUC, calibration error and scoring rate, plus score distances."""
+    attrs: list[str] = list(entry.model_extra.get("attributes", [entry.attribute]))  # type: ignore[union-attr]
+    by_group = frame.groupby(attrs, observed=True, sort=False).indices
+    median = float(np.median(score))
+    above = score > median
+    extra: dict[str, dict[str, Any]] = {}
+    samples: list[np.ndarray] = []
+    for key, rows in by_group.items():
+        key_t = key if isinstance(key, tuple) else (key,)
+        name = "&".join(str(k) for k in key_t)
+        s = score[rows]
+        samples.append(s)
+        m: dict[str, Any] = {
+            "mean_score": _num(s.mean()) if s.size else None,
+            "scoring_rate": _num(above[rows].mean()) if s.size else None,
+        }
+        if y_true is not None:
+            y = y_true[rows]
+            m["auc"] = _num(auc(s, y))
+            m["calibration_error"] = _num(calibration_error(s, y))
+        extra[name] = m
+    best = max((m["scoring_rate"] or 0.0) for m in extra.values()) if extra else 0.0
+    groups = []
+    for g in entry.groups:
+        m = dict(extra.get(g["group"], {}))
+        sr = m.get("scoring_rate")
+        m["scoring_impact_ratio"] = _num(sr / best) if sr is not None and best > 0 else None
+        groups.append({**g, **m})
+    ks = [
+        _st.ks_2samp(a, b).statistic
+        for i, a in enumerate(samples)
+        for b in samples[i + 1 :]
+        if a.size and b.size
+    ]
+    summary = {
+        **entry.summary,
+        "median_score": median,
+        "score_ks_max": _num(max(ks)) if ks else None,
+    }
+    return entry.model_copy(update={"groups": groups, "summary": summary})

@@ -1,0 +1,109 @@
+"""Interval estimates and tests computed from counts (vectorised over groups)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from scipy import stats as _st
+
+CIMethod = Literal["wilson", "exact"]
+
+
+def _z(confidence: float) -> float:
+    return float(_st.norm.ppf(0.5 + confidence / 2.0))
+
+
+def proportion_ci(
+    k: np.ndarray, n: np.ndarray, *, confidence: float = 0.95, method: CIMethod = "wilson"
+) -> tuple[np.ndarray, np.ndarray]:
+    """CI for k/n: Wilson score (default) or Clopper-Pearson exact; NaN where n == 0."""
+    k = np.asarray(k, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if method == "exact":
+            a = 1.0 - confidence
+            lo = np.where(k > 0, _st.beta.ppf(a / 2, k, n - k + 1), 0.0)
+            hi = np.where(k < n, _st.beta.ppf(1 - a / 2, k + 1, n - k), 1.0)
+        else:
+            z = _z(confidence)
+            p = k / n
+            denom = 1 + z * z / n
+            centre = (p + z * z / (2 * n)) / denom
+            half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+            lo, hi = np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    bad = n <= 0
+    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
+
+
+def ratio_ci(
+    k1: np.ndarray, n1: np.ndarray, k2: float, n2: float, *, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Katz log CI for the risk ratio (k1/n1)/(k2/n2); 0.5 added to zero cells."""
+    k1 = np.asarray(k1, dtype=float)
+    n1 = np.asarray(n1, dtype=float)
+    z = _z(confidence)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zero = (k1 == 0) | (k2 == 0)
+        a = np.where(zero, k1 + 0.5, k1)
+        na = np.where(zero, n1 + 1.0, n1)
+        b = np.where(zero, k2 + 0.5, k2)
+        nb = np.where(zero, n2 + 1.0, n2)
+        log_r = np.log((a / na) / (b / nb))
+        se = np.sqrt(np.maximum(1 / a - 1 / na + 1 / b - 1 / nb, 0.0))
+        lo, hi = np.exp(log_r - z * se), np.exp(log_r + z * se)
+    bad = (n1 <= 0) | (n2 <= 0) | (k2 <= 0)
+    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
+
+
+def two_proportion_pvalue(k1: int, n1: int, k2: int, n2: int) -> float | None:
+    """Two-sided p-value for k1/n1 vs k2/n2.
+
+    Fisher's exact test when any expected cell count is below 5, otherwise
+    Pearson's chi-square test without continuity correction (the two-sample z
+    test). None when either group is empty.
+    """
+    if n1 <= 0 or n2 <= 0:
+        return None
+    table = np.array([[k1, n1 - k1], [k2, n2 - k2]], dtype=float)
+    if table[:, 0].sum() == 0 or table[:, 1].sum() == 0:
+        return 1.0
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+    if expected.min() < 5:
+        return float(_st.fisher_exact(table.astype(int))[1])
+    chi2 = float(((table - expected) ** 2 / expected).sum())
+    return float(_st.chi2.sf(chi2, 1))
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values (None entries are kept and not counted)."""
+    idx = [i for i, p in enumerate(p_values) if p is not None]
+    m = len(idx)
+    out: list[float | None] = list(p_values)
+    order = sorted(idx, key=lambda i: p_values[i])  # type: ignore[arg-type,return-value]
+    running = 0.0
+    for rank, i in enumerate(order):
+        p = p_values[i]
+        assert p is not None
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
+
+
+def bootstrap_counts(
+    cells: np.ndarray, *, replicates: int, seed: int
+) -> np.ndarray:
+    """Row bootstrap done on counts.
+
+    Resampling N rows with replacement gives cell counts distributed as
+    Multinomial(N, cells / N) over all (group x confusion-cell) cells, so drawing
+    that multinomial is exactly the row bootstrap, at a cost independent of N.
+    Returns an array of shape ``(replicates, *cells.shape)``.
+    """
+    flat = np.asarray(cells, dtype=np.int64).ravel()
+    total = int(flat.sum())
+    rng = np.random.default_rng(seed)
+    if total == 0:
+        return np.zeros((replicates, *cells.shape), dtype=np.int64)
+    draws = rng.multinomial(total, flat / total, size=replicates)
+    return draws.reshape((replicates, *cells.shape))
