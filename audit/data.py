@@ -83,7 +83,9 @@ class LoadedDataset:
 
 def resolve_path(spec: DatasetSpec, base_dir: Path) -> Path:
     if not spec.path:
-        raise AuditInputError("dataset.path: required (or dataset.id via the API)", field="dataset.path")
+        raise AuditInputError(
+            "dataset.path: required (or dataset.id via the API)", field="dataset.path"
+        )
     path = Path(spec.path)
     if not path.is_absolute():
         path = base_dir / path
@@ -180,7 +182,9 @@ def prepare(
         if nan.any():
             raise AuditInputError(
                 MSG_NAN_PREDICTIONS.format(
-                    column=spec.prediction, count=int(nan.sum()), row=int(np.argmax(nan)) + row_offset
+                    column=spec.prediction,
+                    count=int(nan.sum()),
+                    row=int(np.argmax(nan)) + row_offset,
                 ),
                 field="dataset.prediction",
             )
@@ -227,7 +231,11 @@ def check_groups(frame: pd.DataFrame, spec: DatasetSpec, y_true: np.ndarray | No
 
 
 def load_dataset(
-    spec: DatasetSpec, base_dir: Path, *, need_prediction: bool, extra_columns: list[str] | None = None
+    spec: DatasetSpec,
+    base_dir: Path,
+    *,
+    need_prediction: bool,
+    extra_columns: list[str] | None = None,
 ) -> LoadedDataset:
     """Load, validate and type the whole dataset in memory."""
     path = resolve_path(spec, base_dir)

@@ -69,9 +69,9 @@ def _uses_dataset(spec: AuditSpec, configs: list[Any]) -> bool:
     return not all(getattr(c, "text_column", "x") is None for c in configs)
 
 
-def _chunked_entries(spec: AuditSpec, path: Path, configs: list[Any], min_size: int) -> tuple[
-    list[ProbeEntry], int, dict[str, int]
-]:
+def _chunked_entries(
+    spec: AuditSpec, path: Path, configs: list[Any], min_size: int
+) -> tuple[list[ProbeEntry], int, dict[str, int]]:
     """Count-only audit of a file too large for memory: counts add across chunks."""
     from probes.counts import count_groups
     from probes.demographic import entries_from_counts
@@ -124,7 +124,12 @@ def compute_results(
     started = _now()
     spec, spec_dir = parse_spec(spec_source)
     base = base_dir or spec_dir
-    configs = validate_probe_configs(spec)
+    configs = [
+        c.model_copy(update={"strata": spec.dataset.strata})
+        if spec.dataset.strata and getattr(c, "strata", "unset") is None
+        else c
+        for c in validate_probe_configs(spec)
+    ]
     min_size = spec.policy.min_group_size
     kinds = [c.kind for c in configs]
     model = _load_model(spec, base)
@@ -158,7 +163,11 @@ def compute_results(
                 spec.dataset, base, need_prediction=spec.model.kind == "predictions"
             )
             frame, y_true, y_pred, score, unknown = (
-                ds.frame, ds.y_true, ds.y_pred, ds.score, ds.unknown_counts
+                ds.frame,
+                ds.y_true,
+                ds.y_pred,
+                ds.score,
+                ds.unknown_counts,
             )
             dataset_info = {"sha256": ds.sha256, "rows": int(len(frame)), "path": ds.path.name}
             if spec.model.kind == "sklearn" and model is not None:
@@ -175,6 +184,7 @@ def compute_results(
             score=score,
             favorable_label=spec.dataset.favorable_label,
             privileged={k: str(v) for k, v in spec.dataset.privileged.items()},
+            strata=spec.dataset.strata,
             seed=spec.seed,
             min_group_size=min_size,
             progress=None,
@@ -186,10 +196,14 @@ def compute_results(
             cls = get_probe(cfg.kind)
             sub_progress = None
             if progress is not None:
+
                 def sub_progress(f: float, i: int = i) -> None:
                     progress((i + min(max(f, 0.0), 1.0)) / len(configs))
-            probe_input = pinput if sub_progress is None else ProbeInput(
-                **{**pinput.__dict__, "progress": sub_progress}
+
+            probe_input = (
+                pinput
+                if sub_progress is None
+                else ProbeInput(**{**pinput.__dict__, "progress": sub_progress})
             )
             try:
                 result = cls().run(data=probe_input, model=model, config=cfg)
@@ -284,20 +298,26 @@ def run_audit(
     >>> results["verdict"]                                # doctest: +SKIP
     'fail'
     """
-    audit_id = str(uuid.uuid4())
+    parsed, base = parse_spec(spec)
+    source = parsed.model_dump(mode="json")
     recorder = None
+    audit_id = str(uuid.uuid4())
     if store:
         from audit.embedded import EmbeddedRecorder
 
-        recorder = EmbeddedRecorder.start(spec, audit_id=audit_id, project=project)
+        recorder = EmbeddedRecorder.start(parsed, project=project)
+        audit_id = recorder.audit_id
+    written: dict[str, Path] = {}
     try:
-        results = compute_results(spec, audit_id=audit_id, progress=progress)
+        results = compute_results(source, audit_id=audit_id, progress=progress, base_dir=base)
         if out_dir is not None:
-            write_outputs(results, Path(out_dir))
+            written = write_outputs(results, Path(out_dir))
+        if recorder is not None:
+            recorder.succeed(results)
     except BaseException as exc:
+        for path in written.values():  # never leave a result that looks like success
+            path.unlink(missing_ok=True)
         if recorder is not None:
             recorder.fail(exc)
         raise
-    if recorder is not None:
-        recorder.succeed(results)
     return results

@@ -26,7 +26,9 @@ class AuditCancelled(RuntimeError):
 
 # Message templates asserted on by tests.
 MSG_FILE_NOT_FOUND = "dataset.path: file not found: {path}"
-MSG_MISSING_COLUMN = "dataset.{field}: column {column!r} not found in {file}; columns are: {columns}"
+MSG_MISSING_COLUMN = (
+    "dataset.{field}: column {column!r} not found in {file}; columns are: {columns}"
+)
 MSG_ONE_GROUP = (
     "dataset.protected: column {column!r} has only one group ({group!r}); "
     "a fairness audit needs at least two"

@@ -9,8 +9,17 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = (
-    "biasaudit", "numpy", "pandas", "scipy", "scikit-learn", "fairlearn", "aif360",
-    "torch", "transformers", "pydantic", "skops",
+    "biasaudit",
+    "numpy",
+    "pandas",
+    "scipy",
+    "scikit-learn",
+    "fairlearn",
+    "aif360",
+    "torch",
+    "transformers",
+    "pydantic",
+    "skops",
 )
 
 METRIC_DEFINITIONS = {

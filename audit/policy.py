@@ -65,9 +65,18 @@ def findings_for(
     alpha, req = spec.policy.alpha, spec.policy.require_significance
     out: list[Finding] = []
 
-    def add(entry: ProbeEntry, g: dict[str, Any], metric: str, value: Any, threshold: float,
-            direction: str, insufficient: bool, *, ci_key: str | None = None,
-            significance: bool = False) -> None:
+    def add(
+        entry: ProbeEntry,
+        g: dict[str, Any],
+        metric: str,
+        value: Any,
+        threshold: float,
+        direction: str,
+        insufficient: bool,
+        *,
+        ci_key: str | None = None,
+        significance: bool = False,
+    ) -> None:
         p = g.get("p_value_adjusted", g.get("p_value"))
         out.append(
             Finding(
@@ -78,8 +87,13 @@ def findings_for(
                 value=value,
                 threshold=threshold,
                 status=_status(  # type: ignore[arg-type]
-                    value, threshold, direction=direction, insufficient=insufficient,
-                    p_value=p, alpha=alpha, require_significance=req or significance,
+                    value,
+                    threshold,
+                    direction=direction,
+                    insufficient=insufficient,
+                    p_value=p,
+                    alpha=alpha,
+                    require_significance=req or significance,
                 ),
                 p_value=p,
                 ci=tuple(g[ci_key]) if ci_key and g.get(ci_key) else None,
@@ -91,11 +105,26 @@ def findings_for(
         if e.kind == "demographic":
             for g in e.groups:
                 small = bool(g.get("insufficient_data"))
-                add(e, g, "impact_ratio", g.get("impact_ratio"), t["min_impact_ratio"], "min",
-                    small, ci_key="impact_ratio_ci")
+                add(
+                    e,
+                    g,
+                    "impact_ratio",
+                    g.get("impact_ratio"),
+                    t["min_impact_ratio"],
+                    "min",
+                    small,
+                    ci_key="impact_ratio_ci",
+                )
                 if spec.domain == "hiring" and g.get("scoring_impact_ratio") is not None:
-                    add(e, g, "scoring_impact_ratio", g["scoring_impact_ratio"],
-                        t["min_impact_ratio"], "min", small)
+                    add(
+                        e,
+                        g,
+                        "scoring_impact_ratio",
+                        g["scoring_impact_ratio"],
+                        t["min_impact_ratio"],
+                        "min",
+                        small,
+                    )
         elif e.kind in ("counterfactual-text", "counterfactual-tabular"):
             ref = e.model_extra.get("reference_group") if e.model_extra else None
             for g in e.groups:
@@ -104,21 +133,53 @@ def findings_for(
                 small = int(g.get("n") or 0) < 1
                 gap = g.get("score_gap")
                 if gap is not None:
-                    add(e, g, "score_gap", abs(gap), t["max_score_gap"], "max", small,
-                        ci_key="score_gap_ci")
+                    add(
+                        e,
+                        g,
+                        "score_gap",
+                        abs(gap),
+                        t["max_score_gap"],
+                        "max",
+                        small,
+                        ci_key="score_gap_ci",
+                    )
                 if g.get("flip_rate") is not None:
-                    add(e, g, "flip_rate", g["flip_rate"], t["max_flip_rate"], "max", small,
-                        ci_key="flip_rate_ci")
+                    add(
+                        e,
+                        g,
+                        "flip_rate",
+                        g["flip_rate"],
+                        t["max_flip_rate"],
+                        "max",
+                        small,
+                        ci_key="flip_rate_ci",
+                    )
         elif e.kind == "mlm-stereotype":
             for g in e.groups:
-                add(e, g, "stereotype_score", g.get("stereotype_score"),
-                    t["max_stereotype_score"], "max", int(g.get("n") or 0) < 10,
-                    ci_key="stereotype_score_ci", significance=True)
+                add(
+                    e,
+                    g,
+                    "stereotype_score",
+                    g.get("stereotype_score"),
+                    t["max_stereotype_score"],
+                    "max",
+                    int(g.get("n") or 0) < 10,
+                    ci_key="stereotype_score_ci",
+                    significance=True,
+                )
         elif e.kind == "embedding-association":
             for g in e.groups:
                 es = g.get("effect_size")
-                add(e, g, "effect_size", None if es is None else abs(es), t["max_effect_size"],
-                    "max", False, significance=True)
+                add(
+                    e,
+                    g,
+                    "effect_size",
+                    None if es is None else abs(es),
+                    t["max_effect_size"],
+                    "max",
+                    False,
+                    significance=True,
+                )
     return out
 
 

@@ -80,6 +80,7 @@ class ProbeInput:
     score: np.ndarray | None = None
     favorable_label: Any = 1
     privileged: dict[str, Any] = field(default_factory=dict)
+    strata: str | None = None
     seed: int = 0
     min_group_size: int = 30
     progress: Callable[[float], None] | None = None

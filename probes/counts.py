@@ -57,9 +57,7 @@ class GroupCounts:
     def flat(self) -> tuple[list[tuple[str, ...]], np.ndarray]:
         """Groups (tuples of levels, C order) and a ``(groups, 4)`` count matrix."""
         shape = self.cells.shape[:-1]
-        keys = [
-            tuple(self.levels[d][i] for d, i in enumerate(idx)) for idx in np.ndindex(*shape)
-        ]
+        keys = [tuple(self.levels[d][i] for d, i in enumerate(idx)) for idx in np.ndindex(*shape)]
         return keys, self.cells.reshape(-1, 4)
 
     def __add__(self, other: GroupCounts) -> GroupCounts:
@@ -67,7 +65,8 @@ class GroupCounts:
         if self.attributes != other.attributes:
             raise ValueError("cannot add counts over different attributes")
         levels = tuple(
-            tuple(sorted(set(a) | set(b), key=_level_key)) for a, b in zip(self.levels, other.levels)
+            tuple(sorted(set(a) | set(b), key=_level_key))
+            for a, b in zip(self.levels, other.levels)
         )
         out = np.zeros(tuple(len(lv) for lv in levels) + (4,), dtype=np.int64)
         for part in (self, other):
@@ -132,8 +131,10 @@ def count_groups(
             combined += codes
     assert combined is not None
     size = int(np.prod([max(len(lv), 1) for lv in levels]))
-    cell = np.asarray(y_pred, dtype=np.int64) if y_true is None else (
-        np.asarray(y_true, dtype=np.int64) * 2 + np.asarray(y_pred, dtype=np.int64)
+    cell = (
+        np.asarray(y_pred, dtype=np.int64)
+        if y_true is None
+        else (np.asarray(y_true, dtype=np.int64) * 2 + np.asarray(y_pred, dtype=np.int64))
     )
     combined *= 4
     combined += cell

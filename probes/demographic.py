@@ -25,7 +25,14 @@ from probes.base import (
 )
 from probes.counts import FN, FP, TN, TP, GroupCounts, attribute_sets, count_groups, rates
 from probes.scores import score_metrics
-from probes.stats import bootstrap_counts, holm, proportion_ci, ratio_ci, two_proportion_pvalue
+from probes.stats import (
+    bootstrap_counts,
+    holm,
+    homogeneity_pvalue,
+    proportion_ci,
+    ratio_ci,
+    two_proportion_pvalue,
+)
 
 
 class DemographicConfig(ProbeConfig):
@@ -137,9 +144,9 @@ def entry_from_counts(
         impact = sel / ref_rate if ref_rate > 0 else np.full_like(sel, np.nan)
     ilo, ihi = ratio_ci(selected, n, selected[ref], n[ref], confidence=config.confidence)
     pvals: list[float | None] = [
-        None if i == ref else two_proportion_pvalue(
-            int(selected[i]), int(n[i]), int(selected[ref]), int(n[ref])
-        )
+        None
+        if i == ref
+        else two_proportion_pvalue(int(selected[i]), int(n[i]), int(selected[ref]), int(n[ref]))
         for i in range(len(keys))
     ]
     adjusted = holm(pvals)
@@ -188,14 +195,15 @@ def entry_from_counts(
                 g[m] = None
         if boot_sel is not None and boot_imp is not None:
             g["selection_rate_ci_bootstrap"] = _ci(boot_sel[0, i], boot_sel[1, i])
-            g["impact_ratio_ci_bootstrap"] = None if i == ref else _ci(
-                boot_imp[0, i], boot_imp[1, i]
+            g["impact_ratio_ci_bootstrap"] = (
+                None if i == ref else _ci(boot_imp[0, i], boot_imp[1, i])
             )
         groups.append(g)
     dpd, dpr = _spread(sel)
     summary: dict[str, Any] = {
         "demographic_parity_difference": dpd,
         "demographic_parity_ratio": dpr,
+        "selection_rate_homogeneity_p_value": homogeneity_pvalue(selected, n),
         "equalized_odds_difference": None,
         "equalized_odds_ratio": None,
         "equal_opportunity_difference": None,
@@ -271,9 +279,7 @@ def entries_from_counts(
         sub = full.marginal(attrs)
         boot = None
         if boot_full is not None:
-            drop = tuple(
-                1 + i for i, a in enumerate(full.attributes) if a not in attrs
-            )
+            drop = tuple(1 + i for i, a in enumerate(full.attributes) if a not in attrs)
             b = boot_full.sum(axis=drop) if drop else boot_full
             keep = [full.attributes.index(a) for a in attrs]
             order = sorted(keep)
@@ -287,6 +293,30 @@ def entries_from_counts(
             )
         )
     return entries
+
+
+def _with_cddpl(entry: ProbeEntry, data: ProbeInput) -> ProbeEntry:
+    """Add Clarify's CDDPL (predicted labels, conditioned on ``data.strata``) per group."""
+    from probes.clarify import cddpl
+
+    attrs = list(entry.model_extra.get("attributes", [entry.attribute]))  # type: ignore[union-attr]
+    if data.strata is None or data.strata in attrs or data.y_pred is None:
+        return entry
+    frame = data.frame[[*attrs, data.strata]].copy()
+    frame[data.strata] = frame[data.strata].astype("string").fillna("unknown").astype("category")
+    counts = count_groups(frame, [*attrs, data.strata], y_pred=data.y_pred)
+    cube = counts.cells.reshape(-1, counts.cells.shape[-2], 4)  # (groups, strata, 4)
+    keys = ["&".join(k) for k in counts.marginal(attrs).flat()[0]]
+    by_group = dict(zip(keys, cube))
+    total = cube.sum(axis=0)
+    groups = []
+    for g in entry.groups:
+        facet = by_group.get(g["group"])
+        value = (
+            None if facet is None else cddpl(facet_by_stratum=facet, rest_by_stratum=total - facet)
+        )
+        groups.append({**g, "cddpl": value})
+    return entry.model_copy(update={"groups": groups})
 
 
 @register_probe("demographic", kind="group", tags=("decisions", "counts"))
@@ -320,6 +350,8 @@ class DemographicProbe(Probe):
             privileged=data.privileged,
             seed=data.seed,
         )
+        if data.strata and data.y_true is not None:
+            entries = [_with_cddpl(e, data) for e in entries]
         if data.score is not None:
             entries = [
                 score_metrics(e, frame=data.frame, score=data.score, y_true=data.y_true)

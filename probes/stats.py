@@ -90,9 +90,7 @@ def holm(p_values: list[float | None]) -> list[float | None]:
     return out
 
 
-def bootstrap_counts(
-    cells: np.ndarray, *, replicates: int, seed: int
-) -> np.ndarray:
+def bootstrap_counts(cells: np.ndarray, *, replicates: int, seed: int) -> np.ndarray:
     """Row bootstrap done on counts.
 
     Resampling N rows with replacement gives cell counts distributed as
@@ -107,3 +105,25 @@ def bootstrap_counts(
         return np.zeros((replicates, *cells.shape), dtype=np.int64)
     draws = rng.multinomial(total, flat / total, size=replicates)
     return draws.reshape((replicates, *cells.shape))
+
+
+def homogeneity_pvalue(k: np.ndarray, n: np.ndarray) -> float | None:
+    """Omnibus test that all groups share one rate (no reference-group selection).
+
+    Pearson chi-square on the groups x (selected, not selected) table; Fisher's
+    exact test for a 2 x 2 table with an expected count below 5.
+    """
+    k = np.asarray(k, dtype=float)
+    n = np.asarray(n, dtype=float)
+    keep = n > 0
+    k, n = k[keep], n[keep]
+    if k.size < 2:
+        return None
+    if k.size == 2:
+        return two_proportion_pvalue(int(k[0]), int(n[0]), int(k[1]), int(n[1]))
+    table = np.stack([k, n - k], axis=1)
+    if table[:, 0].sum() == 0 or table[:, 1].sum() == 0:
+        return 1.0
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+    chi2 = float(((table - expected) ** 2 / expected).sum())
+    return float(_st.chi2.sf(chi2, k.size - 1))

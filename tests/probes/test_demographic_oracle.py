@@ -137,7 +137,9 @@ def test_summary_matches_fairlearn(name: str) -> None:
         assert s["demographic_parity_difference"] == pytest.approx(
             demographic_parity_difference(**kw), abs=TOL
         )
-        assert s["demographic_parity_ratio"] == pytest.approx(demographic_parity_ratio(**kw), abs=TOL)
+        assert s["demographic_parity_ratio"] == pytest.approx(
+            demographic_parity_ratio(**kw), abs=TOL
+        )
         assert s["equalized_odds_difference"] == pytest.approx(
             equalized_odds_difference(**kw), abs=TOL
         )
