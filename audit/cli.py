@@ -71,7 +71,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for s in summaries:
         print(f"{s['name']}: verdict {str(s['verdict']).upper()}")
         print(f"  report:  {s['report']}")
-        print(f"  results: {s['results']}")
+        print(f"  results: {s['results_path']}")
     return EXIT_PASS
 
 

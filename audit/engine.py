@@ -23,6 +23,7 @@ from audit.manifest import build_manifest
 from audit.policy import findings_for, resolved_thresholds, verdict
 from audit.spec import AuditSpec, parse_spec, validate_probe_configs
 from probes.base import ProbeEntry, ProbeError, ProbeInput, get_probe
+from probes.inference import InferenceCancelled
 
 SCHEMA_VERSION = 1
 COUNT_ONLY_PROBES = {"demographic"}
@@ -170,10 +171,13 @@ def compute_results(
                 ds.unknown_counts,
             )
             dataset_info = {"sha256": ds.sha256, "rows": int(len(frame)), "path": ds.path.name}
-            if spec.model.kind == "sklearn" and model is not None:
-                y_pred = np.asarray(model.predict(frame), dtype=bool)
-                if score is None:
-                    score = model.score(frame)
+            if spec.model.kind in ("sklearn", "onnx") and model is not None:
+                try:
+                    y_pred = np.asarray(model.predict(frame), dtype=bool)
+                    if score is None:
+                        score = model.score(frame)
+                except ProbeError as exc:
+                    raise AuditInputError(str(exc)) from None
         import pandas as pd
 
         pinput = ProbeInput(
@@ -209,6 +213,8 @@ def compute_results(
                 result = cls().run(data=probe_input, model=model, config=cfg)
             except ProbeError as exc:
                 raise AuditInputError(str(exc)) from None
+            except InferenceCancelled:
+                raise AuditCancelled("audit cancelled") from None
             entries.extend(result.entries)
             if progress is not None:
                 progress((i + 1) / len(configs))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from probes.models.safety import PICKLE_REFUSED
+
 
 class AuditInputError(ValueError):
     """The spec, dataset or model is invalid: the CLI exits 2, the API answers 4xx."""
@@ -41,8 +43,4 @@ MSG_NAN_PREDICTIONS = (
     "dataset.prediction: column {column!r} has {count} missing value(s) (first at row {row}); "
     "every row needs a prediction"
 )
-MSG_PICKLE_REFUSED = (
-    "model.path: {path} is a pickle/joblib file; unpickling runs arbitrary code, so it is "
-    "refused. Save the model with skops (.skops), or set model.trusted: true if you "
-    "created this file yourself"
-)
+MSG_PICKLE_REFUSED = PICKLE_REFUSED

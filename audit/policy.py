@@ -76,8 +76,9 @@ def findings_for(
         *,
         ci_key: str | None = None,
         significance: bool = False,
+        p_key: str | None = "p_value_adjusted",
     ) -> None:
-        p = g.get("p_value_adjusted", g.get("p_value"))
+        p = g.get(p_key, g.get("p_value")) if p_key else None
         out.append(
             Finding(
                 probe=entry.kind,
@@ -124,6 +125,7 @@ def findings_for(
                         t["min_impact_ratio"],
                         "min",
                         small,
+                        p_key=None,
                     )
         elif e.kind in ("counterfactual-text", "counterfactual-tabular"):
             ref = e.model_extra.get("reference_group") if e.model_extra else None

@@ -24,20 +24,36 @@ class _Strict(BaseModel):
 
 
 class DatasetSpec(_Strict):
-    path: str | None = None
+    path: str | None = Field(
+        default=None, description="CSV or Parquet file, relative to the spec file"
+    )
     id: str | None = Field(default=None, description="a dataset stored by the API (replaces path)")
-    format: Literal["csv", "parquet"] | None = None
-    label: str | None = None
-    prediction: str | None = None
-    score: str | None = None
-    protected: list[str] = Field(min_length=1)
-    favorable_label: Any = 1
+    format: Literal["csv", "parquet"] | None = Field(
+        default=None, description="file format (default: from the file extension)"
+    )
+    label: str | None = Field(
+        default=None, description="ground-truth column; enables TPR, FPR, precision, ..."
+    )
+    prediction: str | None = Field(
+        default=None, description="predicted-label column (required for model.kind: predictions)"
+    )
+    score: str | None = Field(
+        default=None, description="model score column: AUC, calibration, LL144 scoring rate"
+    )
+    protected: list[str] = Field(
+        min_length=1, description="protected-attribute columns (missing values: `unknown` group)"
+    )
+    favorable_label: Any = Field(
+        default=1, description="label value that counts as selected (1 == '1' == 1.0 == true)"
+    )
     privileged: dict[str, Any] = Field(
         default_factory=dict,
         description="privileged value per attribute, for aif360-style metrics (optional)",
     )
     strata: str | None = Field(default=None, description="column for conditional metrics (CDD)")
-    unknown_label: str = "unknown"
+    unknown_label: str = Field(
+        default="unknown", description="group name given to missing protected values"
+    )
     sha256: str | None = Field(default=None, description="expected file hash (checked if given)")
 
     @field_validator("protected")
@@ -49,38 +65,68 @@ class DatasetSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    kind: Literal["predictions", "sklearn", "huggingface", "onnx"] = "predictions"
+    kind: Literal["predictions", "sklearn", "huggingface", "onnx"] = Field(
+        default="predictions", description="where decisions come from"
+    )
     path: str | None = None
-    trusted: bool = False
-    features: list[str] | None = None
-    threshold: float = 0.5
-    task: Literal["text-classification", "fill-mask", "embedding", "causal-lm"] | None = None
-    positive_label: int | str | None = None
-    batch_size: int = Field(default=32, ge=1)
-    max_length: int = Field(default=256, ge=8)
-    device: str | None = None
+    trusted: bool = Field(
+        default=False, description="allow pickle/joblib files you created yourself (runs code)"
+    )
+    features: list[str] | None = Field(
+        default=None, description="model input columns (default: the model's feature_names_in_)"
+    )
+    threshold: float = Field(default=0.5, description="score at or above which a case is selected")
+    task: Literal["text-classification", "fill-mask", "embedding", "causal-lm"] | None = Field(
+        default=None, description="Hugging Face task of the model folder"
+    )
+    positive_label: int | str | None = Field(
+        default=None, description="class index or name whose probability is the score"
+    )
+    batch_size: int = Field(default=32, ge=1, description="inference batch size (halved on OOM)")
+    max_length: int = Field(default=256, ge=8, description="token limit per text")
+    device: str | None = Field(default=None, description="cpu, cuda, cuda:1 (default: automatic)")
 
 
 class PolicySpec(_Strict):
-    min_impact_ratio: float | None = Field(default=None, gt=0, le=1)
-    max_score_gap: float | None = Field(default=None, ge=0)
-    max_flip_rate: float | None = Field(default=None, ge=0, le=1)
-    max_stereotype_score: float | None = Field(default=None, ge=0.5, le=1)
-    max_effect_size: float | None = Field(default=None, ge=0)
-    min_group_size: int = Field(default=30, ge=1)
-    alpha: float = Field(default=0.05, gt=0, lt=1)
-    require_significance: bool = False
+    min_impact_ratio: float | None = Field(
+        default=None, gt=0, le=1, description="lowest impact ratio tolerated (default 0.8)"
+    )
+    max_score_gap: float | None = Field(
+        default=None, ge=0, description="largest |mean score change| tolerated (default 0.02)"
+    )
+    max_flip_rate: float | None = Field(
+        default=None, ge=0, le=1, description="largest share of flipped decisions (default 0.01)"
+    )
+    max_stereotype_score: float | None = Field(
+        default=None, ge=0.5, le=1, description="mlm-stereotype score tolerated (default 0.6)"
+    )
+    max_effect_size: float | None = Field(
+        default=None, ge=0, description="largest |SEAT/WEAT effect size| tolerated (default 0.5)"
+    )
+    min_group_size: int = Field(
+        default=30, ge=1, description="smaller groups get status insufficient_data"
+    )
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="significance level")
+    require_significance: bool = Field(
+        default=False,
+        description="fail only breaches that are also significant (p_value_adjusted < alpha)",
+    )
 
 
 class AuditSpec(_Strict):
-    name: str = Field(min_length=1, max_length=200)
-    domain: Domain = "general"
-    description: str | None = None
-    dataset: DatasetSpec
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    probes: list[dict[str, Any]] = Field(default_factory=lambda: [{"kind": "demographic"}])
-    policy: PolicySpec = Field(default_factory=PolicySpec)
-    seed: int = 0
+    name: str = Field(min_length=1, max_length=200, description="audit name")
+    domain: Domain = Field(default="general", description="picks the default policy")
+    description: str | None = Field(default=None, description="free text for the report")
+    dataset: DatasetSpec = Field(description="the audited data (see below)")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="the model (see below)")
+    probes: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"kind": "demographic"}],
+        description="probes to run, each with a kind (see below)",
+    )
+    policy: PolicySpec = Field(
+        default_factory=PolicySpec, description="thresholds (default: the domain's policy)"
+    )
+    seed: int = Field(default=0, description="seed of every random step (bootstrap, sampling)")
 
     def sha256(self) -> str:
         return hashlib.sha256(

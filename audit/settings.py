@@ -1,0 +1,195 @@
+"""Service configuration: one ``Settings`` object read from ``BIASAUDIT_*`` variables.
+
+The defaults give the embedded mode (SQLite file under ``artifact_dir``, no
+broker: audits run in-process), so ``biasaudit run`` works with no setup.
+Production deployments set at least ``BIASAUDIT_DATABASE_URL``,
+``BIASAUDIT_BROKER_URL`` and ``BIASAUDIT_SECRET_KEY``; the default secret is
+refused outside ``development``.
+
+``get_settings()`` is cached; tests that change the environment call
+``get_settings.cache_clear()`` afterwards (the ``settings_env`` fixture in
+``tests/conftest.py`` does this).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "change-me"
+DEFAULT_ARTIFACT_DIR = "~/.local/share/biasaudit"
+
+# Asserted on by tests.
+MSG_DEFAULT_SECRET = (
+    "BIASAUDIT_SECRET_KEY: the {what} secret key is refused when "
+    "BIASAUDIT_ENVIRONMENT={environment}; set BIASAUDIT_SECRET_KEY to a random string "
+    '(e.g. python -c "import secrets; print(secrets.token_urlsafe(32))"), '
+    "or use BIASAUDIT_ENVIRONMENT=development for local work"
+)
+
+
+class Settings(BaseSettings):
+    """Everything configurable about the service; each field is ``BIASAUDIT_<FIELD>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BIASAUDIT_", extra="ignore", validate_default=True, frozen=True
+    )
+
+    environment: Literal["development", "production", "test"] = Field(
+        default="development",
+        description="deployment kind; anything but development refuses the default secret",
+    )
+    artifact_dir: Path = Field(
+        default=Path(DEFAULT_ARTIFACT_DIR),
+        description="where reports, results and the default SQLite database are written",
+    )
+    data_dir: Path | None = Field(
+        default=None,
+        description="where uploaded datasets and models are stored (default: artifact_dir/data)",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL: sqlite:///PATH or postgresql://USER@HOST/DB "
+            "(default: SQLite file artifact_dir/biasaudit.db)"
+        ),
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker, e.g. redis://localhost:6379/0; unset = embedded mode",
+    )
+    result_backend_url: str | None = Field(
+        default=None,
+        description="Celery result backend (optional; audit state lives in the database)",
+    )
+    secret_key: SecretStr = Field(
+        default=SecretStr(DEFAULT_SECRET_KEY),
+        description="server secret (signing); must be set outside development",
+    )
+    allow_hub_models: bool = Field(
+        default=False,
+        description="allow model paths that name a Hugging Face Hub repo (network access)",
+    )
+    max_upload_bytes: int = Field(
+        default=500 * 1024 * 1024, ge=1, description="largest dataset upload accepted, in bytes"
+    )
+    max_upload_rows: int = Field(
+        default=10_000_000, ge=1, description="most rows accepted in an uploaded dataset"
+    )
+    max_decompressed_bytes: int = Field(
+        default=2 * 1024 * 1024 * 1024,
+        ge=1,
+        description=(
+            "largest decompressed size accepted for a compressed upload (.csv.gz, .zip, "
+            "Parquet), in bytes: a larger one is refused as a decompression bomb"
+        ),
+    )
+    min_group_size: int = Field(
+        default=30,
+        ge=1,
+        description="groups smaller than this are reported as insufficient_data by default",
+    )
+    chunk_rows: int = Field(
+        default=200_000, ge=1, description="rows per chunk when datasets are read in chunks"
+    )
+    lease_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="how long a worker's claim on an audit lasts without a progress heartbeat",
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, description="how many times an audit is tried before it is failed"
+    )
+    # ---- workers (Celery); see docs/service.md for why each value
+    task_soft_time_limit: int = Field(
+        default=3600, ge=1, description="seconds before a running audit is asked to stop (failed)"
+    )
+    task_time_limit: int = Field(
+        default=3900, ge=1, description="seconds before a running audit's process is killed"
+    )
+    visibility_timeout: int = Field(
+        default=7200,
+        ge=1,
+        description=(
+            "seconds before Redis redelivers an unacknowledged task; must exceed "
+            "task_time_limit (the longest audit)"
+        ),
+    )
+    worker_max_tasks_per_child: int = Field(
+        default=200, ge=1, description="a worker process is replaced after this many tasks"
+    )
+    reconcile_interval: float = Field(
+        default=15.0, gt=0, description="seconds between reconciler runs (biasaudit beat)"
+    )
+    schedule_interval: float = Field(
+        default=30.0, gt=0, description="seconds between checks for due scheduled audits"
+    )
+    requeue_after: float = Field(
+        default=60.0,
+        gt=0,
+        description="an audit still queued after this many seconds is published again",
+    )
+    shard_threshold_rows: int = Field(
+        default=2_000_000, ge=1, description="count-only audits above this many rows are sharded"
+    )
+    shard_threshold_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1,
+        description="count-only audits of files above this size are sharded",
+    )
+    shard_rows: int = Field(default=1_000_000, ge=1, description="rows per shard")
+    max_shards: int = Field(default=64, ge=1, description="most shards one audit is split into")
+
+    @field_validator("artifact_dir", "data_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @field_validator("database_url", "broker_url", "result_backend_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _defaults_and_secret(self) -> Settings:
+        # frozen model: fill derived defaults through object.__setattr__.
+        if self.data_dir is None:
+            object.__setattr__(self, "data_dir", self.artifact_dir / "data")
+        if self.database_url is None:
+            db_path = (self.artifact_dir / "biasaudit.db").resolve()
+            object.__setattr__(self, "database_url", f"sqlite:///{db_path}")
+        secret = self.secret_key.get_secret_value().strip()
+        if self.environment != "development" and secret in ("", DEFAULT_SECRET_KEY):
+            what = "empty" if not secret else "default"
+            raise ValueError(MSG_DEFAULT_SECRET.format(what=what, environment=self.environment))
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: audits run in the calling process."""
+        return self.broker_url is None
+
+    @property
+    def db_url(self) -> str:
+        """``database_url`` with its default filled in (never None after validation)."""
+        assert self.database_url is not None
+        return self.database_url
+
+    @property
+    def data_path(self) -> Path:
+        """``data_dir`` with its default filled in (never None after validation)."""
+        assert self.data_dir is not None
+        return self.data_dir
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment.
+
+    Call ``get_settings.cache_clear()`` after changing ``BIASAUDIT_*`` variables.
+    """
+    return Settings()

@@ -1,0 +1,70 @@
+"""Generate docs/spec.md from the pydantic models (the spec validates against them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from audit.spec import AuditSpec, DatasetSpec, ModelSpec, PolicySpec
+
+HEADER = """# Audit spec reference
+
+Generated from the pydantic models by `python -m audit.specdoc > docs/spec.md`
+(a test checks that this file is current). A spec is YAML or JSON; unknown keys
+are errors, and every error names its field path (e.g. `probes[0].attributes`).
+Relative paths are resolved against the spec file's folder.
+"""
+
+
+def _type(annotation: Any) -> str:
+    text = str(annotation).replace("typing.", "")
+    for noise in ("<class '", "'>"):
+        text = text.replace(noise, "")
+    return text.replace("|", "\\|")
+
+
+def _default(field: Any) -> str:
+    if field.default is not PydanticUndefined:
+        return f"`{field.default!r}`"
+    if field.default_factory is not None:
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            return "(see below)"
+        try:
+            return f"`{field.default_factory()!r}`"
+        except TypeError:
+            return "(computed)"
+    return "**required**"
+
+
+def table(model: type[BaseModel], prefix: str) -> str:
+    rows = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
+    for name, field in model.model_fields.items():
+        desc = (field.description or "").replace("\n", " ")
+        rows.append(
+            f"| `{prefix}{name}` | {_type(field.annotation)} | {_default(field)} | {desc} |"
+        )
+    return "\n".join(rows)
+
+
+def render() -> str:
+    from probes import get_probe, list_probes
+
+    parts = [HEADER, "## Top level\n", table(AuditSpec, "")]
+    for title, model, prefix in (
+        ("dataset", DatasetSpec, "dataset."),
+        ("model", ModelSpec, "model."),
+        ("policy", PolicySpec, "policy."),
+    ):
+        parts += [f"\n## {title}\n", table(model, prefix)]
+    parts.append("\n## probes\n\nEach item of `probes` has a `kind`; its other keys are:\n")
+    for name in list_probes():
+        cls = get_probe(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        parts += [f"\n### `{name}`\n", doc[0] if doc else "", "", table(cls.config_model, "")]
+    return "\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(render(), end="")

@@ -1,0 +1,200 @@
+"""Projects (tenants), API tokens, and the datasets and models a project uploads.
+
+Tokens are random 256-bit secrets shown once; only their SHA-256 is stored
+(a fast hash is enough for high-entropy secrets; nothing to brute-force).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from audit.storage.models import ROLES, ApiToken, Dataset, ModelArtifact, Project, new_id, utcnow
+
+TOKEN_PREFIX = "ba_"
+PREFIX_CHARS = 12  # shown in listings: "ba_" + 9 characters of the secret
+TOUCH_INTERVAL = timedelta(seconds=60)  # last_used_at is written at most this often
+PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MSG_PROJECT_NAME = (
+    "project: {name!r} is not a valid project name; use 1-100 letters, digits, '.', '_' "
+    "or '-', starting with a letter or digit"
+)
+
+
+class ProjectError(ValueError):
+    """An invalid project name."""
+
+
+def insert_ignore(session: Session, model: Any, *, index_elements: list[str]) -> Any:
+    """``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for the session's backend."""
+    dialect = session.get_bind().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(model).on_conflict_do_nothing(index_elements=index_elements)
+
+
+def ensure_project(*, session: Session, name: str) -> Project:
+    """The project called ``name``, created if missing (safe when two callers race)."""
+    if not isinstance(name, str) or not PROJECT_NAME.match(name):
+        raise ProjectError(MSG_PROJECT_NAME.format(name=name))
+    project = session.scalars(select(Project).where(Project.name == name)).one_or_none()
+    if project is not None:
+        return project
+    session.execute(
+        insert_ignore(session, Project, index_elements=["name"]).values(
+            name=name, created_at=utcnow()
+        )
+    )
+    return session.scalars(select(Project).where(Project.name == name)).one()
+
+
+# ---------------------------------------------------------------- tokens
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token: hex SHA-256 of its UTF-8 bytes."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(
+    *, session: Session, project: str, role: str, name: str | None = None
+) -> tuple[str, ApiToken]:
+    """A new token for ``project`` with ``role``; returns (plaintext, row).
+
+    The plaintext exists only in the return value: show it once, it cannot be
+    recovered later.
+    """
+    if role not in ROLES:
+        raise ValueError(f"role: must be one of {', '.join(ROLES)}, got {role!r}")
+    ensure_project(session=session, name=project)
+    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        project=project,
+        role=role,
+        name=name,
+        token_hash=hash_token(plaintext),
+        prefix=plaintext[:PREFIX_CHARS],
+    )
+    session.add(token)
+    session.flush()
+    return plaintext, token
+
+
+def verify_token(
+    *, session: Session, token: str, touch: bool = True, now: datetime | None = None
+) -> ApiToken | None:
+    """The live token row for a presented bearer token, or None (unknown or revoked).
+
+    The lookup is by hash (an attacker controls the input, not the hash), then
+    the hashes are compared in constant time. ``touch`` records ``last_used_at``
+    (at most once a minute, to keep reads cheap).
+    """
+    if not isinstance(token, str) or not token or len(token) > 512:
+        return None
+    digest = hash_token(token)
+    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).one_or_none()
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        return None
+    if row.revoked_at is not None:
+        return None
+    now = now or utcnow()
+    if touch and (row.last_used_at is None or now - row.last_used_at >= TOUCH_INTERVAL):
+        row.last_used_at = now
+        session.flush()
+    return row
+
+
+def revoke_token(
+    *, session: Session, project: str, token_id: int, now: datetime | None = None
+) -> bool:
+    """Revoke a project's token; False when it does not exist or was already revoked."""
+    result = session.execute(
+        update(ApiToken)
+        .where(
+            ApiToken.id == token_id,
+            ApiToken.project == project,
+            ApiToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=now or utcnow())
+        .execution_options(synchronize_session="fetch")
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def list_tokens(*, session: Session, project: str) -> list[ApiToken]:
+    """A project's tokens (hashes and prefixes only), oldest first."""
+    return list(
+        session.scalars(select(ApiToken).where(ApiToken.project == project).order_by(ApiToken.id))
+    )
+
+
+# ---------------------------------------------------------------- datasets and models
+
+
+def create_dataset(
+    *,
+    session: Session,
+    project: str,
+    sha256: str,
+    path: str,
+    rows: int,
+    columns: list[str],
+    size_bytes: int,
+    filename: str | None = None,
+    dataset_id: str | None = None,
+) -> Dataset:
+    """Register a stored dataset file for ``project``."""
+    ensure_project(session=session, name=project)
+    dataset = Dataset(
+        id=dataset_id or new_id(),
+        project=project,
+        sha256=sha256,
+        path=path,
+        rows=rows,
+        columns=list(columns),
+        size_bytes=size_bytes,
+        filename=filename,
+    )
+    session.add(dataset)
+    session.flush()
+    return dataset
+
+
+def get_dataset(*, session: Session, project: str, dataset_id: str) -> Dataset | None:
+    """A project's dataset by id, or None (also for other projects' ids)."""
+    return session.scalars(
+        select(Dataset).where(Dataset.id == dataset_id, Dataset.project == project)
+    ).one_or_none()
+
+
+def create_model(
+    *,
+    session: Session,
+    project: str,
+    kind: str,
+    sha256: str,
+    path: str,
+    model_id: str | None = None,
+) -> ModelArtifact:
+    """Register a stored model (file or folder) for ``project``."""
+    ensure_project(session=session, name=project)
+    model = ModelArtifact(
+        id=model_id or new_id(), project=project, kind=kind, sha256=sha256, path=path
+    )
+    session.add(model)
+    session.flush()
+    return model
+
+
+def get_model(*, session: Session, project: str, model_id: str) -> ModelArtifact | None:
+    """A project's model by id, or None."""
+    return session.scalars(
+        select(ModelArtifact).where(ModelArtifact.id == model_id, ModelArtifact.project == project)
+    ).one_or_none()

@@ -1,0 +1,215 @@
+"""The inference engine every model adapter uses.
+
+One place decides how inputs become batches so every probe gets the same
+behaviour: identical inputs are computed once, inputs are sorted by length
+(longest first, so padding is small and an out-of-memory error shows up on the
+first batch), run under ``torch.inference_mode`` with bf16/fp16 autocast on GPU
+only, and a CUDA out-of-memory error halves the batch and retries. A progress
+callback gets the fraction done and a cancel check runs between batches.
+
+Loaded models are cached per process (LRU keyed by fingerprint, task, device) so
+a worker that audits the same model again does not reload it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+H = TypeVar("H", bound=Hashable)
+
+DEFAULT_CACHE_SIZE = 2
+
+
+class InferenceCancelled(RuntimeError):
+    """The caller's cancel check returned True between two batches."""
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
+def _free_cuda_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def pick_device(device: str | None = None) -> str:
+    """``device`` if given (validated by torch), else ``cuda`` when available, else ``cpu``."""
+    import torch
+
+    if device:
+        try:
+            torch.device(device)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"model.device: {device!r} is not a torch device (e.g. cpu, cuda, cuda:0): {exc}"
+            ) from None
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"model.device: {device!r} requested but CUDA is not available")
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+_threads_set = False
+
+
+def configure_cpu_threads() -> None:
+    """Use the CPUs this process may run on (capped at 16), unless the user set a count.
+
+    ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` win; otherwise torch's default (all
+    physical cores of the machine) oversubscribes containers and pinned workers.
+    """
+    global _threads_set
+    if _threads_set or os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
+        return
+    import torch
+
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        available = os.cpu_count() or 1
+    torch.set_num_threads(max(1, min(available, 16)))
+    _threads_set = True
+
+
+@contextlib.contextmanager
+def inference_context(device: str, *, autocast: bool = True) -> Iterator[None]:
+    """``torch.inference_mode`` plus, on CUDA only, bf16 (or fp16) autocast."""
+    import torch
+
+    with torch.inference_mode():
+        if autocast and device.startswith("cuda"):
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            with torch.autocast("cuda", dtype=dtype):
+                yield
+        else:
+            yield
+
+
+def run_batched(
+    items: Sequence[H],
+    compute: Callable[[list[H]], np.ndarray],
+    *,
+    batch_size: int,
+    length: Callable[[H], int] | None = None,
+    progress: Callable[[float], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """Apply ``compute`` to ``items`` in batches; results come back in input order.
+
+    Parameters
+    ----------
+    items
+        Hashable inputs (strings, token-id tuples, ...); duplicates are computed once.
+    compute
+        Maps a list of distinct items to an array whose first axis matches the list.
+    batch_size
+        Items per call at most; halved (down to 1) whenever ``compute`` raises
+        ``torch.cuda.OutOfMemoryError``, and kept at the smaller size afterwards.
+    length
+        Sort key (longest first); defaults to ``len``.
+    progress
+        Called with the fraction of distinct items done after every batch.
+    should_cancel
+        Checked before every batch; True raises :class:`InferenceCancelled`.
+
+    >>> run_batched(["bb", "a", "bb"], lambda b: np.array([len(s) for s in b]), batch_size=8)
+    array([2, 1, 2])
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    index: dict[H, int] = {}
+    unique: list[H] = []
+    for item in items:
+        if item not in index:
+            index[item] = len(unique)
+            unique.append(item)
+    if not unique:
+        return np.empty((0,))
+    key: Callable[[Any], int] = length if length is not None else len
+    order = sorted(range(len(unique)), key=lambda i: -key(unique[i]))
+    results: list[np.ndarray | None] = [None] * len(unique)
+    done = 0
+    size = batch_size
+    while done < len(order):
+        if should_cancel is not None and should_cancel():
+            raise InferenceCancelled("inference cancelled between batches")
+        chunk = order[done : done + size]
+        try:
+            out = np.asarray(compute([unique[i] for i in chunk]))
+        except Exception as exc:
+            if not _is_oom(exc) or len(chunk) == 1:
+                raise
+            size = max(1, len(chunk) // 2)
+            _free_cuda_memory()
+            continue
+        if out.shape[:1] != (len(chunk),):
+            raise RuntimeError(
+                f"compute returned {out.shape[:1]} results for a batch of {len(chunk)}"
+            )
+        for j, i in enumerate(chunk):
+            results[i] = out[j]
+        done += len(chunk)
+        if progress is not None:
+            progress(done / len(order))
+    stacked = np.stack(results)  # type: ignore[arg-type]
+    return stacked[[index[item] for item in items]]
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], *, pad_id: int, device: str) -> tuple[Any, Any]:
+    """Right-pad token-id sequences to ``(input_ids, attention_mask)`` tensors on ``device``."""
+    import torch
+
+    width = max((len(s) for s in seqs), default=0)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+class ModelCache:
+    """A small thread-safe LRU of loaded models (evicted models are simply dropped)."""
+
+    def __init__(self, maxsize: int = DEFAULT_CACHE_SIZE) -> None:
+        self.maxsize = maxsize
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_load(self, key: Hashable, loader: Callable[[], Any]) -> Any:
+        """The cached value for ``key``, else ``loader()`` stored under it."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = loader()
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+        return value
+
+    def keys(self) -> list[Hashable]:
+        with self._lock:
+            return list(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+        _free_cuda_memory()
+
+
+MODEL_CACHE = ModelCache(int(os.environ.get("BIASAUDIT_MODEL_CACHE_SIZE", DEFAULT_CACHE_SIZE)))

@@ -1,0 +1,105 @@
+"""Shared fixtures.
+
+``database_url`` runs a test against both backends: a fresh SQLite file, and
+a PostgreSQL database created for this test session (``biasaudit_test_<hex>``
+on the server at ``BIASAUDIT_TEST_POSTGRES_URL``, default
+``postgresql://postgres@127.0.0.1:5432/postgres``) and dropped at the end.
+Both are migrated to head; PostgreSQL tables are emptied after each test.
+If the server is not reachable the PostgreSQL cases FAIL (they never skip):
+``make test`` starts it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import make_url
+
+from audit.settings import get_settings
+from audit.storage import db
+from audit.storage.models import Base
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "BIASAUDIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _admin_connect() -> psycopg.Connection:
+    try:
+        return psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({exc}). The postgresql "
+            "test cases need it: start the server (make test does), or point "
+            "BIASAUDIT_TEST_POSTGRES_URL at one (trust auth, a user allowed to CREATE DATABASE).",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A migrated PostgreSQL database of its own for this test session, dropped afterwards."""
+    name = f"biasaudit_test_{secrets.token_hex(4)}"
+    with _admin_connect() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    sa_url = (
+        make_url(POSTGRES_ADMIN_URL)
+        .set(drivername="postgresql+psycopg", database=name)
+        .render_as_string(hide_password=False)
+    )
+    try:
+        db.upgrade(sa_url)
+        yield sa_url
+    finally:
+        db.dispose_engines()
+        with _admin_connect() as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def _truncate_all(url: str) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with db.make_engine(url).begin() as conn:
+        conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+        conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated, empty database: a SQLite file, then the session's PostgreSQL database."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "biasaudit.db"
+        url = f"sqlite:///{path}"
+        db.upgrade(url)
+        try:
+            yield url
+        finally:
+            db.dispose_engines()
+        return
+    url = request.getfixturevalue("postgres_url")
+    try:
+        yield url
+    finally:
+        _truncate_all(url)
+
+
+@pytest.fixture
+def clean_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """No ``BIASAUDIT_*`` variables from the outer environment; settings cache cleared.
+
+    Set variables with the yielded monkeypatch, then call ``get_settings()``.
+    """
+    for key in list(os.environ):
+        if key.startswith("BIASAUDIT_") and key != "BIASAUDIT_TEST_POSTGRES_URL":
+            monkeypatch.delenv(key)
+    get_settings.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()

@@ -1,0 +1,159 @@
+"""The shared inference engine: dedupe, length sort, batching, OOM halving, cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from probes import inference
+from probes.inference import (
+    InferenceCancelled,
+    ModelCache,
+    inference_context,
+    pad_batch,
+    pick_device,
+    run_batched,
+)
+
+
+class Recorder:
+    """A compute callable that records its batches (and can simulate CUDA OOM)."""
+
+    def __init__(self, oom_above: int | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.attempts: list[int] = []
+        self.oom_above = oom_above
+
+    def __call__(self, batch: list[str]) -> np.ndarray:
+        self.attempts.append(len(batch))
+        if self.oom_above is not None and len(batch) > self.oom_above:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        self.batches.append(list(batch))
+        return np.array([len(s) * 10 + s.count("x") for s in batch])
+
+
+def _expected(items: list[str]) -> np.ndarray:
+    return np.array([len(s) * 10 + s.count("x") for s in items])
+
+
+def test_dedupe_computes_each_distinct_input_once_and_keeps_input_order() -> None:
+    items = ["aaa", "b", "aaa", "cc", "b", "xx"]
+    rec = Recorder()
+    out = run_batched(items, rec, batch_size=2)
+    np.testing.assert_array_equal(out, _expected(items))
+    seen = [s for b in rec.batches for s in b]
+    assert sorted(seen) == sorted({"aaa", "b", "cc", "xx"})
+    assert len(seen) == len(set(seen))
+
+
+def test_batches_are_sorted_longest_first_and_bounded() -> None:
+    items = ["a" * n for n in (3, 9, 1, 7, 5, 2, 8)]
+    rec = Recorder()
+    run_batched(items, rec, batch_size=3)
+    lengths = [len(s) for b in rec.batches for s in b]
+    assert lengths == sorted(lengths, reverse=True)
+    assert [len(b) for b in rec.batches] == [3, 3, 1]
+
+
+def test_custom_length_key_orders_batches() -> None:
+    items = ["zzzz", "a", "bb"]
+    rec = Recorder()
+    run_batched(items, rec, batch_size=1, length=lambda s: -len(s))
+    assert [b[0] for b in rec.batches] == ["a", "bb", "zzzz"]
+
+
+def test_cuda_oom_halves_the_batch_and_keeps_results_right() -> None:
+    items = [f"item{i:02d}" + "x" * (i % 3) for i in range(20)]
+    rec = Recorder(oom_above=3)
+    out = run_batched(items, rec, batch_size=8)
+    np.testing.assert_array_equal(out, _expected(items))
+    assert rec.attempts[:3] == [8, 4, 2]  # halved twice, then it fits
+    assert {len(b) for b in rec.batches} == {2}  # the smaller size is kept afterwards
+
+
+def test_oom_at_batch_size_one_is_raised() -> None:
+    rec = Recorder(oom_above=0)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        run_batched(["a", "b", "c"], rec, batch_size=4)
+    assert rec.attempts == [3, 1]
+
+
+def test_other_errors_are_not_retried() -> None:
+    calls: list[int] = []
+
+    def broken(batch: list[str]) -> np.ndarray:
+        calls.append(len(batch))
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        run_batched(["a", "b"], broken, batch_size=2)
+    assert calls == [2]
+
+
+def test_progress_reports_fractions_up_to_one() -> None:
+    seen: list[float] = []
+    run_batched(["a", "bb", "ccc", "dddd", "a"], Recorder(), batch_size=2, progress=seen.append)
+    assert seen == pytest.approx([0.5, 1.0])
+
+
+def test_cancel_is_checked_between_batches() -> None:
+    rec = Recorder()
+    checks = iter([False, True])
+    with pytest.raises(InferenceCancelled):
+        run_batched(["a", "bb", "ccc"], rec, batch_size=1, should_cancel=lambda: next(checks))
+    assert len(rec.batches) == 1
+
+
+def test_empty_input_and_bad_batch_size() -> None:
+    assert run_batched([], Recorder(), batch_size=4).shape == (0,)
+    with pytest.raises(ValueError, match="batch_size"):
+        run_batched(["a"], Recorder(), batch_size=0)
+
+
+def test_pad_batch_right_pads_with_mask() -> None:
+    ids, mask = pad_batch([(5, 6, 7), (8,)], pad_id=0, device="cpu")
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_model_cache_is_lru() -> None:
+    cache = ModelCache(maxsize=2)
+    loads: list[str] = []
+
+    def loader(name: str):  # noqa: ANN202
+        return lambda: loads.append(name) or name
+
+    assert cache.get_or_load("a", loader("a")) == "a"
+    assert cache.get_or_load("a", loader("a")) == "a"
+    cache.get_or_load("b", loader("b"))
+    cache.get_or_load("a", loader("a"))  # a is now most recent
+    cache.get_or_load("c", loader("c"))  # evicts b
+    assert loads == ["a", "b", "c"]
+    assert cache.keys() == ["a", "c"]
+
+
+def test_pick_device() -> None:
+    assert pick_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert pick_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="model.device"):
+        pick_device("not-a-device")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            pick_device("cuda")
+
+
+def test_inference_context_on_cpu_is_inference_mode_without_autocast() -> None:
+    with inference_context("cpu"):
+        assert torch.is_inference_mode_enabled()
+        assert not torch.is_autocast_enabled("cuda")
+    assert not torch.is_inference_mode_enabled()
+
+
+def test_cpu_threads_respect_user_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(inference, "_threads_set", False)
+    before = torch.get_num_threads()
+    inference.configure_cpu_threads()
+    assert torch.get_num_threads() == before
+    assert inference._threads_set is False
