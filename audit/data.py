@@ -68,6 +68,31 @@ def favorable_mask(series: pd.Series, favorable: Any) -> np.ndarray:
     return series.isin(list(hits)).to_numpy(dtype=bool)
 
 
+def group_category(series: pd.Series, unknown: str) -> tuple[pd.Categorical, int]:
+    """Protected column as a categorical of stripped text levels, sorted, ``unknown`` last.
+
+    Works on the distinct values only (factorize / existing categories), so it costs
+    one hash pass over the rows whatever their type. Missing or empty values become
+    ``unknown``; returns the categorical and how many rows were missing.
+    """
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = series.cat.codes.to_numpy()
+        values = list(series.cat.categories)
+    else:
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        values = list(uniques)
+    labels = [str(v).strip() for v in values]
+    labels = [unknown if lab == "" else lab for lab in labels]
+    missing = int((codes < 0).sum())
+    levels = sorted(set(labels) - {unknown})
+    if missing or unknown in labels:
+        levels.append(unknown)
+    index = {lab: i for i, lab in enumerate(levels)}
+    remap = np.array([index[lab] for lab in labels] + [index.get(unknown, -1)], dtype=np.int32)
+    new_codes = remap[codes]  # code -1 picks the last entry: unknown
+    return pd.Categorical.from_codes(new_codes, categories=levels), missing
+
+
 @dataclass(frozen=True)
 class LoadedDataset:
     """A validated dataset: frame (protected as category) and typed arrays."""
@@ -158,12 +183,7 @@ def prepare(
     unknown_counts: dict[str, int] = {}
     out = frame.copy(deep=False)
     for col in spec.protected:
-        s = out[col]
-        missing = s.isna()
-        unknown_counts[col] = int(missing.sum())
-        text = s.astype("string").str.strip()
-        text = text.mask(missing | (text == ""), spec.unknown_label)
-        out[col] = text.astype("category")
+        out[col], unknown_counts[col] = group_category(out[col], spec.unknown_label)
     y_true = None
     if spec.label:
         lab = out[spec.label]

@@ -31,7 +31,7 @@ from probes.stats import (
     homogeneity_pvalue,
     proportion_ci,
     ratio_ci,
-    two_proportion_pvalue,
+    two_proportion_pvalues,
 )
 
 
@@ -75,6 +75,12 @@ def _spread(values: np.ndarray) -> tuple[float | None, float | None]:
     return hi - lo, (lo / hi if hi > 0 else None)
 
 
+def _quantiles(x: np.ndarray, alpha: float) -> np.ndarray:
+    """Percentile interval over replicates (axis 0); nan-aware only when needed."""
+    q = [alpha, 1 - alpha]
+    return np.nanquantile(x, q, axis=0) if np.isnan(x).any() else np.quantile(x, q, axis=0)
+
+
 def _privileged_metrics(
     keys: list[tuple[str, ...]], cells: np.ndarray, attr: str, value: str, has_label: bool
 ) -> dict[str, Any]:
@@ -110,14 +116,11 @@ def _privileged_metrics(
     return out
 
 
-def _clarify(cells: np.ndarray, i: int) -> dict[str, Any] | None:
-    """SageMaker Clarify post-training metrics of group i vs the rest (if available)."""
-    try:
-        from probes.clarify import post_training_metrics
-    except ImportError:  # pragma: no cover - module is part of the package
-        return None
-    rest = cells.sum(axis=0) - cells[i]
-    return post_training_metrics(facet=cells[i], rest=rest)
+def _clarify_all(cells: np.ndarray) -> list[dict[str, Any]]:
+    """SageMaker Clarify post-training metrics of every group vs the rest (vectorised)."""
+    from probes.clarify import one_vs_rest
+
+    return one_vs_rest(cells)
 
 
 def entry_from_counts(
@@ -143,12 +146,8 @@ def entry_from_counts(
     with np.errstate(divide="ignore", invalid="ignore"):
         impact = sel / ref_rate if ref_rate > 0 else np.full_like(sel, np.nan)
     ilo, ihi = ratio_ci(selected, n, selected[ref], n[ref], confidence=config.confidence)
-    pvals: list[float | None] = [
-        None
-        if i == ref
-        else two_proportion_pvalue(int(selected[i]), int(n[i]), int(selected[ref]), int(n[ref]))
-        for i in range(len(keys))
-    ]
+    pvals = two_proportion_pvalues(selected, n, selected[ref], n[ref])
+    pvals[ref] = None
     adjusted = holm(pvals)
     label_ci = {
         m: proportion_ci(num, den, confidence=config.confidence, method=config.ci_method)
@@ -164,9 +163,10 @@ def entry_from_counts(
             bsel = (boot[..., FP] + boot[..., TP]) / bn
             bimp = bsel / bsel[:, [ref]]
         alpha = (1 - config.confidence) / 2
-        boot_sel = np.nanquantile(bsel, [alpha, 1 - alpha], axis=0)
-        boot_imp = np.nanquantile(bimp, [alpha, 1 - alpha], axis=0)
+        boot_sel = _quantiles(bsel, alpha)
+        boot_imp = _quantiles(bimp, alpha)
     total = float(n.sum())
+    clarify = _clarify_all(cells) if counts.has_label and len(keys) > 1 else None
     groups: list[dict[str, Any]] = []
     for i, key in enumerate(keys):
         g: dict[str, Any] = {
@@ -188,8 +188,8 @@ def entry_from_counts(
                 g[m] = _num(r[m][i])
             g["tpr_ci"] = _ci(label_ci["tpr"][0][i], label_ci["tpr"][1][i])
             g["fpr_ci"] = _ci(label_ci["fpr"][0][i], label_ci["fpr"][1][i])
-            if len(keys) > 1:
-                g["clarify"] = _clarify(cells, i)
+            if clarify is not None:
+                g["clarify"] = clarify[i]
         else:
             for m in ("tpr", "fpr", "fnr", "precision", "accuracy"):
                 g[m] = None

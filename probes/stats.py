@@ -75,6 +75,40 @@ def two_proportion_pvalue(k1: int, n1: int, k2: int, n2: int) -> float | None:
     return float(_st.chi2.sf(chi2, 1))
 
 
+def two_proportion_pvalues(
+    k1: np.ndarray, n1: np.ndarray, k2: float, n2: float
+) -> list[float | None]:
+    """:func:`two_proportion_pvalue` of every group vs one reference, vectorised.
+
+    The chi-square statistic is computed for all groups at once; only groups with an
+    expected count below 5 go through Fisher's exact test one by one.
+    """
+    k1 = np.asarray(k1, dtype=float)
+    n1 = np.asarray(n1, dtype=float)
+    if n2 <= 0:
+        return [None] * len(k1)
+    a, b = k1, n1 - k1
+    c, d = np.full_like(k1, k2), np.full_like(k1, n2 - k2)
+    total = a + b + c + d
+    col1, col2 = a + c, b + d
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ea, eb = n1 * col1 / total, n1 * col2 / total
+        ec, ed = n2 * col1 / total, n2 * col2 / total
+        chi2 = (a - ea) ** 2 / ea + (b - eb) ** 2 / eb + (c - ec) ** 2 / ec + (d - ed) ** 2 / ed
+    p = _st.chi2.sf(chi2, 1)
+    out: list[float | None] = []
+    for i in range(len(k1)):
+        if n1[i] <= 0:
+            out.append(None)
+        elif col1[i] == 0 or col2[i] == 0:
+            out.append(1.0)
+        elif min(ea[i], eb[i], ec[i], ed[i]) < 5:
+            out.append(two_proportion_pvalue(int(k1[i]), int(n1[i]), int(k2), int(n2)))
+        else:
+            out.append(float(p[i]))
+    return out
+
+
 def holm(p_values: list[float | None]) -> list[float | None]:
     """Holm-Bonferroni adjusted p-values (None entries are kept and not counted)."""
     idx = [i for i, p in enumerate(p_values) if p is not None]

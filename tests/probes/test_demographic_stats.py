@@ -131,3 +131,14 @@ def test_chunks_merge_by_adding_counts() -> None:
     assert merged.levels == whole.levels
     assert (merged.cells == whole.cells).all()
     assert (whole.marginal(["region", "sex"]).cells == np.swapaxes(whole.cells, 0, 1)).all()
+
+
+def test_vectorised_pvalues_equal_the_scalar_test() -> None:
+    from probes.stats import two_proportion_pvalues
+
+    k = np.array([0, 3, 40, 200, 7])
+    n = np.array([0, 5, 100, 400, 9])
+    got = two_proportion_pvalues(k, n, 60, 120)
+    want = [two_proportion_pvalue(int(a), int(b), 60, 120) for a, b in zip(k, n)]
+    assert got[0] is None and want[0] is None
+    assert got[1:] == pytest.approx(want[1:], rel=1e-12)
