@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -99,13 +100,19 @@ def _level_key(x: str) -> tuple[int, str]:
 
 
 def codes_of(column: pd.Series) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Integer codes and string levels of a (categorical) column; unused levels dropped."""
-    cat = column if isinstance(column.dtype, pd.CategoricalDtype) else column.astype("category")
-    cat = cat.cat.remove_unused_categories()
-    codes = cat.cat.codes.to_numpy()
-    if (codes < 0).any():
+    """Integer codes (a view for categoricals: no copy) and string levels of a column."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy()
+        levels = tuple(str(c) for c in column.cat.categories)
+    else:
+        codes, uniques = pd.factorize(column, sort=True)
+        levels = tuple(str(c) for c in uniques)
+    if codes.size and codes.min() < 0:
         raise ValueError(f"column {column.name!r} has missing values; map them to 'unknown' first")
-    return codes, tuple(str(c) for c in cat.cat.categories)
+    return codes, levels
+
+
+BLOCK_ROWS = 1 << 18  # temporaries stay O(block), whatever the number of rows
 
 
 def count_groups(
@@ -115,31 +122,39 @@ def count_groups(
     y_pred: np.ndarray,
     y_true: np.ndarray | None = None,
 ) -> GroupCounts:
-    """Count confusion cells for every intersection cell of ``attributes`` in one pass."""
-    if len(y_pred) != len(frame):
+    """Count confusion cells for every intersection cell of ``attributes`` in one pass.
+
+    Rows are processed in blocks so that peak memory beyond the input stays
+    bounded; levels that never occur are dropped from the cube afterwards.
+    """
+    n = len(frame)
+    if len(y_pred) != n:
         raise ValueError("y_pred length differs from the number of rows")
-    combined: np.ndarray | None = None
-    levels: list[tuple[str, ...]] = []
-    for a in attributes:
-        codes, lv = codes_of(frame[a])
-        levels.append(lv)
-        k = max(len(lv), 1)
-        if combined is None:
-            combined = codes.astype(np.int64)
-        else:
-            combined *= k
-            combined += codes
-    assert combined is not None
-    size = int(np.prod([max(len(lv), 1) for lv in levels]))
-    cell = (
-        np.asarray(y_pred, dtype=np.int64)
-        if y_true is None
-        else (np.asarray(y_true, dtype=np.int64) * 2 + np.asarray(y_pred, dtype=np.int64))
-    )
-    combined *= 4
-    combined += cell
-    flat = np.bincount(combined, minlength=size * 4)
-    cube = flat.reshape(tuple(max(len(lv), 1) for lv in levels) + (4,))
+    if y_true is not None and len(y_true) != n:
+        raise ValueError("y_true length differs from the number of rows")
+    coded = [codes_of(frame[a]) for a in attributes]
+    sizes = [max(len(lv), 1) for _, lv in coded]
+    size = int(np.prod(sizes)) * 4
+    dtype = np.int32 if size < 2**31 else np.int64
+    flat = np.zeros(size, dtype=np.int64)
+    for start in range(0, n, BLOCK_ROWS):
+        stop = min(start + BLOCK_ROWS, n)
+        key: np.ndarray[Any, np.dtype[np.signedinteger[Any]]] = np.zeros(stop - start, dtype=dtype)
+        for (codes, _), k in zip(coded, sizes):
+            key *= k
+            key += codes[start:stop]  # type: ignore[arg-type]
+        key *= 4
+        if y_true is not None:
+            key += 2 * np.asarray(y_true[start:stop], dtype=dtype)  # type: ignore[arg-type]
+        key += np.asarray(y_pred[start:stop], dtype=dtype)
+        flat += np.bincount(key, minlength=size)
+    cube = flat.reshape((*sizes, 4))
+    levels = []
+    for axis, (_, lv) in enumerate(coded):
+        other = tuple(i for i in range(cube.ndim) if i != axis)
+        used = np.flatnonzero(cube.sum(axis=other) > 0) if lv else np.array([], dtype=int)
+        cube = np.take(cube, used, axis=axis)
+        levels.append(tuple(lv[i] for i in used))
     return GroupCounts(tuple(attributes), tuple(levels), cube, y_true is not None)
 
 

@@ -244,19 +244,21 @@ def entry_from_counts(
         summary["privileged"] = _privileged_metrics(
             keys, cells, attr, str(privileged[attr]), counts.has_label
         )
-    return ProbeEntry(
-        kind="demographic",
-        attribute="&".join(counts.attributes),
-        attributes=list(counts.attributes),
-        reference_group="&".join(keys[ref]),
-        groups=groups,
-        summary=summary,
-        excluded_groups=[
-            {"group": g["group"], "n": g["n"], "share": g["share"]}
-            for g in groups
-            if g["insufficient_data"]
-        ],
-        min_group_size=min_group_size,
+    return ProbeEntry.model_validate(
+        dict(
+            kind="demographic",
+            attribute="&".join(counts.attributes),
+            attributes=list(counts.attributes),
+            reference_group="&".join(keys[ref]),
+            groups=groups,
+            summary=summary,
+            excluded_groups=[
+                {"group": g["group"], "n": g["n"], "share": g["share"]}
+                for g in groups
+                if g["insufficient_data"]
+            ],
+            min_group_size=min_group_size,
+        )
     )
 
 
