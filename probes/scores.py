@@ -65,7 +65,11 @@ def score_metrics(
             m["auc"] = _num(auc(s, y))
             m["calibration_error"] = _num(calibration_error(s, y))
         extra[name] = m
-    best = max((m["scoring_rate"] or 0.0) for m in extra.values()) if extra else 0.0
+    # reference: the highest scoring rate among groups large enough for a decision,
+    # as for the selection impact ratio
+    eligible = [g["group"] for g in entry.groups if not g.get("insufficient_data")]
+    pool = eligible or [g["group"] for g in entry.groups]
+    best = max(((extra.get(name) or {}).get("scoring_rate") or 0.0) for name in pool)
     groups = []
     for g in entry.groups:
         m = dict(extra.get(g["group"], {}))

@@ -1,0 +1,147 @@
+"""The HTTP API (contract §5): ``create_app()`` builds the FastAPI application.
+
+Run it with ``biasaudit serve`` (uvicorn), or ``uvicorn --factory
+audit.api.app:create_app``. The app is configured from :class:`Settings`
+(``BIASAUDIT_*``); it imports neither torch, transformers nor ``workers``:
+audits are enqueued by task name (:mod:`audit.queue`) after the commit.
+
+Example
+-------
+>>> from fastapi.testclient import TestClient  # doctest: +SKIP
+>>> client = TestClient(create_app())  # doctest: +SKIP
+>>> client.get("/healthz").json()  # doctest: +SKIP
+{'status': 'ok'}
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from audit.api.errors import install_error_handlers
+from audit.api.logging import context, end_context, new_context
+from audit.api.metrics import Metrics
+from audit.api.routes import audits, datasets, health, reviews, schedules
+from audit.api.schemas import AuditCreate
+from audit.settings import Settings, get_settings
+
+log = logging.getLogger("audit.api.access")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("biasaudit")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+DESCRIPTION = """Bias and fairness audits as a service.
+
+Every route except `/healthz`, `/readyz` and `/metrics` needs
+`Authorization: Bearer <token>` (create one with `biasaudit keys create`).
+Errors are JSON `{"detail": "...", "field": "..."}`.
+"""
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated schema plus ``AuditCreate`` (the spec), referenced by the submit route."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    spec_schema = AuditCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in spec_schema.pop("$defs", {}).items():
+        components.setdefault(name, definition)
+    components["AuditCreate"] = spec_schema
+    app.openapi_schema = schema
+    return schema
+
+
+class RequestContextMiddleware:
+    """Pure ASGI middleware: request id, log context, access log line and HTTP metrics.
+
+    Headers are never logged; the access line has method, path, status,
+    duration, request id, project and audit id.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        token = new_context(request_id=request_id)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope.get("method", "")
+            self.metrics.observe(method=method, route=route, status=status, seconds=elapsed)
+            if route not in ("/healthz", "/metrics"):
+                log.info(
+                    "%s %s %d",
+                    method,
+                    scope.get("path", ""),
+                    status,
+                    extra={
+                        "status": status,
+                        "route": route,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        **context(),
+                    },
+                )
+            end_context(token)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API application for ``settings`` (default: ``get_settings()``)."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="biasaudit",
+        version=_version(),
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "datasets", "description": "upload and inspect datasets"},
+            {"name": "audits", "description": "submit audits, follow them, read results"},
+            {"name": "reviews", "description": "reviewer sign-off"},
+            {"name": "schedules", "description": "recurring compliance audits (admin)"},
+            {"name": "health", "description": "liveness, readiness, metrics (no auth)"},
+        ],
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics(settings)
+    install_error_handlers(app)
+    for module in (health, datasets, audits, reviews, schedules):
+        app.include_router(module.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    return app

@@ -1,0 +1,150 @@
+"""Request dependencies as ``Annotated`` aliases: settings, a session, the caller's token, roles.
+
+Authorization is checked in this order, so nothing leaks to the wrong caller:
+
+1. no / malformed / unknown / revoked bearer token -> ``401`` with
+   ``WWW-Authenticate: Bearer``;
+2. a role that may not use the route -> ``403``;
+3. an object of another project -> ``404`` (routes query with the token's
+   project, so such rows are simply not found).
+
+Roles: ``submitter`` uploads, submits, cancels and reads its project;
+``reviewer`` reads and signs off audits; ``admin`` does everything,
+including schedules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from audit.api.errors import ApiError
+from audit.api.logging import bind
+from audit.settings import Settings
+from audit.storage.db import get_sessionmaker
+from audit.storage.repo import verify_token
+
+MAX_JSON_BYTES = 1024 * 1024
+MSG_NO_TOKEN = "missing bearer token: send 'Authorization: Bearer <token>' (biasaudit keys create)"
+MSG_BAD_TOKEN = "invalid or revoked token"
+MSG_ROLE = "role {role!r} may not {action}; needs one of: {allowed}"
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_session(settings: SettingsDep) -> Iterator[Session]:
+    """A database session for one request: committed if the route returns, else rolled back.
+
+    Routes that must commit before a side effect (publishing a message,
+    renaming a file into place) call ``session.commit()`` themselves.
+    """
+    session = get_sessionmaker(settings.db_url)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """The authenticated caller: token row id, project (tenant) and role. Never the secret."""
+
+    id: int
+    project: str
+    role: str
+    name: str | None = None
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise ApiError(401, MSG_NO_TOKEN, field="Authorization", headers=_CHALLENGE)
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value:
+        raise ApiError(401, MSG_NO_TOKEN, field="Authorization", headers=_CHALLENGE)
+    return value
+
+
+def get_current_token(request: Request, session: SessionDep) -> TokenInfo:
+    """The caller's live token, or 401."""
+    row = verify_token(session=session, token=_bearer(request))
+    if row is None:
+        raise ApiError(401, MSG_BAD_TOKEN, field="Authorization", headers=_CHALLENGE)
+    info = TokenInfo(id=row.id, project=row.project, role=row.role, name=row.name)
+    bind(project=info.project, token_id=info.id)
+    return info
+
+
+CurrentToken = Annotated[TokenInfo, Depends(get_current_token)]
+
+
+def require_roles(*roles: str, action: str) -> Callable[[TokenInfo], TokenInfo]:
+    """A dependency that lets only ``roles`` through (403 otherwise)."""
+
+    def check(token: CurrentToken) -> TokenInfo:
+        if token.role not in roles:
+            raise ApiError(
+                403, MSG_ROLE.format(role=token.role, action=action, allowed=", ".join(roles))
+            )
+        return token
+
+    return check
+
+
+ReaderToken = CurrentToken
+SubmitterToken = Annotated[
+    TokenInfo, Depends(require_roles("submitter", "admin", action="upload, submit or cancel"))
+]
+ReviewerToken = Annotated[
+    TokenInfo, Depends(require_roles("reviewer", "admin", action="review audits"))
+]
+AdminToken = Annotated[TokenInfo, Depends(require_roles("admin", action="manage schedules"))]
+
+
+async def read_json_body(request: Request) -> Any:
+    """The request body parsed as JSON (at most 1 MiB): 413, 415 or 422 otherwise.
+
+    Routes that validate the body themselves (specs go through ``parse_spec``
+    for exact field paths) take it this way instead of as a pydantic model.
+    """
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise ApiError(415, f"body: send application/json, not {ctype!r}", field="body")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
+        raise ApiError(413, f"body: larger than {MAX_JSON_BYTES} bytes", field="body")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_JSON_BYTES:
+            raise ApiError(413, f"body: larger than {MAX_JSON_BYTES} bytes", field="body")
+    if not raw.strip():
+        raise ApiError(422, "body: required: the audit spec as a JSON object", field="body")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(422, f"body: not valid JSON: {exc}", field="body") from None
+
+
+JsonBody = Annotated[Any, Depends(read_json_body)]

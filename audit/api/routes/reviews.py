@@ -1,0 +1,52 @@
+"""Reviewer sign-off on succeeded audits: ``POST/GET /v1/audits/{id}/reviews``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from audit.api.deps import ReaderToken, ReviewerToken, SessionDep
+from audit.api.errors import ApiError, not_found
+from audit.api.logging import bind
+from audit.api.schemas import ErrorPublic, ReviewCreate, ReviewPublic, ReviewsPublic
+from audit.storage.repo import add_review, get_audit, list_reviews
+
+router = APIRouter(prefix="/v1/audits", tags=["reviews"])
+MSG_NOT_REVIEWABLE = "audit {id} is {status}; only succeeded audits can be reviewed"
+
+
+@router.post(
+    "/{audit_id}/reviews",
+    status_code=201,
+    response_model=ReviewPublic,
+    summary="Approve or reject a succeeded audit (reviewer or admin)",
+    responses={409: {"model": ErrorPublic, "description": "the audit has not succeeded"}},
+)
+def create_review(
+    audit_id: str, review: ReviewCreate, token: ReviewerToken, session: SessionDep
+) -> ReviewPublic:
+    bind(audit_id=audit_id)
+    audit = get_audit(session=session, project=token.project, audit_id=audit_id)
+    if audit is None:
+        raise not_found("audit", audit_id)
+    if audit.status != "succeeded":
+        raise ApiError(409, MSG_NOT_REVIEWABLE.format(id=audit_id, status=audit.status))
+    row = add_review(
+        session=session,
+        project=token.project,
+        audit_id=audit_id,
+        decision=review.decision,
+        comment=review.comment,
+        token_id=token.id,
+        reviewer=token.name or f"token {token.id} ({token.role})",
+    )
+    session.commit()
+    return ReviewPublic.model_validate(row)
+
+
+@router.get("/{audit_id}/reviews", response_model=ReviewsPublic, summary="An audit's reviews")
+def read_reviews(audit_id: str, token: ReaderToken, session: SessionDep) -> ReviewsPublic:
+    bind(audit_id=audit_id)
+    if get_audit(session=session, project=token.project, audit_id=audit_id) is None:
+        raise not_found("audit", audit_id)
+    rows = list_reviews(session=session, project=token.project, audit_id=audit_id)
+    return ReviewsPublic(data=[ReviewPublic.model_validate(r) for r in rows], count=len(rows))

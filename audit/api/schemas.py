@@ -1,0 +1,139 @@
+"""Request and response bodies, in the FastAPI-template ladder (``XCreate / XPublic / XsPublic``).
+
+Responses are built from database rows with ``model_validate(row)``
+(``from_attributes``); they never carry secrets (no token, no hash). Dataset
+responses carry no server path; a stored spec shows the absolute path of a
+``dataset.path`` the caller gave (inside its own project folder).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from audit.spec import AuditSpec
+
+AuditStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Verdict = Literal["pass", "fail"]
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class AuditCreate(AuditSpec):
+    """An audit spec (contract §3). ``dataset.id`` (from ``POST /v1/datasets``) replaces
+    ``dataset.path``; a ``dataset.path`` must lie inside the project's data folder."""
+
+
+class AuditQueued(BaseModel):
+    """The answer to a submission: the audit's id and its status (``queued`` when new)."""
+
+    id: str
+    status: AuditStatus
+
+
+class AuditPublic(_Public):
+    """An audit's state: status, progress (0..1) and the error of a failed audit."""
+
+    id: str
+    status: AuditStatus
+    progress: float
+    error: str | None = None
+    name: str
+    domain: str
+    verdict: Verdict | None = None
+    attempts: int
+    cancel_requested: bool
+    dataset_sha256: str | None = None
+    model_sha256: str | None = None
+    schedule_id: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class AuditsPublic(BaseModel):
+    """One page of audits, newest first; ``count`` is the total matching the filters."""
+
+    data: list[AuditPublic]
+    count: int
+    limit: int
+    offset: int
+
+
+class DatasetPublic(_Public):
+    """A stored dataset: content hash, row count and column names (no server path)."""
+
+    id: str
+    sha256: str
+    rows: int
+    columns: list[str]
+    size_bytes: int
+    filename: str | None = None
+    created_at: datetime
+
+
+class ReviewCreate(BaseModel):
+    """A reviewer's sign-off on a succeeded audit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+    comment: str | None = Field(default=None, max_length=10_000)
+
+
+class ReviewPublic(_Public):
+    id: int
+    audit_id: str
+    decision: Literal["approve", "reject"]
+    comment: str | None = None
+    reviewer: str | None = None
+    created_at: datetime
+
+
+class ReviewsPublic(BaseModel):
+    data: list[ReviewPublic]
+    count: int
+
+
+class ScheduleCreate(BaseModel):
+    """A recurring audit: ``spec`` is submitted each time the cron expression (UTC) fires."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    cron: str = Field(
+        min_length=1,
+        max_length=100,
+        description="five fields 'minute hour day-of-month month day-of-week', UTC",
+        examples=["0 3 * * 1"],
+    )
+    spec: dict[str, Any] = Field(description="an audit spec, as for POST /v1/audits")
+    enabled: bool = True
+
+
+class SchedulePublic(_Public):
+    id: str
+    name: str
+    cron: str
+    spec: dict[str, Any]
+    enabled: bool
+    next_run_at: datetime | None = None
+    last_run_at: datetime | None = None
+    last_audit_id: str | None = None
+    created_at: datetime
+
+
+class SchedulesPublic(BaseModel):
+    data: list[SchedulePublic]
+    count: int
+
+
+class ErrorPublic(BaseModel):
+    """Every error response: what went wrong, and the field at fault when there is one."""
+
+    detail: str
+    field: str | None = None

@@ -1,0 +1,214 @@
+"""Streamed dataset uploads: multipart ``file`` -> temp file -> checks -> atomic rename.
+
+The request body is parsed as it arrives (python-multipart's push parser):
+the ``file`` part goes to a temp file in the project's data folder in
+chunks, its SHA-256 and size are computed on the way, and the upload stops
+with ``413`` as soon as it passes ``BIASAUDIT_MAX_UPLOAD_BYTES`` (a
+``Content-Length`` above the limit is refused before reading anything).
+Nothing is held whole in memory.
+
+Then :func:`audit.api.sniff.sniff_upload` decides from the bytes what the
+file is (``415`` unless CSV / gzip / zip / Parquet), counts rows (``413``
+above ``BIASAUDIT_MAX_UPLOAD_ROWS``) and decompressed bytes (``413`` above
+``BIASAUDIT_MAX_DECOMPRESSED_BYTES``). Only a file that passes is renamed
+into place as ``data_dir/<project>/<dataset_id><ext>``; the temp file is
+deleted on every failure, so no half-written dataset is ever visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import Request
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+
+from audit.api.errors import ApiError
+from audit.api.sniff import Sniffed, UploadRejected, sniff_upload
+from audit.api.submission import project_dir
+from audit.settings import Settings
+from audit.storage.models import new_id
+
+FIELD = "file"
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
+# Declared part types that can be a CSV or Parquet file; anything else is 415.
+ALLOWED_PART_TYPES = frozenset(
+    {
+        "",
+        "application/octet-stream",
+        "text/csv",
+        "text/plain",
+        "application/csv",
+        "application/vnd.ms-excel",  # what browsers send for .csv on Windows
+        "application/gzip",
+        "application/x-gzip",
+        "application/zip",
+        "application/x-zip-compressed",
+        "application/vnd.apache.parquet",
+        "application/x-parquet",
+        "application/parquet",
+    }
+)
+MSG_NOT_MULTIPART = "send multipart/form-data with the dataset in a part named 'file'"
+MSG_TOO_LARGE = "file: larger than {limit} bytes; the limit is BIASAUDIT_MAX_UPLOAD_BYTES={limit}"
+MSG_NO_FILE = "file: required: a multipart part named 'file' holding the CSV or Parquet file"
+MSG_PART_TYPE = (
+    "file: declared content type {ctype!r} is not a dataset; send text/csv, "
+    "application/vnd.apache.parquet (or application/octet-stream)"
+)
+
+
+@dataclass
+class StoredUpload:
+    """A checked upload, renamed into its final place (the caller records it)."""
+
+    dataset_id: str
+    path: Path
+    sha256: str
+    size_bytes: int
+    filename: str | None
+    sniffed: Sniffed
+
+
+@dataclass
+class _Sink:
+    """python-multipart callbacks: collect the ``file`` part's bytes; skip other parts."""
+
+    limit: int
+    header_field: bytearray = field(default_factory=bytearray)
+    header_value: bytearray = field(default_factory=bytearray)
+    headers: dict[str, str] = field(default_factory=dict)
+    in_file: bool = False
+    seen_file: bool = False
+    filename: str | None = None
+    content_type: str = ""
+    pending: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def on_part_begin(self) -> None:
+        self.headers = {}
+        self.in_file = False
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        name = bytes(self.header_field).decode("latin-1").lower()
+        self.headers[name] = bytes(self.header_value).decode("latin-1")
+        self.header_field.clear()
+        self.header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self.headers.get("content-disposition", ""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if name != FIELD or self.seen_file:
+            return
+        self.in_file = self.seen_file = True
+        raw_name = options.get(b"filename")
+        self.filename = raw_name.decode("utf-8", "replace")[:255] if raw_name else None
+        ctype, _ = parse_options_header(self.headers.get("content-type", ""))
+        self.content_type = ctype.decode("latin-1").lower()
+        if self.content_type not in ALLOWED_PART_TYPES:
+            raise ApiError(415, MSG_PART_TYPE.format(ctype=self.content_type), field=FIELD)
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if not self.in_file:
+            return
+        self.size += end - start
+        if self.size > self.limit:
+            raise ApiError(413, MSG_TOO_LARGE.format(limit=self.limit), field=FIELD)
+        self.pending.append(data[start:end])
+
+    def on_part_end(self) -> None:
+        self.in_file = False
+
+
+def _check_request(request: Request, limit: int) -> bytes:
+    ctype, params = parse_options_header(request.headers.get("content-type", ""))
+    if ctype.lower() != b"multipart/form-data" or b"boundary" not in params:
+        raise ApiError(415, MSG_NOT_MULTIPART, field=FIELD)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+        raise ApiError(413, MSG_TOO_LARGE.format(limit=limit), field=FIELD)
+    return bytes(params[b"boundary"])
+
+
+def _write(f: object, chunks: list[bytes]) -> None:
+    f.write(b"".join(chunks))  # type: ignore[attr-defined]
+
+
+async def receive_upload(request: Request, *, settings: Settings, project: str) -> StoredUpload:
+    """Stream the request's ``file`` part to disk, check it, and move it into place.
+
+    Raises :class:`ApiError` (413, 415, 422) and leaves nothing behind on failure.
+    """
+    limit = settings.max_upload_bytes
+    boundary = _check_request(request, limit)
+    folder = project_dir(settings, project)
+    await run_in_threadpool(folder.mkdir, parents=True, exist_ok=True)
+    dataset_id = new_id()
+    tmp = folder / f".{dataset_id}.upload.tmp"
+    sink = _Sink(limit=limit)
+    digest = hashlib.sha256()
+    callbacks = {
+        name: getattr(sink, name)
+        for name in (
+            "on_part_begin",
+            "on_header_field",
+            "on_header_value",
+            "on_header_end",
+            "on_headers_finished",
+            "on_part_data",
+            "on_part_end",
+        )
+    }
+    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+    total = 0
+    try:
+        with open(tmp, "xb") as out:
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > limit + MULTIPART_OVERHEAD and not sink.in_file:
+                    raise ApiError(413, MSG_TOO_LARGE.format(limit=limit), field=FIELD)
+                try:
+                    parser.write(chunk)
+                except FormParserError as exc:
+                    raise ApiError(422, f"malformed multipart body: {exc}", field=FIELD) from None
+                if sink.pending:
+                    for piece in sink.pending:
+                        digest.update(piece)
+                    await run_in_threadpool(_write, out, sink.pending)
+                    sink.pending = []
+            parser.finalize()
+            out.flush()
+            os.fsync(out.fileno())
+        if not sink.seen_file:
+            raise ApiError(422, MSG_NO_FILE, field=FIELD)
+        try:
+            sniffed = await run_in_threadpool(
+                sniff_upload,
+                tmp,
+                max_rows=settings.max_upload_rows,
+                max_decompressed=settings.max_decompressed_bytes,
+            )
+        except UploadRejected as exc:
+            raise ApiError(exc.status_code, exc.detail, field=FIELD) from None
+        final = folder / f"{dataset_id}{sniffed.extension}"
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return StoredUpload(
+        dataset_id=dataset_id,
+        path=final,
+        sha256=digest.hexdigest(),
+        size_bytes=sink.size,
+        filename=sink.filename,
+        sniffed=sniffed,
+    )

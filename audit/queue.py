@@ -1,0 +1,166 @@
+"""Enqueue audits by task name, and look at the broker: the API's whole view of Celery.
+
+The API process never imports ``workers/`` (nor torch): it sends the task
+*by name* through a lightweight Celery client, after the audit row is
+committed. The message carries only the audit id — no token, no secret, no
+spec — and is JSON-serialised. The worker looks everything else up in the
+database.
+
+Both the API (after commit) and the workers' reconciler call :func:`publish`.
+With kombu's Redis transport a queue is a Redis list named after the queue,
+so :func:`queue_depths` is an ``LLEN`` per queue.
+
+Example
+-------
+>>> queue_for({"model": {"kind": "predictions"}})
+'cpu'
+>>> queue_for({"model": {"kind": "huggingface", "path": "m"}})
+'gpu'
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+TASK_RUN_AUDIT = "biasaudit.run_audit"
+QUEUE_GPU = "gpu"
+QUEUE_CPU = "cpu"
+QUEUES = (QUEUE_GPU, QUEUE_CPU)
+# spec.model.kind values that need a model loaded (and so a GPU worker).
+MODEL_KINDS = frozenset({"sklearn", "huggingface", "onnx"})
+# kombu's Redis transport keeps non-zero priorities in separate lists "<queue>\x06\x16<p>".
+_PRIORITY_SEP = "\x06\x16"
+_PRIORITY_STEPS = (3, 6, 9)
+# Fail fast when the broker is down: the reconciler publishes later anyway.
+_CONNECT_TIMEOUT_S = 2.0
+_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
+_clients: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+class BrokerNotConfigured(RuntimeError):
+    """``BIASAUDIT_BROKER_URL`` is unset (embedded mode): there is nothing to publish to."""
+
+
+def queue_for(spec: dict[str, Any]) -> str:
+    """The queue an audit runs on: ``gpu`` when its model must be loaded, else ``cpu``."""
+    model = spec.get("model") or {}
+    kind = model.get("kind", "predictions") if isinstance(model, dict) else "predictions"
+    return QUEUE_GPU if kind in MODEL_KINDS else QUEUE_CPU
+
+
+def _broker_url(broker_url: str | None) -> str:
+    if broker_url:
+        return broker_url
+    from audit.settings import get_settings
+
+    url = get_settings().broker_url
+    if not url:
+        raise BrokerNotConfigured(
+            "BIASAUDIT_BROKER_URL: not set; the service needs a broker, "
+            "e.g. redis://127.0.0.1:6379/0"
+        )
+    return url
+
+
+def client(broker_url: str | None = None) -> Any:
+    """A Celery *client* app for ``broker_url`` (default: settings), created once per URL.
+
+    It knows no tasks; it only sends them by name, JSON only.
+    """
+    url = _broker_url(broker_url)
+    with _lock:
+        app = _clients.get(url)
+        if app is None:
+            from celery import Celery
+
+            app = Celery("biasaudit-client", broker=url, set_as_current=False)
+            app.conf.update(
+                task_serializer="json",
+                accept_content=["json"],
+                result_serializer="json",
+                task_ignore_result=True,
+                broker_connection_timeout=_CONNECT_TIMEOUT_S,
+                broker_connection_retry_on_startup=False,
+                broker_transport_options={
+                    "socket_connect_timeout": _CONNECT_TIMEOUT_S,
+                    "socket_timeout": _CONNECT_TIMEOUT_S,
+                },
+            )
+            _clients[url] = app
+        return app
+
+
+def publish(audit_id: str, *, queue: str, broker_url: str | None = None) -> None:
+    """Send ``biasaudit.run_audit(audit_id)`` to ``queue``; raises if the broker is down.
+
+    Call it only after the audit row is committed. The only argument is the
+    audit id; callers treat a failure as "the reconciler will publish it".
+    """
+    if queue not in QUEUES:
+        raise ValueError(f"queue: must be one of {', '.join(QUEUES)}, got {queue!r}")
+    client(broker_url).send_task(
+        TASK_RUN_AUDIT,
+        args=[str(audit_id)],
+        queue=queue,
+        routing_key=queue,
+        serializer="json",
+        retry=True,
+        retry_policy=_RETRY_POLICY,
+        ignore_result=True,
+    )
+
+
+def _redis(broker_url: str | None) -> Any:
+    import redis
+
+    return redis.Redis.from_url(
+        _broker_url(broker_url),
+        socket_connect_timeout=_CONNECT_TIMEOUT_S,
+        socket_timeout=_CONNECT_TIMEOUT_S,
+    )
+
+
+def _is_redis(url: str) -> bool:
+    return url.split(":", 1)[0] in ("redis", "rediss", "unix")
+
+
+def broker_ping(broker_url: str | None = None) -> bool:
+    """True when the broker answers (for ``/readyz``); never raises."""
+    try:
+        url = _broker_url(broker_url)
+        if _is_redis(url):
+            with _redis(url) as conn:
+                return bool(conn.ping())
+        from kombu import Connection
+
+        with Connection(url, connect_timeout=_CONNECT_TIMEOUT_S) as conn:
+            conn.ensure_connection(max_retries=1)
+        return True
+    except Exception as exc:  # readiness reports, it does not crash
+        log.warning("broker ping failed: %s", type(exc).__name__)
+        return False
+
+
+def queue_depths(broker_url: str | None = None) -> dict[str, int]:
+    """Messages waiting per queue (Redis ``LLEN``, all priority lists summed).
+
+    Raises when the broker cannot be reached or is not Redis.
+    """
+    url = _broker_url(broker_url)
+    if not _is_redis(url):
+        raise ValueError(f"queue_depths: only Redis brokers are supported, got {url.split(':')[0]}")
+    with _redis(url) as conn:
+        pipe = conn.pipeline()
+        for queue in QUEUES:
+            pipe.llen(queue)
+            for step in _PRIORITY_STEPS:
+                pipe.llen(f"{queue}{_PRIORITY_SEP}{step}")
+        counts = pipe.execute()
+    per = 1 + len(_PRIORITY_STEPS)
+    return {q: int(sum(counts[i * per : (i + 1) * per])) for i, q in enumerate(QUEUES)}

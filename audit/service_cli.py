@@ -1,0 +1,99 @@
+"""The service subcommands of ``biasaudit``: ``serve``, ``worker``, ``beat``, ``keys create``.
+
+``audit/cli.py`` parses the arguments and calls these functions; each
+returns an exit code. ``serve`` migrates the database (idempotent) and starts
+uvicorn; ``worker`` and ``beat`` hand over to ``workers.cli`` (imported only
+there, so ``serve`` never loads Celery worker code or torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+EXIT_OK, EXIT_INVALID = 0, 2
+MSG_NO_BROKER = (
+    "BIASAUDIT_BROKER_URL is not set: the API enqueues audits on a broker, e.g. "
+    "export BIASAUDIT_BROKER_URL=redis://127.0.0.1:6379/0 (for one-off audits without a "
+    "service, use 'biasaudit run SPEC')"
+)
+
+
+def _err(message: str) -> None:
+    print(f"biasaudit: error: {message}", file=sys.stderr)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Migrate the database, then run the API under uvicorn on ``args.host:args.port``.
+
+    ``WEB_CONCURRENCY`` (uvicorn's variable) sets the number of processes.
+    """
+    import uvicorn
+
+    from audit.api.logging import configure_logging
+    from audit.settings import get_settings
+    from audit.storage.db import upgrade
+
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        _err(str(exc))
+        return EXIT_INVALID
+    if not settings.broker_url:
+        _err(MSG_NO_BROKER)
+        return EXIT_INVALID
+    configure_logging(os.environ.get("BIASAUDIT_LOG_LEVEL", "INFO").upper())
+    upgrade(settings.db_url)
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    uvicorn.run(
+        "audit.api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=int(args.port),
+        access_log=False,  # the app logs each request itself, as JSON, without headers
+        log_config=None,
+        proxy_headers=False,
+        server_header=False,
+    )
+    return EXIT_OK
+
+
+def _worker_cli() -> Any:
+    try:
+        from workers import cli
+    except ImportError as exc:
+        raise SystemExit(f"biasaudit: error: the workers package is not installed ({exc})") from exc
+    return cli
+
+
+def worker(args: argparse.Namespace) -> int:
+    """Start a Celery worker on ``args.queues`` (see ``workers.cli.run_worker``)."""
+    queues = [q.strip() for q in str(args.queues).split(",") if q.strip()]
+    result = _worker_cli().run_worker(queues=queues, concurrency=args.concurrency)
+    return int(result or 0)
+
+
+def beat(args: argparse.Namespace) -> int:
+    """Start the scheduler (see ``workers.cli.run_beat``)."""
+    result = _worker_cli().run_beat()
+    return int(result or 0)
+
+
+def keys_create(args: argparse.Namespace) -> int:
+    """Create an API token for ``args.project`` with ``args.role``; print only the token, once."""
+    from audit.settings import get_settings
+    from audit.storage.db import session_scope, upgrade
+    from audit.storage.repo import ProjectError, create_token
+
+    try:
+        settings = get_settings()
+        upgrade(settings.db_url)
+        with session_scope(settings.db_url) as session:
+            token, _ = create_token(session=session, project=args.project, role=args.role)
+    except (ProjectError, ValueError) as exc:
+        _err(str(exc))
+        return EXIT_INVALID
+    print(token)
+    return EXIT_OK

@@ -1,0 +1,101 @@
+"""Fixtures for the HTTP API: a real PostgreSQL database, the real Redis (db 15), TestClient.
+
+``api_settings`` points the service at the session's PostgreSQL test
+database and at ``redis://127.0.0.1:6379/15`` (only that index is flushed),
+with small upload limits so the limit tests stay fast. ``make_token``
+creates tokens straight in the database, as ``biasaudit keys create`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from audit.api.app import create_app
+from audit.settings import Settings, get_settings
+from audit.storage import db
+from audit.storage.models import Base
+from audit.storage.repo import create_token
+from tests.audit.api.helpers import make_csv, upload
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+MAX_UPLOAD_BYTES = 300_000
+MAX_UPLOAD_ROWS = 5_000
+MAX_DECOMPRESSED_BYTES = 1_000_000
+
+pytestmark = pytest.mark.postgres
+
+
+def _truncate(url: str) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with db.make_engine(url).begin() as conn:
+        conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+        conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+def redis_db() -> Iterator[redis.Redis]:
+    """Redis db 15, empty before and after the test (no other index is touched)."""
+    conn = redis.Redis.from_url(REDIS_URL)
+    conn.flushdb()
+    try:
+        yield conn
+    finally:
+        conn.flushdb()
+        conn.close()
+
+
+@pytest.fixture
+def api_settings(
+    embedded_home: Path,
+    postgres_url: str,
+    redis_db: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Settings]:
+    """Settings for the service under test; tables emptied afterwards."""
+    env = {
+        "BIASAUDIT_DATABASE_URL": postgres_url,
+        "BIASAUDIT_BROKER_URL": REDIS_URL,
+        "BIASAUDIT_ARTIFACT_DIR": str(embedded_home),
+        "BIASAUDIT_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+        "BIASAUDIT_MAX_UPLOAD_ROWS": str(MAX_UPLOAD_ROWS),
+        "BIASAUDIT_MAX_DECOMPRESSED_BYTES": str(MAX_DECOMPRESSED_BYTES),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    try:
+        yield get_settings()
+    finally:
+        get_settings.cache_clear()
+        _truncate(postgres_url)
+
+
+@pytest.fixture
+def client(api_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(api_settings)) as c:
+        yield c
+
+
+@pytest.fixture
+def make_token(api_settings: Settings) -> Callable[..., str]:
+    """``make_token(role, project="acme")`` -> a fresh plaintext bearer token."""
+
+    def make(role: str, project: str = "acme") -> str:
+        with db.session_scope(api_settings.db_url) as session:
+            token, _ = create_token(session=session, project=project, role=role)
+        return token
+
+    return make
+
+
+@pytest.fixture
+def dataset_id(client: TestClient, make_token: Callable[..., str]) -> str:
+    """A dataset uploaded to project ``acme``."""
+    response = upload(client, make_token("submitter"), make_csv())
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
