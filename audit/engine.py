@@ -189,6 +189,7 @@ def compute_results(
             favorable_label=spec.dataset.favorable_label,
             privileged={k: str(v) for k, v in spec.dataset.privileged.items()},
             strata=spec.dataset.strata,
+            domain=spec.domain,
             seed=spec.seed,
             min_group_size=min_size,
             progress=None,

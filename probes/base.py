@@ -81,6 +81,7 @@ class ProbeInput:
     favorable_label: Any = 1
     privileged: dict[str, Any] = field(default_factory=dict)
     strata: str | None = None
+    domain: str | None = None
     seed: int = 0
     min_group_size: int = 30
     progress: Callable[[float], None] | None = None
