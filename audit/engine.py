@@ -64,10 +64,8 @@ def _load_model(spec: AuditSpec, base_dir: Path) -> Any:
     )
 
 
-def _uses_dataset(spec: AuditSpec, configs: list[Any]) -> bool:
-    if spec.dataset.path or spec.dataset.id:
-        return True
-    return not all(getattr(c, "text_column", "x") is None for c in configs)
+def _uses_dataset(spec: AuditSpec) -> bool:
+    return bool(spec.dataset.path or spec.dataset.id)
 
 
 def _chunked_entries(
@@ -145,7 +143,7 @@ def compute_results(
     entries: list[ProbeEntry] = []
     dataset_info: dict[str, Any] = {"sha256": None, "rows": 0}
     unknown: dict[str, int] = {}
-    path = data_mod.resolve_path(spec.dataset, base) if _uses_dataset(spec, configs) else None
+    path = data_mod.resolve_path(spec.dataset, base) if _uses_dataset(spec) else None
     chunked = (
         path is not None
         and model is None

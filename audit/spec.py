@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from audit.errors import SpecError
 
@@ -41,7 +48,9 @@ class DatasetSpec(_Strict):
         default=None, description="model score column: AUC, calibration, LL144 scoring rate"
     )
     protected: list[str] = Field(
-        min_length=1, description="protected-attribute columns (missing values: `unknown` group)"
+        default_factory=list,
+        description="protected-attribute columns, at least one when a path or id is given "
+        "(missing values: `unknown` group)",
     )
     favorable_label: Any = Field(
         default=1, description="label value that counts as selected (1 == '1' == 1.0 == true)"
@@ -113,11 +122,26 @@ class PolicySpec(_Strict):
     )
 
 
+DATA_FREE_PROBES = frozenset({"mlm-stereotype", "embedding-association"})
+
+
+def needs_dataset(probe: dict[str, Any]) -> bool:
+    """Whether a probe config reads the dataset (template and pair-set probes do not)."""
+    kind = probe.get("kind")
+    if kind in DATA_FREE_PROBES:
+        return False
+    return not (kind == "counterfactual-text" and not probe.get("text_column"))
+
+
 class AuditSpec(_Strict):
     name: str = Field(min_length=1, max_length=200, description="audit name")
     domain: Domain = Field(default="general", description="picks the default policy")
     description: str | None = Field(default=None, description="free text for the report")
-    dataset: DatasetSpec = Field(description="the audited data (see below)")
+    dataset: DatasetSpec = Field(
+        default_factory=DatasetSpec,
+        description="the audited data (see below); optional only when every probe brings "
+        "its own inputs (templates, pair sets)",
+    )
     model: ModelSpec = Field(default_factory=ModelSpec, description="the model (see below)")
     probes: list[dict[str, Any]] = Field(
         default_factory=lambda: [{"kind": "demographic"}],
@@ -127,6 +151,20 @@ class AuditSpec(_Strict):
         default_factory=PolicySpec, description="thresholds (default: the domain's policy)"
     )
     seed: int = Field(default=0, description="seed of every random step (bootstrap, sampling)")
+
+    @model_validator(mode="after")
+    def _dataset_needed(self) -> AuditSpec:
+        has_data = bool(self.dataset.path or self.dataset.id)
+        if has_data and not self.dataset.protected:
+            raise ValueError("dataset.protected: at least one protected column is required")
+        if not has_data:
+            for i, probe in enumerate(self.probes):
+                if needs_dataset(probe):
+                    raise ValueError(
+                        f"dataset.path: required by probes[{i}] (kind {probe.get('kind')!r}); "
+                        "only template/pair-set probes run without a dataset"
+                    )
+        return self
 
     def sha256(self) -> str:
         return hashlib.sha256(
@@ -142,6 +180,15 @@ def _loc(loc: tuple[Any, ...]) -> str:
         else:
             out += ("." if out else "") + str(part)
     return out
+
+
+def _error(e: Any) -> tuple[str, str]:
+    """(field path, message); model-level errors carry their path in the message."""
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    path = _loc(e["loc"])
+    if not path and ": " in msg:
+        path, msg = msg.split(": ", 1)
+    return path, msg
 
 
 def validate_probe_configs(spec: AuditSpec) -> list[Any]:
@@ -192,6 +239,6 @@ def parse_spec(source: dict[str, Any] | str | Path) -> tuple[AuditSpec, Path]:
     try:
         spec = AuditSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError([(_loc(e["loc"]), e["msg"]) for e in exc.errors()]) from None
+        raise SpecError([_error(e) for e in exc.errors()]) from None
     validate_probe_configs(spec)
     return spec, base
