@@ -142,7 +142,9 @@ def read_frame(spec: DatasetSpec, path: Path, *, columns: list[str] | None = Non
     try:
         if fmt == "parquet":
             return pd.read_parquet(path, columns=columns)
-        return pd.read_csv(path, usecols=columns, low_memory=False)
+        # protected columns as text: chunks and files agree on '25' vs '25.0'
+        text = {c: str for c in spec.protected}
+        return pd.read_csv(path, usecols=columns, low_memory=False, dtype=text)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise AuditInputError(f"dataset.path: cannot read {path} as {fmt}: {exc}") from None
 
@@ -297,6 +299,7 @@ def iter_chunks(
             offset += len(df)
         return
     offset = 0
-    for df in pd.read_csv(path, usecols=cols, chunksize=chunk_rows, low_memory=False):
+    text = {c: str for c in spec.protected}
+    for df in pd.read_csv(path, usecols=cols, chunksize=chunk_rows, low_memory=False, dtype=text):
         yield df, offset
         offset += len(df)

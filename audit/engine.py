@@ -23,6 +23,7 @@ from audit.manifest import build_manifest
 from audit.policy import findings_for, resolved_thresholds, verdict
 from audit.spec import AuditSpec, parse_spec, validate_probe_configs
 from probes.base import ProbeEntry, ProbeError, ProbeInput, get_probe
+from probes.counts import GroupCounts
 from probes.inference import InferenceCancelled
 
 SCHEMA_VERSION = 1
@@ -73,7 +74,6 @@ def _chunked_entries(
 ) -> tuple[list[ProbeEntry], int, dict[str, int]]:
     """Count-only audit of a file too large for memory: counts add across chunks."""
     from probes.counts import count_groups
-    from probes.demographic import entries_from_counts
 
     total = None
     rows = 0
@@ -91,18 +91,24 @@ def _chunked_entries(
             unknown[k] += v
     if total is None:
         raise AuditInputError(f"dataset.path: {path.name} has no rows", field="dataset.path")
+    return entries_from_total(spec, configs, total), rows, unknown
+
+
+def entries_from_total(spec: AuditSpec, configs: list[Any], total: GroupCounts) -> list[ProbeEntry]:
+    """Demographic entries of every probe config from merged full-intersection counts."""
+    from probes.demographic import entries_from_counts
+
     entries: list[ProbeEntry] = []
     for cfg in configs:
         attrs = list(cfg.attributes or spec.dataset.protected)
-        sub = total.marginal(attrs)
         entries += entries_from_counts(
-            sub,
+            total.marginal(attrs),
             config=cfg,
-            min_group_size=cfg.min_group_size or min_size,
-            privileged=spec.dataset.privileged,
+            min_group_size=cfg.min_group_size or spec.policy.min_group_size,
+            privileged={k: str(v) for k, v in spec.dataset.privileged.items()},
             seed=spec.seed,
         )
-    return entries, rows, unknown
+    return entries
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -131,7 +137,10 @@ def compute_results(
     ]
     min_size = spec.policy.min_group_size
     kinds = [c.kind for c in configs]
-    model = _load_model(spec, base)
+    try:
+        model = _load_model(spec, base)
+    except ProbeError as exc:
+        raise AuditInputError(str(exc), field="model.path") from None
     for i, cfg in enumerate(configs):
         cls = get_probe(cfg.kind)
         if "model" in cls.needs and model is None:
@@ -217,20 +226,45 @@ def compute_results(
             entries.extend(result.entries)
             if progress is not None:
                 progress((i + 1) / len(configs))
-    findings = findings_for(entries, spec, min_group_size=min_size)
     model_info: dict[str, Any] = {"kind": spec.model.kind, "sha256": getattr(model, "sha256", None)}
     if model is not None and spec.model.task:
         model_info["task"] = spec.model.task
     if spec.model.kind == "predictions":
         model_info["prediction_column"] = spec.dataset.prediction
+    return assemble_results(
+        spec,
+        configs,
+        entries,
+        audit_id=audit_id or str(uuid.uuid4()),
+        started_at=started,
+        model_info=model_info,
+        dataset_info=dataset_info,
+        unknown_counts=unknown,
+    )
+
+
+def assemble_results(
+    spec: AuditSpec,
+    configs: list[Any],
+    entries: list[ProbeEntry],
+    *,
+    audit_id: str,
+    started_at: str,
+    model_info: dict[str, Any],
+    dataset_info: dict[str, Any],
+    unknown_counts: dict[str, int],
+) -> dict[str, Any]:
+    """Policy, verdict and manifest around the probe entries: the results.json document."""
+    min_size = spec.policy.min_group_size
+    findings = findings_for(entries, spec, min_group_size=min_size)
     results: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "audit": {
-            "id": audit_id or str(uuid.uuid4()),
+            "id": audit_id,
             "name": spec.name,
             "domain": spec.domain,
             "spec_sha256": spec.sha256(),
-            "started_at": started,
+            "started_at": started_at,
             "finished_at": _now(),
         },
         "model": model_info,
@@ -244,7 +278,7 @@ def compute_results(
             min_group_size=min_size,
             favorable_label=spec.dataset.favorable_label,
             unknown_label=spec.dataset.unknown_label,
-            unknown_counts=unknown,
+            unknown_counts=unknown_counts,
             groups={e.attribute: [g["group"] for g in e.groups] for e in entries},
             excluded_groups={
                 e.attribute: e.model_extra.get("excluded_groups", [])

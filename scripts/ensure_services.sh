@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start the local Redis and PostgreSQL the integration tests talk to, if they are not running.
-# Tests use their own PostgreSQL databases (biasaudit_test_*) and Redis db index 15.
+# Tests use their own PostgreSQL databases (biasaudit_test_*) and Redis db indexes 13-15.
 set -euo pipefail
 REDIS_PORT="${BIASAUDIT_TEST_REDIS_PORT:-6379}"
 

@@ -1,0 +1,385 @@
+"""Real processes for integration tests: ``biasaudit worker``, ``biasaudit beat``, ``serve``.
+
+Everything is real: PostgreSQL (a database of their own, so their reconciler
+never touches other tests' rows), Redis
+(127.0.0.1:6379, db index 14, flushed at the start; tests that restart Redis
+start their own server), Celery workers and beat started with the
+``biasaudit`` entry point, and uvicorn. Short leases and intervals come from
+``BIASAUDIT_*`` variables so that recovery takes seconds:
+
+- lease 3 s, reconciler every 1 s, queued audits re-published after 2 s;
+- ``BIASAUDIT_TEST_CRASH_HOOKS=1``: a spec whose description holds
+  ``biasaudit-test:crash`` SIGKILLs its worker process, ``biasaudit-test:sleep=S``
+  keeps it busy S seconds (see ``workers.runner._test_hooks``).
+
+Each service logs to a file under the test's tmp dir; ``Service.log_text()``
+reads it (tests scan the logs for tokens).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+from psycopg import sql
+from sqlalchemy import make_url
+
+from audit.settings import get_settings
+from audit.storage import db, repo, session_scope
+from tests.conftest import POSTGRES_ADMIN_URL
+
+REDIS_URL = "redis://127.0.0.1:6379/14"
+ROOT = Path(__file__).resolve().parents[2]
+BIASAUDIT = str(Path(sys.executable).parent / "biasaudit")
+READY_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, step: float = 0.1) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}", pytrace=False)
+        time.sleep(step)
+
+
+def service_env(
+    *, database_url: str, broker_url: str, base: Path, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The ``BIASAUDIT_*`` variables of one test stack (processes and test process alike)."""
+    env = {
+        "BIASAUDIT_DATABASE_URL": database_url,
+        "BIASAUDIT_BROKER_URL": broker_url,
+        "BIASAUDIT_ARTIFACT_DIR": str(base / "artifacts"),
+        "BIASAUDIT_DATA_DIR": str(base / "data"),
+        "BIASAUDIT_LEASE_SECONDS": "3",
+        "BIASAUDIT_MAX_ATTEMPTS": "3",
+        "BIASAUDIT_RECONCILE_INTERVAL": "1",
+        "BIASAUDIT_SCHEDULE_INTERVAL": "2",
+        "BIASAUDIT_REQUEUE_AFTER": "2",
+        "BIASAUDIT_TASK_SOFT_TIME_LIMIT": "100",
+        "BIASAUDIT_TASK_TIME_LIMIT": "120",
+        "BIASAUDIT_VISIBILITY_TIMEOUT": "150",
+        "BIASAUDIT_SHARD_THRESHOLD_ROWS": "4000",
+        "BIASAUDIT_SHARD_ROWS": "1500",
+        "BIASAUDIT_TEST_CRASH_HOOKS": "1",
+    }
+    env.update(extra or {})
+    return env
+
+
+class Service:
+    """A child process in its own process group, logging to a file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        full_env = {
+            k: v for k, v in os.environ.items() if not k.startswith("BIASAUDIT_") or k == "PATH"
+        }
+        full_env.update(env)
+        full_env["PYTHONUNBUFFERED"] = "1"
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The JSON log lines (anything else, e.g. a traceback on stderr, is skipped)."""
+        lines = []
+        for line in self.log_text().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                continue
+        return lines
+
+    def wait_log(self, needle: str, *, timeout: float = READY_TIMEOUT) -> None:
+        def seen() -> bool:
+            if self.proc.poll() is not None:
+                pytest.fail(
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}",
+                    pytrace=False,
+                )
+            return needle in self.log_text()
+
+        wait_for(seen, timeout=timeout, what=f"{self.name} to log {needle!r}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the whole process group (the worker and its pool processes)."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        # pool processes left behind by a killed parent
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class Stack:
+    """Starts and stops the services of one environment (database + broker)."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.services: list[Service] = []
+        logs.mkdir(parents=True, exist_ok=True)
+        Path(env["BIASAUDIT_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+
+    def _start(self, name: str, argv: list[str], extra: dict[str, str] | None = None) -> Service:
+        service = Service(name, argv, {**self.env, **(extra or {})}, self.logs / f"{name}.log")
+        self.services.append(service)
+        return service
+
+    def worker(self, name: str, *, queues: str = "cpu", concurrency: int = 1) -> Service:
+        argv = [BIASAUDIT, "worker", "--queues", queues]
+        if "gpu" not in queues:
+            argv += ["--concurrency", str(concurrency)]
+        service = self._start(name, argv, {"BIASAUDIT_WORKER_NAME": f"{name}@test"})
+        service.wait_log(f"{name}@test ready.")
+        return service
+
+    def beat(self, name: str = "beat") -> Service:
+        service = self._start(name, [BIASAUDIT, "beat"], {"BIASAUDIT_WORKER_NAME": f"{name}@test"})
+        service.wait_log(f"{name}@test ready.")
+        return service
+
+    def api(self, name: str = "api") -> tuple[Service, str]:
+        port = free_port()
+        service = self._start(
+            name, [BIASAUDIT, "serve", "--host", "127.0.0.1", "--port", str(port)]
+        )
+        base = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            import httpx
+
+            if service.proc.poll() is not None:
+                pytest.fail(f"{name} exited:\n{service.log_text()[-3000:]}", pytrace=False)
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, timeout=READY_TIMEOUT, what="the API to answer /healthz", step=0.2)
+        return service, base
+
+    def stop(self, service: Service) -> None:
+        service.stop()
+        if service in self.services:
+            self.services.remove(service)
+
+    def stop_all(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+        self.services.clear()
+
+
+@contextmanager
+def private_database() -> Iterator[str]:
+    """A migrated PostgreSQL database of its own (dropped afterwards).
+
+    The integration stacks never share a database with other tests: their
+    reconciler fails, cancels and re-publishes whatever it finds in it.
+    """
+    name = f"biasaudit_it_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = (
+        make_url(POSTGRES_ADMIN_URL)
+        .set(drivername="postgresql+psycopg", database=name)
+        .render_as_string(hide_password=False)
+    )
+    try:
+        db.upgrade(url)
+        yield url
+    finally:
+        db.dispose_engines()
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The shared environment (a private database, Redis db 14) with a running beat."""
+    conn = redis.Redis.from_url(REDIS_URL)
+    conn.flushdb()
+    base = tmp_path_factory.mktemp("stack")
+    with private_database() as url:
+        shared = Stack(service_env(database_url=url, broker_url=REDIS_URL, base=base), base)
+        try:
+            shared.beat()
+            yield shared
+        finally:
+            shared.stop_all()
+            conn.flushdb()
+            conn.close()
+
+
+@pytest.fixture
+def local(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The shared stack, with this test process configured like its services.
+
+    Workers a test starts are stopped after it; the beat keeps running.
+    """
+    for key in [k for k in os.environ if k.startswith("BIASAUDIT_")]:
+        if key != "BIASAUDIT_TEST_POSTGRES_URL":
+            monkeypatch.delenv(key)
+    for key, value in stack.env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    before = list(stack.services)
+    try:
+        yield stack
+    finally:
+        for service in [s for s in stack.services if s not in before]:
+            stack.stop(service)
+        get_settings.cache_clear()
+
+
+def redis_server(port: int, folder: Path) -> subprocess.Popen[bytes]:
+    """A private redis-server without persistence (a restart loses every message)."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    conn = redis.Redis(port=port)
+
+    def up() -> bool:
+        try:
+            return bool(conn.ping())
+        except redis.RedisError:
+            return False
+
+    wait_for(up, timeout=10, what=f"redis-server on port {port}")
+    conn.close()
+    return proc
+
+
+# ---------------------------------------------------------------- data helpers
+
+
+def add_dataset(data_dir: Path, *, project: str = "acme", n: int = 1200, seed: int = 3) -> str:
+    """A pool stored the way the API stores uploads (data_dir/<project>/<id>.csv)."""
+    from audit.data import file_sha256
+    from audit.storage.models import new_id
+    from tests.workers.conftest import write_pool
+
+    dataset_id = new_id()
+    path = write_pool(data_dir / project / f"{dataset_id}.csv", n=n, seed=seed)
+    with session_scope() as session:
+        repo.create_dataset(
+            session=session,
+            project=project,
+            dataset_id=dataset_id,
+            sha256=file_sha256(path),
+            path=str(path),
+            rows=n,
+            columns=["sex", "race", "qualified", "advanced"],
+            size_bytes=path.stat().st_size,
+        )
+    return dataset_id
+
+
+def audit_state(audit_id: str) -> Any:
+    with session_scope() as session:
+        return repo.load_audit(session=session, audit_id=audit_id)
+
+
+def wait_status(audit_id: str, statuses: set[str], *, timeout: float) -> Any:
+    """The audit row once its status is one of ``statuses``; fails showing the last state."""
+    last: list[Any] = [None]
+
+    def done() -> Any:
+        row = last[0] = audit_state(audit_id)
+        return row if row is not None and row.status in statuses else None
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = done()
+        if row is not None:
+            return row
+        time.sleep(0.1)
+    row = last[0]
+    state = (
+        "missing"
+        if row is None
+        else f"{row.status}, attempts {row.attempts}, worker {row.worker}, error {row.error}"
+    )
+    pytest.fail(
+        f"audit {audit_id} not {sorted(statuses)} after {timeout:.0f} s: {state}", pytrace=False
+    )
+
+
+def messages_for(conn: redis.Redis, audit_id: str) -> int:
+    """Messages of ``audit_id`` still in Redis: waiting in a queue or delivered, unacked."""
+    from workers.reconcile import _message_audit_id
+
+    count = 0
+    for queue in ("cpu", "gpu"):
+        count += sum(_message_audit_id(m) == audit_id for m in conn.lrange(queue, 0, -1))
+    for raw in conn.hvals("unacked"):
+        payload = json.loads(raw)[0]
+        count += _message_audit_id(json.dumps(payload)) == audit_id
+    return count

@@ -1,0 +1,143 @@
+"""Fixtures for worker tests: the session's real PostgreSQL database, real Redis (db 13).
+
+The workers' code runs in-process here (no Celery worker): these tests are
+about claiming, leases, sharding, the reconciler and schedules. Real worker
+processes are in ``tests/integration``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import redis
+
+from audit.settings import get_settings
+from audit.storage import db, repo, session_scope
+from audit.storage.models import new_id
+from tests.conftest import _truncate_all
+
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+@pytest.fixture
+def service_env(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, Any]]:
+    """Settings pointing at PostgreSQL, Redis db 13 and a private data dir; emptied after."""
+    data = tmp_path / "data"
+    (data / "acme").mkdir(parents=True)
+    env = {
+        "BIASAUDIT_DATABASE_URL": postgres_url,
+        "BIASAUDIT_BROKER_URL": REDIS_URL,
+        "BIASAUDIT_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+        "BIASAUDIT_DATA_DIR": str(data),
+        "BIASAUDIT_LEASE_SECONDS": "2",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("BIASAUDIT_TEST_CRASH_HOOKS", raising=False)
+    get_settings.cache_clear()
+    conn = redis.Redis.from_url(REDIS_URL)
+    conn.flushdb()
+    try:
+        yield {"data": data, "redis": conn, "url": postgres_url}
+    finally:
+        conn.flushdb()
+        conn.close()
+        _truncate_all(postgres_url)
+        db.dispose_engines()
+        get_settings.cache_clear()
+
+
+def write_pool(path: Path, n: int = 1200, seed: int = 3) -> Path:
+    """A small applicant pool with a planted disparity by sex."""
+    rng = np.random.default_rng(seed)
+    sex = rng.choice(["female", "male"], size=n)
+    race = rng.choice(["Black", "White", "Asian", None], size=n, p=[0.3, 0.5, 0.15, 0.05])
+    frame = pd.DataFrame(
+        {
+            "sex": sex,
+            "race": race,
+            "qualified": rng.integers(0, 2, size=n),
+            "advanced": (rng.random(n) < np.where(sex == "female", 0.25, 0.45)).astype(int),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def pool_spec(dataset_id: str, **over: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "worker-test",
+        "domain": "hiring",
+        "dataset": {
+            "id": dataset_id,
+            "label": "qualified",
+            "prediction": "advanced",
+            "protected": ["sex", "race"],
+        },
+        "probes": [{"kind": "demographic", "intersectional": True}],
+    }
+    spec.update(over)
+    return spec
+
+
+def add_dataset(data: Path, *, project: str = "acme", n: int = 1200) -> str:
+    """Store a pool under the data dir the way the API does; returns its id."""
+    from audit.data import file_sha256
+
+    dataset_id = new_id()
+    path = write_pool(data / project / f"{dataset_id}.csv", n=n)
+    with session_scope() as session:
+        repo.create_dataset(
+            session=session,
+            project=project,
+            dataset_id=dataset_id,
+            sha256=file_sha256(path),
+            path=str(path),
+            rows=n,
+            columns=["sex", "race", "qualified", "advanced"],
+            size_bytes=path.stat().st_size,
+        )
+    return dataset_id
+
+
+def add_audit(spec: dict[str, Any], *, project: str = "acme") -> str:
+    from audit.spec import parse_spec
+
+    parsed, _ = parse_spec(spec)
+    with session_scope() as session:
+        audit = repo.create_audit(
+            session=session,
+            project=project,
+            spec=spec,
+            name=parsed.name,
+            domain=parsed.domain,
+            spec_sha256=parsed.sha256(),
+        )
+        return audit.id
+
+
+def audit_row(audit_id: str) -> Any:
+    with session_scope() as session:
+        return repo.load_audit(session=session, audit_id=audit_id)
+
+
+def result_count(audit_id: str) -> int:
+    from sqlalchemy import func, select
+
+    from audit.storage.models import Result
+
+    with session_scope() as session:
+        return int(
+            session.scalar(
+                select(func.count()).select_from(Result).where(Result.audit_id == audit_id)
+            )
+            or 0
+        )

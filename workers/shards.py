@@ -1,0 +1,104 @@
+"""The shards of a large audit: count rows in parallel, merge the counts, store once.
+
+``runner.execute_audit`` plans the shards and launches a chord; each
+``biasaudit.run_shard`` calls :func:`execute_shard`, and the chord's callback
+``biasaudit.merge_shards`` calls :func:`merge_shards`. Shards renew the audit's
+lease while they run (whoever holds the claim), so a sharded audit is re-run
+only when all of its shard work is lost. See ``audit.sharding`` for the counting.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from audit.errors import AuditCancelled, AuditInputError
+from audit.settings import get_settings
+from audit.storage import repo, session_scope
+from workers.logs import audit_context
+from workers.runner import SHARD_LEASE_FACTOR, Heartbeat, _finish, _store, resolve_dataset
+
+log = logging.getLogger("biasaudit.worker")
+
+
+def _shard_progress(audit_id: str, done_fraction: float) -> None:
+    with session_scope() as session:
+        row = repo.load_audit(session=session, audit_id=audit_id)
+        if row is not None and row.status == "running":
+            repo.update_progress(
+                session=session,
+                audit_id=audit_id,
+                progress=min(0.95, row.progress + done_fraction),
+                lease_seconds=get_settings().lease_seconds * SHARD_LEASE_FACTOR,
+            )
+
+
+def execute_shard(audit_id: str, index: int, start: int, stop: int, total: int) -> dict[str, Any]:
+    """Count rows ``[start, stop)`` of a claimed, sharded audit; JSON for the chord."""
+    from audit import data as data_mod
+    from audit import sharding
+    from audit.spec import parse_spec
+
+    settings = get_settings()
+    with audit_context(audit_id):
+        with session_scope() as session:
+            row = repo.load_audit(session=session, audit_id=audit_id)
+            state = None if row is None else (row.status, dict(row.spec), row.project)
+        if state is None or state[0] != "running":
+            log.info("shard %d skipped: audit is %s", index, state[0] if state else "gone")
+            return {"index": index, "skipped": True}
+        try:
+            spec_dict, base_dir, _ = resolve_dataset(state[1], project=state[2])
+            spec, _ = parse_spec(spec_dict)
+            path = data_mod.resolve_path(spec.dataset, base_dir)
+            lease = settings.lease_seconds * SHARD_LEASE_FACTOR
+            with Heartbeat(audit_id, worker=None, lease_seconds=lease, keep_progress=True) as hb:
+                part = sharding.count_shard(
+                    spec,
+                    path,
+                    sharding.Shard(index, start, stop),
+                    chunk_rows=settings.chunk_rows,
+                    should_cancel=hb.should_cancel,
+                )
+            _shard_progress(audit_id, 0.9 / max(total, 1))
+            log.info("shard %d of %d counted (%d rows)", index + 1, total, part["rows"])
+            return part
+        except AuditInputError as exc:
+            _finish(audit_id, repo.mark_failed, error=str(exc))
+            return {"index": index, "error": str(exc)}
+        except AuditCancelled:
+            _finish(audit_id, repo.mark_cancelled)
+            return {"index": index, "cancelled": True}
+
+
+def merge_shards(audit_id: str, parts: list[dict[str, Any]]) -> str:
+    """Merge the shard counts of an audit into one results document and store it."""
+    from audit import data as data_mod
+    from audit import sharding
+    from audit.spec import parse_spec
+
+    with audit_context(audit_id):
+        if any("counts" not in p for p in parts):
+            log.info("merge skipped: a shard failed, was cancelled or skipped")
+            return "skipped"
+        with session_scope() as session:
+            row = repo.load_audit(session=session, audit_id=audit_id)
+            state = None if row is None else (row.status, dict(row.spec), row.project)
+            started = row.started_at if row is not None else None
+        if state is None or state[0] != "running":
+            return "skipped"
+        try:
+            spec_dict, base_dir, _ = resolve_dataset(state[1], project=state[2])
+            spec, _ = parse_spec(spec_dict)
+            path = data_mod.resolve_path(spec.dataset, base_dir)
+            results = sharding.results_from_parts(
+                spec_dict,
+                parts,
+                audit_id=audit_id,
+                path=path,
+                started_at=started.isoformat(timespec="seconds") if started else None,
+            )
+        except AuditInputError as exc:
+            _finish(audit_id, repo.mark_failed, error=str(exc))
+            return "failed"
+        return _store(audit_id, results)

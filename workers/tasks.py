@@ -1,0 +1,73 @@
+"""The Celery tasks of the contract. Thin: each takes ids and calls ``workers.runner``.
+
+=========================  =========================================  ==============
+name                       arguments                                  queue
+=========================  =========================================  ==============
+``biasaudit.run_audit``    ``[audit_id]``                             gpu or cpu
+``biasaudit.run_shard``    ``[audit_id, index, start, stop, total]``  cpu
+``biasaudit.merge_shards`` ``[shard results, audit_id]`` (chord)      cpu
+``biasaudit.reconcile``    ``[]`` (beat)                              maintenance
+``biasaudit.fire_schedules`` ``[]`` (beat)                            maintenance
+=========================  =========================================  ==============
+
+Only ids and row numbers travel: no token, secret or spec. Every task is
+idempotent, so a redelivered or duplicated message is harmless.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task, chord
+
+from audit.queue import TASK_RUN_AUDIT
+from workers import runner, shards
+from workers.app import (
+    TASK_FIRE_SCHEDULES,
+    TASK_MERGE_SHARDS,
+    TASK_RECONCILE,
+    TASK_RUN_SHARD,
+    app,
+)
+
+
+def _launch_shards(audit_id: str, shards: list[Any]) -> None:
+    """Run the shards in parallel (a chord) and merge their counts when all are done."""
+    total = len(shards)
+    header = [run_shard.s(audit_id, s.index, s.start, s.stop, total) for s in shards]
+    chord(header)(merge_shards.s(audit_id))
+
+
+@app.task(name=TASK_RUN_AUDIT, bind=True, ignore_result=True)
+def run_audit(self: Task, audit_id: str) -> str:
+    """Claim and run one audit (or launch its shards); see ``runner.execute_audit``."""
+    worker = runner.worker_id(self.request.id, self.request.hostname)
+    return runner.execute_audit(str(audit_id), worker=worker, launch_shards=_launch_shards)
+
+
+@app.task(name=TASK_RUN_SHARD)
+def run_shard(audit_id: str, index: int, start: int, stop: int, total: int) -> dict[str, Any]:
+    """Count one shard of a sharded audit; the result (JSON counts) goes to the chord."""
+    return shards.execute_shard(str(audit_id), int(index), int(start), int(stop), int(total))
+
+
+@app.task(name=TASK_MERGE_SHARDS, ignore_result=True)
+def merge_shards(parts: list[dict[str, Any]], audit_id: str) -> str:
+    """The chord's callback: merge the shard counts and store the results."""
+    return shards.merge_shards(str(audit_id), parts)
+
+
+@app.task(name=TASK_RECONCILE, ignore_result=True)
+def reconcile() -> dict[str, Any]:
+    """Periodic: re-publish lost jobs, fail exhausted ones (``workers.reconcile``)."""
+    from workers.reconcile import reconcile as run
+
+    return run().as_dict()
+
+
+@app.task(name=TASK_FIRE_SCHEDULES, ignore_result=True)
+def fire_schedules() -> list[str]:
+    """Periodic: create and publish the audits of due schedules (``workers.scheduling``)."""
+    from workers.scheduling import fire_due_schedules
+
+    return fire_due_schedules()
