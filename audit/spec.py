@@ -161,8 +161,9 @@ class AuditSpec(_Strict):
             for i, probe in enumerate(self.probes):
                 if needs_dataset(probe):
                     raise ValueError(
-                        f"dataset.path: required by probes[{i}] (kind {probe.get('kind')!r}); "
-                        "only template/pair-set probes run without a dataset"
+                        f"dataset: required by probes[{i}] (kind {probe.get('kind')!r}): set "
+                        "dataset.path (or dataset.id via the API); only template and "
+                        "pair-set probes run without a dataset"
                     )
         return self
 

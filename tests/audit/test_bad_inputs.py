@@ -129,3 +129,12 @@ def test_invalid_audit_is_recorded_as_failed_not_succeeded(tmp_path, hiring_csv,
     assert sqlite3.connect(embedded_home / "biasaudit.db").execute(
         "select count(*) from results"
     ).fetchone() == (0,)
+
+
+def test_dataset_without_protected_columns_or_missing_dataset(tmp_path, hiring_csv, capsys) -> None:
+    spec = spec_for(hiring_csv)
+    spec["dataset"]["protected"] = []  # type: ignore[index]
+    code, err = _run(tmp_path, spec, capsys)
+    assert code == 2 and "dataset.protected" in err and "at least one" in err
+    code, err = _run(tmp_path, {"name": "no-data", "probes": [{"kind": "demographic"}]}, capsys)
+    assert code == 2 and "dataset" in err and "probes[0]" in err and "'demographic'" in err

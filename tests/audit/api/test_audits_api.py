@@ -153,7 +153,7 @@ def test_unknown_dataset_is_404(client: TestClient, token: str, api_settings: Se
         ({"path": "/etc/passwd"}, "dataset.path"),
         ({"path": "missing.csv"}, "dataset.path"),
         ({"path": "x.csv", "id": "00000000-0000-4000-8000-000000000000"}, "dataset.path"),
-        ({}, "dataset.id"),
+        ({}, "dataset"),
     ],
 )
 def test_dataset_paths_outside_the_project_folder_are_refused(

@@ -83,7 +83,7 @@ def test_schedules_crud(
         ({"cron": "0 3 * *"}, 422, "cron"),
         ({"cron": "61 3 * * 1"}, 422, "cron"),
         ({"name": ""}, 422, "name"),
-        ({"spec": {"name": "x", "dataset": {"protected": []}}}, 422, "spec.dataset.protected"),
+        ({"spec": {"name": "x", "dataset": {"protected": []}}}, 422, "spec.dataset"),
         ({"spec": spec_for("00000000-0000-4000-8000-000000000000")}, 404, "spec.dataset.id"),
         ({"spec": None}, 422, "spec"),
     ],
