@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,34 +27,9 @@ from audit.errors import (
     AuditInputError,
 )
 from audit.spec import DatasetSpec
+from probes.util import canonical_label, file_sha256
 
-
-def file_sha256(path: Path) -> str:
-    """Streaming sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def canonical(value: Any) -> str:
-    """Canonical text of a label value: 1 == "1" == 1.0 == True == "true"."""
-    if isinstance(value, (bool, np.bool_)):
-        return "1" if value else "0"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    text = str(value).strip()
-    low = text.lower()
-    if low in ("true", "false"):
-        return "1" if low == "true" else "0"
-    try:
-        f = float(text)
-    except ValueError:
-        return text
-    return str(int(f)) if f.is_integer() else repr(f)
+canonical = canonical_label  # 1 == "1" == 1.0 == True == "true"
 
 
 def favorable_mask(series: pd.Series, favorable: Any) -> np.ndarray:

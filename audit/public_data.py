@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from probes.util import file_sha256
+
 __all__ = [
     "FILES",
     "PublicDataError",
@@ -108,12 +110,7 @@ def resolve_data_dir(data_dir: Path | None = None) -> Path:
     return Path.home() / ".cache" / "biasaudit" / "data"
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+_sha256_file = file_sha256
 
 
 def available(*, data_dir: Path | None = None) -> bool:

@@ -11,7 +11,6 @@ with ``model.trusted: true`` (see :mod:`probes.models.safety`).
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import pandas as pd
 
 from probes.base import ProbeError
 from probes.models.safety import PICKLE_REFUSED, ModelLoadError, UnsafeModelError, is_pickle_file
+from probes.util import canonical_label, file_sha256
 
 _ALLOWED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "skops.")
 _ALLOWED_EXACT = frozenset(
@@ -87,32 +87,6 @@ def _allowed(type_name: str) -> bool:
     ):
         return False
     return type_name.startswith(_ALLOWED_PREFIXES)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def canonical_label(value: Any) -> str:
-    """Label text for comparisons: 1 == "1" == 1.0 == True == "true" (as audit.data does)."""
-    if isinstance(value, (bool, np.bool_)):
-        return "1" if value else "0"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    text = str(value).strip()
-    if text.lower() in ("true", "false"):
-        return "1" if text.lower() == "true" else "0"
-    try:
-        f = float(text)
-    except ValueError:
-        return text
-    return str(int(f)) if f.is_integer() else repr(f)
 
 
 def _load_skops(path: Path, *, trusted: bool) -> Any:
