@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="start the HTTP API")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--workers", type=int, default=None, help="uvicorn processes (WEB_CONCURRENCY)")
     s.set_defaults(func=_service("serve"))
 
     w = sub.add_parser("worker", help="start a Celery worker")

@@ -4,8 +4,24 @@ Starts ``biasaudit serve`` (uvicorn) as a subprocess on a free loopback port,
 with a PostgreSQL database and a Redis db index of its own, creates a token
 with ``biasaudit keys create``, uploads a small dataset, and drives
 ``POST /v1/audits`` from this (separate) process with a bounded number of
-requests at 1, 10 and 50 concurrent clients (asyncio + httpx, one keep-alive
-connection per client). It prints submissions/s and p50/p99 latency.
+requests, in two modes:
+
+- closed loop (saturation): 1, 10 and 50 clients, each sending its next
+  request as soon as the previous one is answered. This measures capacity;
+  once the server is saturated the latency is mostly the queue in front of it.
+- open loop (production-like): 50 clients whose submissions arrive as a
+  Poisson process at a stated total rate below capacity (default: half the
+  closed-loop throughput at 50 clients), for a bounded time. Latency is
+  measured from each request's *scheduled* arrival, so a request delayed
+  behind a slow one on its client's connection counts its wait (no
+  coordinated omission).
+
+Each row also reports the CPU time the server process(es) and this client
+spent per submission, since both share the machine's cores. The load is sent
+by a minimal HTTP/1.1 keep-alive client on asyncio streams (one connection per
+client, ``Content-Length`` bodies only), because httpx spent 3-5 ms of CPU
+per request here, taking cores from the server and adding its own event-loop
+delay to the latency it measured. Setup and the end-to-end runs use httpx.
 
 If ``workers/cli.py`` exists it also starts ``biasaudit worker --queues cpu``
 and measures small audits end to end (submit -> succeeded, polling every
@@ -15,6 +31,7 @@ and measures small audits end to end (submit -> succeeded, polling every
 Usage::
 
     python benchmarks/bench_api.py [--requests 1:200,10:500,50:1000] [--e2e 20]
+        [--open-clients 50] [--open-rate R] [--open-seconds 20] [--api-workers 1]
 
 Needs PostgreSQL at ``BIASAUDIT_TEST_POSTGRES_URL`` (default
 postgresql://postgres@127.0.0.1:5432/postgres) and Redis at 127.0.0.1:6379.
@@ -25,8 +42,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
+import random
+import resource
 import secrets
 import signal
 import socket
@@ -81,6 +101,27 @@ def spec(dataset_id: str, name: str) -> dict[str, Any]:
         },
         "probes": [{"kind": "demographic", "intersectional": True}],
     }
+
+
+def process_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds of every live process in process group ``pgid`` (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ... utime stime
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def pct(values: list[float], q: float) -> float:
@@ -170,23 +211,88 @@ class Service:
         subprocess.run(["rm", "-rf", str(self.tmp)], check=False)
 
 
+class Conn:
+    """One keep-alive HTTP/1.1 connection to the API (loopback); just enough for the load."""
+
+    def __init__(self, host: str, port: int, token: str) -> None:
+        self.host, self.port = host, port
+        self.auth = f"Authorization: Bearer {token}\r\n".encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.reconnects = 0
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def request(self, method: str, path: str, body: dict | None = None) -> int:
+        """Send one request, read the whole response; return its status code.
+
+        uvicorn closes a keep-alive connection idle for 5 s; like httpx, reopen it
+        and send again when the server closed it before answering (counted).
+        """
+        try:
+            return await self._request(method, path, body)
+        except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+            if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                raise
+            self.reconnects += 1
+            await self.close()
+            await self.open()
+            return await self._request(method, path, body)
+
+    async def _request(self, method: str, path: str, body: dict | None) -> int:
+        assert self.reader is not None and self.writer is not None
+        payload = json.dumps(body).encode() if body is not None else b""
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+        ).encode()
+        self.writer.write(head + self.auth + b"\r\n" + payload)
+        header = await self.reader.readuntil(b"\r\n\r\n")
+        lines = header.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if length:
+            await self.reader.readexactly(length)
+        return status
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            try:
+                await self.writer.wait_closed()
+            except ConnectionError:
+                pass
+
+
+def _host_port(base: str) -> tuple[str, int]:
+    host, _, port = base.removeprefix("http://").partition(":")
+    return host, int(port)
+
+
 async def drive(base: str, token: str, dataset_id: str, *, clients: int, total: int) -> dict:
-    """``total`` submissions spread over ``clients`` concurrent connections."""
+    """Closed loop: ``total`` submissions over ``clients`` connections, each back-to-back."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     per_client = [total // clients + (1 if i < total % clients else 0) for i in range(clients)]
 
     async def client(i: int, count: int) -> None:
-        headers = {"Authorization": f"Bearer {token}"}
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits) as c:
-            await c.get("/v1/audits", params={"limit": 1})  # open the connection first
+        c = Conn(*_host_port(base), token)
+        await c.open()
+        try:
+            await c.request("GET", "/v1/audits?limit=1")  # warm the connection
             for j in range(count):
                 body = spec(dataset_id, f"bench-{clients}-{i}-{j}")
                 start = time.perf_counter()
-                response = await c.post("/v1/audits", json=body, timeout=30)
+                status = await asyncio.wait_for(c.request("POST", "/v1/audits", body), 30)
                 latencies.append(time.perf_counter() - start)
-                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            await c.close()
 
     start = time.perf_counter()
     await asyncio.gather(*(client(i, n) for i, n in enumerate(per_client)))
@@ -199,6 +305,78 @@ async def drive(base: str, token: str, dataset_id: str, *, clients: int, total: 
         "p99_ms": 1000 * pct(latencies, 99),
         "statuses": statuses,
     }
+
+
+async def drive_open(
+    base: str, token: str, dataset_id: str, *, clients: int, rate: float, seconds: float, seed: int
+) -> dict:
+    """Open loop: Poisson arrivals at ``rate`` per second in total, spread over ``clients``.
+
+    Each client draws exponential gaps at ``rate / clients`` and sends on its own
+    connection; a request due while the previous one is in flight waits, and its
+    latency counts from the scheduled time. Arrivals stop after ``seconds``.
+    """
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    late: list[float] = []
+
+    async def client(i: int) -> None:
+        rng = random.Random(seed * 1000 + i)
+        c = Conn(*_host_port(base), token)
+        await c.open()
+        try:
+            await c.request("GET", "/v1/audits?limit=1")  # warm the connection
+            await ready.wait()
+            due = t0 + rng.expovariate(rate / clients)
+            j = 0
+            while due < t0 + seconds:
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    late.append(-delay)
+                body = spec(dataset_id, f"open-{i}-{j}")
+                status = await asyncio.wait_for(c.request("POST", "/v1/audits", body), 30)
+                latencies.append(time.perf_counter() - due)
+                statuses[status] = statuses.get(status, 0) + 1
+                due += rng.expovariate(rate / clients)
+                j += 1
+        finally:
+            reconnects.append(c.reconnects)
+            await c.close()
+
+    reconnects: list[int] = []
+    ready = asyncio.Event()
+    t0 = time.perf_counter() + 3600.0
+    tasks = [asyncio.create_task(client(i)) for i in range(clients)]
+    await asyncio.sleep(1.0)  # connections open
+    t0 = time.perf_counter() + 0.1
+    ready.set()
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - t0
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "offered_per_s": rate,
+        "per_s": len(latencies) / elapsed,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * pct(latencies, 99),
+        "max_ms": 1000 * max(latencies),
+        "sent_late": len([x for x in late if x > 0.005]),
+        "reconnects": sum(reconnects),
+        "statuses": statuses,
+    }
+
+
+def measured(service: Service, run: Any) -> dict:
+    """Run the coroutine factory ``run``; add server and client CPU ms per request."""
+    server_pgid = service.procs[0].pid
+    server0, client0 = process_cpu_s(server_pgid), own_cpu_s()
+    result: dict = asyncio.run(run())
+    n = max(1, result["requests"])
+    result["server_cpu_ms"] = 1000 * (process_cpu_s(server_pgid) - server0) / n
+    result["client_cpu_ms"] = 1000 * (own_cpu_s() - client0) / n
+    return result
 
 
 def end_to_end(service: Service, token: str, dataset_id: str, runs: int) -> list[dict] | None:
@@ -244,6 +422,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", default="1:200,10:500,50:1000", help="clients:requests,...")
     p.add_argument("--e2e", type=int, default=20, help="end-to-end audits to time (0: skip)")
     p.add_argument("--api-workers", type=int, default=1, help="uvicorn processes")
+    p.add_argument("--open-clients", type=int, default=50, help="open-loop clients (0: skip)")
+    p.add_argument(
+        "--open-rate",
+        type=float,
+        default=None,
+        help="open-loop offered load, submissions/s in total "
+        "(default: half the closed-loop throughput at the most clients)",
+    )
+    p.add_argument("--open-seconds", type=float, default=20.0, help="open-loop duration")
+    p.add_argument("--seed", type=int, default=0, help="seed of the open-loop arrivals")
     args = p.parse_args(argv)
     levels = [tuple(int(x) for x in part.split(":")) for part in args.requests.split(",")]
     service = Service(args.api_workers)
@@ -259,17 +447,56 @@ def main(argv: list[str] | None = None) -> int:
             f"# bench_api: {platform.python_version()} on {platform.machine()}, "
             f"{os.cpu_count()} CPUs, uvicorn processes: {args.api_workers}"
         )
-        print(f"{'clients':>7} {'requests':>8} {'subm/s':>8} {'p50 ms':>8} {'p99 ms':>8}  statuses")
+        base = service.base
+        print("closed loop (saturation: each client sends again as soon as it is answered)")
+        print(
+            f"{'clients':>7} {'requests':>8} {'subm/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'srv cpu':>8} {'cli cpu':>8}  statuses   (cpu: ms per submission)"
+        )
+        capacity = 0.0
         for clients, total in levels:
-            asyncio.run(
-                drive(service.base, token, dataset_id, clients=clients, total=min(20, total))
-            )
+            asyncio.run(drive(base, token, dataset_id, clients=clients, total=min(20, total)))
             service.redis.delete("cpu")  # keep the queue small between levels
-            r = asyncio.run(drive(service.base, token, dataset_id, clients=clients, total=total))
+            r = measured(
+                service,
+                lambda c=clients, n=total: drive(base, token, dataset_id, clients=c, total=n),
+            )
             service.redis.delete("cpu")
+            capacity = r["per_s"]
             print(
                 f"{r['clients']:>7} {r['requests']:>8} {r['per_s']:>8.1f} {r['p50_ms']:>8.1f} "
-                f"{r['p99_ms']:>8.1f}  {r['statuses']}"
+                f"{r['p99_ms']:>8.1f} {r['server_cpu_ms']:>8.2f} {r['client_cpu_ms']:>8.2f}  "
+                f"{r['statuses']}"
+            )
+        if args.open_clients > 0:
+            rate = args.open_rate or round(capacity / 2, 1)
+            r = measured(
+                service,
+                lambda: drive_open(
+                    base,
+                    token,
+                    dataset_id,
+                    clients=args.open_clients,
+                    rate=rate,
+                    seconds=args.open_seconds,
+                    seed=args.seed,
+                ),
+            )
+            service.redis.delete("cpu")
+            print(
+                f"open loop ({r['clients']} clients, Poisson arrivals, offered {rate:.1f} "
+                f"submissions/s in total for {args.open_seconds:g} s; latency from the "
+                "scheduled arrival)"
+            )
+            print(
+                f"{'clients':>7} {'requests':>8} {'subm/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+                f"{'max ms':>8} {'srv cpu':>8} {'cli cpu':>8}  late  reopened  statuses"
+            )
+            print(
+                f"{r['clients']:>7} {r['requests']:>8} {r['per_s']:>8.1f} {r['p50_ms']:>8.1f} "
+                f"{r['p99_ms']:>8.1f} {r['max_ms']:>8.1f} {r['server_cpu_ms']:>8.2f} "
+                f"{r['client_cpu_ms']:>8.2f} {r['sent_late']:>5} {r['reconnects']:>9}  "
+                f"{r['statuses']}"
             )
         if args.e2e <= 0:
             print("end-to-end: skipped (--e2e 0)")

@@ -53,16 +53,20 @@ def create_audit(
     model_sha256: str | None = None,
     schedule_id: str | None = None,
     token_id: int | None = None,
+    project_exists: bool = False,
 ) -> Audit:
     """Insert an audit, or return the existing one when ``idempotency_key`` repeats.
 
     A repeated key with a different ``spec_sha256`` raises ``IdempotencyConflict``
     (the client reused a key for another request). The project row is created
-    on first use.
+    on first use, unless the caller knows it exists (``project_exists=True``: the
+    API's caller holds a live token, whose row references the project), which
+    saves a round trip per submission; the foreign key still refuses a missing one.
     """
     if status not in AUDIT_STATUSES:
         raise ValueError(f"status: must be one of {', '.join(AUDIT_STATUSES)}, got {status!r}")
-    ensure_project(session=session, name=project)
+    if not project_exists:
+        ensure_project(session=session, name=project)
     values: dict[str, Any] = {
         "project": project,
         "name": name,

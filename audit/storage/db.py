@@ -3,6 +3,9 @@
 - ``make_engine(url)``: one engine per URL per process. SQLite gets WAL,
   foreign keys and a busy timeout so the API, a worker and the CLI can share
   one file; ``postgresql://`` URLs are rewritten to the psycopg 3 driver.
+  PostgreSQL connections are pinged on checkout only after sitting idle in
+  the pool (``IDLE_PING_S``), not on every checkout (``pool_pre_ping`` cost
+  one round trip per request), and recycled after ``POOL_RECYCLE_S``.
 - ``session_scope(url)``: a unit of work that commits or rolls back.
 - ``upgrade(url)``: applies the Alembic migrations shipped in
   ``audit/migrations`` (idempotent, safe to run from several processes at once).
@@ -14,14 +17,16 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Engine, create_engine, event, exc, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +34,18 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Any constant: serialises concurrent `upgrade()` calls on one PostgreSQL database.
 _PG_MIGRATION_LOCK_ID = 0x62696173
+# PostgreSQL pool. A connection idle in the pool longer than IDLE_PING_S is pinged before
+# use (a server restart or an idle-timeout firewall drops idle connections; busy ones fail
+# on their next statement, which SQLAlchemy detects as a disconnect and answers by
+# invalidating the whole pool, so the next request reconnects). Connections older than
+# POOL_RECYCLE_S are replaced. POOL_SIZE connections stay open: a request beyond them
+# opens an overflow connection, closed again on return (a PostgreSQL backend start costs
+# milliseconds), so the size covers the API's concurrent requests on one process.
+IDLE_PING_S = 10.0
+POOL_RECYCLE_S = 1800
+POOL_SIZE = 20
+POOL_MAX_OVERFLOW = 10
+_IDLE_SINCE = "biasaudit_idle_since"
 
 _engines: dict[str, Engine] = {}
 _sessionmakers: dict[str, sessionmaker[Session]] = {}
@@ -99,12 +116,41 @@ def _build_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         json_serializer=_json_serializer,
-        pool_pre_ping=True,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_MAX_OVERFLOW,
+        pool_recycle=POOL_RECYCLE_S,
         connect_args={"connect_timeout": 10},
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection on checkout only if it sat idle longer than ``IDLE_PING_S``.
+
+    A failed ping raises ``DisconnectionError``: the pool discards that connection and
+    checks out (or opens) another, as ``pool_pre_ping`` would, so a database restart during
+    a quiet period costs no request. Under load connections are never idle that long, so
+    the steady state has no ping round trip.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            log.info("pooled connection failed its idle ping; reconnecting: %s", error)
+            raise exc.DisconnectionError() from error
 
 
 def make_engine(url: str | None = None) -> Engine:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -523,3 +524,63 @@ def test_json_round_trip_keeps_nesting_and_unicode(database_url: str) -> None:
         if session.get_bind().dialect.name == "postgresql":
             kind = session.execute(text("SELECT jsonb_typeof(spec) FROM audits")).scalar_one()
             assert kind == "object"  # stored as JSONB
+
+
+@pytest.mark.postgres
+def test_pooled_connection_idle_past_the_threshold_is_pinged_and_replaced(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No per-checkout ping any more: a connection killed while idle is replaced on checkout
+    once it idled longer than IDLE_PING_S; a busy pool reconnects after one failed statement.
+    """
+    db.dispose_engines()
+    engine = db.make_engine(postgres_url)
+    assert engine.pool._pre_ping is False  # type: ignore[attr-defined]
+
+    def backend_pid() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+    def kill(pid: int) -> None:
+        with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as other:
+            assert other.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+        time.sleep(0.2)
+
+    first = backend_pid()
+    assert backend_pid() == first  # pooled: the same connection comes back
+    kill(first)
+    monkeypatch.setattr(db, "IDLE_PING_S", 0.0)  # idle long enough: pinged, replaced
+    second = backend_pid()
+    assert second != first
+    monkeypatch.setattr(db, "IDLE_PING_S", 3600.0)  # fresh: not pinged, fails once
+    kill(second)
+    with pytest.raises(Exception, match="(?i)terminat|closed|server"):
+        backend_pid()
+    assert backend_pid() not in (first, second)  # the pool was invalidated and reconnects
+    db.dispose_engines()
+
+
+def test_create_audit_with_project_exists_skips_the_project_row(database_url: str) -> None:
+    with session_scope(database_url) as session:
+        repo.create_token(session=session, project="acme", role="submitter")
+    with session_scope(database_url) as session:
+        audit = repo.create_audit(
+            session=session,
+            project="acme",
+            spec={"name": "a"},
+            name="a",
+            domain="hiring",
+            spec_sha256="0" * 64,
+            project_exists=True,
+        )
+        assert audit.project == "acme"
+    with pytest.raises(Exception, match="(?i)foreign key"), session_scope(database_url) as s:
+        repo.create_audit(  # a wrong claim is still refused by the foreign key
+            session=s,
+            project="nobody",
+            spec={"name": "a"},
+            name="a",
+            domain="hiring",
+            spec_sha256="0" * 64,
+            project_exists=True,
+        )

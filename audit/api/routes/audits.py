@@ -125,6 +125,7 @@ def submit_audit(
             idempotency_key=idempotency_key,
             dataset_sha256=prepared.dataset_sha256,
             token_id=token.id,
+            project_exists=True,  # the token row references its project
         )
     except IdempotencyConflict as exc:
         raise ApiError(409, str(exc), field="Idempotency-Key") from None
