@@ -36,6 +36,7 @@ from probes.inference import (
     pad_batch,
     pick_device,
     run_batched,
+    use_onednn_linear,
 )
 from probes.models.fingerprint import fingerprint
 from probes.models.safety import ModelLoadError, UnsafeModelError
@@ -235,6 +236,8 @@ def _load_torch(path: Path, task: str, device: str, weights: Weights) -> tuple[A
         model.config.pad_token_id = tokenizer.eos_token_id
     model.eval()
     model.to(device)
+    if device == "cpu":
+        use_onednn_linear(model)  # same results, faster float32 matmuls on some CPUs
     return model, tokenizer
 
 
@@ -245,6 +248,7 @@ def load_huggingface(
     positive_label: int | str | None = None,
     batch_size: int = 32,
     max_length: int = 256,
+    max_tokens: int | None = None,
     device: str | None = None,
     allow_hub: bool = False,
     threshold: float = 0.5,
@@ -262,6 +266,9 @@ def load_huggingface(
         whose probability is the score; default index 1 of a two-class model.
     batch_size, max_length
         Inference batch size (halved on CUDA out-of-memory) and truncation length.
+    max_tokens
+        Optional token budget per batch (texts x the longest one's tokens), on top
+        of ``batch_size``: long texts then go fewer to a batch.
     device
         ``cpu``, ``cuda``, ``cuda:1`` ...; default CUDA when available.
     allow_hub
@@ -276,6 +283,8 @@ def load_huggingface(
         raise ModelLoadError(MSG_BAD_TASK.format(task=task, valid=", ".join(TASKS)))
     if batch_size < 1:
         raise ModelLoadError(f"model.batch_size: must be >= 1, got {batch_size}")
+    if max_tokens is not None and max_tokens < 1:
+        raise ModelLoadError(f"model.max_tokens: must be >= 1 or None, got {max_tokens}")
     folder = _resolve(Path(path), allow_hub)
     weights = check_model_folder(folder)
     try:
@@ -297,6 +306,7 @@ def load_huggingface(
         "tokenizer": tokenizer,
         "batch_size": batch_size,
         "max_length": max_length,
+        "max_tokens": max_tokens,
     }
     if task == "text-classification":
         return TextClassificationAdapter.create(
@@ -333,6 +343,7 @@ class HuggingFaceAdapter:
     tokenizer: Any = field(repr=False)
     batch_size: int = 32
     max_length: int = 256
+    max_tokens: int | None = None
 
     def info(self) -> dict[str, Any]:
         """What results.json ``model`` records about this model."""
@@ -382,6 +393,7 @@ class HuggingFaceAdapter:
             items,
             guarded,
             batch_size=self.batch_size,
+            max_tokens=self.max_tokens,
             length=length,
             progress=progress,
             should_cancel=should_cancel,

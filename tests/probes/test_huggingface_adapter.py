@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from probes.inference import MODEL_CACHE
+from probes.inference import MODEL_CACHE, pad_batch
 from probes.models.fingerprint import fingerprint
 from probes.models.huggingface import (
     MSG_HUB_ID,
@@ -79,6 +79,39 @@ def test_text_classification_matches_direct_softmax(tiny_models: dict[str, Path]
     np.testing.assert_allclose(scores, np.array([float(x) for x in direct]), atol=1e-5)
     assert scores[0] == scores[2]
     np.testing.assert_array_equal(adapter.predict(TEXTS), scores >= 0.5)
+
+
+def test_token_budget_batching_gives_the_scores_of_batch_size_one(
+    tiny_models: dict[str, Path],
+) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    path = tiny_models["text-classification"]
+    texts = [
+        "she is here.",
+        "the old doctor likes math and art at the office.",
+        "a",
+        "he was a poor young teacher.",
+        "this person hates math.",
+        "the rich woman is here.",
+    ] * 3
+    one = load_huggingface(path=path, task="text-classification", batch_size=1, device="cpu")
+    budget = load_huggingface(
+        path=path, task="text-classification", batch_size=64, max_tokens=24, device="cpu"
+    )
+    assert budget.model is one.model
+    fast = budget.score(texts)
+    np.testing.assert_allclose(fast, one.score(texts), atol=1e-5)
+    # the cached model runs its linear layers through oneDNN on CPU; compare with stock torch
+    linears = [m for m in budget.model.modules() if type(m) is torch.nn.Linear]
+    assert linears and all("forward" in vars(m) for m in linears)
+    plain = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    ids, mask = pad_batch(one.encode(texts), pad_id=one.pad_id, device="cpu")
+    with torch.inference_mode():
+        direct = torch.softmax(plain(input_ids=ids, attention_mask=mask).logits, -1)[:, 1]
+    np.testing.assert_allclose(fast, direct.numpy(), atol=1e-5)
+    with pytest.raises(ModelLoadError, match="model.max_tokens"):
+        load_huggingface(path=path, task="text-classification", max_tokens=0)
 
 
 def test_positive_label_by_name_and_threshold(tiny_models: dict[str, Path]) -> None:

@@ -14,6 +14,7 @@ from probes.inference import (
     pad_batch,
     pick_device,
     run_batched,
+    use_onednn_linear,
 )
 
 
@@ -61,6 +62,36 @@ def test_custom_length_key_orders_batches() -> None:
     rec = Recorder()
     run_batched(items, rec, batch_size=1, length=lambda s: -len(s))
     assert [b[0] for b in rec.batches] == ["a", "bb", "zzzz"]
+
+
+def test_token_budget_bounds_padded_batch_size() -> None:
+    items = ["a" * n for n in (10, 2, 9, 3, 3, 2, 1, 10, 4, 20)]
+    rec = Recorder()
+    out = run_batched(items, rec, batch_size=100, max_tokens=12)
+    np.testing.assert_array_equal(out, _expected(items))
+    sizes = [(len(b), max(len(s) for s in b)) for b in rec.batches]
+    # the 20-token item exceeds the budget and goes alone; the others fill <= 12 padded tokens
+    assert sizes == [(1, 20), (1, 10), (1, 9), (3, 4), (1, 1)]
+    assert all(n == 1 or n * longest <= 12 for n, longest in sizes)
+    assert sum(n for n, _ in sizes) == len(set(items))
+
+
+def test_token_budget_and_batch_size_both_cap() -> None:
+    items = ["a" * (i % 5 + 1) + str(i) for i in range(30)]
+    rec = Recorder()
+    run_batched(items, rec, batch_size=4, max_tokens=1000)
+    assert max(len(b) for b in rec.batches) == 4
+    with pytest.raises(ValueError, match="max_tokens"):
+        run_batched(items, rec, batch_size=4, max_tokens=0)
+
+
+def test_cuda_oom_halves_a_token_budget_batch() -> None:
+    items = [f"t{i:02d}" for i in range(12)]  # 3 tokens each: budget 30 -> 10 per batch
+    rec = Recorder(oom_above=4)
+    out = run_batched(items, rec, batch_size=64, max_tokens=30)
+    np.testing.assert_array_equal(out, _expected(items))
+    assert rec.attempts[:3] == [10, 5, 2]
+    assert all(len(b) <= 2 for b in rec.batches)
 
 
 def test_cuda_oom_halves_the_batch_and_keeps_results_right() -> None:
@@ -115,6 +146,56 @@ def test_pad_batch_right_pads_with_mask() -> None:
     ids, mask = pad_batch([(5, 6, 7), (8,)], pad_id=0, device="cpu")
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]]
     assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_pad_batch_pads_only_to_the_batch_longest() -> None:
+    ids, mask = pad_batch([(1,), (2, 3)], pad_id=9, device="cpu")
+    assert ids.shape == (2, 2) and ids.dtype == torch.long and mask.dtype == torch.long
+    assert ids.tolist() == [[1, 9], [2, 3]]
+    empty_ids, empty_mask = pad_batch([], pad_id=0, device="cpu")
+    assert empty_ids.shape == (0, 0) and empty_mask.shape == (0, 0)
+
+
+def _mlp() -> torch.nn.Sequential:
+    torch.manual_seed(0)
+
+    class Scaled(torch.nn.Linear):  # a subclass keeps its own forward
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) * 2
+
+    return torch.nn.Sequential(
+        torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 4), Scaled(4, 3)
+    )
+
+
+def test_onednn_linear_gives_the_same_outputs() -> None:
+    plain, fast = _mlp().eval(), _mlp().eval()
+    assert use_onednn_linear(fast) == 2
+    x = torch.randn(5, 7, 16)
+    with torch.inference_mode():
+        np.testing.assert_allclose(fast(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(fast(x[0]).numpy(), plain(x[0]).numpy(), atol=1e-6)
+        # float64 inputs take the stock path (and still work)
+        fast64, plain64 = _mlp().double(), _mlp().double()
+        assert use_onednn_linear(fast64) == 0
+        assert torch.equal(fast64(x.double()), plain64(x.double()))
+    assert "forward" not in vars(fast[3]) and "forward" in vars(fast[0])
+
+
+def test_onednn_linear_keeps_gradients_and_can_be_switched_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fast, plain = _mlp(), _mlp()
+    use_onednn_linear(fast)
+    x = torch.randn(4, 16, requires_grad=True)
+    fast(x).sum().backward()
+    grad = x.grad.clone()  # type: ignore[union-attr]
+    x.grad = None
+    plain(x).sum().backward()
+    assert x.grad is not None
+    np.testing.assert_allclose(grad.numpy(), x.grad.numpy(), atol=1e-6)
+    monkeypatch.setenv("BIASAUDIT_ONEDNN_LINEAR", "0")
+    assert use_onednn_linear(_mlp()) == 0
 
 
 def test_model_cache_is_lru() -> None:
