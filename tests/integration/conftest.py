@@ -319,27 +319,7 @@ def redis_server(port: int, folder: Path) -> subprocess.Popen[bytes]:
 
 # ---------------------------------------------------------------- data helpers
 
-
-def add_dataset(data_dir: Path, *, project: str = "acme", n: int = 1200, seed: int = 3) -> str:
-    """A pool stored the way the API stores uploads (data_dir/<project>/<id>.csv)."""
-    from audit.data import file_sha256
-    from audit.storage.models import new_id
-    from tests.workers.conftest import write_pool
-
-    dataset_id = new_id()
-    path = write_pool(data_dir / project / f"{dataset_id}.csv", n=n, seed=seed)
-    with session_scope() as session:
-        repo.create_dataset(
-            session=session,
-            project=project,
-            dataset_id=dataset_id,
-            sha256=file_sha256(path),
-            path=str(path),
-            rows=n,
-            columns=["sex", "race", "qualified", "advanced"],
-            size_bytes=path.stat().st_size,
-        )
-    return dataset_id
+from tests.workers.conftest import add_dataset  # noqa: E402,F401  (stored the API way)
 
 
 def audit_state(audit_id: str) -> Any:

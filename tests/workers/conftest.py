@@ -88,12 +88,12 @@ def pool_spec(dataset_id: str, **over: Any) -> dict[str, Any]:
     return spec
 
 
-def add_dataset(data: Path, *, project: str = "acme", n: int = 1200) -> str:
+def add_dataset(data: Path, *, project: str = "acme", n: int = 1200, seed: int = 3) -> str:
     """Store a pool under the data dir the way the API does; returns its id."""
     from audit.data import file_sha256
 
     dataset_id = new_id()
-    path = write_pool(data / project / f"{dataset_id}.csv", n=n)
+    path = write_pool(data / project / f"{dataset_id}.csv", n=n, seed=seed)
     with session_scope() as session:
         repo.create_dataset(
             session=session,
