@@ -134,6 +134,33 @@ def publish(audit_id: str, *, queue: str, broker_url: str | None = None) -> None
     )
 
 
+def publish_many(jobs: list[tuple[str, str]], *, broker_url: str | None = None) -> None:
+    """:func:`publish` for several ``(audit_id, queue)`` pairs: one round trip on Redis.
+
+    The API's group commit publishes a whole committed batch this way (one
+    pipelined ``LPUSH`` per queue). All or nothing from the caller's view:
+    on an error the caller leaves every audit to the reconciler; one that did
+    reach the queue is then delivered twice, which the workers' claim absorbs.
+    """
+    for _, queue in jobs:
+        if queue not in QUEUES:
+            raise ValueError(f"queue: must be one of {', '.join(QUEUES)}, got {queue!r}")
+    if not jobs:
+        return
+    url = _broker_url(broker_url)
+    if not _is_redis(url):
+        for audit_id, queue in jobs:
+            publish(audit_id, queue=queue, broker_url=url)
+        return
+    by_queue: dict[str, list[bytes]] = {}
+    for audit_id, queue in jobs:
+        by_queue.setdefault(queue, []).append(task_message(str(audit_id), queue=queue))
+    pipe = _pooled_redis(url).pipeline(transaction=False)
+    for queue, messages in by_queue.items():
+        pipe.lpush(queue, *messages)
+    pipe.execute()
+
+
 def task_message(audit_id: str, *, queue: str) -> bytes:
     """The JSON message kombu's Redis transport stores for ``run_audit(audit_id)`` on ``queue``.
 

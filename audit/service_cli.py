@@ -71,7 +71,7 @@ def serve(args: argparse.Namespace) -> int:
     upgrade(settings.db_url)
     settings.data_path.mkdir(parents=True, exist_ok=True)
     uvicorn.run(
-        "audit.api.app:create_app",
+        "audit.api.app:create_server_app",
         factory=True,
         host=args.host,
         port=int(args.port),

@@ -30,7 +30,7 @@ and measures small audits end to end (submit -> succeeded, polling every
 
 Usage::
 
-    python benchmarks/bench_api.py [--requests 1:200,10:500,50:1000] [--e2e 20]
+    python benchmarks/bench_api.py [--requests 1:500,10:2000,50:5000] [--e2e 20]
         [--open-clients 50] [--open-rate R] [--open-seconds 20] [--api-workers 1]
 
 Needs PostgreSQL at ``BIASAUDIT_TEST_POSTGRES_URL`` (default
@@ -285,6 +285,10 @@ async def drive(base: str, token: str, dataset_id: str, *, clients: int, total: 
         await c.open()
         try:
             await c.request("GET", "/v1/audits?limit=1")  # warm the connection
+            warm.append(i)
+            if len(warm) == clients:
+                ready.set()
+            await ready.wait()  # all connections open: start together, time from here
             for j in range(count):
                 body = spec(dataset_id, f"bench-{clients}-{i}-{j}")
                 start = time.perf_counter()
@@ -294,8 +298,16 @@ async def drive(base: str, token: str, dataset_id: str, *, clients: int, total: 
         finally:
             await c.close()
 
-    start = time.perf_counter()
-    await asyncio.gather(*(client(i, n) for i, n in enumerate(per_client)))
+    warm: list[int] = []
+    ready = asyncio.Event()
+    start = 0.0
+
+    async def clock() -> None:
+        nonlocal start
+        await ready.wait()
+        start = time.perf_counter()
+
+    await asyncio.gather(clock(), *(client(i, n) for i, n in enumerate(per_client)))
     elapsed = time.perf_counter() - start
     return {
         "clients": clients,
@@ -419,7 +431,7 @@ def end_to_end(service: Service, token: str, dataset_id: str, runs: int) -> list
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--requests", default="1:200,10:500,50:1000", help="clients:requests,...")
+    p.add_argument("--requests", default="1:500,10:2000,50:5000", help="clients:requests,...")
     p.add_argument("--e2e", type=int, default=20, help="end-to-end audits to time (0: skip)")
     p.add_argument("--api-workers", type=int, default=1, help="uvicorn processes")
     p.add_argument("--open-clients", type=int, default=50, help="open-loop clients (0: skip)")

@@ -97,7 +97,8 @@ class TokenInfo:
     name: str | None = None
 
 
-def _bearer(request: Request) -> str:
+def bearer_token(request: Request) -> str:
+    """The presented bearer token (unverified), or 401 when there is none."""
     header = request.headers.get("authorization")
     if not header:
         raise ApiError(401, MSG_NO_TOKEN, field="Authorization", headers=_CHALLENGE)
@@ -110,7 +111,7 @@ def _bearer(request: Request) -> str:
 
 def get_current_token(request: Request, session: SessionDep) -> TokenInfo:
     """The caller's live token, or 401."""
-    row = verify_token(session=session, token=_bearer(request))
+    row = verify_token(session=session, token=bearer_token(request))
     if row is None:
         raise ApiError(401, MSG_BAD_TOKEN, field="Authorization", headers=_CHALLENGE)
     info = TokenInfo(id=row.id, project=row.project, role=row.role, name=row.name)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from audit.api.errors import ApiError, not_found
 from audit.errors import SpecError
 from audit.settings import Settings
 from audit.spec import AuditSpec, parse_spec
+from audit.storage.models import Dataset
 from audit.storage.repo import get_dataset
 from probes.models.safety import UnsafeModelError, resolve_within
 
@@ -73,6 +75,15 @@ def _confine(value: str, *, root: Path, field: str, must_exist: bool = True) -> 
     return str(real)
 
 
+def parse_submitted(raw: Any, *, prefix: str = "") -> AuditSpec:
+    """Parse ``raw`` as a spec; :class:`ApiError` 422 naming the field path if it is invalid."""
+    try:
+        spec, _ = parse_spec(raw)
+    except SpecError as exc:
+        raise spec_error(exc, prefix=prefix) from None
+    return spec
+
+
 def prepare_spec(
     raw: Any, *, session: Session, project: str, settings: Settings, prefix: str = ""
 ) -> PreparedSpec:
@@ -80,18 +91,41 @@ def prepare_spec(
 
     ``prefix`` is prepended to field paths (``spec.`` for schedules).
     """
-    try:
-        spec, _ = parse_spec(raw)
-    except SpecError as exc:
-        raise spec_error(exc, prefix=prefix) from None
+    return resolve_spec(
+        raw,
+        parse_submitted(raw, prefix=prefix),
+        project=project,
+        settings=settings,
+        find_dataset=lambda dataset_id: get_dataset(
+            session=session, project=project, dataset_id=dataset_id
+        ),
+        prefix=prefix,
+    )
+
+
+def resolve_spec(
+    raw: Any,
+    spec: AuditSpec,
+    *,
+    project: str,
+    settings: Settings,
+    find_dataset: Callable[[str], Dataset | None],
+    prefix: str = "",
+) -> PreparedSpec:
+    """Check a parsed spec's inputs for ``project`` and make its paths absolute.
+
+    ``find_dataset(id)`` returns the project's dataset row or None; the API's
+    group commit passes rows it fetched for a whole batch in one query.
+    """
     stored = copy.deepcopy(raw)
+    changed = False
     root = project_dir(settings, project)
     dataset_sha: str | None = None
     ds = spec.dataset
     if ds.id is not None and ds.path is not None:
         raise ApiError(422, MSG_BOTH, field=f"{prefix}dataset.path")
     if ds.id is not None:
-        row = get_dataset(session=session, project=project, dataset_id=ds.id)
+        row = find_dataset(ds.id)
         if row is None:
             raise not_found("dataset", ds.id, field=f"{prefix}dataset.id")
         if ds.sha256 is not None and ds.sha256 != row.sha256:
@@ -103,6 +137,7 @@ def prepare_spec(
         dataset_sha = row.sha256
     elif ds.path is not None:
         stored["dataset"]["path"] = _confine(ds.path, root=root, field=f"{prefix}dataset.path")
+        changed = True
     else:
         raise ApiError(422, MSG_NO_DATASET, field=f"{prefix}dataset.id")
     if spec.model.path is not None:
@@ -116,11 +151,14 @@ def prepare_spec(
             stored["model"]["path"] = _confine(
                 spec.model.path, root=root, field=f"{prefix}model.path"
             )
+            changed = True
     for i, probe in enumerate(stored.get("probes") or []):
         for key, value in list(probe.items()):
             if key.endswith("_path") and isinstance(value, str):
                 probe[key] = _confine(value, root=root, field=f"{prefix}probes[{i}].{key}")
-    normalized = AuditSpec.model_validate(stored)
+                changed = True
+    # The hash is of the spec as stored (absolute paths); unchanged, it is the parsed one.
+    normalized = AuditSpec.model_validate(stored) if changed else spec
     return PreparedSpec(
         spec=spec, stored=stored, spec_sha256=normalized.sha256(), dataset_sha256=dataset_sha
     )

@@ -32,6 +32,10 @@ MSG_PROJECT_NAME = (
 # Built once: the API runs these on every request, and building a statement costs more
 # CPU than running a cached one (SQLAlchemy caches the compiled form, not the construct).
 _TOKEN_BY_HASH = select(ApiToken).where(ApiToken.token_hash == bindparam("digest"))
+_TOKENS_BY_HASH = select(ApiToken).where(
+    ApiToken.token_hash.in_(bindparam("digests", expanding=True))
+)
+_DATASETS_BY_ID = select(Dataset).where(Dataset.id.in_(bindparam("ids", expanding=True)))
 _DATASET_BY_ID = select(Dataset).where(
     Dataset.id == bindparam("dataset_id"), Dataset.project == bindparam("project")
 )
@@ -95,6 +99,26 @@ def create_token(
     return plaintext, token
 
 
+def _token_digest(token: object) -> str | None:
+    if not isinstance(token, str) or not token or len(token) > 512:
+        return None
+    return hash_token(token)
+
+
+def _live(row: ApiToken | None, digest: str) -> bool:
+    return (
+        row is not None and hmac.compare_digest(row.token_hash, digest) and row.revoked_at is None
+    )
+
+
+def _touch(session: Session, rows: list[ApiToken], now: datetime) -> None:
+    stale = [r for r in rows if r.last_used_at is None or now - r.last_used_at >= TOUCH_INTERVAL]
+    for row in stale:
+        row.last_used_at = now
+    if stale:
+        session.flush()
+
+
 def verify_token(
     *, session: Session, token: str, touch: bool = True, now: datetime | None = None
 ) -> ApiToken | None:
@@ -104,19 +128,37 @@ def verify_token(
     the hashes are compared in constant time. ``touch`` records ``last_used_at``
     (at most once a minute, to keep reads cheap).
     """
-    if not isinstance(token, str) or not token or len(token) > 512:
+    digest = _token_digest(token)
+    if digest is None:
         return None
-    digest = hash_token(token)
     row = session.scalars(_TOKEN_BY_HASH, {"digest": digest}).one_or_none()
-    if row is None or not hmac.compare_digest(row.token_hash, digest):
+    if row is None or not _live(row, digest):
         return None
-    if row.revoked_at is not None:
-        return None
-    now = now or utcnow()
-    if touch and (row.last_used_at is None or now - row.last_used_at >= TOUCH_INTERVAL):
-        row.last_used_at = now
-        session.flush()
+    if touch:
+        _touch(session, [row], now or utcnow())
     return row
+
+
+def verify_tokens(
+    *, session: Session, tokens: list[str], now: datetime | None = None
+) -> list[ApiToken | None]:
+    """:func:`verify_token` for many presented tokens in one query (the API's group commit).
+
+    Returns one entry per presented token, in order: its live row, or None.
+    """
+    digests = [_token_digest(t) for t in tokens]
+    wanted = sorted({d for d in digests if d is not None})
+    rows = (
+        {r.token_hash: r for r in session.scalars(_TOKENS_BY_HASH, {"digests": wanted})}
+        if wanted
+        else {}
+    )
+    found: list[ApiToken | None] = []
+    for digest in digests:
+        row = rows.get(digest) if digest is not None else None
+        found.append(row if row is not None and digest is not None and _live(row, digest) else None)
+    _touch(session, list({id(r): r for r in found if r is not None}.values()), now or utcnow())
+    return found
 
 
 def revoke_token(
@@ -173,6 +215,18 @@ def create_dataset(
     session.add(dataset)
     session.flush()
     return dataset
+
+
+def get_datasets(
+    *, session: Session, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], Dataset]:
+    """Datasets by ``(project, dataset_id)`` in one query; keys not found are left out."""
+    ids = sorted({dataset_id for _, dataset_id in keys})
+    if not ids:
+        return {}
+    rows = session.scalars(_DATASETS_BY_ID, {"ids": ids})
+    wanted = set(keys)
+    return {(r.project, r.id): r for r in rows if (r.project, r.id) in wanted}
 
 
 def get_dataset(*, session: Session, project: str, dataset_id: str) -> Dataset | None:

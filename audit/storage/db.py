@@ -165,12 +165,18 @@ def make_engine(url: str | None = None) -> Engine:
 
 def get_sessionmaker(url: str | None = None) -> sessionmaker[Session]:
     """A session factory bound to ``make_engine(url)``; objects stay usable after commit."""
+    if url is not None:
+        factory = _sessionmakers.get(url)  # fast path: the API asks once per request
+        if factory is not None:
+            return factory
     key = normalize_url(url or _default_url())
     engine = make_engine(key)
     with _lock:
         factory = _sessionmakers.get(key)
         if factory is None:
             factory = _sessionmakers[key] = sessionmaker(bind=engine, expire_on_commit=False)
+        if url is not None:
+            _sessionmakers[url] = factory
         return factory
 
 

@@ -19,11 +19,13 @@ from audit.storage.accounts import (
     create_token,
     ensure_project,
     get_dataset,
+    get_datasets,
     get_model,
     hash_token,
     list_tokens,
     revoke_token,
     verify_token,
+    verify_tokens,
 )
 from audit.storage.audits import (
     AuditNotFound,
@@ -80,6 +82,7 @@ __all__ = [
     "fail_stale_audits",
     "get_audit",
     "get_dataset",
+    "get_datasets",
     "get_model",
     "get_results",
     "get_schedule",
@@ -97,4 +100,5 @@ __all__ = [
     "store_results",
     "update_progress",
     "verify_token",
+    "verify_tokens",
 ]

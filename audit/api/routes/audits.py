@@ -14,13 +14,19 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import HTMLResponse
-from sqlalchemy import select
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.orm import Session
 
-from audit.api.deps import JsonBody, ReaderToken, SessionDep, SettingsDep, SubmitterToken
+from audit.api.deps import (
+    ReaderToken,
+    SessionDep,
+    SubmitterToken,
+    bearer_token,
+    read_json_body,
+)
 from audit.api.errors import ApiError, not_found
+from audit.api.group_commit import Submission, SubmitQueue
 from audit.api.logging import bind
 from audit.api.schemas import (
     AuditPublic,
@@ -30,13 +36,10 @@ from audit.api.schemas import (
     ErrorPublic,
     Verdict,
 )
-from audit.api.submission import prepare_spec
-from audit.queue import publish, queue_for
+from audit.api.submission import parse_submitted
 from audit.storage.audits import MAX_PAGE
 from audit.storage.models import Audit
 from audit.storage.repo import (
-    IdempotencyConflict,
-    create_audit,
     get_audit,
     get_results,
     list_audits,
@@ -81,68 +84,60 @@ def _utc(value: datetime | None) -> datetime | None:
     summary="Submit an audit (spec as JSON body)",
     openapi_extra=SPEC_BODY,
     responses={
+        401: {"model": ErrorPublic, "description": "missing, invalid or revoked token"},
+        403: {"model": ErrorPublic, "description": "the token's role may not submit"},
         404: {"model": ErrorPublic, "description": "dataset.id not found in this project"},
         409: {"model": ErrorPublic, "description": "Idempotency-Key reused with another spec"},
+        413: {"model": ErrorPublic, "description": "body larger than 1 MiB"},
+        415: {"model": ErrorPublic, "description": "body is not application/json"},
         422: {"model": ErrorPublic, "description": "invalid spec; 'field' is the path"},
         503: {"model": ErrorPublic, "description": "database unavailable; nothing recorded"},
     },
 )
-def submit_audit(
-    token: SubmitterToken,
-    body: JsonBody,
-    session: SessionDep,
-    settings: SettingsDep,
-    response: Response,
+async def submit_audit(
+    request: Request,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
-) -> AuditQueued:
-    prepared = prepare_spec(body, session=session, project=token.project, settings=settings)
-    if idempotency_key is not None:
-        existing = session.scalars(
-            select(Audit).where(
-                Audit.project == token.project, Audit.idempotency_key == idempotency_key
-            )
-        ).one_or_none()
-        if existing is not None:
-            if existing.spec_sha256 != prepared.spec_sha256:
-                raise ApiError(
-                    409,
-                    MSG_KEY_CONFLICT.format(key=idempotency_key, id=existing.id),
-                    field="Idempotency-Key",
-                )
-            bind(audit_id=existing.id)
-            response.headers["Location"] = f"/v1/audits/{existing.id}"
-            return AuditQueued(id=existing.id, status=existing.status)  # type: ignore[arg-type]
+) -> JSONResponse:
+    """Validate on the event loop, then record through the group commit (one transaction
+    and one publish per batch of concurrent submissions; see :mod:`audit.api.group_commit`).
+
+    Errors keep their order: token (401), role (403), body and spec (413/415/422),
+    dataset (404), Idempotency-Key (409).
+    """
+    token = bearer_token(request)
+    raw: Any = None
+    spec = None
+    error: ApiError | None = None
     try:
-        audit = create_audit(
-            session=session,
-            project=token.project,
-            spec=prepared.stored,
-            name=prepared.spec.name,
-            domain=prepared.spec.domain,
-            spec_sha256=prepared.spec_sha256,
+        raw = await read_json_body(request)
+        spec = parse_submitted(raw)
+    except ApiError as exc:
+        error = exc
+    queue: SubmitQueue = request.app.state.submit_queue
+    accepted = await queue.submit(
+        Submission(
+            token=token,
+            raw=raw if spec is not None else None,
+            spec=spec,
+            spec_error=error,
             idempotency_key=idempotency_key,
-            dataset_sha256=prepared.dataset_sha256,
-            token_id=token.id,
-            project_exists=True,  # the token row references its project
         )
-    except IdempotencyConflict as exc:
-        raise ApiError(409, str(exc), field="Idempotency-Key") from None
-    audit_id, status = audit.id, audit.status
-    session.commit()  # the row exists before any message names it
-    bind(audit_id=audit_id)
-    queue = queue_for(prepared.stored)
-    try:
-        publish(audit_id, queue=queue, broker_url=settings.broker_url)
-        log.info("audit queued", extra={"queue": queue})
-    except Exception as exc:  # broker down: the reconciler publishes queued rows later
+    )
+    bind(project=accepted.project, token_id=accepted.token_id, audit_id=accepted.audit_id)
+    if accepted.published:
+        log.info("audit queued", extra={"queue": accepted.queue})
+    elif accepted.new:
         log.warning(
-            "publish failed; the audit stays queued for the reconciler",
-            extra={"queue": queue, "error": type(exc).__name__},
+            "audit not published; it stays queued for the reconciler",
+            extra={"queue": accepted.queue},
         )
-    response.headers["Location"] = f"/v1/audits/{audit_id}"
-    return AuditQueued(id=audit_id, status=status)  # type: ignore[arg-type]
+    return JSONResponse(
+        {"id": accepted.audit_id, "status": accepted.status},
+        status_code=202,
+        headers={"Location": f"/v1/audits/{accepted.audit_id}"},
+    )
 
 
 @router.get("", response_model=AuditsPublic, summary="List audits, newest first")

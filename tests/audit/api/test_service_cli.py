@@ -103,3 +103,28 @@ def test_serve_refuses_to_start_without_a_broker(
     get_settings.cache_clear()
     assert main(["serve", "--port", "1"]) == 2
     assert "BIASAUDIT_BROKER_URL" in capsys.readouterr().err
+
+
+def test_server_app_freezes_the_startup_heap_and_plain_apps_do_not(tmp_path: Path) -> None:
+    """``biasaudit serve``'s app tunes the GC at startup (process-wide: so in a subprocess)."""
+    code = (
+        "import gc, sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from audit.api.app import GC_THRESHOLDS, create_app, create_server_app\n"
+        "make = create_server_app if sys.argv[1] == 'server' else create_app\n"
+        "before = gc.get_threshold()\n"
+        "with TestClient(make()) as c:\n"
+        "    assert c.get('/healthz').status_code == 200\n"
+        "    print(gc.get_freeze_count() > 0, gc.get_threshold() == GC_THRESHOLDS,"
+        " gc.get_threshold() == before)\n"
+    )
+    env = {**os.environ, "BIASAUDIT_HOME": str(tmp_path)}
+    env.pop("BIASAUDIT_DATABASE_URL", None)
+    out = {
+        kind: subprocess.run(
+            [sys.executable, "-c", code, kind], env=env, capture_output=True, text=True, timeout=120
+        )
+        for kind in ("server", "plain")
+    }
+    assert out["server"].stdout.split() == ["True", "True", "False"], out["server"].stderr
+    assert out["plain"].stdout.split() == ["False", "False", "True"], out["plain"].stderr
