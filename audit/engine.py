@@ -58,6 +58,7 @@ def _load_model(spec: AuditSpec, base_dir: Path) -> Any:
         features=spec.model.features,
         threshold=spec.model.threshold,
         batch_size=spec.model.batch_size,
+        max_tokens=spec.model.max_tokens,
         max_length=spec.model.max_length,
         device=spec.model.device,
         allow_hub=allow_hub,

@@ -91,7 +91,14 @@ class ModelSpec(_Strict):
     positive_label: int | str | None = Field(
         default=None, description="class index or name whose probability is the score"
     )
-    batch_size: int = Field(default=32, ge=1, description="inference batch size (halved on OOM)")
+    batch_size: int = Field(
+        default=64, ge=1, description="texts per inference batch at most (halved on OOM)"
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="padded tokens per batch at most (long texts then go fewer to a batch)",
+    )
     max_length: int = Field(default=256, ge=8, description="token limit per text")
     device: str | None = Field(default=None, description="cpu, cuda, cuda:1 (default: automatic)")
 

@@ -246,7 +246,7 @@ def load_huggingface(
     path: Path,
     task: str,
     positive_label: int | str | None = None,
-    batch_size: int = 32,
+    batch_size: int = 64,
     max_length: int = 256,
     max_tokens: int | None = None,
     device: str | None = None,
@@ -341,7 +341,7 @@ class HuggingFaceAdapter:
     device: str
     model: Any = field(repr=False)
     tokenizer: Any = field(repr=False)
-    batch_size: int = 32
+    batch_size: int = 64
     max_length: int = 256
     max_tokens: int | None = None
 

@@ -93,3 +93,40 @@ def test_fill_mask_and_embedding_probes_run_without_a_dataset(tiny_models: dict[
 def test_model_probe_without_a_model_is_a_clear_error() -> None:
     with pytest.raises(AuditInputError, match=r"probes\[0\].kind.*needs a model"):
         run_audit({"name": "x", "probes": [{"kind": "mlm-stereotype"}]}, store=False)
+
+
+def test_spec_batching_options_reach_the_model_and_do_not_change_results(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    from audit.engine import _load_model
+    from audit.errors import SpecError
+    from audit.spec import parse_spec
+
+    def spec(**batching: int) -> dict:
+        return {
+            "name": "batching",
+            "domain": "hiring",
+            "model": {
+                "kind": "huggingface",
+                "path": str(tiny_models["text-classification"]),
+                "task": "text-classification",
+                "positive_label": "accept",
+                **batching,
+            },
+            "probes": [{"kind": "counterfactual-text", "swap": "pronouns"}],
+        }
+
+    default, _ = parse_spec(spec())
+    assert (default.model.batch_size, default.model.max_tokens) == (64, None)
+    small, _ = parse_spec(spec(batch_size=3, max_tokens=40))
+    adapter = _load_model(small, tmp_path)
+    assert (adapter.batch_size, adapter.max_tokens) == (3, 40)
+    with pytest.raises(SpecError, match=r"model\.max_tokens"):
+        parse_spec(spec(max_tokens=0))
+
+    def scores(results: dict) -> list[float]:
+        return [g["mean_score"] for e in results["probes"] for g in e["groups"]]
+
+    a = run_audit(spec(), tmp_path / "a")
+    b = run_audit(spec(batch_size=3, max_tokens=40), tmp_path / "b")
+    assert scores(a) and scores(a) == pytest.approx(scores(b), abs=1e-5)
