@@ -4,7 +4,7 @@ The report is rendered from the results.json document alone (so it can be
 regenerated from storage at any time), with inline CSS and inline SVG charts:
 no scripts, fonts or images are fetched, and it prints cleanly. The verdict
 comes first, then the findings, the NYC Local Law 144 summary for hiring
-audits, per-probe detail and the reproducibility manifest.
+audits (:mod:`audit.report_ll144`), per-probe detail and the reproducibility manifest.
 
 Every string taken from the results goes through Jinja2 autoescaping (or
 :func:`html.escape` inside the SVG), so group names or texts cannot inject
@@ -27,9 +27,12 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from audit.report_ll144 import _ll144
 from audit.report_svg import (
     DASH,
     Bar,
+    _excluded_label,
+    _has,
     flatten,
     fmt_ci,
     fmt_date,
@@ -40,6 +43,7 @@ from audit.report_svg import (
     fmt_rate,
     fmt_signed,
     fmt_value,
+    group_label,
     metric_label,
     num,
     selection_rate_chart,
@@ -136,19 +140,6 @@ def _findings(findings: list[Mapping[str, Any]]) -> list[dict[str, str]]:
     return rows
 
 
-def group_label(group: Mapping[str, Any], *, intersection: bool = False) -> str:
-    """Readable group name: intersections joined with " × " (from ``levels`` if given)."""
-    levels = group.get("levels")
-    if isinstance(levels, Mapping) and len(levels) > 1:
-        return " × ".join(str(v) for v in levels.values())
-    name = str(group.get("group", DASH))
-    return name.replace("&", " × ") if intersection else name
-
-
-def _has(groups: list[Mapping[str, Any]], key: str) -> bool:
-    return any(g.get(key) is not None for g in groups)
-
-
 def _group_status(
     entry: Mapping[str, Any], group: Mapping[str, Any], index: Mapping[tuple[str, str, str], str]
 ) -> str:
@@ -181,14 +172,6 @@ def _summary_rows(summary: Any) -> list[dict[str, str]]:
 
 def _pair(ci: Any) -> tuple[float | None, float | None] | None:
     return (num(ci[0]), num(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
-
-
-def _excluded_label(x: Any, *, intersection: bool = False) -> str:
-    """An ``excluded_groups`` item (a name, or a mapping with group/n/share) for display."""
-    if not isinstance(x, Mapping):
-        return fmt_value(x)
-    name = group_label(x, intersection=intersection) if "group" in x else str(x.get("name", DASH))
-    return f"{name} (n = {fmt_int(x.get('n'))}, {fmt_pct(x.get('share'))})"
 
 
 def _demographic(entry: Mapping[str, Any], index: Mapping[tuple[str, str, str], str]) -> dict:
@@ -371,103 +354,6 @@ def _section(entry: Mapping[str, Any], index: Mapping[tuple[str, str, str], str]
         section = _generic(entry, index)
     section["kind"] = kind
     return section
-
-
-LL144_SMALL_SHARE = 0.02  # categories under 2% of the data may be excluded (6 RCNY § 5-301)
-_LL144_NAMES = {"sex": "Sex", "race": "Race/Ethnicity"}
-_LL144_ORDER = {"sex": 0, "race": 1, "intersectional": 2}
-
-
-def _ll144_kind(attribute: str) -> str | None:
-    """ "sex", "race", "intersectional" (of those only), or None: not in the LL144 summary."""
-    kinds = [
-        "sex" if "sex" in a or "gender" in a else "race" if "race" in a or "ethnic" in a else None
-        for a in attribute.lower().split("&")
-    ]
-    if None in kinds:
-        return None
-    return kinds[0] if len(kinds) == 1 else "intersectional"
-
-
-def _ll144_table(entry: Mapping[str, Any], kind: str) -> dict[str, Any]:
-    """One LL144 table (sex, race/ethnicity or their intersection) for one entry."""
-    groups = [g for g in entry.get("groups") or [] if isinstance(g, Mapping)]
-    attribute = str(entry.get("attribute", ""))
-    attrs = [str(a) for a in entry.get("attributes") or attribute.split("&")]
-    excluded = [x for x in entry.get("excluded_groups") or [] if x is not None]
-    metrics = [("selection_rate", "impact_ratio")] if _has(groups, "selection_rate") else []
-    if _has(groups, "scoring_rate"):
-        metrics.append(("scoring_rate", "scoring_impact_ratio"))
-    metrics = metrics or [("selection_rate", "impact_ratio")]
-    total = sum(num(g.get("n")) or 0 for g in groups)
-    inter = kind == "intersectional"
-    rows, small, unknown = [], {}, []
-    for g in [*groups, *(x for x in excluded if isinstance(x, Mapping))]:
-        share = num(g.get("share"))
-        if share is None and total:
-            share = (num(g.get("n")) or 0) / total
-        if share is not None and share < LL144_SMALL_SHARE:
-            small[str(g.get("group"))] = _excluded_label({**g, "share": share}, intersection=inter)
-    for g in groups:
-        levels = g.get("levels")
-        if not isinstance(levels, Mapping) or not all(a in levels for a in attrs):
-            parts = str(g.get("group", DASH)).split("&") if len(attrs) > 1 else [g.get("group")]
-            levels = dict(zip(attrs, parts, strict=False))
-        if any(str(v).lower() == "unknown" for v in levels.values()):
-            unknown.append(f"{group_label(g)}: {fmt_int(g.get('n'))}")
-        rows.append(
-            {
-                "cells": [str(levels.get(a, DASH)) for a in attrs],
-                "n": fmt_int(g.get("n")),
-                "rates": [fmt_rate(g.get(k)) for pair in metrics for k in pair],
-                "small": str(g.get("group")) in small,
-            }
-        )
-    labels = {"selection_rate": "Selection rate", "scoring_rate": "Scoring rate"}
-    return {
-        "kind": kind,
-        "heading": f"{_LL144_NAMES.get(kind, 'Intersectional')} categories",
-        "attribute": attribute.replace("&", " × "),
-        "columns": [_LL144_NAMES.get(_ll144_kind(a) or "", a) for a in attrs],
-        "spans": [labels[r].split()[0] for r, _ in metrics] if len(metrics) > 1 else [],
-        "rate_headers": [h for r, _ in metrics for h in (labels[r], "Impact ratio")],
-        "rows": rows,
-        "small": list(small.values()),
-        "insufficient": [_excluded_label(x, intersection=inter) for x in excluded],
-        "min_group_size": fmt_value(entry.get("min_group_size")),
-        "unknown": unknown,
-    }
-
-
-def _ll144(results: Mapping[str, Any], entries: list[Mapping[str, Any]]) -> dict | None:
-    """The NYC Local Law 144 bias-audit summary; only for ``domain: hiring``."""
-    audit = results.get("audit") or {}
-    if (audit.get("domain") or results.get("domain")) != "hiring":
-        return None
-    demographic = [e for e in entries if e.get("kind") == "demographic"]
-    kinds = [_ll144_kind(str(e.get("attribute", ""))) for e in demographic]
-    tables = [_ll144_table(e, k) for e, k in zip(demographic, kinds, strict=True) if k]
-    tables.sort(key=lambda t: _LL144_ORDER[t["kind"]])
-    dataset = results.get("dataset") or {}
-    source = next(
-        (dataset[k] for k in ("source", "description", "path", "name", "id") if dataset.get(k)),
-        None,
-    )
-    data_kind = dataset.get("data_type") or dataset.get("data_kind")
-    headers = {h for t in tables for h in t["rate_headers"]}
-    return {
-        "tables": tables,
-        "others": [
-            str(e.get("attribute")) for e, k in zip(demographic, kinds, strict=True) if not k
-        ],
-        "date": fmt_date(audit.get("finished_at") or audit.get("started_at"), day=True),
-        "source": fmt_value(source),
-        "rows": fmt_int(dataset.get("rows")),
-        "sha256": fmt_value(dataset.get("sha256")),
-        "data_kind": fmt_value(data_kind) if data_kind else None,
-        "selection": "Selection rate" in headers or not tables,
-        "scoring": "Scoring rate" in headers,
-    }
 
 
 def build_context(results: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Display primitives for the HTML audit report: value formatting and inline SVG charts.
 
 Numbers are formatted here once, so the tables and the charts agree (rates with
-3 decimals, small p-values in scientific notation, missing values as "—").
+3 decimals, small p-values in scientific notation, missing values as "—"), and
+so are group names, for the report and its LL144 summary alike.
 Charts are built as strings so the report stays a single self-contained file
 that prints well (no JavaScript, no external assets). Every piece of text taken
 from results goes through :func:`html.escape`; the geometry is exposed as
@@ -163,6 +164,27 @@ def metric_label(key: str) -> str:
     first, *rest = key.split("_")
     words = [_ABBREV.get(first, first.capitalize())] + [_ABBREV.get(w, w) for w in rest]
     return " ".join(words)
+
+
+def group_label(group: Mapping[str, Any], *, intersection: bool = False) -> str:
+    """Readable group name: intersections joined with " × " (from ``levels`` if given)."""
+    levels = group.get("levels")
+    if isinstance(levels, Mapping) and len(levels) > 1:
+        return " × ".join(str(v) for v in levels.values())
+    name = str(group.get("group", DASH))
+    return name.replace("&", " × ") if intersection else name
+
+
+def _has(groups: list[Mapping[str, Any]], key: str) -> bool:
+    return any(g.get(key) is not None for g in groups)
+
+
+def _excluded_label(x: Any, *, intersection: bool = False) -> str:
+    """An ``excluded_groups`` item (a name, or a mapping with group/n/share) for display."""
+    if not isinstance(x, Mapping):
+        return fmt_value(x)
+    name = group_label(x, intersection=intersection) if "group" in x else str(x.get("name", DASH))
+    return f"{name} (n = {fmt_int(x.get('n'))}, {fmt_pct(x.get('share'))})"
 
 
 @dataclass(frozen=True)

@@ -22,18 +22,9 @@ first in sorted order); ``unknown`` is never a default value or reference.
 ``o``, set to ``v``): n, flip_rate, mean score change, p-value. Without scores
 (a model lacking ``predict_proba``) the decision itself (0/1) is the score.
 
-Without a model (``model.kind: predictions``) no row can be re-scored, so we
-compute SageMaker Clarify's flip test FT instead: each row of group ``d`` is
-compared with the majority decision of its k nearest neighbours (k=5; 1 when
-the rest has 9 rows or fewer, as Clarify) among the rows of all other groups,
-on the standardized numeric and one-hot features (protected columns and columns
-that repeat the label/prediction/score excluded). ``F+`` counts ``d`` rows not
-selected whose neighbours were, ``F-`` the reverse; ``FT = (F+ - F-) / n_d`` as
-in Clarify's documentation (positive: ``d`` disadvantaged; note smclarify's code
-counts the opposite sign) and ``flip_rate = (F+ + F-) / n_d``. Each group is
-compared with all others, so this mode has no reference group. Its ``p_value``
-(McNemar exact on F+ vs F-) treats rows as independent; rows that share
-neighbours are not quite, so read it as approximate.
+Without a model (``model.kind: predictions``) no row can be re-scored, so the
+probe computes SageMaker Clarify's flip test FT instead, each group against its
+k nearest neighbours in all other groups (:mod:`probes.counterfactual_knn`).
 """
 
 from __future__ import annotations
@@ -44,7 +35,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from pydantic import Field
-from scipy import stats as st
 
 from probes.base import (
     ModelAdapter,
@@ -56,11 +46,19 @@ from probes.base import (
     ProbeResult,
     register_probe,
 )
+from probes.counterfactual_common import UNKNOWN, _extra, _num
+from probes.counterfactual_knn import _knn_flip_test, knn_features
 from probes.inference import InferenceCancelled
-from probes.stats import proportion_ci
+from probes.stats import _mean_ci, _rate_ci, mcnemar_exact, wilcoxon_p
 
-UNKNOWN = "unknown"
-_MAX_ONE_HOT_LEVELS = 50
+__all__ = [
+    "UNKNOWN",
+    "CounterfactualTabularConfig",
+    "CounterfactualTabularProbe",
+    "knn_features",
+    "mcnemar_exact",
+    "wilcoxon_p",
+]
 
 
 class CounterfactualTabularConfig(ProbeConfig):
@@ -84,46 +82,6 @@ class CounterfactualTabularConfig(ProbeConfig):
     )
 
 
-def _num(x: Any) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return None if math.isnan(x) or math.isinf(x) else x
-
-
-def _mean_ci(x: np.ndarray, confidence: float) -> tuple[float | None, list[float] | None]:
-    """Mean and Student-t interval (None with fewer than two values)."""
-    n = len(x)
-    if n == 0:
-        return None, None
-    m = float(np.mean(x))
-    if n < 2:
-        return m, None
-    half = float(st.t.ppf(0.5 + confidence / 2, n - 1) * np.std(x, ddof=1) / math.sqrt(n))
-    return m, [m - half, m + half]
-
-
-def _rate_ci(k: int, n: int, confidence: float) -> tuple[float | None, list[float] | None]:
-    if n == 0:
-        return None, None
-    lo, hi = proportion_ci(np.array([k]), np.array([n]), confidence=confidence)
-    return k / n, [float(lo[0]), float(hi[0])]
-
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant counts (1.0 without any)."""
-    return 1.0 if b + c == 0 else float(st.binomtest(b, b + c, 0.5).pvalue)
-
-
-def wilcoxon_p(diff: np.ndarray) -> float:
-    """Wilcoxon signed-rank p-value of paired differences (zeros dropped; 1.0 if all zero)."""
-    nz = diff[diff != 0]
-    if nz.size == 0:
-        return 1.0
-    method = "exact" if nz.size <= 50 and np.unique(np.abs(nz)).size == nz.size else "asymptotic"
-    return float(st.wilcoxon(nz, method=method).pvalue)
-
-
 def _levels(col: pd.Series) -> tuple[pd.Series, list[str]]:
     """The column as string category and its observed levels, most frequent first."""
     if not isinstance(col.dtype, pd.CategoricalDtype):
@@ -140,13 +98,6 @@ def _predict(model: Any, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | 
     else:
         sel, score = model.predict(frame), model.score(frame)
     return np.asarray(sel, dtype=bool), None if score is None else np.asarray(score, dtype=float)
-
-
-def _extra(
-    reference: str | None, pairs: list[Any], examples: list[Any], values: list[str]
-) -> dict[str, Any]:
-    """The entry keys beyond ProbeEntry's declared fields (results.json §4b)."""
-    return {"reference_group": reference, "pairs": pairs, "examples": examples, "values": values}
 
 
 def _json_value(v: Any) -> Any:
@@ -370,144 +321,4 @@ def _flip_test(
         groups=groups,
         summary=summary,
         **_extra(reference, pairs, examples, values),
-    )
-
-
-def _duplicates(col: pd.Series, arrays: list[np.ndarray]) -> bool:
-    """True when ``col`` merely repeats the prediction/label/score (not a feature)."""
-    values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
-    if np.isnan(values).any():
-        return False
-    return any(np.array_equal(values, a.astype(float)) for a in arrays)
-
-
-def knn_features(
-    data: ProbeInput, config: CounterfactualTabularConfig
-) -> tuple[np.ndarray, list[str]]:
-    """Standardized numeric + one-hot matrix of the non-protected columns, and their names."""
-    frame = data.frame
-    arrays = [a for a in (data.y_pred, data.y_true, data.score) if a is not None]
-    if config.features is not None:
-        missing = [c for c in config.features if c not in frame.columns]
-        if missing:
-            raise ProbeError(
-                f"probes[].features: column(s) {missing} not found; columns are: "
-                f"{', '.join(map(str, frame.columns))}"
-            )
-        names = list(config.features)
-    else:
-        names = [
-            c
-            for c in frame.columns
-            if c not in data.protected and not _duplicates(frame[c], arrays)
-        ]
-    blocks: list[np.ndarray] = []
-    used: list[str] = []
-    for c in names:
-        col = frame[c]
-        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-            x = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
-            x = np.where(np.isnan(x), np.nanmean(x) if (~np.isnan(x)).any() else 0.0, x)
-            sd = x.std()
-            if sd > 0:
-                blocks.append(((x - x.mean()) / sd)[:, None])
-                used.append(str(c))
-        elif col.nunique(dropna=False) <= _MAX_ONE_HOT_LEVELS:
-            dummies = pd.get_dummies(col.astype("string").fillna(UNKNOWN), dtype=float)
-            onehot = dummies.to_numpy()
-            sd = onehot.std(axis=0)
-            keep = sd > 0
-            if keep.any():
-                blocks.append((onehot[:, keep] - onehot[:, keep].mean(0)) / sd[keep])
-                used.append(str(c))
-    if not blocks:
-        raise ProbeError(
-            "probes[].features: the kNN flip test (model.kind: predictions) needs at least one "
-            "non-protected feature column that varies; list them in probes[].features"
-        )
-    return np.hstack(blocks), used
-
-
-def _knn_flip_test(
-    data: ProbeInput, config: CounterfactualTabularConfig, values: list[str]
-) -> ProbeEntry:
-    """No-model mode: Clarify's FT, each group against its neighbours in all other groups."""
-    from sklearn.neighbors import NearestNeighbors
-
-    if data.y_pred is None:
-        raise ProbeError(
-            "probes[].kind: counterfactual-tabular needs a model (model.kind: sklearn) or "
-            "the model's decisions (dataset.prediction) for the kNN flip test"
-        )
-    attr, conf = config.attribute, config.confidence
-    x, used = knn_features(data, config)
-    y = np.asarray(data.y_pred, dtype=bool)
-    orig = data.frame[attr].astype(str).to_numpy()
-    groups: list[dict[str, Any]] = []
-    for v in values:
-        d = orig == v
-        n_d, n_a = int(d.sum()), int((~d).sum())
-        k = min(config.neighbors if n_a > 9 else 1, n_a)
-        g: dict[str, Any] = {
-            "group": v,
-            "n": n_d,
-            "insufficient_data": bool(n_d < data.min_group_size),
-        }
-        if n_d == 0 or n_a == 0:
-            groups.append(
-                {
-                    **g,
-                    "flip_rate": None,
-                    "flip_rate_ci": None,
-                    "FT": None,
-                    "mean_score": None,
-                    "score_gap": None,
-                    "p_value": None,
-                }
-            )
-            continue
-        nn = NearestNeighbors(n_neighbors=k).fit(x[~d])
-        neigh = nn.kneighbors(x[d], return_distance=False)
-        # Majority vote of the neighbours' decisions; a tie counts as not selected,
-        # as KNeighborsClassifier (Clarify) resolves it.
-        vote = y[~d][neigh].mean(axis=1) > 0.5
-        own = y[d]
-        f_plus = int((~own & vote).sum())
-        f_minus = int((own & ~vote).sum())
-        flip, flip_ci = _rate_ci(f_plus + f_minus, n_d, conf)
-        g.update(
-            flip_rate=_num(flip),
-            flip_rate_ci=flip_ci,
-            FT=(f_plus - f_minus) / n_d,
-            flips_to_selected=f_plus,
-            flips_to_not_selected=f_minus,
-            p_value=mcnemar_exact(f_plus, f_minus),
-            neighbors=k,
-        )
-        if data.score is not None:
-            s = np.asarray(data.score, dtype=float)
-            mean, mean_ci = _mean_ci(s[d], conf)
-            gap, gap_ci = _mean_ci(s[d] - s[~d][neigh].mean(axis=1), conf)
-            g.update(
-                mean_score=_num(mean),
-                mean_score_ci=mean_ci,
-                score_gap=_num(gap),
-                score_gap_ci=gap_ci,
-            )
-        else:
-            g.update(mean_score=None, mean_score_ci=None, score_gap=None, score_gap_ci=None)
-        groups.append(g)
-    summary = {
-        "mode": "knn",
-        "method": "SageMaker Clarify flip test (FT), standardized features",
-        "neighbors": config.neighbors,
-        "features": used,
-        "p_value_test": "mcnemar exact on F+ vs F-",
-    }
-    return ProbeEntry(
-        kind="counterfactual-tabular",
-        attribute=attr,
-        groups=groups,
-        summary=summary,
-        **_extra(None, [], [], values),
     )

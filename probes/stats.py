@@ -1,7 +1,13 @@
-"""Interval estimates and tests computed from counts (vectorised over groups)."""
+"""Interval estimates and tests.
+
+Most are computed from counts (vectorised over groups); the scalar ones at the end
+(a mean's t interval, a rate's Wilson interval, McNemar's and Wilcoxon's paired tests)
+serve the tabular flip tests.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -161,3 +167,36 @@ def homogeneity_pvalue(k: np.ndarray, n: np.ndarray) -> float | None:
     expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
     chi2 = float(((table - expected) ** 2 / expected).sum())
     return float(_st.chi2.sf(chi2, k.size - 1))
+
+
+def _mean_ci(x: np.ndarray, confidence: float) -> tuple[float | None, list[float] | None]:
+    """Mean and Student-t interval (None with fewer than two values)."""
+    n = len(x)
+    if n == 0:
+        return None, None
+    m = float(np.mean(x))
+    if n < 2:
+        return m, None
+    half = float(_st.t.ppf(0.5 + confidence / 2, n - 1) * np.std(x, ddof=1) / math.sqrt(n))
+    return m, [m - half, m + half]
+
+
+def _rate_ci(k: int, n: int, confidence: float) -> tuple[float | None, list[float] | None]:
+    if n == 0:
+        return None, None
+    lo, hi = proportion_ci(np.array([k]), np.array([n]), confidence=confidence)
+    return k / n, [float(lo[0]), float(hi[0])]
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts (1.0 without any)."""
+    return 1.0 if b + c == 0 else float(_st.binomtest(b, b + c, 0.5).pvalue)
+
+
+def wilcoxon_p(diff: np.ndarray) -> float:
+    """Wilcoxon signed-rank p-value of paired differences (zeros dropped; 1.0 if all zero)."""
+    nz = diff[diff != 0]
+    if nz.size == 0:
+        return 1.0
+    method = "exact" if nz.size <= 50 and np.unique(np.abs(nz)).size == nz.size else "asymptotic"
+    return float(_st.wilcoxon(nz, method=method).pvalue)

@@ -108,7 +108,7 @@ def load_model(
             raise ModelLoadError("model.path: required for model.kind 'huggingface' (a folder)")
         # Folder checks (no custom code; *.bin weights only through torch's restricted
         # weights_only unpickler, which refuses any pickle that imports code) live in
-        # probes.models.huggingface.
+        # probes.models.hf_folder.
         adapter: Any = load_huggingface(
             path=Path(path),
             task=task,
