@@ -123,6 +123,12 @@ def _clarify_all(cells: np.ndarray) -> list[dict[str, Any]]:
     return one_vs_rest(cells)
 
 
+MSG_NO_ROWS = (
+    "dataset: no rows to audit for {attribute!r}; the dataset (or the slice given to "
+    "this probe) is empty"
+)
+
+
 def entry_from_counts(
     counts: GroupCounts,
     *,
@@ -135,6 +141,8 @@ def entry_from_counts(
     keys, cells = counts.flat()
     present = cells.sum(axis=1) > 0
     keys = [k for k, p in zip(keys, present) if p]
+    if not keys:
+        raise ProbeError(MSG_NO_ROWS.format(attribute=" x ".join(counts.attributes)))
     cells = cells[present]
     r = rates(cells)
     n, selected, sel = r["n"], r["selected"], r["selection_rate"]
