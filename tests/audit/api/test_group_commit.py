@@ -14,6 +14,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -263,3 +264,38 @@ def _unreachable() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"postgresql://postgres@127.0.0.1:{port}/none"
+
+
+def test_run_batch_on_sqlite(tmp_path: Path) -> None:
+    """The batch statements (bulk INSERT, ON CONFLICT ... RETURNING) on the embedded database."""
+    from audit.api.submission import parse_submitted
+    from audit.storage.repo import create_dataset, create_token
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'ba.db'}", artifact_dir=tmp_path)
+    db.upgrade(settings.db_url)
+    with db.session_scope(settings.db_url) as session:
+        token, _ = create_token(session=session, project="acme", role="submitter")
+        ds = create_dataset(
+            session=session,
+            project="acme",
+            sha256="0" * 64,
+            path="x.csv",
+            rows=1,
+            columns=["sex", "qualified", "advanced"],
+            size_bytes=1,
+        ).id
+
+    def sub(name: str, key: str | None = None) -> Submission:
+        raw = spec_for(ds, name=name)
+        return Submission(token=token, raw=raw, spec=parse_submitted(raw), idempotency_key=key)
+
+    batch = [sub("a"), sub("b"), sub("k", "key-1"), sub("k", "key-1"), sub("other", "key-1")]
+    outcomes = group_commit.run_batch(batch, settings)
+    a, b, k1, k2, conflict = outcomes
+    assert isinstance(a, Accepted) and isinstance(b, Accepted) and a.new and b.new
+    assert isinstance(k1, Accepted) and isinstance(k2, Accepted)
+    assert k1.audit_id == k2.audit_id and k1.new and not k2.new
+    assert isinstance(conflict, ApiError) and conflict.status_code == 409
+    assert not any(o.published for o in (a, b, k1))  # no broker configured: nothing sent
+    assert set(_audit_ids(settings)) == {a.audit_id, b.audit_id, k1.audit_id}
+    db.dispose_engines()
