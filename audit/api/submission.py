@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -28,7 +28,6 @@ from audit.api.errors import ApiError, not_found
 from audit.errors import SpecError
 from audit.settings import Settings
 from audit.spec import AuditSpec, parse_spec
-from audit.storage.models import Dataset
 from audit.storage.repo import get_dataset
 from probes.models.safety import UnsafeModelError, resolve_within
 
@@ -40,6 +39,13 @@ MSG_BOTH = "dataset.path: give dataset.id or dataset.path, not both"
 MSG_NOT_FOUND = "{field}: file not found in the project's data folder: {path}"
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 MSG_SHA_MISMATCH = "dataset.sha256: {given} does not match dataset {id} (sha256 {actual})"
+
+
+class DatasetRef(Protocol):
+    """What a submission needs of a dataset row: its content hash."""
+
+    @property
+    def sha256(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ def resolve_spec(
     *,
     project: str,
     settings: Settings,
-    find_dataset: Callable[[str], Dataset | None],
+    find_dataset: Callable[[str], DatasetRef | None],
     prefix: str = "",
 ) -> PreparedSpec:
     """Check a parsed spec's inputs for ``project`` and make its paths absolute.

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,10 +33,24 @@ MSG_PROJECT_NAME = (
 # Built once: the API runs these on every request, and building a statement costs more
 # CPU than running a cached one (SQLAlchemy caches the compiled form, not the construct).
 _TOKEN_BY_HASH = select(ApiToken).where(ApiToken.token_hash == bindparam("digest"))
-_TOKENS_BY_HASH = select(ApiToken).where(
-    ApiToken.token_hash.in_(bindparam("digests", expanding=True))
+# Batch lookups read plain columns (no ORM identity map): the API's group commit.
+_TOKENS_BY_HASH = select(
+    ApiToken.id,
+    ApiToken.project,
+    ApiToken.role,
+    ApiToken.token_hash,
+    ApiToken.revoked_at,
+    ApiToken.last_used_at,
+).where(ApiToken.token_hash.in_(bindparam("digests", expanding=True)))
+_TOUCH_TOKENS = (
+    update(ApiToken)
+    .where(ApiToken.id.in_(bindparam("ids", expanding=True)))
+    .values(last_used_at=bindparam("now"))
+    .execution_options(synchronize_session=False)
 )
-_DATASETS_BY_ID = select(Dataset).where(Dataset.id.in_(bindparam("ids", expanding=True)))
+_DATASETS_BY_ID = select(Dataset.id, Dataset.project, Dataset.sha256).where(
+    Dataset.id.in_(bindparam("ids", expanding=True))
+)
 _DATASET_BY_ID = select(Dataset).where(
     Dataset.id == bindparam("dataset_id"), Dataset.project == bindparam("project")
 )
@@ -105,18 +120,14 @@ def _token_digest(token: object) -> str | None:
     return hash_token(token)
 
 
-def _live(row: ApiToken | None, digest: str) -> bool:
+def _live(row: Any, digest: str) -> bool:
     return (
         row is not None and hmac.compare_digest(row.token_hash, digest) and row.revoked_at is None
     )
 
 
-def _touch(session: Session, rows: list[ApiToken], now: datetime) -> None:
-    stale = [r for r in rows if r.last_used_at is None or now - r.last_used_at >= TOUCH_INTERVAL]
-    for row in stale:
-        row.last_used_at = now
-    if stale:
-        session.flush()
+def _stale(last_used_at: datetime | None, now: datetime) -> bool:
+    return last_used_at is None or now - last_used_at >= TOUCH_INTERVAL
 
 
 def verify_token(
@@ -134,30 +145,51 @@ def verify_token(
     row = session.scalars(_TOKEN_BY_HASH, {"digest": digest}).one_or_none()
     if row is None or not _live(row, digest):
         return None
-    if touch:
-        _touch(session, [row], now or utcnow())
+    now = now or utcnow()
+    if touch and _stale(row.last_used_at, now):
+        row.last_used_at = now
+        session.flush()
     return row
+
+
+@dataclass(frozen=True)
+class LiveToken:
+    """A verified token as the group commit needs it: row id, project and role."""
+
+    id: int
+    project: str
+    role: str
 
 
 def verify_tokens(
     *, session: Session, tokens: list[str], now: datetime | None = None
-) -> list[ApiToken | None]:
+) -> list[LiveToken | None]:
     """:func:`verify_token` for many presented tokens in one query (the API's group commit).
 
-    Returns one entry per presented token, in order: its live row, or None.
+    Returns one entry per presented token, in order: the live token, or None.
+    ``last_used_at`` is written as by :func:`verify_token` (at most once a minute),
+    in one ``UPDATE`` for the batch.
     """
     digests = [_token_digest(t) for t in tokens]
     wanted = sorted({d for d in digests if d is not None})
     rows = (
-        {r.token_hash: r for r in session.scalars(_TOKENS_BY_HASH, {"digests": wanted})}
+        {r.token_hash: r for r in session.execute(_TOKENS_BY_HASH, {"digests": wanted})}
         if wanted
         else {}
     )
-    found: list[ApiToken | None] = []
+    found: list[LiveToken | None] = []
+    stale: set[int] = set()
+    now = now or utcnow()
     for digest in digests:
         row = rows.get(digest) if digest is not None else None
-        found.append(row if row is not None and digest is not None and _live(row, digest) else None)
-    _touch(session, list({id(r): r for r in found if r is not None}.values()), now or utcnow())
+        if row is None or digest is None or not _live(row, digest):
+            found.append(None)
+            continue
+        found.append(LiveToken(row.id, row.project, row.role))
+        if _stale(row.last_used_at, now):
+            stale.add(row.id)
+    if stale:
+        session.execute(_TOUCH_TOKENS, {"ids": sorted(stale), "now": now})
     return found
 
 
@@ -217,14 +249,15 @@ def create_dataset(
     return dataset
 
 
-def get_datasets(
-    *, session: Session, keys: list[tuple[str, str]]
-) -> dict[tuple[str, str], Dataset]:
-    """Datasets by ``(project, dataset_id)`` in one query; keys not found are left out."""
+def get_datasets(*, session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """Datasets by ``(project, dataset_id)`` in one query; keys not found are left out.
+
+    The values are rows with ``id``, ``project`` and ``sha256``.
+    """
     ids = sorted({dataset_id for _, dataset_id in keys})
     if not ids:
         return {}
-    rows = session.scalars(_DATASETS_BY_ID, {"ids": ids})
+    rows = session.execute(_DATASETS_BY_ID, {"ids": ids})
     wanted = set(keys)
     return {(r.project, r.id): r for r in rows if (r.project, r.id) in wanted}
 

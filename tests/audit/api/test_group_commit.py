@@ -14,6 +14,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -269,12 +270,16 @@ def _unreachable() -> str:
 def test_run_batch_on_sqlite(tmp_path: Path) -> None:
     """The batch statements (bulk INSERT, ON CONFLICT ... RETURNING) on the embedded database."""
     from audit.api.submission import parse_submitted
-    from audit.storage.repo import create_dataset, create_token
+    from audit.storage.models import ApiToken
+    from audit.storage.repo import create_dataset, create_token, revoke_token
 
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'ba.db'}", artifact_dir=tmp_path)
     db.upgrade(settings.db_url)
     with db.session_scope(settings.db_url) as session:
-        token, _ = create_token(session=session, project="acme", role="submitter")
+        token, row = create_token(session=session, project="acme", role="submitter")
+        token_id = row.id
+        revoked, gone = create_token(session=session, project="acme", role="submitter")
+        revoke_token(session=session, project="acme", token_id=gone.id)
         ds = create_dataset(
             session=session,
             project="acme",
@@ -289,13 +294,18 @@ def test_run_batch_on_sqlite(tmp_path: Path) -> None:
         raw = spec_for(ds, name=name)
         return Submission(token=token, raw=raw, spec=parse_submitted(raw), idempotency_key=key)
 
+    refused = replace(sub("r"), token=revoked)
     batch = [sub("a"), sub("b"), sub("k", "key-1"), sub("k", "key-1"), sub("other", "key-1")]
-    outcomes = group_commit.run_batch(batch, settings)
-    a, b, k1, k2, conflict = outcomes
+    outcomes = group_commit.run_batch([*batch, refused], settings)
+    a, b, k1, k2, conflict, unauthorized = outcomes
+    assert isinstance(unauthorized, ApiError) and unauthorized.status_code == 401
     assert isinstance(a, Accepted) and isinstance(b, Accepted) and a.new and b.new
     assert isinstance(k1, Accepted) and isinstance(k2, Accepted)
     assert k1.audit_id == k2.audit_id and k1.new and not k2.new
     assert isinstance(conflict, ApiError) and conflict.status_code == 409
     assert not any(o.published for o in (a, b, k1))  # no broker configured: nothing sent
     assert set(_audit_ids(settings)) == {a.audit_id, b.audit_id, k1.audit_id}
+    with db.session_scope(settings.db_url) as session:
+        used = session.get(ApiToken, token_id)
+        assert used is not None and used.last_used_at is not None  # touched by the batch
     db.dispose_engines()
