@@ -35,7 +35,7 @@ Usage::
 
 Needs PostgreSQL at ``BIASAUDIT_TEST_POSTGRES_URL`` (default
 postgresql://postgres@127.0.0.1:5432/postgres) and Redis at 127.0.0.1:6379.
-Everything it creates (database, Redis db 13, temp folder) is removed at the end.
+Everything it creates (database, Redis db 12, temp folder) is removed at the end.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get(
     "BIASAUDIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-REDIS_DB = 13
+REDIS_DB = 12  # the tests use 13-15: a benchmark may run beside them
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
 

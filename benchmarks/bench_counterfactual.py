@@ -27,6 +27,7 @@ import os
 import platform
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -84,7 +85,7 @@ def main() -> None:
         )
         data = ProbeInput(frame=pd.DataFrame(), protected=())
         adapter = load_huggingface(
-            path=path,
+            path=Path(path),
             task="text-classification",
             batch_size=args.batch_size,
             max_tokens=args.max_tokens,

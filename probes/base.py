@@ -93,10 +93,16 @@ class ProbeInput:
 
 
 class ModelAdapter(Protocol):
-    """What probes may call on a model (implemented in :mod:`probes.models`)."""
+    """What probes may call on a model (implemented in :mod:`probes.models`).
 
-    kind: str
-    sha256: str
+    Read-only members, so a class attribute (``kind: ClassVar[str]``) satisfies them.
+    """
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def sha256(self) -> str: ...
 
 
 C = TypeVar("C", bound=ProbeConfig)

@@ -109,7 +109,7 @@ def load_model(
         # Folder checks (no custom code; *.bin weights only through torch's restricted
         # weights_only unpickler, which refuses any pickle that imports code) live in
         # probes.models.hf_folder.
-        adapter: Any = load_huggingface(
+        return load_huggingface(
             path=Path(path),
             task=task,
             positive_label=positive_label,
@@ -120,7 +120,6 @@ def load_model(
             allow_hub=allow_hub,
             threshold=threshold,
         )
-        return adapter  # type: ignore[no-any-return]
     if kind == "onnx":
         from probes.models.onnx import load_onnx
 

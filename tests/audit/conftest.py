@@ -30,7 +30,9 @@ def hiring_csv(tmp_path: Path) -> Path:
     rng = np.random.default_rng(42)
     n = 3000
     sex = rng.choice(["female", "male"], size=n)
-    race = rng.choice(["Black", "White", "Asian", None], size=n, p=[0.3, 0.5, 0.15, 0.05])
+    race = rng.choice(
+        np.array(["Black", "White", "Asian", None], dtype=object), size=n, p=[0.3, 0.5, 0.15, 0.05]
+    )
     rate = np.where(sex == "female", 0.25, 0.45)
     frame = pd.DataFrame(
         {

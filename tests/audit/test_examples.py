@@ -81,6 +81,7 @@ def test_generate_hiring_writes_data_and_a_valid_spec(tmp_path: Path) -> None:
     spec, base = parse_spec(spec_path)
     assert spec.domain == "hiring" and spec.model.kind == "predictions"
     assert spec.probes[0]["intersectional"] is True
+    assert spec.dataset.path is not None
     df = pd.read_csv(base / spec.dataset.path)
     pd.testing.assert_frame_equal(df, hiring.make_applicants(), check_dtype=False)
     for column in [spec.dataset.label, spec.dataset.prediction, spec.dataset.score]:

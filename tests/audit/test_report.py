@@ -258,6 +258,13 @@ def _svgs(html: str) -> list[ET.Element]:
     return [ET.fromstring(s) for s in re.findall(r"<svg\b.*?</svg>", html, flags=re.S)]
 
 
+def _attr(el: ET.Element, name: str) -> str:
+    """An attribute the renderer always writes (fails the test if it is missing)."""
+    value = el.get(name)
+    assert value is not None, f"<{el.tag}> has no {name!r} attribute"
+    return value
+
+
 def _section(html: str, anchor: str) -> str:
     start = html.index(f'id="{anchor}"')
     end = html.find("<section", start)
@@ -293,20 +300,22 @@ def test_chart_has_one_bar_per_group_and_four_fifths_line() -> None:
     for svg, entry in zip(svgs, demographic, strict=True):
         bars = [r for r in svg.iter("rect") if "bar" in r.get("class", "").split()]
         assert len(bars) == len(entry["groups"])
-        widths = [float(b.get("width")) for b in bars]
+        widths = [float(_attr(b, "width")) for b in bars]
         rates = [g["selection_rate"] for g in entry["groups"]]
         for w, rate in zip(widths, rates, strict=True):  # bar length proportional to the rate
             assert w / max(widths) == pytest.approx(rate / max(rates), abs=1e-3)
         (line,) = [ln for ln in svg.iter("line") if ln.get("class") == "four-fifths"]
-        assert float(line.get("x1")) == pytest.approx(PLOT_LEFT + 0.8 * max(widths), abs=0.02)
-        assert float(line.get("data-value")) == pytest.approx(0.8 * max(rates))
+        assert float(_attr(line, "x1")) == pytest.approx(PLOT_LEFT + 0.8 * max(widths), abs=0.02)
+        assert float(_attr(line, "data-value")) == pytest.approx(0.8 * max(rates))
         assert "0.8 × " + entry["reference_group"].replace("&", " × ") in ET.tostring(
             svg, encoding="unicode"
         )
-    sex_bars = {r.get("data-group"): r.get("class") for r in svgs[0].iter("rect")}
-    assert "fail" in sex_bars["Female"].split() and "fail" not in sex_bars["Male"].split()
-    race_bars = {r.get("data-group"): r.get("class") for r in svgs[1].iter("rect")}
-    assert "insufficient" in race_bars[XSS].split()  # escaped in HTML, parsed back by XML
+    sex_bars = {r.get("data-group"): r for r in svgs[0].iter("rect")}
+    assert "fail" in _attr(sex_bars["Female"], "class").split()
+    assert "fail" not in _attr(sex_bars["Male"], "class").split()
+    race_bars = {r.get("data-group"): r for r in svgs[1].iter("rect")}
+    # escaped in HTML, parsed back by XML
+    assert "insufficient" in _attr(race_bars[XSS], "class").split()
 
 
 def test_four_fifths_line_follows_the_reference_group() -> None:
@@ -315,14 +324,14 @@ def test_four_fifths_line_follows_the_reference_group() -> None:
     race = results["probes"][1]
     race["groups"][3]["selected"], race["groups"][3]["selection_rate"] = 12, 0.8  # n = 15
     svg = _svgs(render_html(results))[1]  # the race chart
-    widths = {r.get("data-group"): float(r.get("width")) for r in svg.iter("rect")}
+    widths = {r.get("data-group"): float(_attr(r, "width")) for r in svg.iter("rect")}
     assert widths[XSS] > widths["White"]
     (line,) = [ln for ln in svg.iter("line") if ln.get("class") == "four-fifths"]
-    assert float(line.get("x1")) == pytest.approx(PLOT_LEFT + 0.8 * widths["White"], abs=0.02)
+    assert float(_attr(line, "x1")) == pytest.approx(PLOT_LEFT + 0.8 * widths["White"], abs=0.02)
     del race["reference_group"]  # no reference given: the highest among groups with enough data
     svg = _svgs(render_html(results))[1]
     (line,) = [ln for ln in svg.iter("line") if ln.get("class") == "four-fifths"]
-    assert float(line.get("data-value")) == pytest.approx(0.8 * 0.4)
+    assert float(_attr(line, "data-value")) == pytest.approx(0.8 * 0.4)
 
 
 def test_group_table_shows_cis_holm_p_and_error_rates() -> None:

@@ -37,7 +37,9 @@ def _redis_dump(conn: redis.Redis) -> bytes:
     """Every key and value of the Redis database, concatenated."""
     out = []
     for key in conn.scan_iter(count=1000):
-        kind = conn.type(key).decode()
+        raw_kind = conn.type(key)
+        assert isinstance(raw_kind, bytes)  # no decode_responses: every reply is bytes
+        kind = raw_kind.decode()
         out.append(key)
         if kind == "string":
             out.append(conn.get(key) or b"")

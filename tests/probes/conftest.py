@@ -12,6 +12,7 @@ import json
 import os
 import string
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,14 +37,15 @@ def _write_wordpiece_vocab(folder: Path) -> Path:
 
 
 def _bert_tokenizer(folder: Path):  # noqa: ANN202 - transformers type
-    from transformers import BertTokenizerFast
+    # transformers 5 keeps the *TokenizerFast names as runtime-only aliases (lazy module)
+    from transformers import BertTokenizerFast  # type: ignore[attr-defined]
 
     folder.mkdir(parents=True, exist_ok=True)
     # positional vocab path: transformers 4 calls it vocab_file, transformers 5 vocab
     return BertTokenizerFast(str(_write_wordpiece_vocab(folder)), do_lower_case=True)
 
 
-def _bert_config(vocab_size: int, **kwargs: object):  # noqa: ANN202
+def _bert_config(vocab_size: int, **kwargs: Any):  # noqa: ANN202
     from transformers import BertConfig
 
     return BertConfig(
@@ -80,7 +82,11 @@ def build_gpt2(folder: Path) -> Path:
     """Save a tiny GPT-2 with a byte-level BPE tokenizer that has no merges."""
     import torch
     from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+    from transformers import (  # type: ignore[attr-defined]
+        GPT2Config,
+        GPT2LMHeadModel,
+        GPT2TokenizerFast,  # a runtime-only alias in transformers 5, as above
+    )
 
     torch.manual_seed(0)
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -224,12 +225,13 @@ def test_progress_is_reported() -> None:
     assert seen[0] == 0.05 and seen[-1] == 1.0 and seen == sorted(seen)
 
 
-def test_through_the_huggingface_adapter(tiny_models) -> None:
-    from probes.models.huggingface import load_huggingface
+def test_through_the_huggingface_adapter(tiny_models: dict[str, Path]) -> None:
+    from probes.models.huggingface import TextClassificationAdapter, load_huggingface
 
     model = load_huggingface(
         path=tiny_models["text-classification"], task="text-classification", device="cpu"
     )
+    assert isinstance(model, TextClassificationAdapter)
     seen: list[float] = []
     config = CounterfactualTextConfig(
         kind="counterfactual-text", attributes=["gender", "race"], names_per_group=4
@@ -238,6 +240,7 @@ def test_through_the_huggingface_adapter(tiny_models) -> None:
     result = NameSwapProbe().run(data=data, model=model, config=config)
     assert len(seen) > 3 and seen == sorted(seen) and seen[-1] == 1.0
     for entry in result.entries:
+        assert entry.model_extra is not None
         ex = entry.model_extra["examples"][0]
         again = model.score([ex["text"], ex["counterfactual"]])
         assert again == pytest.approx([ex["score"], ex["counterfactual_score"]])

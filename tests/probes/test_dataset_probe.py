@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,7 +42,7 @@ def data() -> ProbeInput:
     return ProbeInput(frame=frame, protected=("sex", "race"), y_true=y)
 
 
-def _run(data: ProbeInput, **config: object) -> ProbeResult:
+def _run(data: ProbeInput, **config: Any) -> ProbeResult:
     return DatasetProbe().run(data=data, config=DatasetProbeConfig(kind="dataset", **config))
 
 
@@ -125,7 +127,7 @@ def test_intersectional_groups(data: ProbeInput) -> None:
     entries = _run(data, intersectional=True).entries
     assert [e.attribute for e in entries] == ["sex", "race", "sex&race"]
     inter = entries[2]
-    assert inter.attributes == ["sex", "race"]
+    assert (inter.model_extra or {})["attributes"] == ["sex", "race"]
     assert sum(g["n"] for g in inter.groups) == data.rows
     g = next(g for g in inter.groups if g["group"] == "female&black")
     assert g["levels"] == {"sex": "female", "race": "black"}
@@ -141,7 +143,7 @@ def test_small_groups_flagged_and_left_out_of_summary() -> None:
     [entry] = result.entries
     small = [g["group"] for g in entry.groups if g["insufficient_data"]]
     assert small == ["unknown"]
-    assert [g["group"] for g in entry.excluded_groups] == ["unknown"]
+    assert [g["group"] for g in (entry.model_extra or {})["excluded_groups"]] == ["unknown"]
     assert entry.summary["max_abs_CI_group"] != "unknown"
 
 

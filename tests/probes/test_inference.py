@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -202,8 +204,12 @@ def test_model_cache_is_lru() -> None:
     cache = ModelCache(maxsize=2)
     loads: list[str] = []
 
-    def loader(name: str):  # noqa: ANN202
-        return lambda: loads.append(name) or name
+    def loader(name: str) -> Callable[[], str]:
+        def load() -> str:
+            loads.append(name)
+            return name
+
+        return load
 
     assert cache.get_or_load("a", loader("a")) == "a"
     assert cache.get_or_load("a", loader("a")) == "a"

@@ -18,7 +18,7 @@ from probes.mlm_stereotype import (
     load_pairs,
     shared_positions,
 )
-from probes.models.huggingface import load_huggingface
+from probes.models.huggingface import FillMaskAdapter, load_huggingface
 
 DATA = ProbeInput(frame=pd.DataFrame({"g": ["a"]}), protected=("g",))
 
@@ -96,6 +96,7 @@ def test_crows_pairs_scoring_masks_only_shared_tokens(
     tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:
     model = load_huggingface(path=tiny_models["fill-mask"], task="fill-mask")
+    assert isinstance(model, FillMaskAdapter)
     f = tmp_path / "one.jsonl"
     stereo, anti = "the woman is a nurse.", "the man is a nurse."
     f.write_text(json.dumps({"bias_type": "gender", "stereotype": stereo, "anti_stereotype": anti}))

@@ -12,6 +12,7 @@ none of which appear in training (held out).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -118,7 +119,9 @@ def heads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def load(path: str):
     from probes.models.huggingface import load_huggingface
 
-    return load_huggingface(path=path, task="text-classification", positive_label=1, device="cpu")
+    return load_huggingface(
+        path=Path(path), task="text-classification", positive_label=1, device="cpu"
+    )
 
 
 class NameBlind:

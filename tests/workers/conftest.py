@@ -58,7 +58,9 @@ def write_pool(path: Path, n: int = 1200, seed: int = 3) -> Path:
     """A small applicant pool with a planted disparity by sex."""
     rng = np.random.default_rng(seed)
     sex = rng.choice(["female", "male"], size=n)
-    race = rng.choice(["Black", "White", "Asian", None], size=n, p=[0.3, 0.5, 0.15, 0.05])
+    race = rng.choice(
+        np.array(["Black", "White", "Asian", None], dtype=object), size=n, p=[0.3, 0.5, 0.15, 0.05]
+    )
     frame = pd.DataFrame(
         {
             "sex": sex,

@@ -17,7 +17,7 @@ from workers import reconcile as rec
 pytestmark = pytest.mark.postgres
 
 
-def _queued_ids(conn: Any, queue: str = "cpu") -> list[str]:
+def _queued_ids(conn: Any, queue: str = "cpu") -> list[str | None]:
     return [rec._message_audit_id(raw) for raw in conn.lrange(queue, 0, -1)]
 
 

@@ -38,8 +38,9 @@ def test_due_schedule_creates_and_publishes_one_audit(service_env: dict[str, Any
     assert (row.status, row.project, row.schedule_id) == ("queued", "acme", schedule_id)
     with session_scope() as session:
         schedule = session.get(Schedule, schedule_id)
+        assert schedule is not None
         assert schedule.last_audit_id == created[0]
-        assert schedule.next_run_at > utcnow()
+        assert schedule.next_run_at is not None and schedule.next_run_at > utcnow()
     queued = [rec._message_audit_id(m) for m in service_env["redis"].lrange("cpu", 0, -1)]
     assert queued == created
     assert fire_due_schedules() == []  # not due any more

@@ -19,7 +19,9 @@ from audit.spec import parse_spec
 def _frame(n: int = 2400, seed: int = 7) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     sex = rng.choice(["female", "male"], size=n)
-    race = rng.choice(["Black", "White", "Asian", None], size=n, p=[0.3, 0.5, 0.15, 0.05])
+    race = rng.choice(
+        np.array(["Black", "White", "Asian", None], dtype=object), size=n, p=[0.3, 0.5, 0.15, 0.05]
+    )
     age = rng.choice(["<25", "25-45", ">45"], size=n)
     rate = np.where(sex == "female", 0.25, 0.45)
     return pd.DataFrame(
@@ -89,7 +91,7 @@ def test_unknown_group_order_matches_engine(tmp_path: Path) -> None:
     # The engine lists groups sorted with "unknown" last; GroupCounts addition must not
     # change that, whatever order shards see the levels in (and a custom unknown_label).
     frame = _frame(900)
-    frame["race"] = np.where(frame["race"].isna(), None, "zulu")
+    frame["race"] = np.where(frame["race"].isna(), np.array(None, dtype=object), "zulu")
     frame.loc[frame.index % 3 == 0, "race"] = "alpha"
     path = tmp_path / "pool.csv"
     frame.to_csv(path, index=False)

@@ -312,7 +312,7 @@ def test_list_pagination_and_filters(
     with db.session_scope(api_settings.db_url) as session:
         session.execute(update(Audit).where(Audit.id == ids[2]).values(model_sha256=sha))
 
-    def listed(**params: object) -> list[str]:
+    def listed(**params: str) -> list[str]:
         response = client.get("/v1/audits", params=params, headers=auth(token))
         assert response.status_code == 200, response.text
         return [a["id"] for a in response.json()["data"]]
@@ -329,14 +329,15 @@ def test_list_pagination_and_filters(
         ids[2],
         ids[1],
     ]
-    for params, field in [
+    invalid: list[tuple[dict[str, int | str], str]] = [
         ({"limit": 0}, "limit"),
         ({"limit": 5000}, "limit"),
         ({"offset": -1}, "offset"),
         ({"status": "done"}, "status"),
         ({"model": "xyz"}, "model"),
         ({"created_after": "yesterday"}, "created_after"),
-    ]:
+    ]
+    for params, field in invalid:
         response = client.get("/v1/audits", params=params, headers=auth(token))
         assert response.status_code == 422, params
         assert response.json()["field"] == field
