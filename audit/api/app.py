@@ -154,7 +154,8 @@ def create_server_app() -> FastAPI:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API application for ``settings`` (default: ``get_settings()``)."""
     settings = settings or get_settings()
-    submit_queue = SubmitQueue(settings)
+    metrics = Metrics(settings)
+    submit_queue = SubmitQueue(settings, observe=metrics.observe_batch)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -178,7 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.submit_queue = submit_queue
-    app.state.metrics = Metrics(settings)
+    app.state.metrics = metrics
     install_error_handlers(app)
     for module in (health, datasets, audits, reviews, schedules):
         app.include_router(module.router)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -263,11 +264,13 @@ class SubmitQueue:
         max_batch: int = MAX_BATCH,
         max_in_flight: int = MAX_IN_FLIGHT,
         runner: Callable[[list[Submission], Settings], list[Outcome]] = run_batch,
+        observe: Callable[[int, float], None] | None = None,
     ) -> None:
         self.settings = settings
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
         self._runner = runner
+        self._observe = observe
         self._executor = ThreadPoolExecutor(max_in_flight, thread_name_prefix="group-commit")
         # Per event loop (a TestClient may run the app on several loops in turn).
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
@@ -300,12 +303,18 @@ class SubmitQueue:
                 state.pending[self.max_batch :],
             )
             state.in_flight += 1
-            work = loop.run_in_executor(
-                self._executor, self._runner, [s for s, _ in batch], self.settings
-            )
+            work = loop.run_in_executor(self._executor, self._run, [s for s, _ in batch])
             work.add_done_callback(
                 lambda done, batch=batch: self._finish(loop, state, batch, done)  # type: ignore[misc]
             )
+
+    def _run(self, batch: list[Submission]) -> list[Outcome]:
+        start = time.perf_counter()
+        try:
+            return self._runner(batch, self.settings)
+        finally:
+            if self._observe is not None:
+                self._observe(len(batch), time.perf_counter() - start)
 
     def _finish(
         self,

@@ -15,7 +15,9 @@ restart:
   could not be read on this scrape.
 
 This process's own HTTP traffic is counted in
-``biasaudit_http_requests_total`` and ``biasaudit_http_request_duration_seconds``.
+``biasaudit_http_requests_total`` and ``biasaudit_http_request_duration_seconds``,
+and its submission batches (:mod:`audit.api.group_commit`) in
+``biasaudit_submit_batch_size`` and ``biasaudit_submit_batch_seconds``.
 Each app has its own registry (no global state between app instances).
 """
 
@@ -155,7 +157,25 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
             registry=self.registry,
         )
+        self.submit_batch = Histogram(
+            "biasaudit_submit_batch_size",
+            "Submissions per group-commit batch (one transaction and one publish each)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
+        self.submit_batch_seconds = Histogram(
+            "biasaudit_submit_batch_seconds",
+            "Time of one group-commit batch in the database thread (lookups, insert, "
+            "commit, publish)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=self.registry,
+        )
 
     def observe(self, *, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        """One group-commit batch (called from its database thread; prometheus is thread-safe)."""
+        self.submit_batch.observe(size)
+        self.submit_batch_seconds.observe(seconds)

@@ -105,6 +105,11 @@ def test_metrics_report_the_record_and_the_queue(
         (("method", "POST"), ("route", "/v1/audits"), ("status", "202")),
     )
     assert m[posted] == 3
+    # three sequential submissions: three batches of one, each timed
+    assert m[("biasaudit_submit_batch_size_count", ())] == 3
+    assert m[("biasaudit_submit_batch_size_sum", ())] == 3
+    assert m[("biasaudit_submit_batch_size_bucket", (("le", "1.0"),))] == 3
+    assert m[("biasaudit_submit_batch_seconds_count", ())] == 3
 
 
 def test_metrics_survive_an_unreachable_database(api_settings: Settings) -> None:
