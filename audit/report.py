@@ -27,12 +27,11 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from audit.report_ll144 import _ll144
+from audit.report_ll144 import ll144_section
 from audit.report_svg import (
     DASH,
     Bar,
-    _excluded_label,
-    _has,
+    excluded_label,
     flatten,
     fmt_ci,
     fmt_date,
@@ -44,6 +43,7 @@ from audit.report_svg import (
     fmt_signed,
     fmt_value,
     group_label,
+    has_metric,
     metric_label,
     num,
     selection_rate_chart,
@@ -178,7 +178,7 @@ def _demographic(entry: Mapping[str, Any], index: Mapping[tuple[str, str, str], 
     groups = [g for g in entry.get("groups") or [] if isinstance(g, Mapping)]
     ref = entry.get("reference_group")
     total = sum(num(g.get("n")) or 0 for g in groups)
-    extra_keys = [k for k in EXTRA_GROUP_METRICS if _has(groups, k)]
+    extra_keys = [k for k in EXTRA_GROUP_METRICS if has_metric(groups, k)]
     clarify = [flatten(g.get("clarify") or {}) for g in groups]
     clarify_keys = sorted({k for c in clarify for k in c})
     rows, bars, extra_rows, clarify_rows = [], [], [], []
@@ -229,8 +229,8 @@ def _demographic(entry: Mapping[str, Any], index: Mapping[tuple[str, str, str], 
         "attribute": attribute,
         "reference": ref_label,
         "rows": rows,
-        "has_error_rates": _has(groups, "tpr") or _has(groups, "fpr"),
-        "has_scoring": _has(groups, "scoring_rate"),
+        "has_error_rates": has_metric(groups, "tpr") or has_metric(groups, "fpr"),
+        "has_scoring": has_metric(groups, "scoring_rate"),
         "chart": Markup(chart),  # built from escaped strings in report_svg
         "extra_labels": [
             "p-value (unadjusted)" if k == "p_value" else metric_label(k) for k in extra_keys
@@ -240,7 +240,7 @@ def _demographic(entry: Mapping[str, Any], index: Mapping[tuple[str, str, str], 
         "clarify_rows": clarify_rows,
         "summary": _summary_rows(entry.get("summary")),
         "excluded": [
-            _excluded_label(x, intersection="&" in attribute)
+            excluded_label(x, intersection="&" in attribute)
             for x in entry.get("excluded_groups") or []
         ],
         "min_group_size": fmt_value(entry.get("min_group_size")),
@@ -368,7 +368,7 @@ def build_context(results: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "h": _header(results, findings),
         "findings": _findings(findings),
-        "ll144": _ll144(results, entries),
+        "ll144": ll144_section(results, entries),
         "sections": sections,
         "manifest": [
             {"key": k, "value": fmt_exact(v)}

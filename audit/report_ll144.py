@@ -13,13 +13,13 @@ from typing import Any
 
 from audit.report_svg import (
     DASH,
-    _excluded_label,
-    _has,
+    excluded_label,
     fmt_date,
     fmt_int,
     fmt_rate,
     fmt_value,
     group_label,
+    has_metric,
     num,
 )
 
@@ -45,8 +45,8 @@ def _ll144_table(entry: Mapping[str, Any], kind: str) -> dict[str, Any]:
     attribute = str(entry.get("attribute", ""))
     attrs = [str(a) for a in entry.get("attributes") or attribute.split("&")]
     excluded = [x for x in entry.get("excluded_groups") or [] if x is not None]
-    metrics = [("selection_rate", "impact_ratio")] if _has(groups, "selection_rate") else []
-    if _has(groups, "scoring_rate"):
+    metrics = [("selection_rate", "impact_ratio")] if has_metric(groups, "selection_rate") else []
+    if has_metric(groups, "scoring_rate"):
         metrics.append(("scoring_rate", "scoring_impact_ratio"))
     metrics = metrics or [("selection_rate", "impact_ratio")]
     total = sum(num(g.get("n")) or 0 for g in groups)
@@ -57,7 +57,7 @@ def _ll144_table(entry: Mapping[str, Any], kind: str) -> dict[str, Any]:
         if share is None and total:
             share = (num(g.get("n")) or 0) / total
         if share is not None and share < LL144_SMALL_SHARE:
-            small[str(g.get("group"))] = _excluded_label({**g, "share": share}, intersection=inter)
+            small[str(g.get("group"))] = excluded_label({**g, "share": share}, intersection=inter)
     for g in groups:
         levels = g.get("levels")
         if not isinstance(levels, Mapping) or not all(a in levels for a in attrs):
@@ -83,13 +83,13 @@ def _ll144_table(entry: Mapping[str, Any], kind: str) -> dict[str, Any]:
         "rate_headers": [h for r, _ in metrics for h in (labels[r], "Impact ratio")],
         "rows": rows,
         "small": list(small.values()),
-        "insufficient": [_excluded_label(x, intersection=inter) for x in excluded],
+        "insufficient": [excluded_label(x, intersection=inter) for x in excluded],
         "min_group_size": fmt_value(entry.get("min_group_size")),
         "unknown": unknown,
     }
 
 
-def _ll144(results: Mapping[str, Any], entries: list[Mapping[str, Any]]) -> dict | None:
+def ll144_section(results: Mapping[str, Any], entries: list[Mapping[str, Any]]) -> dict | None:
     """The NYC Local Law 144 bias-audit summary; only for ``domain: hiring``."""
     audit = results.get("audit") or {}
     if (audit.get("domain") or results.get("domain")) != "hiring":

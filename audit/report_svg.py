@@ -175,11 +175,12 @@ def group_label(group: Mapping[str, Any], *, intersection: bool = False) -> str:
     return name.replace("&", " × ") if intersection else name
 
 
-def _has(groups: list[Mapping[str, Any]], key: str) -> bool:
+def has_metric(groups: list[Mapping[str, Any]], key: str) -> bool:
+    """True when any group has a value for ``key`` (a table column worth showing)."""
     return any(g.get(key) is not None for g in groups)
 
 
-def _excluded_label(x: Any, *, intersection: bool = False) -> str:
+def excluded_label(x: Any, *, intersection: bool = False) -> str:
     """An ``excluded_groups`` item (a name, or a mapping with group/n/share) for display."""
     if not isinstance(x, Mapping):
         return fmt_value(x)

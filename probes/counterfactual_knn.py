@@ -14,7 +14,7 @@ compared with all others, so this mode has no reference group. Its ``p_value``
 neighbours are not quite, so read it as approximate.
 
 Not a probe: :mod:`probes.counterfactual_tabular` calls it, and it registers nothing.
-sklearn is imported inside :func:`_knn_flip_test`.
+sklearn is imported inside :func:`knn_flip_test`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from probes.base import ProbeEntry, ProbeError, ProbeInput
-from probes.counterfactual_common import UNKNOWN, _extra, _num
-from probes.stats import _mean_ci, _rate_ci, mcnemar_exact
+from probes.counterfactual_common import UNKNOWN, entry_extra
+from probes.stats import mcnemar_exact, mean_with_ci, rate_with_ci
+from probes.util import finite_or_none
 
 if TYPE_CHECKING:
     from probes.counterfactual_tabular import CounterfactualTabularConfig
@@ -89,7 +90,7 @@ def knn_features(
     return np.hstack(blocks), used
 
 
-def _knn_flip_test(
+def knn_flip_test(
     data: ProbeInput, config: CounterfactualTabularConfig, values: list[str]
 ) -> ProbeEntry:
     """No-model mode: Clarify's FT, each group against its neighbours in all other groups."""
@@ -135,9 +136,9 @@ def _knn_flip_test(
         own = y[d]
         f_plus = int((~own & vote).sum())
         f_minus = int((own & ~vote).sum())
-        flip, flip_ci = _rate_ci(f_plus + f_minus, n_d, conf)
+        flip, flip_ci = rate_with_ci(f_plus + f_minus, n_d, conf)
         g.update(
-            flip_rate=_num(flip),
+            flip_rate=finite_or_none(flip),
             flip_rate_ci=flip_ci,
             FT=(f_plus - f_minus) / n_d,
             flips_to_selected=f_plus,
@@ -147,12 +148,12 @@ def _knn_flip_test(
         )
         if data.score is not None:
             s = np.asarray(data.score, dtype=float)
-            mean, mean_ci = _mean_ci(s[d], conf)
-            gap, gap_ci = _mean_ci(s[d] - s[~d][neigh].mean(axis=1), conf)
+            mean, mean_ci = mean_with_ci(s[d], conf)
+            gap, gap_ci = mean_with_ci(s[d] - s[~d][neigh].mean(axis=1), conf)
             g.update(
-                mean_score=_num(mean),
+                mean_score=finite_or_none(mean),
                 mean_score_ci=mean_ci,
-                score_gap=_num(gap),
+                score_gap=finite_or_none(gap),
                 score_gap_ci=gap_ci,
             )
         else:
@@ -170,5 +171,5 @@ def _knn_flip_test(
         attribute=attr,
         groups=groups,
         summary=summary,
-        **_extra(None, [], [], values),
+        **entry_extra(None, [], [], values),
     )

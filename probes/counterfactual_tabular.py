@@ -46,10 +46,11 @@ from probes.base import (
     ProbeResult,
     register_probe,
 )
-from probes.counterfactual_common import UNKNOWN, _extra, _num
-from probes.counterfactual_knn import _knn_flip_test, knn_features
+from probes.counterfactual_common import UNKNOWN, entry_extra
+from probes.counterfactual_knn import knn_features, knn_flip_test
 from probes.inference import InferenceCancelled
-from probes.stats import _mean_ci, _rate_ci, mcnemar_exact, wilcoxon_p
+from probes.stats import mcnemar_exact, mean_with_ci, rate_with_ci, wilcoxon_p
+from probes.util import finite_or_none
 
 __all__ = [
     "UNKNOWN",
@@ -165,7 +166,7 @@ class CounterfactualTabularProbe(Probe):
                 attribute=attr,
                 groups=[],
                 summary={"reason": "fewer than two values or no rows"},
-                **_extra(reference, [], [], values),
+                **entry_extra(reference, [], [], values),
             )
             return ProbeResult(entries=[entry])
         sub = dict(data.__dict__, frame=frame)
@@ -179,7 +180,7 @@ class CounterfactualTabularProbe(Probe):
         if model is not None and hasattr(model, "predict"):
             entry = _flip_test(sampled, model, config, values, reference)
         else:
-            entry = _knn_flip_test(sampled, config, values)
+            entry = knn_flip_test(sampled, config, values)
         info = {
             "rows_evaluated": int(len(frame)),
             "rows_total": int(data.rows),
@@ -230,10 +231,10 @@ def _flip_test(
         diff = score[:, j] - score[:, r]
         b = int((sel[:, j] & ~sel[:, r]).sum())
         c = int((~sel[:, j] & sel[:, r]).sum())
-        mean, mean_ci = _mean_ci(score[:, j], conf)
-        gap, gap_ci = _mean_ci(diff, conf)
-        flip, flip_ci = _rate_ci(b + c, n, conf)
-        sel_rate, sel_ci = _rate_ci(int(sel[:, j].sum()), n, conf)
+        mean, mean_ci = mean_with_ci(score[:, j], conf)
+        gap, gap_ci = mean_with_ci(diff, conf)
+        flip, flip_ci = rate_with_ci(b + c, n, conf)
+        sel_rate, sel_ci = rate_with_ci(int(sel[:, j].sum()), n, conf)
         flip_p = mcnemar_exact(b, c)
         score_p = wilcoxon_p(diff) if has_score else flip_p
         groups.append(
@@ -241,15 +242,15 @@ def _flip_test(
                 "group": v,
                 "n": n,
                 "n_observed": int((orig == v).sum()),
-                "mean_score": _num(mean),
+                "mean_score": finite_or_none(mean),
                 "mean_score_ci": mean_ci,
-                "score_gap": _num(gap),
+                "score_gap": finite_or_none(gap),
                 "score_gap_ci": gap_ci,
-                "flip_rate": _num(flip),
+                "flip_rate": finite_or_none(flip),
                 "flip_rate_ci": flip_ci,
                 "flips_to_selected": b,
                 "flips_to_not_selected": c,
-                "selection_rate": _num(sel_rate),
+                "selection_rate": finite_or_none(sel_rate),
                 "selection_rate_ci": sel_ci,
                 "p_value": score_p if has_score else flip_p,
                 "flip_p_value": flip_p,
@@ -269,16 +270,16 @@ def _flip_test(
             d = score[rows, j] - fact[rows]
             b = int((sel[rows, j] & ~fact_sel[rows]).sum())
             c = int((~sel[rows, j] & fact_sel[rows]).sum())
-            change, change_ci = _mean_ci(d, conf)
-            flip, flip_ci = _rate_ci(b + c, k, conf)
+            change, change_ci = mean_with_ci(d, conf)
+            flip, flip_ci = rate_with_ci(b + c, k, conf)
             pairs.append(
                 {
                     "group": o,
                     "counterfactual": v,
                     "n": k,
-                    "flip_rate": _num(flip),
+                    "flip_rate": finite_or_none(flip),
                     "flip_rate_ci": flip_ci,
-                    "mean_score_change": _num(change),
+                    "mean_score_change": finite_or_none(change),
                     "mean_score_change_ci": change_ci,
                     "p_value": wilcoxon_p(d) if has_score else mcnemar_exact(b, c),
                 }
@@ -320,5 +321,5 @@ def _flip_test(
         attribute=attr,
         groups=groups,
         summary=summary,
-        **_extra(reference, pairs, examples, values),
+        **entry_extra(reference, pairs, examples, values),
     )

@@ -43,6 +43,7 @@ from probes.swap import (
     load_lexicon,
     replace_names,
 )
+from probes.util import finite_or_none
 
 DEFAULT_REFERENCE = {"gender": "male", "race": "white"}
 PAIRED_TEST = "paired t-test on per-text score differences (two-sided)"
@@ -89,11 +90,6 @@ class CounterfactualTextConfig(ProbeConfig):
 def _rng(seed: int, *keys: str | int) -> np.random.Generator:
     parts = [seed] + [k if isinstance(k, int) else zlib.crc32(k.encode()) for k in keys]
     return np.random.default_rng(parts)
-
-
-def _num(x: float) -> float | None:
-    x = float(x)
-    return None if math.isnan(x) or math.isinf(x) else x
 
 
 def _t_interval(x: np.ndarray, confidence: float, lo: float, hi: float) -> list[float] | None:
@@ -202,9 +198,9 @@ def _group_stats(
         flips = int((p[:, j] != p[:, ref]).sum())
         lo, hi = proportion_ci(np.array([flips]), np.array([n]), confidence=confidence)
         row |= {
-            "mean_score": _num(s[:, j].mean()),
+            "mean_score": finite_or_none(s[:, j].mean()),
             "mean_score_ci": _t_interval(s[:, j], confidence, 0.0, 1.0),
-            "score_gap": _num(diff.mean()),
+            "score_gap": finite_or_none(diff.mean()),
             "score_gap_ci": None if j == ref else _t_interval(diff, confidence, -1.0, 1.0),
             "flip_rate": flips / n,
             "flip_rate_ci": None if j == ref else [float(lo[0]), float(hi[0])],

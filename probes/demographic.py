@@ -8,7 +8,6 @@ the EEOC four-fifths rule and NYC Local Law 144 (impact ratio, scoring rate).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import numpy as np
@@ -33,6 +32,7 @@ from probes.stats import (
     ratio_ci,
     two_proportion_pvalues,
 )
+from probes.util import finite_or_none
 
 
 class DemographicConfig(ProbeConfig):
@@ -55,14 +55,8 @@ class DemographicConfig(ProbeConfig):
     )
 
 
-def _num(x: float) -> float | None:
-    """JSON-safe float: NaN/inf become None (undefined rate)."""
-    x = float(x)
-    return None if math.isnan(x) or math.isinf(x) else x
-
-
 def _ci(lo: float, hi: float) -> list[float] | None:
-    lo_, hi_ = _num(lo), _num(hi)
+    lo_, hi_ = finite_or_none(lo), finite_or_none(hi)
     return None if lo_ is None or hi_ is None else [lo_, hi_]
 
 
@@ -99,19 +93,21 @@ def _privileged_metrics(
     rp, ru = rates(priv), rates(unpriv)
     out: dict[str, Any] = {
         "privileged_group": value,
-        "disparate_impact": _num(ru["selection_rate"] / rp["selection_rate"])
+        "disparate_impact": finite_or_none(ru["selection_rate"] / rp["selection_rate"])
         if rp["selection_rate"] > 0
         else None,
-        "statistical_parity_difference": _num(ru["selection_rate"] - rp["selection_rate"]),
+        "statistical_parity_difference": finite_or_none(
+            ru["selection_rate"] - rp["selection_rate"]
+        ),
     }
     if has_label:
         tpr_d = ru["tpr"] - rp["tpr"]
         fpr_d = ru["fpr"] - rp["fpr"]
         out.update(
-            equal_opportunity_difference=_num(tpr_d),
-            average_odds_difference=_num(0.5 * (fpr_d + tpr_d)),
-            average_abs_odds_difference=_num(0.5 * (abs(fpr_d) + abs(tpr_d))),
-            error_rate_difference=_num((1 - ru["accuracy"]) - (1 - rp["accuracy"])),
+            equal_opportunity_difference=finite_or_none(tpr_d),
+            average_odds_difference=finite_or_none(0.5 * (fpr_d + tpr_d)),
+            average_abs_odds_difference=finite_or_none(0.5 * (abs(fpr_d) + abs(tpr_d))),
+            error_rate_difference=finite_or_none((1 - ru["accuracy"]) - (1 - rp["accuracy"])),
         )
     return out
 
@@ -181,11 +177,11 @@ def entry_from_counts(
             "group": "&".join(key),
             "levels": dict(zip(counts.attributes, key)),
             "n": int(n[i]),
-            "share": _num(n[i] / total),
+            "share": finite_or_none(n[i] / total),
             "selected": int(selected[i]),
-            "selection_rate": _num(sel[i]),
+            "selection_rate": finite_or_none(sel[i]),
             "selection_rate_ci": _ci(lo[i], hi[i]),
-            "impact_ratio": _num(impact[i]),
+            "impact_ratio": finite_or_none(impact[i]),
             "impact_ratio_ci": None if i == ref else _ci(ilo[i], ihi[i]),
             "p_value": pvals[i],
             "p_value_adjusted": adjusted[i],
@@ -193,7 +189,7 @@ def entry_from_counts(
         }
         if counts.has_label:
             for m in ("tpr", "fpr", "fnr", "tnr", "precision", "npv", "accuracy", "base_rate"):
-                g[m] = _num(r[m][i])
+                g[m] = finite_or_none(r[m][i])
             g["tpr_ci"] = _ci(label_ci["tpr"][0][i], label_ci["tpr"][1][i])
             g["fpr_ci"] = _ci(label_ci["fpr"][0][i], label_ci["fpr"][1][i])
             if clarify is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -10,13 +9,7 @@ import pandas as pd
 from scipy import stats as _st
 
 from probes.base import ProbeEntry
-
-
-def _num(x: float | None) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return None if math.isnan(x) or math.isinf(x) else x
+from probes.util import finite_or_none
 
 
 def auc(score: np.ndarray, y: np.ndarray) -> float | None:
@@ -57,13 +50,13 @@ def score_metrics(
         s = score[rows]
         samples.append(s)
         m: dict[str, Any] = {
-            "mean_score": _num(s.mean()) if s.size else None,
-            "scoring_rate": _num(above[rows].mean()) if s.size else None,
+            "mean_score": finite_or_none(s.mean()) if s.size else None,
+            "scoring_rate": finite_or_none(above[rows].mean()) if s.size else None,
         }
         if y_true is not None:
             y = y_true[rows]
-            m["auc"] = _num(auc(s, y))
-            m["calibration_error"] = _num(calibration_error(s, y))
+            m["auc"] = finite_or_none(auc(s, y))
+            m["calibration_error"] = finite_or_none(calibration_error(s, y))
         extra[name] = m
     # reference: the highest scoring rate among groups large enough for a decision,
     # as for the selection impact ratio
@@ -74,7 +67,9 @@ def score_metrics(
     for g in entry.groups:
         m = dict(extra.get(g["group"], {}))
         sr = m.get("scoring_rate")
-        m["scoring_impact_ratio"] = _num(sr / best) if sr is not None and best > 0 else None
+        m["scoring_impact_ratio"] = (
+            finite_or_none(sr / best) if sr is not None and best > 0 else None
+        )
         groups.append({**g, **m})
     ks = [
         _st.ks_2samp(a, b).statistic
@@ -85,6 +80,6 @@ def score_metrics(
     summary = {
         **entry.summary,
         "median_score": median,
-        "score_ks_max": _num(max(ks)) if ks else None,
+        "score_ks_max": finite_or_none(max(ks)) if ks else None,
     }
     return entry.model_copy(update={"groups": groups, "summary": summary})

@@ -169,7 +169,7 @@ def homogeneity_pvalue(k: np.ndarray, n: np.ndarray) -> float | None:
     return float(_st.chi2.sf(chi2, k.size - 1))
 
 
-def _mean_ci(x: np.ndarray, confidence: float) -> tuple[float | None, list[float] | None]:
+def mean_with_ci(x: np.ndarray, confidence: float) -> tuple[float | None, list[float] | None]:
     """Mean and Student-t interval (None with fewer than two values)."""
     n = len(x)
     if n == 0:
@@ -181,7 +181,8 @@ def _mean_ci(x: np.ndarray, confidence: float) -> tuple[float | None, list[float
     return m, [m - half, m + half]
 
 
-def _rate_ci(k: int, n: int, confidence: float) -> tuple[float | None, list[float] | None]:
+def rate_with_ci(k: int, n: int, confidence: float) -> tuple[float | None, list[float] | None]:
+    """Rate ``k / n`` and its Wilson interval (None for ``n == 0``)."""
     if n == 0:
         return None, None
     lo, hi = proportion_ci(np.array([k]), np.array([n]), confidence=confidence)

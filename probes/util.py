@@ -1,8 +1,9 @@
-"""Small helpers shared by probes and the product (file hashes, label canonical form)."""
+"""Small helpers shared by probes and the product (file hashes, label form, JSON floats)."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -33,3 +34,11 @@ def canonical_label(value: Any) -> str:
     except ValueError:
         return text
     return str(int(f)) if f.is_integer() else repr(f)
+
+
+def finite_or_none(x: Any) -> float | None:
+    """A JSON-safe float: None, NaN and infinities become None (an undefined value)."""
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) or math.isinf(x) else x

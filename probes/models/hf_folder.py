@@ -68,7 +68,8 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _resolve(path: Path, allow_hub: bool) -> Path:
+def resolve_model_folder(path: Path, allow_hub: bool) -> Path:
+    """The local folder for ``model.path``; a Hub id only when allowed, and only from the cache."""
     if path.exists():
         if not path.is_dir():
             raise ModelLoadError(MSG_NOT_FOLDER.format(path=path))

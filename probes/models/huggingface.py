@@ -39,8 +39,8 @@ from probes.models.hf_folder import (
     MSG_HUB_ID,
     MSG_NOT_FOUND,
     Weights,
-    _resolve,
     check_model_folder,
+    resolve_model_folder,
 )
 from probes.models.safety import ModelLoadError
 
@@ -168,7 +168,7 @@ def load_huggingface(
         raise ModelLoadError(f"model.batch_size: must be >= 1, got {batch_size}")
     if max_tokens is not None and max_tokens < 1:
         raise ModelLoadError(f"model.max_tokens: must be >= 1 or None, got {max_tokens}")
-    folder = _resolve(Path(path), allow_hub)
+    folder = resolve_model_folder(Path(path), allow_hub)
     weights = check_model_folder(folder)
     try:
         dev = pick_device(device)
