@@ -48,6 +48,39 @@ BIASAUDIT = str(Path(sys.executable).parent / "biasaudit")
 READY_TIMEOUT = 60.0
 
 
+OWNER_VAR = "BIASAUDIT_TEST_OWNER_PID"  # the pytest process that started a service
+
+
+def reap_orphans() -> list[int]:
+    """Kill test services whose pytest process is gone (a run killed mid-test leaves them).
+
+    Services run in their own sessions, so they outlive a killed pytest and would
+    consume the next run's messages on the same Redis db. Each carries
+    ``OWNER_VAR``; only processes whose owner no longer exists are killed.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    killed: list[int] = []
+    prefix = OWNER_VAR.encode() + b"="
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        owner = next((v[len(prefix) :] for v in environ if v.startswith(prefix)), b"")
+        if not owner.isdigit() or (proc / owner.decode()).exists():
+            continue
+        try:
+            os.kill(int(entry.name), signal.SIGKILL)
+            killed.append(int(entry.name))
+        except OSError:
+            pass
+    return killed
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -86,6 +119,7 @@ def service_env(
         "BIASAUDIT_SHARD_THRESHOLD_ROWS": "4000",
         "BIASAUDIT_SHARD_ROWS": "1500",
         "BIASAUDIT_TEST_CRASH_HOOKS": "1",
+        OWNER_VAR: str(os.getpid()),
     }
     env.update(extra or {})
     return env
@@ -248,6 +282,8 @@ def private_database() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The shared environment (a private database, Redis db 14) with a running beat."""
+    if stray := reap_orphans():
+        print(f"killed {len(stray)} test service(s) left by an earlier, killed run: {stray}")
     conn = redis.Redis.from_url(REDIS_URL)
     conn.flushdb()
     base = tmp_path_factory.mktemp("stack")
