@@ -40,6 +40,7 @@ from audit.settings import Settings, get_settings
 log = logging.getLogger("audit.api.access")
 # Young-generation threshold of a server process (CPython's default is 700, 10, 10).
 GC_THRESHOLDS = (10_000, 10, 10)
+SHUTDOWN_DEADLINE_S = 30.0  # longest wait for submission batches in flight at shutdown
 
 
 def _version() -> str:
@@ -161,8 +162,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if getattr(app.state, "tune_gc", False):
             tune_gc()
+        if app.state.submit_queue.closed:  # the app is started again (tests)
+            app.state.submit_queue = SubmitQueue(settings, observe=metrics.observe_batch)
         yield
-        await anyio.to_thread.run_sync(submit_queue.close)
+        # Batches in flight finish (their rows are committed, their answers sent);
+        # a batch stuck longer than the deadline is abandoned, not waited for forever.
+        with anyio.move_on_after(SHUTDOWN_DEADLINE_S):
+            await anyio.to_thread.run_sync(app.state.submit_queue.close, abandon_on_cancel=True)
 
     app = FastAPI(
         title="biasaudit",

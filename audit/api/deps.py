@@ -35,7 +35,7 @@ MAX_JSON_BYTES = 1024 * 1024
 MSG_NO_TOKEN = "missing bearer token: send 'Authorization: Bearer <token>' (biasaudit keys create)"
 MSG_BAD_TOKEN = "invalid or revoked token"
 MSG_ROLE = "role {role!r} may not {action}; needs one of: {allowed}"
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -101,11 +101,11 @@ def bearer_token(request: Request) -> str:
     """The presented bearer token (unverified), or 401 when there is none."""
     header = request.headers.get("authorization")
     if not header:
-        raise ApiError(401, MSG_NO_TOKEN, field="Authorization", headers=_CHALLENGE)
+        raise ApiError(401, MSG_NO_TOKEN, field="Authorization", headers=CHALLENGE)
     scheme, _, value = header.partition(" ")
     value = value.strip()
     if scheme.lower() != "bearer" or not value:
-        raise ApiError(401, MSG_NO_TOKEN, field="Authorization", headers=_CHALLENGE)
+        raise ApiError(401, MSG_NO_TOKEN, field="Authorization", headers=CHALLENGE)
     return value
 
 
@@ -113,7 +113,7 @@ def get_current_token(request: Request, session: SessionDep) -> TokenInfo:
     """The caller's live token, or 401."""
     row = verify_token(session=session, token=bearer_token(request))
     if row is None:
-        raise ApiError(401, MSG_BAD_TOKEN, field="Authorization", headers=_CHALLENGE)
+        raise ApiError(401, MSG_BAD_TOKEN, field="Authorization", headers=CHALLENGE)
     info = TokenInfo(id=row.id, project=row.project, role=row.role, name=row.name)
     bind(project=info.project, token_id=info.id)
     return info

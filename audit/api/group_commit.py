@@ -37,7 +37,7 @@ import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, cast
 
@@ -68,15 +68,41 @@ MSG_KEY_CONFLICT = (
     "Idempotency-Key {key!r} was already used for audit {id} with a different spec; "
     "use a new key for a new request"
 )
+MSG_DB_UNAVAILABLE = "database unavailable: nothing was recorded; try again later"
+MSG_INTERNAL = "internal error while recording the submission; nothing was recorded"
+MSG_BUSY = "too many submissions waiting; try again shortly"
+MSG_CLOSED = "the API is shutting down; try again shortly"
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
-_DB_DOWN = (OperationalError, InterfaceError, PoolTimeout)
+_RETRY = {"Retry-After": "5"}
+# SQLSTATEs meaning "the database cannot be reached or refuses connections".
+_UNREACHABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` means the database is down or unreachable (answer 503 at once).
+
+    Deadlocks, serialization failures, lock and statement timeouts are errors of
+    this batch, not of the database: those batches are split and re-run.
+    """
+    if isinstance(exc, (InterfaceError, PoolTimeout)):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    state = getattr(exc.orig, "sqlstate", None)
+    return state is None or state.startswith("08") or state in _UNREACHABLE_STATES
+
+
+def _unavailable() -> ApiError:
+    return ApiError(503, MSG_DB_UNAVAILABLE, headers=_RETRY)
 
 
 @dataclass
 class Submission:
     """One request's part of a batch: what the event loop parsed, and the raw body."""
 
-    token: str
+    token: str = field(repr=False)  # the plaintext bearer token: never in a repr or log
     raw: dict[str, Any] | None
     spec: AuditSpec | None
     spec_error: ApiError | None = None
@@ -96,7 +122,7 @@ class Accepted:
     published: bool = False
 
 
-Outcome = Accepted | ApiError | BaseException
+Outcome = Accepted | ApiError
 
 
 def _role_error(row: LiveToken) -> ApiError | None:
@@ -178,7 +204,8 @@ def record_batch(
         if out is None and row is not None and sub.spec is not None and sub.spec.dataset.id
     ]
     datasets = get_datasets(session=session, keys=wanted)
-    plain: list[tuple[int, dict[str, Any]]] = []
+    plain: list[dict[str, Any]] = []
+    keyed: list[tuple[int, dict[str, Any], str]] = []
     for i, (sub, row) in enumerate(zip(batch, tokens, strict=True)):
         if outcomes[i] is not None or row is None or sub.spec is None or sub.raw is None:
             continue
@@ -191,24 +218,37 @@ def record_batch(
                 settings=settings,
                 find_dataset=partial(_dataset_of, datasets, project),
             )
+            values = _row(prepared, project=project, token_id=row.id, key=sub.idempotency_key)
+            queue = queue_for(prepared.stored)
         except ApiError as exc:
             outcomes[i] = exc
             continue
-        values = _row(prepared, project=project, token_id=row.id, key=sub.idempotency_key)
-        queue = queue_for(prepared.stored)
-        if sub.idempotency_key is None:
-            plain.append((i, values))
-            outcomes[i] = Accepted(values["id"], "queued", queue, project, row.id)
+        except Exception:  # nothing is written for it yet: it fails alone, the batch goes on
+            log.exception("could not prepare a submission; answering 500 for it alone")
+            outcomes[i] = ApiError(500, MSG_INTERNAL)
             continue
-        keyed = _insert_keyed(session, values)
-        if isinstance(keyed, ApiError):
-            outcomes[i] = keyed
+        if sub.idempotency_key is None:
+            plain.append(values)
+            outcomes[i] = Accepted(values["id"], "queued", queue, project, row.id)
         else:
-            outcomes[i] = Accepted(keyed[0], keyed[1], queue, project, row.id, new=keyed[2])
+            keyed.append((i, values, queue))
+    # Keyed rows in one global order, so two batches holding the same keys in opposite
+    # orders cannot deadlock on each other's uncommitted rows (the sort is stable: the
+    # first of two equal keys in a batch still wins).
+    for i, values, queue in sorted(keyed, key=lambda k: (k[1]["project"], k[1]["idempotency_key"])):
+        found = _insert_keyed(session, values)
+        if isinstance(found, ApiError):
+            outcomes[i] = found
+        else:
+            audit_id, status, new = found
+            outcomes[i] = Accepted(
+                audit_id, status, queue, values["project"], values["token_id"], new=new
+            )
     if plain:
-        session.execute(insert(AUDITS), [values for _, values in plain])
+        session.execute(insert(AUDITS), plain)
     done = [out for out in outcomes if out is not None]
-    assert len(done) == len(batch), "every submission has an outcome"
+    if len(done) != len(batch):  # never expected; must not shift answers between requests
+        raise RuntimeError(f"{len(batch) - len(done)} submission(s) got no outcome")
     return done
 
 
@@ -230,32 +270,52 @@ def _publish(outcomes: list[Outcome], broker_url: str | None) -> list[Outcome]:
     ]
 
 
-def run_batch(batch: list[Submission], settings: Settings) -> list[Outcome]:
-    """Record ``batch`` in one transaction, commit, publish; one outcome per submission.
+def _record(batch: list[Submission], settings: Settings) -> list[Outcome]:
+    """Record ``batch`` in one transaction; on a batch error, each half in its own, down to one.
 
-    A batch that fails on anything but an unreachable database is retried one
-    submission per transaction, so each gets its own outcome.
+    An unreachable database answers 503 to every submission at once. Splitting in
+    halves finds a submission that fails in the database in about 2 log2(n)
+    transactions, and every other one is recorded.
     """
     factory = get_sessionmaker(settings.db_url)
     try:
         with factory() as session, session.begin():
-            recorded: list[Outcome] = list(record_batch(session, batch, settings))
-    except _DB_DOWN as exc:
-        return [exc] * len(batch)
+            return list(record_batch(session, batch, settings))
     except Exception as exc:
+        if unreachable(exc):
+            log.warning("database unavailable: %s", type(exc).__name__)
+            return [_unavailable() for _ in batch]
         if len(batch) == 1:
-            return [exc]
+            if isinstance(exc, OperationalError):  # e.g. a deadlock or timeout, again: retry later
+                log.warning("submission failed in the database: %s", type(exc).__name__)
+                return [_unavailable()]
+            log.exception("submission failed in the database; answering 500 for it alone")
+            return [ApiError(500, MSG_INTERNAL)]
         log.warning(
-            "batch of %d failed (%s); retrying one submission at a time",
+            "batch of %d failed (%s); retrying it in halves",
             len(batch),
             type(exc).__name__,
         )
-        return [out for sub in batch for out in run_batch([sub], settings)]
-    return _publish(recorded, settings.broker_url)
+    half = len(batch) // 2
+    return _record(batch[:half], settings) + _record(batch[half:], settings)
+
+
+def run_batch(batch: list[Submission], settings: Settings) -> list[Outcome]:
+    """Record ``batch`` (one transaction, split only on error), then publish it once.
+
+    One outcome per submission, in order: :class:`Accepted` or the
+    :class:`ApiError` to answer (each its own object).
+    """
+    return _publish(_record(batch, settings), settings.broker_url)
 
 
 class SubmitQueue:
-    """Collects submissions on the event loop and runs them in batches on database threads."""
+    """Collects submissions on the event loop and runs them in batches on database threads.
+
+    At most ``max_pending`` submissions wait for a batch (beyond that: 503 with
+    ``Retry-After``); a submission whose request was cancelled before its batch
+    formed is dropped, not recorded; after :meth:`close` every submission is 503.
+    """
 
     def __init__(
         self,
@@ -263,14 +323,17 @@ class SubmitQueue:
         *,
         max_batch: int = MAX_BATCH,
         max_in_flight: int = MAX_IN_FLIGHT,
+        max_pending: int | None = None,
         runner: Callable[[list[Submission], Settings], list[Outcome]] = run_batch,
         observe: Callable[[int, float], None] | None = None,
     ) -> None:
         self.settings = settings
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
+        self.max_pending = max_pending or 4 * max_batch * max_in_flight
         self._runner = runner
         self._observe = observe
+        self._closed = False
         self._executor = ThreadPoolExecutor(max_in_flight, thread_name_prefix="group-commit")
         # Per event loop (a TestClient may run the app on several loops in turn).
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
@@ -279,10 +342,14 @@ class SubmitQueue:
 
     async def submit(self, submission: Submission) -> Accepted:
         """Record one submission with whatever else is waiting; raises its error if refused."""
+        if self._closed:
+            raise ApiError(503, MSG_CLOSED, headers=_RETRY)
         loop = asyncio.get_running_loop()
         state = self._loops.get(loop)
         if state is None:
             state = self._loops[loop] = _LoopState()
+        if len(state.pending) >= self.max_pending:
+            raise ApiError(503, MSG_BUSY, headers={"Retry-After": "1"})
         future: asyncio.Future[Outcome] = loop.create_future()
         state.pending.append((submission, future))
         if not state.scheduled:
@@ -291,19 +358,25 @@ class SubmitQueue:
             state.scheduled = True
             loop.call_soon(self._launch, loop, state)
         outcome = await future
-        if isinstance(outcome, BaseException):
+        if isinstance(outcome, ApiError):
             raise outcome
         return outcome
 
     def _launch(self, loop: asyncio.AbstractEventLoop, state: _LoopState) -> None:
         state.scheduled = False
+        # Requests cancelled while waiting (client gone, timeout) are not recorded.
+        state.pending = [(s, f) for s, f in state.pending if not f.done()]
         while state.pending and state.in_flight < self.max_in_flight:
             batch, state.pending = (
                 state.pending[: self.max_batch],
                 state.pending[self.max_batch :],
             )
+            try:
+                work = loop.run_in_executor(self._executor, self._run, [s for s, _ in batch])
+            except RuntimeError:  # the executor is shut down: answer instead of hanging
+                self._resolve(batch, [ApiError(503, MSG_CLOSED, headers=_RETRY) for _ in batch])
+                continue
             state.in_flight += 1
-            work = loop.run_in_executor(self._executor, self._run, [s for s, _ in batch])
             work.add_done_callback(
                 lambda done, batch=batch: self._finish(loop, state, batch, done)  # type: ignore[misc]
             )
@@ -316,6 +389,14 @@ class SubmitQueue:
             if self._observe is not None:
                 self._observe(len(batch), time.perf_counter() - start)
 
+    @staticmethod
+    def _resolve(
+        batch: list[tuple[Submission, asyncio.Future[Outcome]]], outcomes: list[Outcome]
+    ) -> None:
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if not future.done():  # the client may have gone away
+                future.set_result(outcome)
+
     def _finish(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -326,16 +407,22 @@ class SubmitQueue:
         state.in_flight -= 1
         try:
             outcomes: list[Outcome] = done.result()
-        except BaseException as exc:  # the runner itself failed: every submission gets it
-            outcomes = [exc] * len(batch)
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if not future.done():  # the client may have gone away
-                future.set_result(outcome)
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"{len(outcomes)} outcomes for {len(batch)} submissions")
+        except BaseException:  # the runner itself failed: each submission gets its own 500
+            log.exception("a submission batch failed; answering 500 to each of its submissions")
+            outcomes = [ApiError(500, MSG_INTERNAL) for _ in batch]
+        self._resolve(batch, outcomes)
         if state.pending:
             self._launch(loop, state)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
-        """Stop the database threads once the batches in flight are done."""
+        """Refuse new submissions, and stop the database threads once their batches are done."""
+        self._closed = True
         self._executor.shutdown(wait=True)
 
 

@@ -37,6 +37,8 @@ MSG_NO_DATASET = (
 )
 MSG_BOTH = "dataset.path: give dataset.id or dataset.path, not both"
 MSG_NOT_FOUND = "{field}: file not found in the project's data folder: {path}"
+MSG_BAD_PATH = "{field}: not a usable file path ({error})"
+MSG_NUL = "{field}: contains a NUL character (\\u0000), which cannot be stored"
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 MSG_SHA_MISMATCH = "dataset.sha256: {given} does not match dataset {id} (sha256 {actual})"
 
@@ -74,15 +76,44 @@ def project_dir(settings: Settings, project: str) -> Path:
 def _confine(value: str, *, root: Path, field: str, must_exist: bool = True) -> str:
     try:
         real = resolve_within(value, root, field=field)
+        exists = real.exists()
     except UnsafeModelError as exc:
         raise ApiError(422, str(exc), field=field) from None
-    if must_exist and not real.exists():
+    except (ValueError, OSError) as exc:  # NUL byte, name too long, ...
+        raise ApiError(422, MSG_BAD_PATH.format(field=field, error=exc), field=field) from None
+    if must_exist and not exists:
         raise ApiError(422, MSG_NOT_FOUND.format(field=field, path=value), field=field)
     return str(real)
 
 
+def _nul_path(value: Any, path: str = "") -> str | None:
+    """The path of the first string (key or value) in ``value`` holding a NUL, or None."""
+    if isinstance(value, str):
+        return path or "spec" if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return where
+            found = _nul_path(item, where)
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_path(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
 def parse_submitted(raw: Any, *, prefix: str = "") -> AuditSpec:
-    """Parse ``raw`` as a spec; :class:`ApiError` 422 naming the field path if it is invalid."""
+    """Parse ``raw`` as a spec; :class:`ApiError` 422 naming the field path if it is invalid.
+
+    Strings with a NUL character are refused too: PostgreSQL cannot store them.
+    """
+    nul = _nul_path(raw)
+    if nul is not None:
+        raise ApiError(422, MSG_NUL.format(field=prefix + nul), field=prefix + nul)
     try:
         spec, _ = parse_spec(raw)
     except SpecError as exc:

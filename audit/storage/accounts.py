@@ -114,6 +114,17 @@ def create_token(
     return plaintext, token
 
 
+_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{8,512}$")
+
+
+def plausible_token(token: str) -> bool:
+    """False for a string that no token of ours can be (checked before any work on a request).
+
+    Tokens are ``ba_`` plus URL-safe base64; this says nothing about whether it is live.
+    """
+    return token.startswith(TOKEN_PREFIX) and _TOKEN_SHAPE.match(token) is not None
+
+
 def _token_digest(token: object) -> str | None:
     if not isinstance(token, str) or not token or len(token) > 512:
         return None

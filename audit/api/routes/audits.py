@@ -14,11 +14,13 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.orm import Session
 
 from audit.api.deps import (
+    CHALLENGE,
+    MSG_BAD_TOKEN,
     ReaderToken,
     SessionDep,
     SubmitterToken,
@@ -37,6 +39,7 @@ from audit.api.schemas import (
     Verdict,
 )
 from audit.api.submission import parse_submitted
+from audit.storage.accounts import plausible_token
 from audit.storage.audits import MAX_PAGE
 from audit.storage.models import Audit
 from audit.storage.repo import (
@@ -49,11 +52,23 @@ from audit.storage.repo import (
 log = logging.getLogger("audit.api.audits")
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
 
+MAX_KEY = 200
+MSG_KEY_LENGTH = f"Idempotency-Key: must be 1 to {MAX_KEY} characters"
 SPEC_BODY = {
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AuditCreate"}}},
-    }
+    },
+    # Read by the route itself (after the token check), so declared here for the schema.
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "description": "a retried submission with the same key returns the first audit",
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY},
+        }
+    ],
 }
 MSG_KEY_CONFLICT = (
     "Idempotency-Key {key!r} was already used for audit {id} with a different spec; "
@@ -94,25 +109,26 @@ def _utc(value: datetime | None) -> datetime | None:
         503: {"model": ErrorPublic, "description": "database unavailable; nothing recorded"},
     },
 )
-async def submit_audit(
-    request: Request,
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
-    ] = None,
-) -> JSONResponse:
+async def submit_audit(request: Request) -> JSONResponse:
     """Validate on the event loop, then record through the group commit (one transaction
     and one publish per batch of concurrent submissions; see :mod:`audit.api.group_commit`).
 
-    Errors keep their order: token (401), role (403), body and spec (413/415/422),
-    dataset (404), Idempotency-Key (409).
+    Errors keep their order: token (401), role (403), body, spec and Idempotency-Key
+    header (413/415/422), dataset (404), Idempotency-Key reuse (409). A token that
+    cannot be one of ours is refused before the body is read.
     """
     token = bearer_token(request)
+    if not plausible_token(token):
+        raise ApiError(401, MSG_BAD_TOKEN, field="Authorization", headers=CHALLENGE)
     raw: Any = None
     spec = None
     error: ApiError | None = None
+    idempotency_key = request.headers.get("idempotency-key")
     try:
         raw = await read_json_body(request)
         spec = parse_submitted(raw)
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY:
+            raise ApiError(422, MSG_KEY_LENGTH, field="Idempotency-Key")
     except ApiError as exc:
         error = exc
     queue: SubmitQueue = request.app.state.submit_queue

@@ -102,7 +102,7 @@ def test_queue_sends_a_lone_submission_at_once() -> None:
     assert sizes == [1, 1, 1]
 
 
-def test_runner_failure_reaches_every_submission_of_the_batch() -> None:
+def test_runner_failure_answers_500_to_each_submission_of_the_batch() -> None:
     def runner(batch: list[Submission], _settings: Settings) -> list[Outcome]:
         raise RuntimeError("runner broke")
 
@@ -117,7 +117,38 @@ def test_runner_failure_reaches_every_submission_of_the_batch() -> None:
         results = asyncio.run(main())
     finally:
         queue.close()
-    assert [type(r) for r in results] == [RuntimeError] * 5
+    assert all(isinstance(r, ApiError) and r.status_code == 500 for r in results)
+    assert len({id(r) for r in results}) == 5  # one error object per request, none shared
+
+
+def test_closed_queue_busy_queue_and_cancelled_submissions() -> None:
+    seen: list[str] = []
+
+    def runner(batch: list[Submission], _settings: Settings) -> list[Outcome]:
+        seen.extend(s.token for s in batch)
+        return [Accepted(s.token, "queued", "cpu", "p", 1) for s in batch]
+
+    queue = SubmitQueue(Settings(), max_pending=3, runner=runner)
+
+    async def main() -> list[Any]:
+        tasks = [asyncio.ensure_future(queue.submit(_submission(i))) for i in range(5)]
+        await asyncio.sleep(0)  # all five reach submit(); the batch is not formed yet
+        tasks[1].cancel()  # its client went away before its batch formed
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert seen == ["t0", "t2"]  # t1 cancelled: not recorded; t3 and t4 over max_pending
+    for refused in results[3:]:
+        assert isinstance(refused, ApiError) and refused.status_code == 503
+        assert refused.headers and "Retry-After" in refused.headers
+    queue.close()
+
+    async def after_close() -> Any:
+        return await asyncio.gather(queue.submit(_submission(9)), return_exceptions=True)
+
+    [closed] = asyncio.run(after_close())
+    assert isinstance(closed, ApiError) and closed.status_code == 503
 
 
 # ------------------------------------------------------------------ real database
@@ -236,15 +267,17 @@ def test_one_submission_failing_in_the_database_does_not_fail_its_batch(
     codes = [r.status_code for r in responses]
     assert codes[5] == 500 and codes[:5] + codes[6:] == [202] * 12
     # the poison shared a batch, which was then retried one submission at a time
-    assert any("retrying one submission at a time" in r.getMessage() for r in caplog.records)
+    assert any("retrying it in halves" in r.getMessage() for r in caplog.records)
     stored = _audit_ids(api_settings)
     assert set(stored) == {r.json()["id"] for r in responses if r.status_code == 202}
     assert len(queued_messages(redis_db, "cpu")) == 12
 
 
-def test_batch_with_the_database_down_is_503_and_writes_nothing(
-    api_settings: Settings, make_token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+def test_batch_with_the_database_down_is_503_at_once(
+    api_settings: Settings, make_token: Callable[..., str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Connection refused: every submission 503 with Retry-After, no splitting and retrying."""
+    caplog.set_level(logging.WARNING, logger="audit.api.group_commit")
     app = create_app(api_settings)
     token = make_token("submitter")
     ds = _upload(app, token)
@@ -255,6 +288,100 @@ def test_batch_with_the_database_down_is_503_and_writes_nothing(
     app.state.submit_queue.close()
     assert [r.status_code for r in responses] == [503] * 8
     assert all(r.headers.get("retry-after") for r in responses)
+    assert all("database unavailable" in r.json()["detail"] for r in responses)
+    assert not any("halves" in r.getMessage() for r in caplog.records)
+    assert _audit_ids(api_settings) == {}  # the test's real database got nothing either
+
+
+def test_unusable_values_fail_alone_without_rolling_back_their_batch(
+    api_settings: Settings,
+    make_token: Callable[..., str],
+    redis_db: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="audit.api.group_commit")
+    app = create_app(api_settings)
+    sizes: list[int] = []
+    app.state.submit_queue = SubmitQueue(api_settings, runner=_recording(sizes))
+    token = make_token("submitter")
+    ds = _upload(app, token)
+    good = [("/v1/audits", auth(token), spec_for(ds, name=f"g{i}")) for i in range(10)]
+    path_spec = spec_for(ds)
+    path_spec["dataset"] = {**path_spec["dataset"], "id": None, "path": "x" * 5000 + ".csv"}
+    bad = [
+        ("/v1/audits", auth(token), spec_for(ds, name="nul\x00name")),  # PostgreSQL refuses NUL
+        ("/v1/audits", auth(token), path_spec),  # a file name too long for the OS
+    ]
+    responses = asyncio.run(_send_all(app, good[:5] + bad + good[5:]))
+    app.state.submit_queue.close()
+    codes = [r.status_code for r in responses]
+    assert codes[5:7] == [422, 422], [r.json() for r in responses[5:7]]
+    assert responses[5].json()["field"] == "name"
+    assert responses[6].json()["field"] == "dataset.path"
+    assert codes[:5] + codes[7:] == [202] * 10
+    assert max(sizes) > 1
+    assert not any("halves" in r.getMessage() for r in caplog.records)  # nothing rolled back
+    assert len(_audit_ids(api_settings)) == 10 == len(queued_messages(redis_db, "cpu"))
+
+
+def test_two_batches_with_the_same_keys_in_opposite_orders_do_not_deadlock(
+    api_settings: Settings, make_token: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from audit.api.submission import parse_submitted
+
+    caplog.set_level(logging.WARNING, logger="audit.api.group_commit")
+
+    app = create_app(api_settings)
+    token = make_token("submitter")
+    ds = _upload(app, token)
+    app.state.submit_queue.close()
+
+    def sub(key: str) -> Submission:
+        raw = spec_for(ds, name=key)
+        return Submission(token=token, raw=raw, spec=parse_submitted(raw), idempotency_key=key)
+
+    for round_ in range(3):
+        keys = [f"r{round_}-k{i}" for i in range(6)]
+        batches = [[sub(k) for k in keys], [sub(k) for k in reversed(keys)]]
+        outcomes: list[list[Outcome]] = [[], []]
+        barrier = threading.Barrier(2)
+
+        def run(j: int, batch: list[Submission], out: list[list[Outcome]], start: Any) -> None:
+            start.wait()
+            out[j] = group_commit.run_batch(batch, api_settings)
+
+        threads = [
+            threading.Thread(target=run, args=(j, batches[j], outcomes, barrier)) for j in (0, 1)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        first = {o.audit_id for o in outcomes[0] if isinstance(o, Accepted)}
+        second = {o.audit_id for o in outcomes[1] if isinstance(o, Accepted)}
+        assert len(first) == 6 and first == second, (outcomes, round_)
+    assert len(_audit_ids(api_settings)) == 18
+    # no batch failed (a deadlock would be detected, split and retried: logged)
+    assert not [r.getMessage() for r in caplog.records if "halves" in r.getMessage()]
+
+
+def test_checks_before_the_body_keep_401_first(
+    api_settings: Settings, make_token: Callable[..., str]
+) -> None:
+    app = create_app(api_settings)
+    token = make_token("submitter")
+    ds = _upload(app, token)
+    long_key = "k" * 201
+    requests = [
+        ("/v1/audits", {**auth("ba_unknown-token"), "Idempotency-Key": long_key}, spec_for(ds)),
+        ("/v1/audits", {**auth(token), "Idempotency-Key": long_key}, spec_for(ds)),
+        ("/v1/audits", auth("not a token of ours"), {"name": 3}),
+    ]
+    responses = asyncio.run(_send_all(app, requests))
+    app.state.submit_queue.close()
+    assert [r.status_code for r in responses] == [401, 422, 401]
+    assert responses[1].json()["field"] == "Idempotency-Key"
+    assert responses[2].headers["www-authenticate"] == "Bearer"
     assert _audit_ids(api_settings) == {}
 
 
