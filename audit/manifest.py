@@ -39,6 +39,8 @@ METRIC_DEFINITIONS = {
     "bootstrap": "multinomial resampling of the cell counts == the row bootstrap",
     "score_gap": "mean score of the group's variant minus the reference variant's, paired",
     "flip_rate": "share of inputs whose predicted label differs from the reference variant",
+    "counterfactual_intervals": "paired t intervals and test over base texts; in template "
+    "mode two-way cluster-robust (templates x names, Cameron-Gelbach-Miller)",
 }
 
 

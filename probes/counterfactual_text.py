@@ -47,6 +47,10 @@ from probes.util import finite_or_none
 
 DEFAULT_REFERENCE = {"gender": "male", "race": "white"}
 PAIRED_TEST = "paired t-test on per-text score differences (two-sided)"
+CLUSTERED_TEST = (
+    "paired t-test on per-text score differences (two-sided), two-way cluster-robust "
+    "standard errors over templates and names"
+)
 MSG_NO_COLUMN = "probes[].text_column: column {col!r} is not in the dataset; columns: {cols}"
 MSG_ATTRIBUTE = "probes[].attributes: {attr!r} has no {swap} lexicon; valid: {valid}"
 MSG_GROUPS = "probes[].groups.{attr}: {bad} not in the {swap} lexicon; valid: {valid}"
@@ -114,6 +118,62 @@ def paired_p_value(diff: np.ndarray) -> float | None:
     return float(2 * _st.t.sf(abs(t), n - 1))
 
 
+def cluster_robust_se(x: np.ndarray, clusters: np.ndarray) -> tuple[float, int] | None:
+    """Standard error of ``mean(x)`` with two-way cluster-robust variance, and its df.
+
+    ``clusters`` has one column per clustering (here: template, name pair); the
+    variance is Cameron, Gelbach & Miller's (2011) V_1 + V_2 - V_12 with the
+    small-sample factor G/(G-1) per clustering, V_12 the heteroskedasticity-robust
+    term of the cells (each row its own cell). Falls back to the larger one-way
+    variance if the sum is not positive. A clustering with fewer than two
+    clusters is left out. Returns None below two rows or with no usable clustering;
+    df is (fewest clusters - 1).
+    """
+    n = x.size
+    if n < 2:
+        return None
+    e = x - x.mean()
+    parts: list[float] = []
+    sizes: list[int] = []
+    for k in range(clusters.shape[1]):
+        _, ids = np.unique(clusters[:, k], return_inverse=True)
+        g = int(ids.max()) + 1
+        if g < 2:
+            continue
+        sums = np.bincount(ids, weights=e, minlength=g)
+        parts.append(g / (g - 1) * float(sums @ sums) / n**2)
+        sizes.append(g)
+    if not parts:
+        return None
+    var = sum(parts)
+    if len(parts) == 2:
+        var -= n / (n - 1) * float(e @ e) / n**2
+        if var <= 0:
+            var = max(parts)
+    return math.sqrt(max(var, 0.0)), min(sizes) - 1
+
+
+def _clustered_interval(
+    x: np.ndarray, clusters: np.ndarray, confidence: float, lo: float, hi: float
+) -> list[float] | None:
+    se = cluster_robust_se(x, clusters)
+    if se is None:
+        return None
+    half = float(_st.t.ppf(0.5 + confidence / 2, se[1])) * se[0]
+    m = float(x.mean())
+    return [max(lo, m - half), min(hi, m + half)]
+
+
+def _clustered_p_value(diff: np.ndarray, clusters: np.ndarray) -> float | None:
+    se = cluster_robust_se(diff, clusters)
+    if se is None:
+        return None
+    m = float(diff.mean())
+    if se[0] <= 1e-12 * max(1.0, abs(m)):
+        return 1.0 if abs(m) <= 1e-12 else 0.0
+    return float(2 * _st.t.sf(abs(m / se[0]), se[1]))
+
+
 # --------------------------------------------------------------------------- variants
 
 
@@ -135,11 +195,16 @@ def _pair_names(
     return pairs[:per_group] if per_group else pairs
 
 
-def _name_template_units(templates: list[str], pairs: list[dict[str, str]]) -> Units:
+def _name_template_units(
+    templates: list[str], pairs: list[dict[str, str]]
+) -> tuple[Units, np.ndarray]:
+    """Every template with every name tuple, and each unit's (template, name tuple) index."""
     for t in templates:
         if "{name}" not in t:
             raise ProbeError(MSG_TEMPLATE.format(template=t))
-    return [{g: t.replace("{name}", n) for g, n in p.items()} for t in templates for p in pairs]
+    units = [{g: t.replace("{name}", n) for g, n in p.items()} for t in templates for p in pairs]
+    clusters = np.array([(i, j) for i in range(len(templates)) for j in range(len(pairs))])
+    return units, clusters.reshape(len(units), 2)
 
 
 def _name_text_units(
@@ -174,8 +239,20 @@ def _name_text_units(
 
 
 def _group_stats(
-    s: np.ndarray, p: np.ndarray, groups: list[str], ref: int, confidence: float
+    s: np.ndarray,
+    p: np.ndarray,
+    groups: list[str],
+    ref: int,
+    confidence: float,
+    clusters: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
+    """Per-group means, paired gaps and flip rates with intervals and p-values.
+
+    Without ``clusters`` the base texts are independent units (t intervals,
+    Wilson for flips, paired t-test). With ``clusters`` (template mode: units
+    share templates and names) every interval and p-value uses two-way
+    cluster-robust standard errors (:func:`cluster_robust_se`).
+    """
     n = s.shape[0]
     out = []
     for j, g in enumerate(groups):
@@ -197,14 +274,25 @@ def _group_stats(
         diff = s[:, j] - s[:, ref]
         flips = int((p[:, j] != p[:, ref]).sum())
         lo, hi = proportion_ci(np.array([flips]), np.array([n]), confidence=confidence)
+        if clusters is None:
+            mean_ci = _t_interval(s[:, j], confidence, 0.0, 1.0)
+            gap_ci = _t_interval(diff, confidence, -1.0, 1.0)
+            flip_ci: list[float] | None = [float(lo[0]), float(hi[0])]
+            p_value = paired_p_value(diff)
+        else:
+            flipped = (p[:, j] != p[:, ref]).astype(float)
+            mean_ci = _clustered_interval(s[:, j], clusters, confidence, 0.0, 1.0)
+            gap_ci = _clustered_interval(diff, clusters, confidence, -1.0, 1.0)
+            flip_ci = _clustered_interval(flipped, clusters, confidence, 0.0, 1.0)
+            p_value = _clustered_p_value(diff, clusters)
         row |= {
             "mean_score": finite_or_none(s[:, j].mean()),
-            "mean_score_ci": _t_interval(s[:, j], confidence, 0.0, 1.0),
+            "mean_score_ci": mean_ci,
             "score_gap": finite_or_none(diff.mean()),
-            "score_gap_ci": None if j == ref else _t_interval(diff, confidence, -1.0, 1.0),
+            "score_gap_ci": None if j == ref else gap_ci,
             "flip_rate": flips / n,
-            "flip_rate_ci": None if j == ref else [float(lo[0]), float(hi[0])],
-            "p_value": None if j == ref else paired_p_value(diff),
+            "flip_rate_ci": None if j == ref else flip_ci,
+            "p_value": None if j == ref else p_value,
         }
         out.append(row)
     return out
@@ -291,27 +379,30 @@ class NameSwapProbe(Probe):
         lexicon = load_lexicon(cfg.swap, lexicon=cfg.lexicon, path=cfg.lexicon_path)
         plans = []
         for attr in cfg.attributes:
-            groups, units, skipped = self._units(cfg, lexicon, attr, texts)
+            groups, units, skipped, clusters = self._units(cfg, lexicon, attr, texts)
             if cfg.max_texts and len(units) > cfg.max_texts:
-                keep = _rng(cfg.seed, "sample", attr).permutation(len(units))[: cfg.max_texts]
-                units = [units[i] for i in np.sort(keep)]
+                keep = np.sort(
+                    _rng(cfg.seed, "sample", attr).permutation(len(units))[: cfg.max_texts]
+                )
+                units = [units[i] for i in keep]
+                clusters = None if clusters is None else clusters[keep]
             ref = self._reference(cfg, attr, groups)
-            plans.append((attr, groups, ref, units, skipped))
+            plans.append((attr, groups, ref, units, skipped, clusters))
         if data.progress is not None:
             data.progress(0.05)
         all_texts = list(
-            dict.fromkeys(t for *_, units, _ in plans for u in units for t in u.values())
+            dict.fromkeys(t for *_, units, _, _ in plans for u in units for t in u.values())
         )
         scores, preds = score_texts(model, all_texts, data)
         at = {t: i for i, t in enumerate(all_texts)}
         entries = []
-        for attr, groups, ref, units, skipped in plans:
+        for attr, groups, ref, units, skipped, clusters in plans:
             idx = np.array([[at[u[g]] for g in groups] for u in units], dtype=int).reshape(
                 len(units), len(groups)
             )
             s, p = scores[idx], preds[idx]
             r = groups.index(ref)
-            stats = _group_stats(s, p, groups, r, cfg.confidence)
+            stats = _group_stats(s, p, groups, r, cfg.confidence, clusters)
             gaps = [abs(g["score_gap"]) for g in stats if g["score_gap"] is not None]
             flips = [g["flip_rate"] for g in stats if g["flip_rate"] is not None]
             entries.append(
@@ -329,7 +420,7 @@ class NameSwapProbe(Probe):
                             "skipped_texts": skipped,
                             "swap": cfg.swap,
                             "source": source,
-                            "test": PAIRED_TEST,
+                            "test": PAIRED_TEST if clusters is None else CLUSTERED_TEST,
                         },
                     }
                 )
@@ -354,8 +445,12 @@ class NameSwapProbe(Probe):
     @staticmethod
     def _units(
         cfg: CounterfactualTextConfig, lexicon: dict[str, Any], attr: str, texts: list[str]
-    ) -> tuple[list[str], Units, int]:
-        """Groups, variants per base text, and how many texts had nothing to swap."""
+    ) -> tuple[list[str], Units, int, np.ndarray | None]:
+        """Groups, variants per base text, texts with nothing to swap, and clusters.
+
+        Clusters (template, name tuple) only in template mode with name swaps, where
+        base texts share both; elsewhere each base text is its own unit (None).
+        """
         if cfg.swap == "names":
             lex = NameLexicon.from_json(lexicon)
             available = lex.groups(attr)
@@ -383,16 +478,17 @@ class NameSwapProbe(Probe):
         if cfg.swap == "names":
             if cfg.text_column is None:
                 pairs = _pair_names(lex, attr, groups, cfg.names_per_group, cfg.seed)
-                return groups, _name_template_units(texts, pairs), 0
+                units, clusters = _name_template_units(texts, pairs)
+                return groups, units, 0, clusters
             units = _name_text_units(texts, lex, attr, groups, cfg.seed)
-            return groups, units, len(texts) - len(units)
+            return groups, units, len(texts) - len(units), None
         swapper: PronounSwapper | TermSwapper = (
             PronounSwapper(lexicon, groups)
             if cfg.swap == "pronouns"
             else TermSwapper(lexicon["attributes"][attr]["pairs"], groups)
         )
         units = [{g: swapper.swap(t, g) for g in groups} for t in texts if swapper.detect(t)]
-        return groups, units, len(texts) - len(units)
+        return groups, units, len(texts) - len(units), None
 
     @staticmethod
     def _reference(cfg: CounterfactualTextConfig, attr: str, groups: list[str]) -> str:

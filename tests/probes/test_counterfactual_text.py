@@ -247,3 +247,60 @@ def test_through_the_huggingface_adapter(tiny_models: dict[str, Path]) -> None:
         g = by_group(entry)
         assert g[entry.model_extra["reference_group"]]["score_gap"] == 0.0
         assert all(0.0 <= x["mean_score"] <= 1.0 for x in entry.groups)
+
+
+# ----------------------------------------------------------- template mode: clustered units
+
+
+def test_cluster_robust_se_reduces_to_the_usual_one_without_shared_clusters() -> None:
+    from probes.counterfactual_text import cluster_robust_se
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40)
+    own = np.arange(40)
+    usual = float(x.std(ddof=1)) / math.sqrt(40)
+    se, df = cluster_robust_se(x, own[:, None])  # type: ignore[misc]
+    assert se == pytest.approx(usual, rel=1e-12) and df == 39
+    # two-way where one clustering is every unit on its own: the other one-way variance
+    groups = own % 8
+    two, _ = cluster_robust_se(x, np.column_stack([groups, own]))  # type: ignore[misc]
+    one, df_one = cluster_robust_se(x, groups[:, None])  # type: ignore[misc]
+    assert two == pytest.approx(one, rel=1e-12) and df_one == 7
+
+
+def test_clustered_intervals_hold_their_level_when_templates_and_names_matter() -> None:
+    """Simulated gaps with template and name effects: the naive t interval undercovers."""
+    from probes.counterfactual_text import _group_stats
+
+    rng = np.random.default_rng(7)
+    t_count, p_count, true_gap = 12, 25, 0.05
+    clusters = np.array([(t, q) for t in range(t_count) for q in range(p_count)])
+    covered = {"naive": 0, "clustered": 0}
+    sims = 300
+    for _ in range(sims):
+        a = rng.normal(0, 0.04, t_count)[clusters[:, 0]]  # some templates move names more
+        b = rng.normal(0, 0.04, p_count)[clusters[:, 1]]  # some name pairs differ more
+        gap = true_gap + a + b + rng.normal(0, 0.01, len(clusters))
+        ref = rng.uniform(0.3, 0.7, len(clusters))
+        s = np.column_stack([ref, ref + gap])
+        p = s >= 0.5
+        for kind, cl in (("naive", None), ("clustered", clusters)):
+            lo, hi = _group_stats(s, p, ["m", "f"], 0, 0.95, cl)[1]["score_gap_ci"]
+            covered[kind] += lo <= true_gap <= hi
+    assert covered["naive"] / sims < 0.6  # far too narrow: units are not independent
+    assert covered["clustered"] / sims > 0.88  # near the nominal 95 % (12 clusters, df 11)
+
+
+def test_template_name_swaps_report_clustered_statistics() -> None:
+    from probes.counterfactual_text import CLUSTERED_TEST, PAIRED_TEST
+
+    clustered = run(Scorer(hashed), swap="names", attributes=["gender"], names_per_group=6)
+    [entry] = clustered.entries
+    assert entry.summary["test"] == CLUSTERED_TEST
+    frame = pd.DataFrame({"cv": [f"Emily wrote report {i}." for i in range(30)]})
+    plain = run(Scorer(hashed), frame=frame, text_column="cv", swap="names")
+    assert plain.entries[0].summary["test"] == PAIRED_TEST
+    female = next(g for g in entry.groups if g["group"] == "female")
+    lo, hi = female["score_gap_ci"]
+    assert lo <= female["score_gap"] <= hi
+    assert 0.0 <= female["p_value"] <= 1.0
