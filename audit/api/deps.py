@@ -147,12 +147,8 @@ ReviewerToken = Annotated[
 AdminToken = Annotated[TokenInfo, Depends(require_roles("admin", action="manage schedules"))]
 
 
-async def read_json_body(request: Request) -> Any:
-    """The request body parsed as JSON (at most 1 MiB): 413, 415 or 422 otherwise.
-
-    Routes that validate the body themselves (specs go through ``parse_spec``
-    for exact field paths) take it this way instead of as a pydantic model.
-    """
+async def read_json_bytes(request: Request) -> bytes:
+    """The request body (at most 1 MiB) of a JSON request, unparsed: 413 or 415 otherwise."""
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise ApiError(415, f"body: send application/json, not {ctype!r}", field="body")
@@ -164,12 +160,26 @@ async def read_json_body(request: Request) -> Any:
         raw += chunk
         if len(raw) > MAX_JSON_BYTES:
             raise ApiError(413, f"body: larger than {MAX_JSON_BYTES} bytes", field="body")
+    return bytes(raw)
+
+
+def parse_json(raw: bytes) -> Any:
+    """``raw`` parsed as JSON: 422 naming ``body`` when it is empty or not JSON."""
     if not raw.strip():
         raise ApiError(422, "body: required: the audit spec as a JSON object", field="body")
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(422, f"body: not valid JSON: {exc}", field="body") from None
+
+
+async def read_json_body(request: Request) -> Any:
+    """The request body parsed as JSON (at most 1 MiB): 413, 415 or 422 otherwise.
+
+    Routes that validate the body themselves (specs go through ``parse_spec``
+    for exact field paths) take it this way instead of as a pydantic model.
+    """
+    return parse_json(await read_json_bytes(request))
 
 
 JsonBody = Annotated[Any, Depends(read_json_body)]

@@ -46,8 +46,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
+from audit.api.deps import parse_json
 from audit.api.errors import ApiError
-from audit.api.submission import PreparedSpec, resolve_spec
+from audit.api.submission import PreparedSpec, parse_submitted, resolve_spec
 from audit.queue import publish_many, queue_for
 from audit.settings import Settings
 from audit.spec import AuditSpec
@@ -107,6 +108,10 @@ class Submission:
     spec: AuditSpec | None
     spec_error: ApiError | None = None
     idempotency_key: str | None = None
+    # A large body is parsed only once its token has passed (here, in the batch):
+    # an unauthenticated caller cannot make the server parse a megabyte of JSON.
+    body: bytes | None = field(default=None, repr=False)
+    key_error: ApiError | None = None  # an invalid Idempotency-Key header (after the body)
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,20 @@ def _role_error(row: LiveToken) -> ApiError | None:
             role=row.role, action="upload, submit or cancel", allowed=", ".join(SUBMIT_ROLES)
         ),
     )
+
+
+def _parse_deferred(sub: Submission) -> ApiError | None:
+    """Parse a body kept for after the token check; its error (or the header's), if any."""
+    if sub.body is not None:
+        try:
+            raw = parse_json(sub.body)
+            sub.spec = parse_submitted(raw)
+            sub.raw = raw
+        except ApiError as exc:
+            return exc
+        finally:
+            sub.body = None
+    return sub.key_error
 
 
 def _dataset_of(datasets: dict[tuple[str, str], Any], project: str, dataset_id: str) -> Any:
@@ -197,7 +216,7 @@ def record_batch(
         if row is None:
             outcomes[i] = ApiError(401, MSG_BAD_TOKEN, field="Authorization", headers=_CHALLENGE)
         else:
-            outcomes[i] = _role_error(row) or sub.spec_error
+            outcomes[i] = _role_error(row) or sub.spec_error or _parse_deferred(sub)
     wanted = [
         (row.project, sub.spec.dataset.id)
         for sub, row, out in zip(batch, tokens, outcomes, strict=True)

@@ -25,7 +25,8 @@ from audit.api.deps import (
     SessionDep,
     SubmitterToken,
     bearer_token,
-    read_json_body,
+    parse_json,
+    read_json_bytes,
 )
 from audit.api.errors import ApiError, not_found
 from audit.api.group_commit import Submission, SubmitQueue
@@ -53,6 +54,9 @@ log = logging.getLogger("audit.api.audits")
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
 
 MAX_KEY = 200
+# Bodies up to this size are parsed on the event loop at once; larger ones only after
+# their token has passed (in the group commit's batch).
+EAGER_PARSE_BYTES = 64 * 1024
 MSG_KEY_LENGTH = f"Idempotency-Key: must be 1 to {MAX_KEY} characters"
 SPEC_BODY = {
     "requestBody": {
@@ -123,12 +127,18 @@ async def submit_audit(request: Request) -> JSONResponse:
     raw: Any = None
     spec = None
     error: ApiError | None = None
+    key_error: ApiError | None = None
+    deferred: bytes | None = None
     idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY:
+        key_error = ApiError(422, MSG_KEY_LENGTH, field="Idempotency-Key")
     try:
-        raw = await read_json_body(request)
-        spec = parse_submitted(raw)
-        if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY:
-            raise ApiError(422, MSG_KEY_LENGTH, field="Idempotency-Key")
+        body = await read_json_bytes(request)
+        if len(body) > EAGER_PARSE_BYTES:
+            deferred = body  # parsed in the batch, after the token check
+        else:
+            raw = parse_json(body)
+            spec = parse_submitted(raw)
     except ApiError as exc:
         error = exc
     queue: SubmitQueue = request.app.state.submit_queue
@@ -139,6 +149,8 @@ async def submit_audit(request: Request) -> JSONResponse:
             spec=spec,
             spec_error=error,
             idempotency_key=idempotency_key,
+            body=deferred,
+            key_error=key_error,
         )
     )
     bind(project=accepted.project, token_id=accepted.token_id, audit_id=accepted.audit_id)

@@ -436,3 +436,55 @@ def test_run_batch_on_sqlite(tmp_path: Path) -> None:
         used = session.get(ApiToken, token_id)
         assert used is not None and used.last_used_at is not None  # touched by the batch
     db.dispose_engines()
+
+
+def test_large_bodies_are_parsed_only_after_their_token_passed(
+    api_settings: Settings, make_token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json as _json
+
+    from audit.api.routes import audits as route
+
+    parsed: list[str] = []
+    real = group_commit.parse_submitted
+
+    def counting(raw: Any, **kw: Any) -> Any:
+        parsed.append(raw.get("name", "?") if isinstance(raw, dict) else "?")
+        return real(raw, **kw)
+
+    monkeypatch.setattr(group_commit, "parse_submitted", counting)
+    monkeypatch.setattr(route, "parse_submitted", counting)
+    app = create_app(api_settings)
+    token = make_token("submitter")
+    ds = _upload(app, token)
+    pad = " " * (route.EAGER_PARSE_BYTES + 10)  # whitespace: still one valid JSON document
+
+    def big(name: str) -> bytes:
+        return (_json.dumps(spec_for(ds, name=name)) + pad).encode()
+
+    async def send(headers: dict[str, str], body: bytes) -> Any:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            headers = {**headers, "content-type": "application/json"}
+            return await http.post("/v1/audits", content=body, headers=headers)
+
+    async def main() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                send(auth("ba_well-formed-but-unknown"), big("stranger")),
+                send(auth(token), big("member")),
+                send(auth(token), b"{not json" + pad.encode()),
+                send({**auth(token), "Idempotency-Key": ""}, big("bad-key")),
+                send(auth(token), _json.dumps(spec_for(ds, name="small")).encode()),
+            )
+        )
+
+    responses = asyncio.run(main())
+    app.state.submit_queue.close()
+    assert [r.status_code for r in responses] == [401, 202, 422, 422, 202]
+    assert responses[2].json()["field"] == "body"
+    assert responses[3].json()["field"] == "Idempotency-Key"
+    assert "stranger" not in parsed  # never parsed: its token failed first
+    assert {"member", "bad-key", "small"} <= set(parsed)
+    stored = _audit_ids(api_settings)
+    assert set(stored) == {responses[1].json()["id"], responses[4].json()["id"]}
