@@ -6,9 +6,9 @@ REDIS_PORT="${BIASAUDIT_TEST_REDIS_PORT:-6379}"
 
 if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   echo "starting redis on 127.0.0.1:$REDIS_PORT"
-  mkdir -p /tmp/biasaudit-redis
+  mkdir -p /tmp/biasaudit-redis-$REDIS_PORT
   redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" \
-    --appendonly no --dir /tmp/biasaudit-redis --logfile /tmp/biasaudit-redis/redis.log
+    --appendonly no --dir /tmp/biasaudit-redis-$REDIS_PORT --logfile /tmp/biasaudit-redis-$REDIS_PORT/redis.log
   for _ in $(seq 1 50); do redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null

@@ -27,6 +27,14 @@ from audit.storage.models import Base
 POSTGRES_ADMIN_URL = os.environ.get(
     "BIASAUDIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+# The Redis server the tests use (each suite flushes only its own db index). Two test runs
+# at once (two checkouts) need two servers: set BIASAUDIT_TEST_REDIS_PORT for the second.
+TEST_REDIS_PORT = int(os.environ.get("BIASAUDIT_TEST_REDIS_PORT", "6379"))
+
+
+def redis_test_url(db_index: int) -> str:
+    """``redis://127.0.0.1:<BIASAUDIT_TEST_REDIS_PORT>/<db_index>``."""
+    return f"redis://127.0.0.1:{TEST_REDIS_PORT}/{db_index}"
 
 
 def _admin_connect() -> psycopg.Connection:

@@ -40,9 +40,9 @@ from sqlalchemy import make_url
 
 from audit.settings import get_settings
 from audit.storage import db, repo, session_scope
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import POSTGRES_ADMIN_URL, redis_test_url
 
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = redis_test_url(14)
 ROOT = Path(__file__).resolve().parents[2]
 BIASAUDIT = str(Path(sys.executable).parent / "biasaudit")
 READY_TIMEOUT = 60.0

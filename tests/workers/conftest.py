@@ -19,9 +19,9 @@ import redis
 from audit.settings import get_settings
 from audit.storage import db, repo, session_scope
 from audit.storage.models import new_id
-from tests.conftest import _truncate_all
+from tests.conftest import _truncate_all, redis_test_url
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = redis_test_url(13)
 
 
 @pytest.fixture

@@ -21,8 +21,9 @@ from audit.storage import db
 from audit.storage.models import Base
 from audit.storage.repo import create_token
 from tests.audit.api.helpers import make_csv, upload
+from tests.conftest import redis_test_url
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
+REDIS_URL = redis_test_url(15)
 MAX_UPLOAD_BYTES = 300_000
 MAX_UPLOAD_ROWS = 5_000
 MAX_DECOMPRESSED_BYTES = 1_000_000
