@@ -13,6 +13,6 @@ __all__ = ["run_audit"]
 
 def run_audit(spec: Any, out_dir: Any = None, **kwargs: Any) -> dict[str, Any]:
     """Run one audit (see :func:`audit.engine.run_audit`)."""
-    from audit.engine import run_audit as _run
+    from audit.engine.run import run_audit as _run
 
     return _run(spec, out_dir, **kwargs)

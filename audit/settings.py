@@ -94,7 +94,13 @@ class Settings(BaseSettings):
         description="groups smaller than this are reported as insufficient_data by default",
     )
     chunk_rows: int = Field(
-        default=200_000, ge=1, description="rows per chunk when datasets are read in chunks"
+        default=1_000_000, ge=1, description="rows per chunk when datasets are read in chunks"
+    )
+    chunk_bytes: int = Field(
+        default=1 << 30,
+        ge=1,
+        description="count-only audits of files above this size are read in chunks "
+        "(only counts are kept in memory)",
     )
     lease_seconds: int = Field(
         default=300,

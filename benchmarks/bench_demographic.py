@@ -97,7 +97,7 @@ def fairlearn_time(frame, y_true, y_pred, sets) -> float:
 
 def whole_audit(path: Path, bootstrap: int) -> float:
     """run_audit from the Parquet file: load, validate, probe, policy, report (no DB)."""
-    from audit.engine import compute_results, write_outputs
+    from audit.engine.run import compute_results, write_outputs
 
     spec = {
         "name": "bench",

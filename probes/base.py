@@ -7,13 +7,16 @@ pure library: data in, frozen pydantic results out. No database, no Celery.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from probes.counts import GroupCounts
 
 Status = Literal["pass", "fail", "insufficient_data"]
 
@@ -92,6 +95,49 @@ class ProbeInput:
         return int(len(self.frame))
 
 
+@dataclass(frozen=True)
+class Check:
+    """One policy check a probe declares: a finding per group of each of its entries.
+
+    The probe owns what its results mean: which group field is judged, against which
+    policy threshold (``policy.<threshold>`` in the spec, ``default`` otherwise), in
+    which direction, with which CI and p-value fields, and when a group has too little
+    data to be judged. ``audit.engine.policy`` evaluates the checks of every probe alike.
+    """
+
+    metric: str  # the finding's ``metric`` (and the group field, unless ``field`` is set)
+    threshold: str  # policy key, e.g. ``min_impact_ratio``
+    default: float
+    direction: Literal["min", "max"]  # min: value must be >= threshold; max: <=
+    description: str  # for docs/spec.md and the report
+    field: str | None = None  # group field holding the value (default: ``metric``)
+    absolute: bool = False  # judge ``|value|``
+    ci: str | None = None  # group field holding the value's CI
+    p_value: str | None = "p_value_adjusted"  # group field (falls back to ``p_value``)
+    min_n: int = 0  # groups with ``n`` below this are insufficient_data
+    insufficient_flag: str | None = None  # group field that marks insufficient data
+    require_significance: bool = False  # a breach fails only when p < policy.alpha
+    skip_missing: bool = False  # no finding when the group has no value
+    skip_reference: bool = False  # no finding for the entry's ``reference_group``
+    domains: tuple[str, ...] | None = None  # only audits of these domains
+    ge: float | None = None  # valid thresholds (spec validation)
+    gt: float | None = None
+    le: float | None = None
+
+    @property
+    def value_field(self) -> str:
+        return self.field or self.metric
+
+
+@dataclass(frozen=True)
+class CountContext:
+    """What a count-based probe needs besides merged counts (see ``Probe.from_counts``)."""
+
+    min_group_size: int = 30
+    privileged: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+
 class ModelAdapter(Protocol):
     """What probes may call on a model (implemented in :mod:`probes.models`).
 
@@ -109,17 +155,52 @@ C = TypeVar("C", bound=ProbeConfig)
 
 
 class Probe:
-    """Base class: subclasses set ``config_model`` and implement ``run``."""
+    """Base class: subclasses set ``config_model`` and implement ``run``.
+
+    A probe is the one owner of everything about its kind; the engine, policy,
+    sharding, spec validation and reports read these attributes and never switch on a
+    probe's name:
+
+    - ``needs``: ``"model"`` when it calls a model; ``uses_dataset`` says whether a
+      given config reads the audited dataset (default: unless it needs a model only).
+    - ``title`` and ``layout`` (``rates``, ``counterfactual`` or ``table``): how the
+      report shows its entries.
+    - ``checks``: its policy checks (:class:`Check`).
+    - ``from_counts``: True when every metric it reports comes from merged confusion
+      counts; it then implements ``count_attributes`` and ``entries_from_counts``, and
+      its audits can be read in chunks and sharded across workers.
+    """
 
     name: ClassVar[str]
     kind: ClassVar[str]
     needs: ClassVar[tuple[str, ...]] = ()
     tags: ClassVar[tuple[str, ...]] = ()
     config_model: ClassVar[type[ProbeConfig]] = ProbeConfig
+    title: ClassVar[str] = ""
+    layout: ClassVar[Literal["rates", "counterfactual", "table"]] = "table"
+    checks: ClassVar[tuple[Check, ...]] = ()
+    from_counts: ClassVar[bool] = False
+    default: ClassVar[bool] = False  # run when a spec names no probes
 
     def run(
         self, *, data: ProbeInput, model: ModelAdapter | None, config: Any
     ) -> ProbeResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def uses_dataset(cls, raw: Mapping[str, Any]) -> bool:
+        """Whether the probe, configured as ``raw`` (a spec's ``probes[i]``), reads the dataset."""
+        return "model" not in cls.needs
+
+    @classmethod
+    def count_attributes(cls, config: Any, protected: Sequence[str]) -> list[str]:
+        """The protected columns whose full-intersection counts ``entries_from_counts`` needs."""
+        return list(getattr(config, "attributes", None) or protected)
+
+    def entries_from_counts(
+        self, counts: GroupCounts, *, config: Any, context: CountContext
+    ) -> list[ProbeEntry]:  # pragma: no cover - abstract
+        """Entries from counts merged over chunks or shards (``from_counts`` probes)."""
         raise NotImplementedError
 
 
@@ -136,20 +217,46 @@ def register_probe(
     def deco(cls: P) -> P:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"probe {name!r} registered twice")
+        for check in cls.checks:
+            known = _thresholds().get(check.threshold)
+            if known is not None and known.default != check.default:
+                raise ValueError(
+                    f"probe {name!r}: threshold {check.threshold!r} has default "
+                    f"{check.default}, another probe declares {known.default}"
+                )
         cls.name = name
         cls.kind = kind
         cls.needs = needs
         cls.tags = tags
+        if not cls.title:
+            cls.title = name
         _REGISTRY[name] = cls
         return cls
 
     return deco
 
 
+ENTRY_POINT_GROUP = "biasaudit.probes"
+_plugins_loaded = False
+
+
+def _load_plugins() -> None:
+    """Import the built-in probes, then third-party ones (entry point ``biasaudit.probes``)."""
+    global _plugins_loaded
+    import probes  # noqa: F401  (explicit imports register every built-in probe)
+
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        ep.load()  # importing the module registers its probes
+
+
 def get_probe(name: str) -> type[Probe]:
     """The probe class registered as ``name``; ProbeError lists the valid names."""
-    import probes  # noqa: F401  (explicit imports register every probe)
-
+    _load_plugins()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -160,6 +267,25 @@ def get_probe(name: str) -> type[Probe]:
 
 def list_probes() -> list[str]:
     """Registered probe names, sorted."""
-    import probes  # noqa: F401
-
+    _load_plugins()
     return sorted(_REGISTRY)
+
+
+def default_probes() -> list[dict[str, Any]]:
+    """The ``probes`` of a spec that names none: every probe marked ``default``."""
+    _load_plugins()
+    return [{"kind": name} for name in sorted(_REGISTRY) if _REGISTRY[name].default]
+
+
+def _thresholds() -> dict[str, Check]:
+    out: dict[str, Check] = {}
+    for cls in _REGISTRY.values():
+        for check in cls.checks:
+            out.setdefault(check.threshold, check)
+    return out
+
+
+def policy_thresholds() -> dict[str, Check]:
+    """Every policy threshold the registered probes declare: name -> first declaring check."""
+    _load_plugins()
+    return dict(sorted(_thresholds().items()))

@@ -30,6 +30,7 @@ k nearest neighbours in all other groups (:mod:`probes.counterfactual_knn`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -37,6 +38,7 @@ import pandas as pd
 from pydantic import Field
 
 from probes.base import (
+    Check,
     ModelAdapter,
     Probe,
     ProbeConfig,
@@ -124,6 +126,40 @@ class CounterfactualTabularProbe(Probe):
     """
 
     config_model = CounterfactualTabularConfig
+    title = "Counterfactual attribute flip"
+    layout = "counterfactual"
+    checks = (
+        Check(
+            "score_gap",
+            "max_score_gap",
+            0.02,
+            "max",
+            "largest |mean score change| tolerated",
+            absolute=True,
+            ci="score_gap_ci",
+            min_n=1,
+            skip_missing=True,
+            skip_reference=True,
+            ge=0,
+        ),
+        Check(
+            "flip_rate",
+            "max_flip_rate",
+            0.01,
+            "max",
+            "largest share of flipped decisions tolerated",
+            ci="flip_rate_ci",
+            min_n=1,
+            skip_missing=True,
+            skip_reference=True,
+            ge=0,
+            le=1,
+        ),
+    )
+
+    @classmethod
+    def uses_dataset(cls, raw: Mapping[str, Any]) -> bool:
+        return True
 
     def run(
         self, *, data: ProbeInput, model: ModelAdapter | None, config: CounterfactualTabularConfig

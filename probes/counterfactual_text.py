@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import math
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -25,6 +25,7 @@ from pydantic import Field
 from scipy import stats as _st
 
 from probes.base import (
+    Check,
     ModelAdapter,
     Probe,
     ProbeConfig,
@@ -368,6 +369,41 @@ class NameSwapProbe(Probe):
     """
 
     config_model = CounterfactualTextConfig
+    title = "Counterfactual name/term swap"
+    layout = "counterfactual"
+    checks = (
+        Check(
+            "score_gap",
+            "max_score_gap",
+            0.02,
+            "max",
+            "largest |mean score change| tolerated",
+            absolute=True,
+            ci="score_gap_ci",
+            min_n=1,
+            skip_missing=True,
+            skip_reference=True,
+            ge=0,
+        ),
+        Check(
+            "flip_rate",
+            "max_flip_rate",
+            0.01,
+            "max",
+            "largest share of flipped decisions tolerated",
+            ci="flip_rate_ci",
+            min_n=1,
+            skip_missing=True,
+            skip_reference=True,
+            ge=0,
+            le=1,
+        ),
+    )
+
+    @classmethod
+    def uses_dataset(cls, raw: Mapping[str, Any]) -> bool:
+        """Only with ``text_column``: the built-in templates need no dataset."""
+        return bool(raw.get("text_column"))
 
     def run(
         self, *, data: ProbeInput, model: ModelAdapter | None, config: CounterfactualTextConfig

@@ -221,6 +221,7 @@ class DatasetProbe(Probe):
     """
 
     config_model = DatasetProbeConfig
+    title = "Training data (pre-training metrics)"
 
     def run(
         self, *, data: ProbeInput, model: Any = None, config: DatasetProbeConfig

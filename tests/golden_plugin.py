@@ -49,7 +49,7 @@ def _wrap(original: Any) -> Any:
 def _patch() -> None:
     import importlib
 
-    for name in ("audit.engine", "audit.engine.run"):
+    for name in ("audit.engine.run", "audit.engine.run"):
         try:
             mod = importlib.import_module(name)
         except ImportError:

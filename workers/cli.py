@@ -119,16 +119,12 @@ def run_beat() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from workers.commands import add_commands
+
     parser = argparse.ArgumentParser(prog="python -m workers.cli")
-    sub = parser.add_subparsers(dest="command", required=True)
-    w = sub.add_parser("worker")
-    w.add_argument("--queues", default="gpu,cpu")
-    w.add_argument("--concurrency", type=int, default=None)
-    sub.add_parser("beat")
+    add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    if args.command == "worker":
-        return run_worker(queues=args.queues.split(","), concurrency=args.concurrency)
-    return run_beat()
+    return int(args.func(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

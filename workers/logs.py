@@ -34,10 +34,6 @@ def audit_context(audit_id: str) -> Iterator[None]:
         _AUDIT_ID.reset(token)
 
 
-def current_audit_id() -> str | None:
-    return _AUDIT_ID.get()
-
-
 class AuditContextFilter(logging.Filter):
     """Adds ``audit_id``, ``task_id`` and ``task_name`` to records (None outside a task)."""
 

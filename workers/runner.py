@@ -284,7 +284,7 @@ def _run_claimed(
     worker: str,
     launch_shards: Callable[[str, list[Any]], None] | None,
 ) -> str:
-    from audit.engine import compute_results
+    from audit.engine.run import compute_results
 
     settings = get_settings()
     spec, base_dir, rows = resolve_dataset(raw_spec, project=project)
@@ -316,9 +316,9 @@ def _run_claimed(
 
 
 def _plan(spec_dict: dict[str, Any], base_dir: Path, rows: int | None) -> list[Any]:
-    from audit import data as data_mod
-    from audit import sharding
-    from audit.spec import parse_spec
+    from audit.engine import data as data_mod
+    from audit.engine import sharding
+    from audit.engine.spec import parse_spec
 
     settings = get_settings()
     spec, _ = parse_spec(spec_dict)

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from audit.engine.spec import parse_spec
 from audit.errors import AuditInputError
 from audit.queue import queue_for
-from audit.spec import parse_spec
 from audit.storage import repo, session_scope
 from audit.storage.models import Schedule, utcnow
 

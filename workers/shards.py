@@ -4,7 +4,7 @@
 ``biasaudit.run_shard`` calls :func:`execute_shard`, and the chord's callback
 ``biasaudit.merge_shards`` calls :func:`merge_shards`. Shards renew the audit's
 lease while they run (whoever holds the claim), so a sharded audit is re-run
-only when all of its shard work is lost. See ``audit.sharding`` for the counting.
+only when all of its shard work is lost. See ``audit.engine.sharding`` for the counting.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ def _shard_progress(audit_id: str, done_fraction: float) -> None:
 
 def execute_shard(audit_id: str, index: int, start: int, stop: int, total: int) -> dict[str, Any]:
     """Count rows ``[start, stop)`` of a claimed, sharded audit; JSON for the chord."""
-    from audit import data as data_mod
-    from audit import sharding
-    from audit.spec import parse_spec
+    from audit.engine import data as data_mod
+    from audit.engine import sharding
+    from audit.engine.spec import parse_spec
 
     settings = get_settings()
     with audit_context(audit_id):
@@ -73,9 +73,9 @@ def execute_shard(audit_id: str, index: int, start: int, stop: int, total: int) 
 
 def merge_shards(audit_id: str, parts: list[dict[str, Any]]) -> str:
     """Merge the shard counts of an audit into one results document and store it."""
-    from audit import data as data_mod
-    from audit import sharding
-    from audit.spec import parse_spec
+    from audit.engine import data as data_mod
+    from audit.engine import sharding
+    from audit.engine.spec import parse_spec
 
     with audit_context(audit_id):
         if any("counts" not in p for p in parts):

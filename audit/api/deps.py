@@ -171,15 +171,3 @@ def parse_json(raw: bytes) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(422, f"body: not valid JSON: {exc}", field="body") from None
-
-
-async def read_json_body(request: Request) -> Any:
-    """The request body parsed as JSON (at most 1 MiB): 413, 415 or 422 otherwise.
-
-    Routes that validate the body themselves (specs go through ``parse_spec``
-    for exact field paths) take it this way instead of as a pydantic model.
-    """
-    return parse_json(await read_json_bytes(request))
-
-
-JsonBody = Annotated[Any, Depends(read_json_body)]

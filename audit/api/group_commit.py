@@ -49,9 +49,9 @@ from sqlalchemy.orm import Session
 from audit.api.deps import parse_json
 from audit.api.errors import ApiError
 from audit.api.submission import PreparedSpec, parse_submitted, resolve_spec
+from audit.engine.spec import AuditSpec
 from audit.queue import publish_many, queue_for
 from audit.settings import Settings
-from audit.spec import AuditSpec
 from audit.storage.accounts import LiveToken, insert_ignore
 from audit.storage.db import get_sessionmaker
 from audit.storage.models import Audit, new_id, utcnow

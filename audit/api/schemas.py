@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from audit.spec import AuditSpec
+from audit.engine.spec import AuditSpec
 
 AuditStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Verdict = Literal["pass", "fail"]

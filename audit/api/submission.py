@@ -2,7 +2,7 @@
 
 Shared by ``POST /v1/audits`` and ``POST /v1/schedules``:
 
-- the spec is parsed with :func:`audit.spec.parse_spec`; errors become ``422``
+- the spec is parsed with :func:`audit.engine.spec.parse_spec`; errors become ``422``
   naming the field path (``dataset.protected``, ``probes[0].attributes``);
 - ``dataset.id`` must be a dataset of the caller's project (``404`` otherwise,
   also for another project's id); it stays in the stored spec and the worker
@@ -25,9 +25,9 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from audit.api.errors import ApiError, not_found
+from audit.engine.spec import AuditSpec, parse_spec
 from audit.errors import SpecError
 from audit.settings import Settings
-from audit.spec import AuditSpec, parse_spec
 from audit.storage.repo import get_dataset
 from probes.models.safety import UnsafeModelError, resolve_within
 

@@ -2,7 +2,7 @@
 
 Each example is a generator that writes its data (and model) plus a ``spec.yaml``
 into a folder; ``biasaudit run FOLDER/spec.yaml`` then audits it, and
-``biasaudit demo`` (:func:`audit.demo.run_demo`) does both.
+``biasaudit demo`` (:func:`audit.examples.demo.run_demo`) does both.
 
 >>> from pathlib import Path
 >>> from audit.examples import generate

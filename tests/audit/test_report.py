@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from audit.report import render_html, write_report
-from audit.report_svg import PLOT_LEFT, fmt_ci, fmt_int, fmt_p, fmt_rate, fmt_value
+from audit.reports.html import render_html, write_report
+from audit.reports.svg import PLOT_LEFT, fmt_ci, fmt_int, fmt_p, fmt_rate, fmt_value
 
 XSS = "<script>alert(1)</script>"
 DASH = "—"

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from audit import run_audit
-from audit.engine import compute_results
+from audit.engine.run import compute_results
 from audit.storage import repo, session_scope
 from tests.integration.conftest import Stack, wait_for
 from tests.workers.conftest import pool_spec, write_pool

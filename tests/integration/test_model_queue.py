@@ -17,7 +17,7 @@ import pytest
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
-from audit.engine import compute_results
+from audit.engine.run import compute_results
 from audit.queue import publish, queue_for
 from audit.storage import repo, session_scope
 from tests.integration.conftest import Stack, wait_status

@@ -21,7 +21,7 @@ from fairlearn.metrics import (
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, precision_score
 
-from audit.public_data import load_adult, load_german
+from audit.sources.public import load_adult, load_german
 from probes import ProbeInput
 from probes.demographic import DemographicConfig, DemographicProbe
 

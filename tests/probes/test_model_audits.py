@@ -98,9 +98,9 @@ def test_model_probe_without_a_model_is_a_clear_error() -> None:
 def test_spec_batching_options_reach_the_model_and_do_not_change_results(
     tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:
-    from audit.engine import _load_model
+    from audit.engine.run import _load_model
+    from audit.engine.spec import parse_spec
     from audit.errors import SpecError
-    from audit.spec import parse_spec
 
     def spec(**batching: int) -> dict:
         return {

@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit.policy import MODEL_DEFAULTS
-from probes.base import ProbeInput
+from probes.base import ProbeInput, policy_thresholds
 from probes.counterfactual_text import CounterfactualTextConfig, NameSwapProbe
 from probes.swap import NameLexicon, builtin_lexicon
 
@@ -160,9 +159,9 @@ def test_planted_bias_fails_fair_head_is_smaller_and_name_blind_passes(heads) ->
     fair = gender_gap(load(heads["fair"]))["female"]
     blind = gender_gap(NameBlind(load(heads["fair"])))["female"]
     print(f"\nbiased: {biased}\nfair: {fair}\nname-blind: {blind}")
-    threshold = MODEL_DEFAULTS["max_score_gap"]
+    threshold = policy_thresholds()["max_score_gap"].default
     assert biased["score_gap"] < -threshold and biased["p_value"] < 0.01
     assert biased["score_gap_ci"][1] < -threshold  # the whole CI is beyond the policy
-    assert biased["flip_rate"] > MODEL_DEFAULTS["max_flip_rate"]
+    assert biased["flip_rate"] > policy_thresholds()["max_flip_rate"].default
     assert abs(fair["score_gap"]) < abs(biased["score_gap"]) / 3
     assert blind["score_gap"] == 0.0 and blind["flip_rate"] == 0.0 and blind["p_value"] == 1.0

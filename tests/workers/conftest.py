@@ -92,7 +92,7 @@ def pool_spec(dataset_id: str, **over: Any) -> dict[str, Any]:
 
 def add_dataset(data: Path, *, project: str = "acme", n: int = 1200, seed: int = 3) -> str:
     """Store a pool under the data dir the way the API does; returns its id."""
-    from audit.data import file_sha256
+    from audit.engine.data import file_sha256
 
     dataset_id = new_id()
     path = write_pool(data / project / f"{dataset_id}.csv", n=n, seed=seed)
@@ -111,7 +111,7 @@ def add_dataset(data: Path, *, project: str = "acme", n: int = 1200, seed: int =
 
 
 def add_audit(spec: dict[str, Any], *, project: str = "acme") -> str:
-    from audit.spec import parse_spec
+    from audit.engine.spec import parse_spec
 
     parsed, _ = parse_spec(spec)
     with session_scope() as session:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from audit.engine import compute_results
+from audit.engine.run import compute_results
 from audit.storage import repo, session_scope
 from audit.storage.models import utcnow
 from tests.workers.conftest import add_audit, add_dataset, audit_row, pool_spec, result_count
@@ -220,12 +220,12 @@ def test_sharded_run_equals_unsharded(
 def test_unexpected_error_frees_the_lease_then_fails_on_the_last_attempt(
     service_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import audit.engine
+    import audit.engine.run
 
     def broken(*_: Any, **__: Any) -> dict[str, Any]:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(audit.engine, "compute_results", broken)
+    monkeypatch.setattr(audit.engine.run, "compute_results", broken)
     audit_id = add_audit(pool_spec(add_dataset(service_env["data"])))
     for attempt in (1, 2):
         with pytest.raises(RuntimeError, match="disk on fire"):  # Celery logs it and acks
@@ -245,12 +245,12 @@ def test_soft_time_limit_fails_without_retry(
 ) -> None:
     from celery.exceptions import SoftTimeLimitExceeded
 
-    import audit.engine
+    import audit.engine.run
 
     def slow(*_: Any, **__: Any) -> dict[str, Any]:
         raise SoftTimeLimitExceeded()
 
-    monkeypatch.setattr(audit.engine, "compute_results", slow)
+    monkeypatch.setattr(audit.engine.run, "compute_results", slow)
     audit_id = add_audit(pool_spec(add_dataset(service_env["data"])))
     with pytest.raises(SoftTimeLimitExceeded):
         runner.execute_audit(audit_id, worker="w")

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit import sharding
-from audit.engine import compute_results
+from audit.engine import sharding
+from audit.engine.run import compute_results
+from audit.engine.spec import parse_spec
 from audit.errors import AuditCancelled, AuditInputError
-from audit.spec import parse_spec
 
 
 def _frame(n: int = 2400, seed: int = 7) -> pd.DataFrame:

@@ -74,10 +74,6 @@ SPEC_BODY = {
         }
     ],
 }
-MSG_KEY_CONFLICT = (
-    "Idempotency-Key {key!r} was already used for audit {id} with a different spec; "
-    "use a new key for a new request"
-)
 MSG_NOT_SUCCEEDED = "audit {id} is {status}: results exist once it has succeeded"
 MSG_FINISHED = "audit {id} already {status}; only queued or running audits can be cancelled"
 
@@ -243,14 +239,14 @@ def read_report(
 ) -> Response:
     results = _results(session, token.project, audit_id)
     if format == "pdf":
-        from audit.pdf import render_pdf
+        from audit.reports.pdf import render_pdf
 
         return Response(
             render_pdf(results),
             media_type="application/pdf",
             headers={"Content-Disposition": f'inline; filename="audit-{audit_id}.pdf"'},
         )
-    from audit.report import render_html
+    from audit.reports.html import render_html
 
     return HTMLResponse(render_html(results))
 

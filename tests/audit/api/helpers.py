@@ -64,7 +64,7 @@ def finish_audit(database_url: str, audit_id: str) -> dict[str, Any]:
     """
     from pathlib import Path
 
-    from audit.engine import compute_results
+    from audit.engine.run import compute_results
     from audit.storage.db import session_scope
     from audit.storage.repo import claim_audit, get_dataset, store_results
 

@@ -384,7 +384,7 @@ def test_status_results_and_report(
 
 
 def test_pdf_cross_reference_table_points_at_objects() -> None:
-    from audit.pdf import render_pdf
+    from audit.reports.pdf import render_pdf
 
     findings = [
         {

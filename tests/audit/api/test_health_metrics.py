@@ -166,7 +166,7 @@ def test_api_imports_no_torch_transformers_or_workers() -> None:
     code = (
         "import sys\n"
         "from audit.api.app import create_app\n"
-        "from audit import service_cli\n"
+        "from audit.cli import service as service_cli\n"
         "app = create_app()\n"
         "app.openapi()\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "

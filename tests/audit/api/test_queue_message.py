@@ -9,8 +9,8 @@ import json
 import pytest
 import redis
 
+from audit.cli.service import api_workers
 from audit.queue import TASK_RUN_AUDIT, client, publish
-from audit.service_cli import api_workers
 from tests.audit.api.conftest import REDIS_URL
 
 

@@ -6,7 +6,7 @@ needs the German credit data (``biasaudit data fetch`` once, or
 ``report.html`` next to its generated data.
 
 >>> from pathlib import Path
->>> from audit.demo import run_demo
+>>> from audit.examples.demo import run_demo
 >>> [s["verdict"] for s in run_demo(out_dir=Path("out/demo"))]  # doctest: +SKIP
 ['fail', 'pass']
 """
@@ -56,13 +56,13 @@ def run_demo(
         example: ``results`` is the results.json document, ``results_path`` and
         ``report`` the paths of results.json and report.html (as strings).
     """
-    from audit.engine import run_audit
+    from audit.engine.run import run_audit
 
     unknown = [e for e in examples if e not in EXAMPLES]
     if unknown:
         raise ValueError(f"examples: {unknown} are not among {sorted(EXAMPLES)}")
     if "lending" in examples:
-        from audit.public_data import available, fetch, missing_message
+        from audit.sources.public import available, fetch, missing_message
 
         if fetch_data:
             fetch()

@@ -40,7 +40,7 @@ def _summary(results: dict[str, Any]) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from audit.engine import run_audit
+    from audit.engine.run import run_audit
     from audit.errors import AuditInputError
 
     try:
@@ -59,8 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from audit.demo import run_demo
     from audit.errors import AuditInputError
+    from audit.examples.demo import run_demo
 
     out = Path(args.out)
     try:
@@ -84,7 +84,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
-    from audit.public_data import fetch
+    from audit.sources.public import fetch
 
     path = fetch()
     print(f"public fairness datasets are in {path}")
@@ -103,7 +103,7 @@ def cmd_probes(args: argparse.Namespace) -> int:
 
 def _service(name: str) -> Any:
     def run(args: argparse.Namespace) -> int:
-        from audit import service_cli
+        from audit.cli import service as service_cli
 
         fn: Any = getattr(service_cli, name)
         return int(fn(args))
@@ -147,21 +147,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None, help="uvicorn processes (WEB_CONCURRENCY)")
     s.set_defaults(func=_service("serve"))
 
-    w = sub.add_parser("worker", help="start a Celery worker")
-    w.add_argument("--queues", default="gpu,cpu")
-    w.add_argument("--concurrency", type=int, default=None)
-    w.set_defaults(func=_service("worker"))
-
-    b = sub.add_parser("beat", help="start the scheduler for recurring audits")
-    b.set_defaults(func=_service("beat"))
-
     k = sub.add_parser("keys", help="API tokens")
     ks = k.add_subparsers(dest="keys_command", required=True)
     kc = ks.add_parser("create", help="create a token (printed once, stored hashed)")
     kc.add_argument("--role", required=True, choices=["submitter", "reviewer", "admin"])
     kc.add_argument("--project", default="default")
     kc.set_defaults(func=_service("keys_create"))
+    _plugin_commands(sub)
     return p
+
+
+def _plugin_commands(sub: Any) -> None:
+    """Commands other packages register (entry point group ``biasaudit.commands``):
+    ``workers`` adds ``worker`` and ``beat``, so this package never imports it."""
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group="biasaudit.commands"), key=lambda e: e.name):
+        ep.load()(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

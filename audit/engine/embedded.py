@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from audit.spec import AuditSpec
+from audit.engine.spec import AuditSpec
 
 _UPGRADED: set[str] = set()
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from audit.engine.spec import DatasetSpec
 from audit.errors import (
     MSG_FAVORABLE_NOT_IN_LABELS,
     MSG_FILE_NOT_FOUND,
@@ -26,7 +27,6 @@ from audit.errors import (
     MSG_ONE_GROUP,
     AuditInputError,
 )
-from audit.spec import DatasetSpec
 from probes.util import canonical_label, file_sha256
 
 canonical = canonical_label  # 1 == "1" == 1.0 == True == "true"

@@ -7,11 +7,11 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from audit.spec import AuditSpec, DatasetSpec, ModelSpec, PolicySpec
+from audit.engine.spec import AuditSpec, DatasetSpec, ModelSpec, PolicySpec
 
 HEADER = """# Audit spec reference
 
-Generated from the pydantic models by `python -m audit.specdoc > docs/spec.md`
+Generated from the pydantic models by `python -m audit.engine.specdoc > docs/spec.md`
 (a test checks that this file is current). A spec is YAML or JSON; unknown keys
 are errors, and every error names its field path (e.g. `probes[0].attributes`).
 Relative paths are resolved against the spec file's folder.
@@ -48,6 +48,27 @@ def table(model: type[BaseModel], prefix: str) -> str:
     return "\n".join(rows)
 
 
+def threshold_table() -> str:
+    """The thresholds the probes declare (``policy.<name>``), with the checks using each."""
+    from probes import get_probe, list_probes
+    from probes.base import policy_thresholds
+
+    users: dict[str, list[str]] = {}
+    for name in list_probes():
+        for check in get_probe(name).checks:
+            entry = f"`{name}` {check.metric}"
+            if entry not in users.setdefault(check.threshold, []):
+                users[check.threshold].append(entry)
+    rows = []
+    for key, check in policy_thresholds().items():
+        rows.append(
+            f"| `policy.{key}` | float \\| None | `{check.default!r}` | {check.description} "
+            f"({'at least' if check.direction == 'min' else 'at most'}; used by "
+            f"{', '.join(users.get(key, []))}) |"
+        )
+    return "\n".join(rows)
+
+
 def render() -> str:
     from probes import get_probe, list_probes
 
@@ -58,6 +79,8 @@ def render() -> str:
         ("policy", PolicySpec, "policy."),
     ):
         parts += [f"\n## {title}\n", table(model, prefix)]
+        if model is PolicySpec:
+            parts.append(threshold_table())
     parts.append("\n## probes\n\nEach item of `probes` has a `kind`; its other keys are:\n")
     for name in list_probes():
         cls = get_probe(name)

@@ -4,7 +4,7 @@ The report is rendered from the results.json document alone (so it can be
 regenerated from storage at any time), with inline CSS and inline SVG charts:
 no scripts, fonts or images are fetched, and it prints cleanly. The verdict
 comes first, then the findings, the NYC Local Law 144 summary for hiring
-audits (:mod:`audit.report_ll144`), per-probe detail and the reproducibility manifest.
+audits (:mod:`audit.reports.ll144`), per-probe detail and the reproducibility manifest.
 
 Every string taken from the results goes through Jinja2 autoescaping (or
 :func:`html.escape` inside the SVG), so group names or texts cannot inject
@@ -12,7 +12,7 @@ markup. Missing optional keys render as "—" instead of failing.
 
 Example
 -------
->>> from audit.report import render_html
+>>> from audit.reports.html import render_html
 >>> html = render_html({"verdict": "pass", "audit": {"name": "demo"}, "probes": []})
 >>> "PASS" in html
 True
@@ -27,8 +27,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from audit.report_ll144 import ll144_section
-from audit.report_svg import (
+from audit.reports.ll144 import ll144_section
+from audit.reports.svg import (
     DASH,
     Bar,
     excluded_label,
@@ -48,17 +48,11 @@ from audit.report_svg import (
     num,
     selection_rate_chart,
 )
+from probes.base import Probe, ProbeError, get_probe
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATUS_ORDER = {"fail": 0, "insufficient_data": 1, "pass": 2}
 STATUS_LABEL = {"fail": "FAIL", "insufficient_data": "insufficient data", "pass": "pass"}
-PROBE_TITLES = {
-    "demographic": "Demographic parity",
-    "counterfactual-text": "Counterfactual name/term swap",
-    "counterfactual-tabular": "Counterfactual attribute flip",
-    "mlm-stereotype": "Masked-LM stereotype preference",
-    "embedding-association": "Embedding association (WEAT/SEAT)",
-}
 MAX_EXAMPLES = 10
 MAX_TEXT = 600
 # per-group metrics shown in the "additional metrics" table, in this order
@@ -150,10 +144,19 @@ def _group_status(
     return status
 
 
+def _probe_class(kind: str) -> type[Probe] | None:
+    """The registered probe of an entry (None for a kind no longer installed)."""
+    try:
+        return get_probe(kind)
+    except ProbeError:
+        return None
+
+
 def _title(entry: Mapping[str, Any]) -> str:
     kind = str(entry.get("kind") or "probe")
+    cls = _probe_class(kind)
     attribute = str(entry.get("attribute") or DASH).replace("&", " × ")
-    return f"{PROBE_TITLES.get(kind, kind)} — {attribute}"
+    return f"{cls.title if cls else kind} — {attribute}"
 
 
 def _summary_rows(summary: Any) -> list[dict[str, str]]:
@@ -224,7 +227,7 @@ def _demographic(entry: Mapping[str, Any], index: Mapping[tuple[str, str, str], 
     attribute = str(entry.get("attribute", DASH))
     chart = selection_rate_chart(bars, title=f"Selection rate by {attribute}") if bars else ""
     return {
-        "type": "demographic",
+        "type": "rates",
         "title": _title(entry),
         "attribute": attribute,
         "reference": ref_label,
@@ -322,7 +325,7 @@ def _generic(entry: Mapping[str, Any], index: Mapping[tuple[str, str, str], str]
     ex_keys = _columns(examples)
     statuses = [_group_status(entry, g, index) for g in groups]
     return {
-        "type": "generic",
+        "type": "table",
         "title": _title(entry),
         "columns": [metric_label(k) for k in keys],
         "rows": [
@@ -346,9 +349,11 @@ def _generic(entry: Mapping[str, Any], index: Mapping[tuple[str, str, str], str]
 
 def _section(entry: Mapping[str, Any], index: Mapping[tuple[str, str, str], str]) -> dict:
     kind = str(entry.get("kind", ""))
-    if kind == "demographic":
+    cls = _probe_class(kind)
+    layout = cls.layout if cls else "table"
+    if layout == "rates":
         section = _demographic(entry, index)
-    elif kind.startswith("counterfactual"):
+    elif layout == "counterfactual":
         section = _counterfactual(entry, index)
     else:
         section = _generic(entry, index)

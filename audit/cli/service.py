@@ -1,6 +1,6 @@
-"""The service subcommands of ``biasaudit``: ``serve``, ``worker``, ``beat``, ``keys create``.
+"""The service subcommands of ``biasaudit``: ``serve`` and ``keys create``.
 
-``audit/cli.py`` parses the arguments and calls these functions; each
+``audit/cli/main.py`` parses the arguments and calls these functions; each
 returns an exit code. ``serve`` migrates the database (idempotent) and starts
 uvicorn; ``worker`` and ``beat`` hand over to ``workers.cli`` (imported only
 there, so ``serve`` never loads Celery worker code or torch).
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
 
 EXIT_OK, EXIT_INVALID = 0, 2
 MSG_NO_BROKER = (
@@ -82,27 +81,6 @@ def serve(args: argparse.Namespace) -> int:
         server_header=False,
     )
     return EXIT_OK
-
-
-def _worker_cli() -> Any:
-    try:
-        from workers import cli
-    except ImportError as exc:
-        raise SystemExit(f"biasaudit: error: the workers package is not installed ({exc})") from exc
-    return cli
-
-
-def worker(args: argparse.Namespace) -> int:
-    """Start a Celery worker on ``args.queues`` (see ``workers.cli.run_worker``)."""
-    queues = [q.strip() for q in str(args.queues).split(",") if q.strip()]
-    result = _worker_cli().run_worker(queues=queues, concurrency=args.concurrency)
-    return int(result or 0)
-
-
-def beat(args: argparse.Namespace) -> int:
-    """Start the scheduler (see ``workers.cli.run_beat``)."""
-    result = _worker_cli().run_beat()
-    return int(result or 0)
 
 
 def keys_create(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ counts, and counts add. It is the multi-process form of the engine's
 in-process chunked path (``audit.engine._chunked_entries``).
 
 Only audits whose every metric reduces to counts are sharded: decisions from
-a column (``model.kind: predictions``), only ``demographic`` probes over
+a column (``model.kind: predictions``), only count-based probes (``from_counts``) over
 protected columns, no ``dataset.score`` (AUC and calibration need all scores)
 and no ``dataset.strata``. Everything here is pure (no Celery, no database):
 shard results are plain JSON so they travel through the result backend.
@@ -31,16 +31,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit import data as data_mod
+from audit.engine import data as data_mod
+from audit.engine.spec import AuditSpec, parse_spec, validate_probe_configs
 from audit.errors import (
     MSG_FAVORABLE_NOT_IN_LABELS,
     MSG_ONE_GROUP,
     AuditCancelled,
     AuditInputError,
 )
-from audit.spec import AuditSpec, parse_spec, validate_probe_configs
+from probes.base import get_probe
 
-SHARDABLE_PROBES = frozenset({"demographic"})
 MAX_LABEL_VALUES = 10  # label values kept per shard for the "favorable label not seen" message
 
 
@@ -57,11 +57,16 @@ def shardable(spec: AuditSpec) -> bool:
     """True when every metric of ``spec`` is derived from confusion counts alone."""
     if spec.model.kind != "predictions" or spec.dataset.score or spec.dataset.strata:
         return False
+    from audit.engine.run import count_only
+
     configs = validate_probe_configs(spec)
-    if not configs or any(c.kind not in SHARDABLE_PROBES for c in configs):
+    if not count_only(configs):
         return False
     protected = set(spec.dataset.protected)
-    return all(set(getattr(c, "attributes", None) or protected) <= protected for c in configs)
+    return all(
+        set(get_probe(c.kind).count_attributes(c, spec.dataset.protected)) <= protected
+        for c in configs
+    )
 
 
 def is_parquet(spec: AuditSpec, path: Path) -> bool:
@@ -224,7 +229,7 @@ def count_shard(
 def _sorted_levels(counts: Any, unknown_label: str) -> Any:
     """The counts with each attribute's levels in the engine's order: sorted, unknown last.
 
-    ``audit.data.group_category`` orders groups that way in memory; the merged
+    ``audit.engine.data.group_category`` orders groups that way in memory; the merged
     cube is reordered to match, whatever order the shards' levels came in.
     """
     from probes.counts import GroupCounts
@@ -304,7 +309,7 @@ def results_from_parts(
 
     ``path`` is the dataset file (its name and sha256 go into ``dataset``).
     """
-    from audit.engine import assemble_results, entries_from_total
+    from audit.engine.run import assemble_results, entries_from_total
 
     spec, _ = parse_spec(spec_source)
     configs = validate_probe_configs(spec)

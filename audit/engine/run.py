@@ -17,25 +17,21 @@ from typing import Any
 
 import numpy as np
 
-from audit import data as data_mod
+from audit.engine import data as data_mod
+from audit.engine.manifest import build_manifest
+from audit.engine.policy import findings_for, resolved_thresholds, verdict
+from audit.engine.spec import AuditSpec, parse_spec, validate_probe_configs
 from audit.errors import AuditCancelled, AuditInputError
-from audit.manifest import build_manifest
-from audit.policy import findings_for, resolved_thresholds, verdict
-from audit.spec import AuditSpec, parse_spec, validate_probe_configs
-from probes.base import ProbeEntry, ProbeError, ProbeInput, get_probe
+from audit.settings import get_settings
+from probes.base import CountContext, ProbeEntry, ProbeError, ProbeInput, get_probe
 from probes.counts import GroupCounts
 from probes.inference import InferenceCancelled
 
 SCHEMA_VERSION = 1
-COUNT_ONLY_PROBES = {"demographic"}
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _chunk_bytes() -> int:
-    return int(os.environ.get("BIASAUDIT_CHUNK_BYTES", str(1 << 30)))
 
 
 def _load_model(spec: AuditSpec, base_dir: Path) -> Any:
@@ -48,7 +44,7 @@ def _load_model(spec: AuditSpec, base_dir: Path) -> Any:
         path = Path(spec.model.path)
         if not path.is_absolute():
             path = base_dir / path
-    allow_hub = os.environ.get("BIASAUDIT_ALLOW_HUB_MODELS", "").lower() in ("1", "true", "yes")
+    allow_hub = get_settings().allow_hub_models
     return load_model(
         kind=spec.model.kind,
         path=path,
@@ -79,7 +75,7 @@ def _chunked_entries(
     total = None
     rows = 0
     unknown: dict[str, int] = {c: 0 for c in spec.dataset.protected}
-    chunk_rows = int(os.environ.get("BIASAUDIT_CHUNK_ROWS", "1000000"))
+    chunk_rows = get_settings().chunk_rows
     for raw, offset in data_mod.iter_chunks(spec.dataset, path, chunk_rows=chunk_rows):
         frame, y_true, y_pred, _, unk = data_mod.prepare(
             raw, spec.dataset, need_prediction=True, row_offset=offset
@@ -96,20 +92,23 @@ def _chunked_entries(
 
 
 def entries_from_total(spec: AuditSpec, configs: list[Any], total: GroupCounts) -> list[ProbeEntry]:
-    """Demographic entries of every probe config from merged full-intersection counts."""
-    from probes.demographic import entries_from_counts
-
+    """Entries of every count-based probe config from merged full-intersection counts."""
+    context = CountContext(
+        min_group_size=spec.policy.min_group_size,
+        privileged={k: str(v) for k, v in spec.dataset.privileged.items()},
+        seed=spec.seed,
+    )
     entries: list[ProbeEntry] = []
     for cfg in configs:
-        attrs = list(cfg.attributes or spec.dataset.protected)
-        entries += entries_from_counts(
-            total.marginal(attrs),
-            config=cfg,
-            min_group_size=cfg.min_group_size or spec.policy.min_group_size,
-            privileged={k: str(v) for k, v in spec.dataset.privileged.items()},
-            seed=spec.seed,
-        )
+        cls = get_probe(cfg.kind)
+        attrs = cls.count_attributes(cfg, spec.dataset.protected)
+        entries += cls().entries_from_counts(total.marginal(attrs), config=cfg, context=context)
     return entries
+
+
+def count_only(configs: list[Any]) -> bool:
+    """True when every probe derives all its metrics from merged counts (chunks, shards)."""
+    return bool(configs) and all(get_probe(c.kind).from_counts for c in configs)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -137,7 +136,6 @@ def compute_results(
         for c in validate_probe_configs(spec)
     ]
     min_size = spec.policy.min_group_size
-    kinds = [c.kind for c in configs]
     try:
         model = _load_model(spec, base)
     except ProbeError as exc:
@@ -157,9 +155,9 @@ def compute_results(
     chunked = (
         path is not None
         and model is None
-        and set(kinds) <= COUNT_ONLY_PROBES
+        and count_only(configs)
         and not spec.dataset.score
-        and path.stat().st_size > _chunk_bytes()
+        and path.stat().st_size > get_settings().chunk_bytes
     )
     if chunked and path is not None:
         entries, rows, unknown = _chunked_entries(spec, path, configs, min_size)
@@ -303,7 +301,7 @@ def _json_default(o: Any) -> Any:
 
 def write_outputs(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write results.json and report.html atomically into ``out_dir``."""
-    from audit.report import render_html
+    from audit.reports.html import render_html
 
     out_dir.mkdir(parents=True, exist_ok=True)
     html = render_html(results)
@@ -334,7 +332,7 @@ def run_audit(
     Examples
     --------
     >>> from audit import run_audit                       # doctest: +SKIP
-    >>> results = run_audit("examples/hiring/spec.yaml")   # doctest: +SKIP
+    >>> results = run_audit("biasaudit-demo/hiring/spec.yaml")   # doctest: +SKIP
     >>> results["verdict"]                                # doctest: +SKIP
     'fail'
     """
@@ -343,7 +341,7 @@ def run_audit(
     recorder = None
     audit_id = str(uuid.uuid4())
     if store:
-        from audit.embedded import EmbeddedRecorder
+        from audit.engine.embedded import EmbeddedRecorder
 
         recorder = EmbeddedRecorder.start(parsed, project=project)
         audit_id = recorder.audit_id

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -104,21 +105,12 @@ class ModelSpec(_Strict):
 
 
 class PolicySpec(_Strict):
-    min_impact_ratio: float | None = Field(
-        default=None, gt=0, le=1, description="lowest impact ratio tolerated (default 0.8)"
-    )
-    max_score_gap: float | None = Field(
-        default=None, ge=0, description="largest |mean score change| tolerated (default 0.02)"
-    )
-    max_flip_rate: float | None = Field(
-        default=None, ge=0, le=1, description="largest share of flipped decisions (default 0.01)"
-    )
-    max_stereotype_score: float | None = Field(
-        default=None, ge=0.5, le=1, description="mlm-stereotype score tolerated (default 0.6)"
-    )
-    max_effect_size: float | None = Field(
-        default=None, ge=0, description="largest |SEAT/WEAT effect size| tolerated (default 0.5)"
-    )
+    """General policy settings; each probe's thresholds (``min_impact_ratio``,
+    ``max_score_gap``, ...) are declared by the probe (:class:`probes.base.Check`) and
+    accepted here by name (docs/spec.md lists them)."""
+
+    model_config = ConfigDict(extra="allow")
+
     min_group_size: int = Field(
         default=30, ge=1, description="smaller groups get status insufficient_data"
     )
@@ -128,16 +120,59 @@ class PolicySpec(_Strict):
         description="fail only breaches that are also significant (p_value_adjusted < alpha)",
     )
 
+    @model_validator(mode="after")
+    def _thresholds(self) -> PolicySpec:
+        from probes.base import policy_thresholds
 
-DATA_FREE_PROBES = frozenset({"mlm-stereotype", "embedding-association"})
+        known = policy_thresholds()
+        for key, value in list((self.model_extra or {}).items()):
+            check = known.get(key)
+            if check is None:
+                valid = ", ".join([*type(self).model_fields, *known])
+                raise ValueError(f"policy.{key}: unknown policy setting; valid: {valid}")
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"policy.{key}: must be a number, got {value!r}")
+            bounds = [
+                (check.gt, lambda v, b: v > b, "greater than"),
+                (check.ge, lambda v, b: v >= b, "at least"),
+                (check.le, lambda v, b: v <= b, "at most"),
+            ]
+            for bound, ok, words in bounds:
+                if bound is not None and not ok(value, bound):
+                    raise ValueError(f"policy.{key}: must be {words} {bound}, got {value}")
+            self.__pydantic_extra__[key] = float(value)  # type: ignore[index]
+        return self
+
+    @model_serializer(mode="wrap")
+    def _all_thresholds(self, handler: Any) -> dict[str, Any]:
+        # every declared threshold appears (None: the probe's default), so a spec's
+        # normalised form and hash do not depend on which thresholds it spelt out
+        from probes.base import policy_thresholds
+
+        out: dict[str, Any] = {name: None for name in policy_thresholds()}
+        out.update(handler(self))
+        return out
+
+
+def _default_probes() -> list[dict[str, Any]]:
+    from probes.base import default_probes
+
+    return default_probes()
 
 
 def needs_dataset(probe: dict[str, Any]) -> bool:
-    """Whether a probe config reads the dataset (template and pair-set probes do not)."""
+    """Whether a probe config reads the dataset (the probe says; unknown kinds: yes)."""
+    from probes.base import ProbeError, get_probe
+
     kind = probe.get("kind")
-    if kind in DATA_FREE_PROBES:
-        return False
-    return not (kind == "counterfactual-text" and not probe.get("text_column"))
+    if not isinstance(kind, str):
+        return True
+    try:
+        return get_probe(kind).uses_dataset(probe)
+    except ProbeError:
+        return True
 
 
 class AuditSpec(_Strict):
@@ -151,7 +186,7 @@ class AuditSpec(_Strict):
     )
     model: ModelSpec = Field(default_factory=ModelSpec, description="the model (see below)")
     probes: list[dict[str, Any]] = Field(
-        default_factory=lambda: [{"kind": "demographic"}],
+        default_factory=_default_probes,
         description="probes to run, each with a kind (see below)",
     )
     policy: PolicySpec = Field(

@@ -3,7 +3,7 @@
 Selection and scoring rates with impact ratios by sex, race/ethnicity and their
 intersection; categories under 2% of the data (which 6 RCNY § 5-301 lets an audit
 leave out), groups excluded for size and rows of unknown category are listed.
-:func:`audit.report.build_context` puts it under ``ll144`` for the template.
+:func:`audit.reports.html.build_context` puts it under ``ll144`` for the template.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from audit.report_svg import (
+from audit.reports.svg import (
     DASH,
     excluded_label,
     fmt_date,
@@ -89,12 +89,21 @@ def _ll144_table(entry: Mapping[str, Any], kind: str) -> dict[str, Any]:
     }
 
 
+def _tags(kind: str) -> tuple[str, ...]:
+    from probes.base import ProbeError, get_probe
+
+    try:
+        return get_probe(kind).tags
+    except ProbeError:
+        return ()
+
+
 def ll144_section(results: Mapping[str, Any], entries: list[Mapping[str, Any]]) -> dict | None:
     """The NYC Local Law 144 bias-audit summary; only for ``domain: hiring``."""
     audit = results.get("audit") or {}
     if (audit.get("domain") or results.get("domain")) != "hiring":
         return None
-    demographic = [e for e in entries if e.get("kind") == "demographic"]
+    demographic = [e for e in entries if "ll144" in _tags(str(e.get("kind")))]
     kinds = [_ll144_kind(str(e.get("attribute", ""))) for e in demographic]
     tables = [_ll144_table(e, k) for e, k in zip(demographic, kinds, strict=True) if k]
     tables.sort(key=lambda t: _LL144_ORDER[t["kind"]])

@@ -12,7 +12,7 @@ column names, same ``values_maps.json``), but return readable columns for
 auditing: ``sex``, ``race``, ``age_group`` and a 0/1 label where 1 is the
 favourable outcome.
 
->>> from audit.public_data import fetch, load_german  # doctest: +SKIP
+>>> from audit.sources.public import fetch, load_german  # doctest: +SKIP
 >>> fetch()  # doctest: +SKIP
 >>> load_german().shape  # doctest: +SKIP
 (1000, 23)

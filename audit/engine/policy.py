@@ -1,0 +1,99 @@
+"""Policy: the checks each probe declares, judged against thresholds, and the verdict.
+
+Every probe declares its checks (:class:`probes.base.Check`: metric, threshold name and
+default, direction, CI and p-value fields, minimum n, whether significance is required).
+Thresholds come from the spec's ``policy`` block, else from those defaults (four-fifths
+rule: impact ratio >= 0.8; counterfactual: |score gap| <= 0.02, flip rate <= 0.01;
+mlm-stereotype: score <= 0.6; embedding-association: |effect size| <= 0.5 when
+significant). Nothing here knows a probe by name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from audit.engine.spec import AuditSpec
+from probes.base import Check, Finding, ProbeEntry, get_probe, policy_thresholds
+
+
+def resolved_thresholds(spec: AuditSpec) -> dict[str, Any]:
+    """The thresholds in force: spec values over the probes' declared defaults."""
+    out: dict[str, Any] = {name: check.default for name, check in policy_thresholds().items()}
+    for key, value in spec.policy.model_dump().items():
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _status(
+    value: float | None,
+    threshold: float,
+    *,
+    direction: str,
+    insufficient: bool,
+    p_value: float | None,
+    alpha: float,
+    require_significance: bool,
+) -> str:
+    if insufficient or value is None:
+        return "insufficient_data"
+    breached = value < threshold if direction == "min" else value > threshold
+    if breached and require_significance and (p_value is None or p_value >= alpha):
+        return "pass"
+    return "fail" if breached else "pass"
+
+
+def _finding(
+    entry: ProbeEntry, g: dict[str, Any], check: Check, spec: AuditSpec, threshold: float
+) -> Finding:
+    value = g.get(check.value_field)
+    if value is not None and check.absolute:
+        value = abs(value)
+    insufficient = bool(check.insufficient_flag and g.get(check.insufficient_flag))
+    insufficient = insufficient or (check.min_n > 0 and int(g.get("n") or 0) < check.min_n)
+    p = g.get(check.p_value, g.get("p_value")) if check.p_value else None
+    return Finding(
+        probe=entry.kind,
+        attribute=entry.attribute,
+        group=str(g["group"]),
+        metric=check.metric,
+        value=value,
+        threshold=threshold,
+        status=_status(  # type: ignore[arg-type]
+            value,
+            threshold,
+            direction=check.direction,
+            insufficient=insufficient,
+            p_value=p,
+            alpha=spec.policy.alpha,
+            require_significance=spec.policy.require_significance or check.require_significance,
+        ),
+        p_value=p,
+        ci=tuple(g[check.ci]) if check.ci and g.get(check.ci) else None,
+        direction=check.direction,
+    )
+
+
+def findings_for(
+    entries: list[ProbeEntry], spec: AuditSpec, *, min_group_size: int
+) -> list[Finding]:
+    """Evaluate every check each probe declares on every group of each of its entries."""
+    thresholds = resolved_thresholds(spec)
+    out: list[Finding] = []
+    for entry in entries:
+        checks = [
+            c for c in get_probe(entry.kind).checks if c.domains is None or spec.domain in c.domains
+        ]
+        ref = (entry.model_extra or {}).get("reference_group")
+        for g in entry.groups:
+            for check in checks:
+                if check.skip_reference and g.get("group") == ref:
+                    continue
+                if check.skip_missing and g.get(check.value_field) is None:
+                    continue
+                out.append(_finding(entry, g, check, spec, thresholds[check.threshold]))
+    return out
+
+
+def verdict(findings: list[Finding]) -> str:
+    return "fail" if any(f.status == "fail" for f in findings) else "pass"
