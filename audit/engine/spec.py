@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,8 @@ from pydantic import (
 )
 
 from audit.errors import SpecError
+
+MAX_PROBES = 100  # a spec with more is refused (each probe costs a pass and a report section)
 
 Domain = Literal["hiring", "lending", "general"]
 
@@ -119,6 +122,18 @@ class PolicySpec(_Strict):
         default=False,
         description="fail only breaches that are also significant (p_value_adjusted < alpha)",
     )
+    max_levels: int = Field(
+        default=1_000,
+        ge=2,
+        description="most distinct values a protected column may have (more is an input "
+        "error naming the column: an id column by mistake)",
+    )
+    max_groups: int = Field(
+        default=10_000,
+        ge=2,
+        description="most observed groups an attribute or intersection may have (more is an "
+        "input error naming the intersection)",
+    )
 
     @model_validator(mode="after")
     def _thresholds(self) -> PolicySpec:
@@ -187,7 +202,8 @@ class AuditSpec(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec, description="the model (see below)")
     probes: list[dict[str, Any]] = Field(
         default_factory=_default_probes,
-        description="probes to run, each with a kind (see below)",
+        max_length=MAX_PROBES,
+        description=f"probes to run, each with a kind (see below); at most {MAX_PROBES}",
     )
     policy: PolicySpec = Field(
         default_factory=PolicySpec, description="thresholds (default: the domain's policy)"
@@ -215,6 +231,9 @@ class AuditSpec(_Strict):
         ).hexdigest()
 
 
+_FIELD_PATH = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*|\[\d+\])*")
+
+
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -229,8 +248,11 @@ def _error(e: Any) -> tuple[str, str]:
     """(field path, message); model-level errors carry their path in the message."""
     msg = str(e["msg"]).removeprefix("Value error, ")
     path = _loc(e["loc"])
-    if not path and ": " in msg:
-        path, msg = msg.split(": ", 1)
+    if ": " in msg:
+        head, rest = msg.split(": ", 1)
+        nested = head.startswith(f"{path}.") or head.startswith(f"{path}[")
+        if not path or (nested and _FIELD_PATH.fullmatch(head)):
+            path, msg = head, rest
     return path, msg
 
 
