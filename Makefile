@@ -10,7 +10,7 @@ CONSTRAINTS := constraints.txt
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install data services lint format test test-fast demo bench clean
+.PHONY: install system data services lint format test test-fast demo bench clean
 
 install: $(STAMP)
 
@@ -22,7 +22,11 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 data: install
 	$(BIN)/biasaudit data fetch
 
-services:
+# Debian packages the tests need (browser, PDF tools, ...): scripts/system_packages.txt
+system:
+	bash scripts/install_system_packages.sh
+
+services: system
 	bash scripts/ensure_services.sh
 
 lint: install
