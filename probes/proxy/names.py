@@ -97,15 +97,31 @@ class NameMatch:
     by_part: np.ndarray
 
 
+def _lookup(keys: pd.Series, index: Mapping[str, int]) -> np.ndarray:
+    """Vectorised ``index.get(key, -1)`` over a Series of keys."""
+    table = pd.Index(list(index.keys()))
+    rows = np.fromiter(index.values(), dtype=np.int64, count=len(index))
+    pos = table.get_indexer(keys)
+    return np.where(pos >= 0, rows[np.maximum(pos, 0)], -1) if len(rows) else pos
+
+
 def match_names(values: Iterable[Any], index: Mapping[str, int]) -> NameMatch:
-    """Look every value up in ``index`` (normalised name -> table row), distinct values once."""
+    """Look every value up in ``index`` (normalised name -> table row), distinct values once.
+
+    Plain one-word names (letters only) are looked up in one vectorised pass; the
+    others go through :func:`name_candidates`.
+    """
     codes, uniques = _factorize(values)
     rows_u = np.full(len(uniques) + 1, -1, dtype=np.int64)
     blank_u = np.zeros(len(uniques) + 1, dtype=bool)
     part_u = np.zeros(len(uniques) + 1, dtype=bool)
     blank_u[-1] = True  # the NA sentinel (-1) picks the last entry
-    for i, value in enumerate(uniques):
-        keys = name_candidates(value)
+    text = pd.Series(uniques, dtype=object).astype(str)
+    plain = text.str.fullmatch(r"[A-Za-z]+").to_numpy(dtype=bool)
+    if plain.any():
+        rows_u[:-1][plain] = _lookup(text[plain].str.upper(), index)
+    for i in np.flatnonzero(~plain):
+        keys = name_candidates(uniques[i])
         blank_u[i] = not keys
         hit = next((j for j, k in enumerate(keys) if k in index), None)
         if hit is not None:
@@ -161,11 +177,21 @@ def normalize_tract(value: Any) -> str | None:
 
 
 def match_keys(values: Iterable[Any], index: Mapping[str, int], *, level: str) -> np.ndarray:
-    """Row of ``index`` for every geography value (-1: missing or no match)."""
+    """Row of ``index`` for every geography value (-1: missing or no match).
+
+    Keys already in canonical form (5 or 11 digits) are looked up in one vectorised
+    pass; the others are normalised one distinct value at a time.
+    """
     norm = normalize_zcta if level == "zcta" else normalize_tract
+    width = 5 if level == "zcta" else 11
     codes, uniques = _factorize(values)
     rows_u = np.full(len(uniques) + 1, -1, dtype=np.int64)
-    for i, value in enumerate(uniques):
-        key = norm(value)
+    is_text = np.array([isinstance(v, str) for v in uniques], dtype=bool)
+    text = pd.Series(uniques, dtype=object).where(is_text, "").astype(str)
+    plain = text.str.fullmatch(rf"\d{{{width}}}").to_numpy(dtype=bool)
+    if plain.any():
+        rows_u[:-1][plain] = _lookup(text[plain], index)
+    for i in np.flatnonzero(~plain):
+        key = norm(uniques[i])
         rows_u[i] = index.get(key, -1) if key is not None else -1
     return rows_u[codes]
