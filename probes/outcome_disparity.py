@@ -125,6 +125,7 @@ class OutcomeDisparityProbe(Probe):
             "largest adverse regression-adjusted difference (outcome units) tolerated when "
             "significant (Holm-adjusted p < alpha)",
             field="adverse_adjusted_difference",
+            ci="adverse_adjusted_difference_ci",
             p_value="adjusted_difference_p_value_holm",
             require_significance=True,
             insufficient_flag="insufficient_data",

@@ -209,6 +209,13 @@ def _orient(value: float | None, adverse: str) -> float | None:
     return value if adverse == "higher" else -value if adverse == "lower" else abs(value)
 
 
+def _orient_ci(ci: list[float] | None, adverse: str) -> list[float] | None:
+    """The interval of the oriented value (none for ``either``: |x| has no such interval)."""
+    if ci is None or adverse == "either":
+        return None
+    return ci if adverse == "higher" else [-ci[1], -ci[0]]
+
+
 def compare_outcomes(
     *,
     outcome: np.ndarray,
@@ -351,4 +358,5 @@ def _add_comparisons(
             adjusted_difference_p_value=_num(adj.p_value[g]),
             adjusted_difference_p_value_holm=_num(adj_holm[g]),
             adverse_adjusted_difference=_orient(adj_diff, adverse),
+            adverse_adjusted_difference_ci=_orient_ci(_ci(adj.ci[g]), adverse),
         )

@@ -76,7 +76,9 @@ def test_bifsg_is_better_calibrated_than_bisg(tables: ProxyTables) -> None:
         assert truth[band, 0].mean() == pytest.approx(f[band, 0].mean(), abs=0.03)
 
 
-def _pricing_audit(tmp_path: Path, pool: pd.DataFrame, controls: list[str]) -> dict:
+def _pricing_audit(
+    tmp_path: Path, pool: pd.DataFrame, controls: list[str], out: Path | None = None
+) -> dict:
     path = tmp_path / "applicants.csv"
     pool.rename(columns={"true_race": "race"}).to_csv(path, index=False)
     spec = {
@@ -94,7 +96,7 @@ def _pricing_audit(tmp_path: Path, pool: pd.DataFrame, controls: list[str]) -> d
         ],
         "policy": {"max_abs_smd": 1.0, "min_group_size": 30},
     }
-    return run_audit(spec, store=False)
+    return run_audit(spec, out, store=False)
 
 
 def _apr(results: dict, group: str) -> dict:
@@ -116,7 +118,9 @@ def test_pricing_probe_finds_a_planted_25bp_gap_that_controls_explain_when_built
 ) -> None:
     pool = generate_pool(tables, n=12_000, seed=7, apr_gap=0.25, apr_gap_via=via)
     raw = _pricing_audit(tmp_path, pool, controls=[])
-    adjusted = _pricing_audit(tmp_path, pool, controls=["credit_score"])
+    adjusted = _pricing_audit(tmp_path, pool, controls=["credit_score"], out=tmp_path / "out")
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "Outcome disparity (continuous outcome)" in report and "Adjusted difference" in report
     for group in ("black", "hispanic"):
         seen = _apr(raw, group)
         assert seen["difference"] == pytest.approx(0.25, abs=0.06)

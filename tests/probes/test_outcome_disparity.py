@@ -225,3 +225,7 @@ def test_adverse_direction_orients_the_checked_value() -> None:
     assert _by_group(higher)[b]["adverse_adjusted_difference"] == pytest.approx(diff)
     assert _by_group(lower)[b]["adverse_adjusted_difference"] == pytest.approx(-diff)
     assert _by_group(either)[b]["adverse_adjusted_difference"] == pytest.approx(abs(diff))
+    lo, hi = _by_group(higher)[b]["adjusted_difference_ci"]
+    assert _by_group(higher)[b]["adverse_adjusted_difference_ci"] == pytest.approx([lo, hi])
+    assert _by_group(lower)[b]["adverse_adjusted_difference_ci"] == pytest.approx([-hi, -lo])
+    assert _by_group(either)[b]["adverse_adjusted_difference_ci"] is None
