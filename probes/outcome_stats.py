@@ -237,6 +237,11 @@ def compare_outcomes(
     """
     y = np.asarray(outcome, dtype=float)
     m = membership.to_numpy(dtype=float)
+    if m.shape[0] != len(y) or not np.isfinite(m).all() or (m < 0).any():
+        raise ProbeError(
+            f"membership: one row of finite, non-negative group memberships per outcome is "
+            f"needed (got {m.shape[0]} rows for {len(y)} outcomes)"
+        )
     w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
     keep = np.isfinite(y) & (w > 0)
     missing_controls = np.zeros(len(y), dtype=bool)

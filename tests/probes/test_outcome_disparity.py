@@ -154,6 +154,8 @@ def test_posterior_membership_is_a_regression_on_probabilities() -> None:
     weighted_gap = g["black"]["mean"] - g["white"]["mean"]
     assert abs(g["black"]["difference"] - 0.4) < abs(weighted_gap - 0.4)
     assert summary["reference_rule"] == "config"
+    with pytest.raises(ProbeError, match="membership: one row of finite, non-negative"):
+        compare_outcomes(outcome=y[:10], membership=membership.iloc[:10] * np.nan)
 
 
 def test_reference_choice_and_missing_outcomes() -> None:
