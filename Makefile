@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $(STAMP)
 
 data: install
-	$(BIN)/biasaudit data fetch
+	$(BIN)/biasaudit data fetch --census
 
 # Debian packages the tests need (browser, PDF tools, ...): scripts/system_packages.txt
 system:
