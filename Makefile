@@ -38,7 +38,7 @@ test: install data services lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not slow and not services" $(PYTEST_ARGS)
 
 demo: install data
 	$(BIN)/biasaudit demo --out biasaudit-demo

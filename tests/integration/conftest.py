@@ -51,6 +51,11 @@ READY_TIMEOUT = 60.0
 OWNER_VAR = "BIASAUDIT_TEST_OWNER_PID"  # the pytest process that started a service
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Real services: PostgreSQL, Redis, Celery workers and uvicorn."""
+    item.add_marker(pytest.mark.services)
+
+
 def reap_orphans() -> list[int]:
     """Kill test services whose pytest process is gone (a run killed mid-test leaves them).
 
