@@ -15,8 +15,9 @@ from typing import Any
 from audit.errors import AuditCancelled, AuditInputError
 from audit.settings import get_settings
 from audit.storage import repo, session_scope
+from workers.lease import Heartbeat
 from workers.logs import audit_context
-from workers.runner import SHARD_LEASE_FACTOR, Heartbeat, _finish, _store, resolve_dataset
+from workers.runner import SHARD_LEASE_FACTOR, _finish, _store, resolve_dataset
 
 log = logging.getLogger("biasaudit.worker")
 

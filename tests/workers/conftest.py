@@ -57,6 +57,18 @@ def service_env(
         get_settings.cache_clear()
 
 
+@pytest.fixture
+def fault_hooks() -> Iterator[None]:
+    """The tests' fault-injection plug-in (``tests/service_hooks.py``), in this process."""
+    from tests import service_hooks
+
+    service_hooks.install()
+    try:
+        yield
+    finally:
+        service_hooks.uninstall()
+
+
 def add_dataset(data: Path, *, project: str = "acme", n: int = 1200, seed: int = 3) -> str:
     """Store a pool under the data dir the way the API does; returns its id."""
     from audit.engine.data import file_sha256

@@ -118,9 +118,8 @@ def test_path_outside_the_data_root_is_refused(service_env: dict[str, Any], tmp_
 
 
 def test_cancel_request_stops_a_running_audit(
-    service_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    service_env: dict[str, Any], fault_hooks: None
 ) -> None:
-    monkeypatch.setenv(runner.TEST_HOOKS_VARIABLE, "1")
     spec = spec_for(add_dataset(service_env["data"]), description="biasaudit-test:sleep=20")
     audit_id = add_audit(spec)
     outcome: list[str] = []
@@ -139,11 +138,8 @@ def test_cancel_request_stops_a_running_audit(
     assert audit_row(audit_id).status == "cancelled" and result_count(audit_id) == 0
 
 
-def test_heartbeat_keeps_the_lease_alive(
-    service_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A 3 s run with a 2 s lease: the heartbeat thread renews it, nobody can re-claim.
-    monkeypatch.setenv(runner.TEST_HOOKS_VARIABLE, "1")
+def test_heartbeat_keeps_the_lease_alive(service_env: dict[str, Any], fault_hooks: None) -> None:
+    # A 3 s run with a 2 s lease: the lease keeper renews it, nobody can re-claim.
     spec = spec_for(add_dataset(service_env["data"]), description="biasaudit-test:sleep=3")
     audit_id = add_audit(spec)
     thread = threading.Thread(target=runner.execute_audit, args=(audit_id,), kwargs={"worker": "a"})
