@@ -46,6 +46,7 @@ demo: install data
 bench: install data
 	$(PY) benchmarks/bench_demographic.py
 	$(PY) benchmarks/bench_counterfactual.py
+	$(PY) benchmarks/bench_report.py
 
 clean:
 	rm -rf $(VENV) biasaudit-demo .pytest_cache .mypy_cache .ruff_cache
