@@ -19,6 +19,7 @@ the lease is known to be valid.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -92,6 +93,9 @@ class LeaseKeeper:
                 return
             except (OSError, ValueError):  # broken pipe: the keeper just died
                 self._proc = None
+                if proc.poll() is None:  # alive but deaf: replace it
+                    proc.kill()
+                proc.wait(timeout=5)
         raise RuntimeError("the lease keeper process could not be started")
 
     def start(self) -> None:
@@ -163,8 +167,9 @@ class LeaseKeeper:
         if proc is not None:
             _INHERITED.append(proc)  # never garbage-collected: no "still running" warning
             if proc.stdin is not None:
-                try:
-                    proc.stdin.close()  # the child's copy of the pipe: the parent's stays open
+                raw = getattr(proc.stdin, "raw", proc.stdin)  # close unflushed: no stray bytes
+                try:  # the child's copy of the pipe: the parent's stays open
+                    raw.close()
                 except OSError:
                     pass
 
@@ -172,6 +177,7 @@ class LeaseKeeper:
 _INHERITED: list[subprocess.Popen[bytes]] = []
 _KEEPER = LeaseKeeper()
 os.register_at_fork(after_in_child=_KEEPER.forget_after_fork)
+atexit.register(_KEEPER.close)  # a normal exit ends the keeper at once (it would anyway)
 
 
 def keeper() -> LeaseKeeper:

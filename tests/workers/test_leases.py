@@ -20,7 +20,7 @@ from tests.factories import spec_for
 from tests.service_hooks import hold_gil
 from tests.workers.conftest import add_audit, add_dataset, audit_row
 from workers import reconcile as rec
-from workers.lease import Heartbeat
+from workers.lease import Heartbeat, keeper
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,3 +167,23 @@ def test_released_lease_is_no_longer_renewed(service_env: dict[str, Any]) -> Non
     assert audit_row(audit_id).lease_until > utcnow()
     time.sleep(1.5)
     assert audit_row(audit_id).lease_until < utcnow()
+
+
+def test_a_forked_child_forgets_its_parents_keeper(service_env: dict[str, Any]) -> None:
+    audit_id = _claimed(service_env)
+    with Heartbeat(audit_id, worker="w", lease_seconds=1):
+        _wait_renewed(audit_id)
+        parent_keeper = keeper().pid
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # the child reports what it sees, then leaves at once
+            os.write(write, str(keeper().pid).encode())
+            os._exit(0)
+        os.close(write)
+        seen = os.read(read, 100).decode()
+        os.close(read)
+        os.waitpid(child, 0)
+        assert seen == "None"  # the child would start a keeper of its own
+        assert keeper().pid == parent_keeper  # the parent's keeper is untouched
+        renewed = audit_row(audit_id).lease_until
+        _wait_renewed(audit_id, beyond=renewed)  # and still renewing
