@@ -42,7 +42,7 @@ test: install data services lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not slow and not services" $(PYTEST_ARGS)
 
 demo: install data
 	$(BIN)/biasaudit demo --out biasaudit-demo
@@ -50,6 +50,7 @@ demo: install data
 bench: install data
 	$(PY) benchmarks/bench_demographic.py
 	$(PY) benchmarks/bench_counterfactual.py
+	$(PY) benchmarks/bench_report.py
 
 clean:
 	rm -rf $(VENV) biasaudit-demo .pytest_cache .mypy_cache .ruff_cache

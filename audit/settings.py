@@ -110,6 +110,15 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         default=3, ge=1, description="how many times an audit is tried before it is failed"
     )
+    max_result_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024 - 1,
+        description=(
+            "largest results document stored, in bytes of JSON; a larger one fails the "
+            "audit as an input error (no retry). At most PostgreSQL's jsonb limit (256 MiB)"
+        ),
+    )
     # ---- workers (Celery); see docs/service.md for why each value
     task_soft_time_limit: int = Field(
         default=3600, ge=1, description="seconds before a running audit is asked to stop (failed)"

@@ -7,6 +7,12 @@ on the server at ``BIASAUDIT_TEST_POSTGRES_URL``, default
 Both are migrated to head; PostgreSQL tables are emptied after each test.
 If the server is not reachable the PostgreSQL cases FAIL (they never skip):
 ``make test`` starts it.
+
+Markers: every test that needs the PostgreSQL server (``postgres``) or Redis is
+also marked ``services``; ``make test-fast`` deselects them (``-m "not slow and
+not services"``), so it runs with neither server. Folders whose every test
+needs them mark their items in their conftest's ``pytest_itemcollected`` (a
+conftest's ``pytestmark`` applies to no test).
 """
 
 from __future__ import annotations
@@ -30,6 +36,12 @@ POSTGRES_ADMIN_URL = os.environ.get(
 # The Redis server the tests use (each suite flushes only its own db index). Two test runs
 # at once (two checkouts) need two servers: set BIASAUDIT_TEST_REDIS_PORT for the second.
 TEST_REDIS_PORT = int(os.environ.get("BIASAUDIT_TEST_REDIS_PORT", "6379"))
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """A test that needs the PostgreSQL server is a service test."""
+    if item.get_closest_marker("postgres") or "postgres_url" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.services)
 
 
 def redis_test_url(db_index: int) -> str:

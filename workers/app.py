@@ -138,10 +138,13 @@ def _setup_logging(loglevel: Any = None, **_: Any) -> None:
 
 @worker_process_init.connect
 def _after_fork(**_: Any) -> None:
-    """Pooled database connections must not be shared with the parent process."""
+    """Pooled database connections must not be shared with the parent process; each
+    pool process starts its lease keeper (``workers.lease``) before its first claim."""
     from audit.storage import db
+    from workers.lease import keeper
 
     db.dispose_engines()
+    keeper().start()
 
 
 app = make_app()

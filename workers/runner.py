@@ -3,12 +3,18 @@
 The audit row is the job. ``execute_audit`` claims it with one conditional
 ``UPDATE ... RETURNING`` (``repo.claim_audit``); a duplicate delivery, a job
 another live worker holds, or one out of attempts gets None and is simply
-acknowledged. While the engine runs, a heartbeat thread renews the lease, so
-the lease expires only when the process is gone (SIGKILL, OOM, machine lost):
-then the reconciler re-publishes the job and the next claim counts another
-attempt. Results are stored under a unique key, so two deliveries cannot
-write twice. Input errors fail the audit at once (no retry); a cancel request
-is honoured between batches.
+acknowledged. While the attempt runs, the worker's lease keeper process renews
+the lease (``workers.lease``), so the lease expires only when the worker
+process is gone (SIGKILL, OOM, machine lost), never because it is busy: then
+the reconciler re-publishes the job and the next claim counts another attempt.
+
+Results are checked against ``BIASAUDIT_MAX_RESULT_BYTES``, the HTML report is
+rendered once, and both are stored in one transaction under a unique key, so
+two deliveries cannot write twice. Input errors fail the audit at once, no
+retry: a bad spec, dataset or model, results over the size limit, results the
+database refuses for their content. Database errors that pass (a PostgreSQL
+restart) are retried within the attempt while the lease is surely valid
+(``lease.retry_budget``). A cancel request is honoured between batches.
 """
 
 from __future__ import annotations
@@ -16,11 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import re
-import signal
 import socket
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,18 +31,13 @@ from audit.errors import AuditCancelled, AuditInputError
 from audit.settings import get_settings
 from audit.storage import repo, session_scope
 from probes.models.safety import ModelLoadError
+from workers import hooks
+from workers.lease import Heartbeat, LeaseLost, retry_budget, retry_transient
 from workers.logs import audit_context
 
 log = logging.getLogger("biasaudit.worker")
 
 SHARD_LEASE_FACTOR = 4  # a sharded audit's lease covers the shards' wait in the queue
-PROGRESS_WRITE_INTERVAL = 1.0  # seconds between progress writes (and cancel checks)
-TEST_HOOKS_VARIABLE = "BIASAUDIT_TEST_CRASH_HOOKS"
-_HOOK = re.compile(r"biasaudit-test:(crash|sleep)(?:=([0-9.]+))?")
-
-
-class LeaseLost(RuntimeError):
-    """This worker no longer holds the audit (its lease expired and it was re-claimed)."""
 
 
 def worker_id(task_id: str | None, hostname: str | None = None) -> str:
@@ -48,84 +45,8 @@ def worker_id(task_id: str | None, hostname: str | None = None) -> str:
     return f"{hostname or socket.gethostname()}/{os.getpid()}/{task_id or '-'}"[:200]
 
 
-class Heartbeat:
-    """Renews an audit's lease from a thread and relays progress and cancel requests.
-
-    ``progress`` and ``should_cancel`` are the engine's callbacks; both raise
-    :class:`LeaseLost` once the claim is gone, which stops the computation.
-    ``worker=None`` renews whoever holds the audit (shards of a claimed audit).
-    """
-
-    def __init__(
-        self,
-        audit_id: str,
-        *,
-        worker: str | None,
-        lease_seconds: float,
-        keep_progress: bool = False,
-    ) -> None:
-        self.audit_id = audit_id
-        self.keep_progress = keep_progress
-        self.worker = worker
-        self.lease_seconds = lease_seconds
-        self.fraction = 0.0
-        self.cancel_requested = False
-        self.lost = False
-        self._written = 0.0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
-
-    def beat(self) -> None:
-        """Write progress and renew the lease now (one UPDATE)."""
-        with self._lock:
-            try:
-                with session_scope() as session:
-                    fraction = self.fraction
-                    if self.keep_progress:  # shards: progress is advanced per finished shard
-                        current = repo.load_audit(session=session, audit_id=self.audit_id)
-                        fraction = current.progress if current is not None else 0.0
-                    row = repo.update_progress(
-                        session=session,
-                        audit_id=self.audit_id,
-                        progress=min(max(fraction, 0.0), 1.0),
-                        worker=self.worker,
-                        lease_seconds=self.lease_seconds,
-                    )
-                    if row is None:
-                        self.lost = True
-                    else:
-                        self.cancel_requested = bool(row.cancel_requested)
-            except Exception as exc:  # noqa: BLE001 - a DB blip must not kill the audit
-                log.warning("lease heartbeat failed: %s", type(exc).__name__)
-            self._written = time.monotonic()
-
-    def _run(self) -> None:
-        interval = max(self.lease_seconds / 3.0, 0.2)
-        while not self._stop.wait(interval):
-            self.beat()
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _check(self) -> None:
-        if time.monotonic() - self._written >= PROGRESS_WRITE_INTERVAL:
-            self.beat()
-        if self.lost:
-            raise LeaseLost(f"audit {self.audit_id}: the claim was lost")
-
-    def progress(self, fraction: float) -> None:
-        self.fraction = fraction
-        self._check()
-
-    def should_cancel(self) -> bool:
-        self._check()
-        return self.cancel_requested
+def _budget() -> float:
+    return retry_budget(get_settings().lease_seconds)
 
 
 def resolve_dataset(
@@ -188,26 +109,6 @@ def _confine_other_paths(spec: dict[str, Any], root: Path) -> None:
                 raise AuditInputError(str(exc), field=field) from None
 
 
-def _test_hooks(spec: dict[str, Any], heartbeat: Heartbeat) -> None:
-    """Fault-injection for the integration tests, honoured only with the variable set.
-
-    ``description`` containing ``biasaudit-test:crash`` SIGKILLs this process
-    (a worker lost mid-audit); ``biasaudit-test:sleep=S`` works for S seconds
-    (heartbeating, cancellable) before the real computation.
-    """
-    if os.environ.get(TEST_HOOKS_VARIABLE) != "1":
-        return
-    for name, value in _HOOK.findall(str(spec.get("description") or "")):
-        if name == "crash":
-            log.warning("test hook: killing this worker process")
-            os.kill(os.getpid(), signal.SIGKILL)
-        deadline = time.monotonic() + float(value or 1)
-        while time.monotonic() < deadline:
-            if heartbeat.should_cancel():
-                raise AuditCancelled("audit cancelled")
-            time.sleep(0.1)
-
-
 def _fail_exhausted() -> None:
     with session_scope() as session:
         for audit_id in repo.fail_stale_audits(session=session):
@@ -215,19 +116,70 @@ def _fail_exhausted() -> None:
 
 
 def _finish(audit_id: str, action: Callable[..., Any], **kwargs: Any) -> None:
-    with session_scope() as session:
-        action(session=session, audit_id=audit_id, **kwargs)
+    """Record an outcome (failed, cancelled), through database outages within the lease."""
+
+    def record() -> None:
+        with session_scope() as session:
+            action(session=session, audit_id=audit_id, **kwargs)
+
+    retry_transient(record, what="recording the outcome", budget=_budget())
 
 
 def _store(audit_id: str, results: dict[str, Any]) -> str:
-    with session_scope() as session:
-        row = repo.load_audit(session=session, audit_id=audit_id)
-        if row is None or row.status != "running":
-            log.warning("audit is %s: results not stored", getattr(row, "status", "gone"))
-            return "skipped"
-        stored = repo.store_results(session=session, audit_id=audit_id, results=results)
-    log.info("audit succeeded" if stored else "results already stored: duplicate run ignored")
-    return "succeeded" if stored else "duplicate"
+    """Check the size, render the report once, store both; input errors raise at once."""
+    from sqlalchemy.exc import DBAPIError
+
+    from audit.reports.html import render_html
+    from audit.storage.errors import (
+        MSG_RESULT_UNSTORABLE,
+        ResultUnstorable,
+        check_result_size,
+        unstorable_reason,
+    )
+
+    check_result_size(results)  # before rendering: a huge document is refused cheaply
+    html = render_html(results)
+
+    def write() -> str:
+        with session_scope() as session:
+            row = repo.load_audit(session=session, audit_id=audit_id)
+            if row is None or row.status != "running":
+                log.warning("audit is %s: results not stored", getattr(row, "status", "gone"))
+                return "skipped"
+            stored = repo.store_results(
+                session=session, audit_id=audit_id, results=results, reports={"html": html}
+            )
+        return "succeeded" if stored else "duplicate"
+
+    try:
+        outcome = retry_transient(write, what="storing the results", budget=_budget())
+    except DBAPIError as exc:
+        reason = unstorable_reason(exc)
+        if reason is None:
+            raise
+        raise ResultUnstorable(
+            MSG_RESULT_UNSTORABLE.format(reason=reason), field="results"
+        ) from None
+    if outcome != "skipped":
+        log.info("audit succeeded" if outcome == "succeeded" else "duplicate run ignored")
+    return outcome
+
+
+def _claim(audit_id: str, worker: str) -> tuple[dict[str, Any], str, int] | None:
+    settings = get_settings()
+
+    def claim() -> tuple[dict[str, Any], str, int] | None:
+        with session_scope() as session:
+            row = repo.claim_audit(
+                session=session,
+                audit_id=audit_id,
+                worker=worker,
+                lease_seconds=settings.lease_seconds,
+                max_attempts=settings.max_attempts,
+            )
+            return None if row is None else (dict(row.spec), row.project, row.attempts)
+
+    return retry_transient(claim, what="the claim", budget=_budget())
 
 
 def execute_audit(
@@ -244,15 +196,7 @@ def execute_audit(
     """
     settings = get_settings()
     with audit_context(audit_id):
-        with session_scope() as session:
-            row = repo.claim_audit(
-                session=session,
-                audit_id=audit_id,
-                worker=worker,
-                lease_seconds=settings.lease_seconds,
-                max_attempts=settings.max_attempts,
-            )
-            claimed = None if row is None else (dict(row.spec), row.project, row.attempts)
+        claimed = _claim(audit_id, worker)
         if claimed is None:
             _fail_exhausted()
             log.info("audit not claimable (finished, held by a live worker, or out of attempts)")
@@ -287,23 +231,17 @@ def _run_claimed(
     from audit.engine.run import compute_results
 
     settings = get_settings()
-    spec, base_dir, rows = resolve_dataset(raw_spec, project=project)
     with Heartbeat(audit_id, worker=worker, lease_seconds=settings.lease_seconds) as hb:
-        _test_hooks(spec, hb)
+        spec, base_dir, rows = retry_transient(
+            lambda: resolve_dataset(raw_spec, project=project),
+            what="the dataset lookup",
+            budget=_budget(),
+        )
+        hooks.run_after_claim(audit_id, spec, hb)
         if launch_shards is not None:
             shards = _plan(spec, base_dir, rows)
             if shards:
-                with session_scope() as session:
-                    repo.update_progress(
-                        session=session,
-                        audit_id=audit_id,
-                        progress=0.0,
-                        worker=worker,
-                        lease_seconds=settings.lease_seconds * SHARD_LEASE_FACTOR,
-                    )
-                hb.lease_seconds = settings.lease_seconds * SHARD_LEASE_FACTOR
-                launch_shards(audit_id, shards)
-                log.info("audit split into %d shards", len(shards))
+                _launch(audit_id, worker, hb, shards, launch_shards)
                 return "sharded"
         results = compute_results(
             spec,
@@ -312,7 +250,29 @@ def _run_claimed(
             should_cancel=hb.should_cancel,
             base_dir=base_dir,
         )
-    return _store(audit_id, results)
+        return _store(audit_id, results)
+
+
+def _launch(
+    audit_id: str,
+    worker: str,
+    hb: Heartbeat,
+    shards: list[Any],
+    launch_shards: Callable[[str, list[Any]], None],
+) -> None:
+    """Lengthen the lease to cover the shards' wait, then start the chord."""
+    lease = get_settings().lease_seconds * SHARD_LEASE_FACTOR
+
+    def lengthen() -> None:
+        with session_scope() as session:
+            repo.update_progress(
+                session=session, audit_id=audit_id, progress=0.0, worker=worker, lease_seconds=lease
+            )
+
+    retry_transient(lengthen, what="lengthening the lease", budget=_budget())
+    hb.extend(lease)
+    launch_shards(audit_id, shards)
+    log.info("audit split into %d shards", len(shards))
 
 
 def _plan(spec_dict: dict[str, Any], base_dir: Path, rows: int | None) -> list[Any]:
@@ -344,9 +304,13 @@ def _after_crash(audit_id: str, worker: str, attempt: int, exc: BaseException) -
     """An unexpected error: fail on the last attempt, else free the lease for a retry."""
     from celery.exceptions import SoftTimeLimitExceeded
 
+    from audit.storage.errors import is_transient_db_error
+
     settings = get_settings()
     try:
-        if isinstance(exc, SoftTimeLimitExceeded):
+        if is_transient_db_error(exc):  # the database stayed down: the lease will expire
+            log.error("database unavailable longer than the lease allows; attempt abandoned")
+        elif isinstance(exc, SoftTimeLimitExceeded):
             error = (
                 f"time limit: the audit ran longer than {settings.task_soft_time_limit} s "
                 "(BIASAUDIT_TASK_SOFT_TIME_LIMIT)"

@@ -4,7 +4,8 @@
 ``biasaudit.run_shard`` calls :func:`execute_shard`, and the chord's callback
 ``biasaudit.merge_shards`` calls :func:`merge_shards`. Shards renew the audit's
 lease while they run (whoever holds the claim), so a sharded audit is re-run
-only when all of its shard work is lost. See ``audit.engine.sharding`` for the counting.
+only when all of its shard work is lost. Database errors that pass are retried as in
+``workers.runner``. See ``audit.engine.sharding`` for the counting.
 """
 
 from __future__ import annotations
@@ -15,22 +16,47 @@ from typing import Any
 from audit.errors import AuditCancelled, AuditInputError
 from audit.settings import get_settings
 from audit.storage import repo, session_scope
+from workers.lease import Heartbeat, retry_transient
 from workers.logs import audit_context
-from workers.runner import SHARD_LEASE_FACTOR, Heartbeat, _finish, _store, resolve_dataset
+from workers.runner import SHARD_LEASE_FACTOR, _budget, _finish, _store, resolve_dataset
 
 log = logging.getLogger("biasaudit.worker")
 
 
 def _shard_progress(audit_id: str, done_fraction: float) -> None:
-    with session_scope() as session:
-        row = repo.load_audit(session=session, audit_id=audit_id)
-        if row is not None and row.status == "running":
-            repo.update_progress(
-                session=session,
-                audit_id=audit_id,
-                progress=min(0.95, row.progress + done_fraction),
-                lease_seconds=get_settings().lease_seconds * SHARD_LEASE_FACTOR,
-            )
+    def advance() -> None:
+        with session_scope() as session:
+            row = repo.load_audit(session=session, audit_id=audit_id)
+            if row is not None and row.status == "running":
+                repo.update_progress(
+                    session=session,
+                    audit_id=audit_id,
+                    progress=min(0.95, row.progress + done_fraction),
+                    lease_seconds=get_settings().lease_seconds * SHARD_LEASE_FACTOR,
+                )
+
+    retry_transient(advance, what="recording shard progress", budget=_budget())
+
+
+def _state(audit_id: str) -> tuple[str, dict[str, Any], str, Any] | None:
+    """The audit's status, spec, project and first start (through database outages)."""
+
+    def load() -> tuple[str, dict[str, Any], str, Any] | None:
+        with session_scope() as session:
+            row = repo.load_audit(session=session, audit_id=audit_id)
+            if row is None:
+                return None
+            return row.status, dict(row.spec), row.project, row.started_at
+
+    return retry_transient(load, what="reading the audit", budget=_budget())
+
+
+def _resolved(spec: dict[str, Any], project: str) -> tuple[dict[str, Any], Any, int | None]:
+    return retry_transient(
+        lambda: resolve_dataset(spec, project=project),
+        what="the dataset lookup",
+        budget=_budget(),
+    )
 
 
 def execute_shard(audit_id: str, index: int, start: int, stop: int, total: int) -> dict[str, Any]:
@@ -41,14 +67,12 @@ def execute_shard(audit_id: str, index: int, start: int, stop: int, total: int) 
 
     settings = get_settings()
     with audit_context(audit_id):
-        with session_scope() as session:
-            row = repo.load_audit(session=session, audit_id=audit_id)
-            state = None if row is None else (row.status, dict(row.spec), row.project)
+        state = _state(audit_id)
         if state is None or state[0] != "running":
             log.info("shard %d skipped: audit is %s", index, state[0] if state else "gone")
             return {"index": index, "skipped": True}
         try:
-            spec_dict, base_dir, _ = resolve_dataset(state[1], project=state[2])
+            spec_dict, base_dir, _ = _resolved(state[1], state[2])
             spec, _ = parse_spec(spec_dict)
             path = data_mod.resolve_path(spec.dataset, base_dir)
             lease = settings.lease_seconds * SHARD_LEASE_FACTOR
@@ -81,14 +105,12 @@ def merge_shards(audit_id: str, parts: list[dict[str, Any]]) -> str:
         if any("counts" not in p for p in parts):
             log.info("merge skipped: a shard failed, was cancelled or skipped")
             return "skipped"
-        with session_scope() as session:
-            row = repo.load_audit(session=session, audit_id=audit_id)
-            state = None if row is None else (row.status, dict(row.spec), row.project)
-            started = row.started_at if row is not None else None
+        state = _state(audit_id)
         if state is None or state[0] != "running":
             return "skipped"
+        started = state[3]
         try:
-            spec_dict, base_dir, _ = resolve_dataset(state[1], project=state[2])
+            spec_dict, base_dir, _ = _resolved(state[1], state[2])
             spec, _ = parse_spec(spec_dict)
             path = data_mod.resolve_path(spec.dataset, base_dir)
             results = sharding.results_from_parts(

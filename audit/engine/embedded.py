@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from audit.engine.spec import AuditSpec
@@ -51,12 +52,15 @@ class EmbeddedRecorder:
             audit_id = audit.id
         return cls(url=url, audit_id=audit_id)
 
-    def succeed(self, results: dict[str, object]) -> None:
+    def succeed(
+        self, results: dict[str, object], *, reports: Mapping[str, str] | None = None
+    ) -> None:
+        """Store the results (and the reports already rendered, e.g. ``{"html": ...}``)."""
         from audit.storage.db import session_scope
         from audit.storage.repo import store_results
 
         with session_scope(self.url) as session:
-            store_results(session=session, audit_id=self.audit_id, results=results)
+            store_results(session=session, audit_id=self.audit_id, results=results, reports=reports)
 
     def fail(self, exc: BaseException) -> None:
         from audit.storage.db import session_scope

@@ -299,12 +299,14 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def write_outputs(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Write results.json and report.html atomically into ``out_dir``."""
+def write_outputs(
+    results: dict[str, Any], out_dir: Path, *, html: str | None = None
+) -> dict[str, Path]:
+    """Write results.json and report.html (``html``, else rendered) atomically into ``out_dir``."""
     from audit.reports.html import render_html
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    html = render_html(results)
+    html = render_html(results) if html is None else html
     text = json.dumps(results, indent=2, sort_keys=False)
     paths = {"results": out_dir / "results.json", "report": out_dir / "report.html"}
     _write_atomic(paths["report"], html)
@@ -348,10 +350,14 @@ def run_audit(
     written: dict[str, Path] = {}
     try:
         results = compute_results(source, audit_id=audit_id, progress=progress, base_dir=base)
-        if out_dir is not None:
-            written = write_outputs(results, Path(out_dir))
+        reports: dict[str, str] = {}
+        if out_dir is not None:  # rendered once: written, and stored with the results
+            from audit.reports.html import render_html
+
+            reports["html"] = render_html(results)
+            written = write_outputs(results, Path(out_dir), html=reports["html"])
         if recorder is not None:
-            recorder.succeed(results)
+            recorder.succeed(results, reports=reports)
     except BaseException as exc:
         for path in written.values():  # never leave a result that looks like success
             path.unlink(missing_ok=True)

@@ -10,15 +10,17 @@ promptly: a claimed row stays locked until then.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, update
+from sqlalchemy import and_, func, insert, or_, update
 from sqlalchemy.orm import Session
 
 from audit.storage.accounts import insert_ignore
 from audit.storage.audits import AuditNotFound, get_audit, load_audit
 from audit.storage.models import Audit, FindingRow, Result, utcnow
+from audit.storage.reports import store_report
 
 
 def _max_attempts(value: int | None) -> int:
@@ -64,7 +66,8 @@ def claim_audit(
             worker=worker,
             lease_until=now + timedelta(seconds=lease_seconds),
             attempts=Audit.attempts + 1,
-            started_at=now,
+            # the first start stays: a re-claim after a lost worker is the same audit
+            started_at=func.coalesce(Audit.started_at, now),
             progress=0.0,
             error=None,
         )
@@ -108,6 +111,32 @@ def update_progress(
     return session.scalars(stmt).one_or_none()
 
 
+def renew_lease(
+    *,
+    session: Session,
+    audit_id: str,
+    worker: str | None,
+    lease_seconds: float,
+    now: datetime | None = None,
+) -> bool:
+    """Extend the lease of a running audit held by ``worker`` (any holder if None).
+
+    Progress is left alone (the lease keeper renews, the engine reports progress).
+    False when the audit is no longer running for this worker.
+    """
+    now = now or utcnow()
+    conditions = [Audit.id == audit_id, Audit.status == "running"]
+    if worker is not None:
+        conditions.append(Audit.worker == worker)
+    result = session.execute(
+        update(Audit)
+        .where(*conditions)
+        .values(lease_until=now + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def _finding_row(audit_id: str, index: int, finding: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(finding, dict) or "metric" not in finding or "status" not in finding:
         raise ValueError(f"results.findings[{index}]: needs at least 'metric' and 'status'")
@@ -146,19 +175,29 @@ def _check_finite(value: Any, path: str) -> None:
 
 
 def store_results(
-    *, session: Session, audit_id: str, results: dict[str, Any], now: datetime | None = None
+    *,
+    session: Session,
+    audit_id: str,
+    results: dict[str, Any],
+    reports: Mapping[str, bytes | str] | None = None,
+    now: datetime | None = None,
 ) -> bool:
-    """Store the results document, its findings and the verdict, and mark the audit succeeded.
+    """Store the results document, its findings, the verdict and the rendered ``reports``
+    (format -> content, e.g. ``{"html": ...}``), and mark the audit succeeded.
 
     All in the caller's transaction. Returns False and writes nothing when the
-    audit already has results (a redelivered task) or was cancelled.
+    audit already has results (a redelivered task) or was cancelled. A document
+    over ``BIASAUDIT_MAX_RESULT_BYTES`` raises ``ResultTooLarge`` (an input error).
     """
     audit = load_audit(session=session, audit_id=audit_id)
     if audit is None:
         raise AuditNotFound(f"audit {audit_id!r} not found")
     if audit.status == "cancelled":
         return False
+    from audit.storage.errors import check_result_size  # imports the engine's errors: lazily
+
     _check_finite(results, "results")
+    check_result_size(results)
     verdict = results.get("verdict")
     if verdict not in ("pass", "fail", None):
         raise ValueError(f"results.verdict: must be 'pass' or 'fail', got {verdict!r}")
@@ -173,6 +212,8 @@ def store_results(
         return False
     if findings:
         session.execute(insert(FindingRow), findings)
+    for format, content in (reports or {}).items():
+        store_report(session=session, audit_id=audit_id, format=format, content=content)
     values: dict[str, Any] = {
         "status": "succeeded",
         "verdict": verdict,

@@ -26,7 +26,9 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -233,6 +235,42 @@ class Result(Base):
     )
     document: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Report(Base):
+    """A report rendered once when the results were stored (one row per format).
+
+    The content lives in ``report_chunks`` (gzip stream cut into pieces of at
+    most ``REPORT_CHUNK_BYTES``), so a reader streams it piece by piece and a
+    large report never sits whole in the API's memory.
+    """
+
+    __tablename__ = "reports"
+    __table_args__ = (UniqueConstraint("audit_id", "format"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    audit_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("audits.id", ondelete="CASCADE"), index=True
+    )
+    format: Mapped[str] = mapped_column(String(16))
+    media_type: Mapped[str] = mapped_column(String(100))
+    encoding: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    chunks: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReportChunk(Base):
+    """One piece of a stored report's (compressed) bytes, in order of ``seq``."""
+
+    __tablename__ = "report_chunks"
+    __table_args__ = (PrimaryKeyConstraint("report_id", "seq"),)
+
+    report_id: Mapped[int] = mapped_column(Integer, ForeignKey("reports.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class FindingRow(Base):

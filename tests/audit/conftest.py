@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
+
+from tests.factories import spec_for, write_pool
+
+__all__ = ["spec_for"]  # imported from here by the engine tests
 
 
 @pytest.fixture(autouse=True)
@@ -26,39 +28,5 @@ def embedded_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 
 @pytest.fixture
 def hiring_csv(tmp_path: Path) -> Path:
-    """A small seeded applicant pool with a planted disparity by sex."""
-    rng = np.random.default_rng(42)
-    n = 3000
-    sex = rng.choice(["female", "male"], size=n)
-    race = rng.choice(
-        np.array(["Black", "White", "Asian", None], dtype=object), size=n, p=[0.3, 0.5, 0.15, 0.05]
-    )
-    rate = np.where(sex == "female", 0.25, 0.45)
-    frame = pd.DataFrame(
-        {
-            "sex": sex,
-            "race": race,
-            "qualified": rng.integers(0, 2, size=n),
-            "advanced": (rng.random(n) < rate).astype(int),
-            "score": rng.random(n),
-        }
-    )
-    path = tmp_path / "applicants.csv"
-    frame.to_csv(path, index=False)
-    return path
-
-
-def spec_for(path: Path, **overrides: object) -> dict[str, object]:
-    spec: dict[str, object] = {
-        "name": "test-hiring",
-        "domain": "hiring",
-        "dataset": {
-            "path": str(path),
-            "label": "qualified",
-            "prediction": "advanced",
-            "protected": ["sex", "race"],
-        },
-        "probes": [{"kind": "demographic", "intersectional": True}],
-    }
-    spec.update(overrides)
-    return spec
+    """A small seeded applicant pool with a planted disparity by sex (and a score)."""
+    return write_pool(tmp_path / "applicants.csv", n=3000, seed=42, score=True)

@@ -8,9 +8,12 @@ start their own server), Celery workers and beat started with the
 ``BIASAUDIT_*`` variables so that recovery takes seconds:
 
 - lease 3 s, reconciler every 1 s, queued audits re-published after 2 s;
-- ``BIASAUDIT_TEST_CRASH_HOOKS=1``: a spec whose description holds
-  ``biasaudit-test:crash`` SIGKILLs its worker process, ``biasaudit-test:sleep=S``
-  keeps it busy S seconds (see ``workers.runner._test_hooks``).
+- workers start as ``python -m tests.service_hooks worker ...``: ``biasaudit
+  worker`` with the tests' fault-injection plug-in registered, so a spec whose
+  description holds ``biasaudit-test:crash`` SIGKILLs its worker process,
+  ``biasaudit-test:sleep=S`` keeps it busy S seconds and ``biasaudit-test:hold=S``
+  holds the GIL S seconds (see ``tests/service_hooks.py``). Production workers
+  hold no such code.
 
 Each service logs to a file under the test's tmp dir; ``Service.log_text()``
 reads it (tests scan the logs for tokens).
@@ -32,6 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import redis
@@ -45,10 +49,16 @@ from tests.conftest import POSTGRES_ADMIN_URL, redis_test_url
 REDIS_URL = redis_test_url(14)
 ROOT = Path(__file__).resolve().parents[2]
 BIASAUDIT = str(Path(sys.executable).parent / "biasaudit")
+HOOKED_WORKER = [sys.executable, "-m", "tests.service_hooks"]  # biasaudit + the fault plug-in
 READY_TIMEOUT = 60.0
 
 
 OWNER_VAR = "BIASAUDIT_TEST_OWNER_PID"  # the pytest process that started a service
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Real services: PostgreSQL, Redis, Celery workers and uvicorn."""
+    item.add_marker(pytest.mark.services)
 
 
 def reap_orphans() -> list[int]:
@@ -118,7 +128,6 @@ def service_env(
         "BIASAUDIT_VISIBILITY_TIMEOUT": "150",
         "BIASAUDIT_SHARD_THRESHOLD_ROWS": "4000",
         "BIASAUDIT_SHARD_ROWS": "1500",
-        "BIASAUDIT_TEST_CRASH_HOOKS": "1",
         OWNER_VAR: str(os.getpid()),
     }
     env.update(extra or {})
@@ -209,11 +218,20 @@ class Stack:
         self.services.append(service)
         return service
 
-    def worker(self, name: str, *, queues: str = "cpu", concurrency: int = 1) -> Service:
-        argv = [BIASAUDIT, "worker", "--queues", queues]
+    def worker(
+        self,
+        name: str,
+        *,
+        queues: str = "cpu",
+        concurrency: int = 1,
+        extra: dict[str, str] | None = None,
+    ) -> Service:
+        """A worker (with the tests' fault hooks); ``extra`` adds environment variables."""
+        argv = [*HOOKED_WORKER, "worker", "--queues", queues]
         if "gpu" not in queues:
             argv += ["--concurrency", str(concurrency)]
-        service = self._start(name, argv, {"BIASAUDIT_WORKER_NAME": f"{name}@test"})
+        env = {"BIASAUDIT_WORKER_NAME": f"{name}@test", **(extra or {})}
+        service = self._start(name, argv, env)
         service.wait_log(f"{name}@test ready.")
         return service
 
@@ -354,6 +372,31 @@ def redis_server(port: int, folder: Path) -> subprocess.Popen[bytes]:
 
 
 # ---------------------------------------------------------------- data helpers
+
+
+def api_client(base: str, *, database_url: str | None = None) -> httpx.Client:
+    """An HTTP client for the API at ``base`` with a fresh submitter token of ``acme``."""
+    with session_scope(database_url) as session:
+        token, _ = repo.create_token(session=session, project="acme", role="submitter")
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def submit_pool(
+    client: httpx.Client, folder: Path, *, description: str | None = None, n: int = 1200
+) -> str:
+    """Upload a hiring pool and submit an audit of it through the API; returns its id."""
+    from tests.factories import spec_for, write_pool
+
+    pool = write_pool(folder / f"pool-{secrets.token_hex(4)}.csv", n=n)
+    upload = client.post("/v1/datasets", files={"file": (pool.name, pool.read_bytes(), "text/csv")})
+    assert upload.status_code == 201, upload.text
+    spec = spec_for(upload.json()["id"])
+    if description:
+        spec["description"] = description
+    submitted = client.post("/v1/audits", json=spec)
+    assert submitted.status_code == 202, submitted.text
+    return str(submitted.json()["id"])
+
 
 from tests.workers.conftest import add_dataset  # noqa: E402,F401  (stored the API way)
 

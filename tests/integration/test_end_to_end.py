@@ -20,8 +20,8 @@ import redis
 from audit import run_audit
 from audit.engine.run import compute_results
 from audit.storage import repo, session_scope
+from tests.factories import spec_for, write_pool
 from tests.integration.conftest import Stack, wait_for
-from tests.workers.conftest import pool_spec, write_pool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.postgres]
 
@@ -71,7 +71,7 @@ def test_sharded_audit_over_http_equals_embedded_and_token_stays_out(
         )
         assert upload.status_code == 201, upload.text
         dataset_id = upload.json()["id"]
-        spec = pool_spec(dataset_id, name="e2e-sharded")
+        spec = spec_for(dataset_id, name="e2e-sharded")
         submitted = client.post("/v1/audits", json=spec)
         assert submitted.status_code == 202, submitted.text
         audit_id = submitted.json()["id"]

@@ -17,6 +17,7 @@ import redis
 from audit.queue import publish
 from audit.settings import get_settings
 from audit.storage import db
+from tests.factories import spec_for
 from tests.integration.conftest import (
     Stack,
     add_dataset,
@@ -29,13 +30,13 @@ from tests.integration.conftest import (
     wait_for,
     wait_status,
 )
-from tests.workers.conftest import add_audit, pool_spec, result_count
+from tests.workers.conftest import add_audit, result_count
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.postgres]
 
 
 def _submit(data: Path, *, description: str | None = None, publish_it: bool = True) -> str:
-    spec = pool_spec(add_dataset(data))
+    spec = spec_for(add_dataset(data))
     if description:
         spec["description"] = description
     audit_id = add_audit(spec)  # committed first ...

@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
 import redis
 
@@ -20,8 +18,14 @@ from audit.settings import get_settings
 from audit.storage import db, repo, session_scope
 from audit.storage.models import new_id
 from tests.conftest import _truncate_all, redis_test_url
+from tests.factories import write_pool
 
 REDIS_URL = redis_test_url(13)
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """The worker tests run against PostgreSQL and Redis: service tests."""
+    item.add_marker(pytest.mark.services)
 
 
 @pytest.fixture
@@ -40,7 +44,6 @@ def service_env(
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("BIASAUDIT_TEST_CRASH_HOOKS", raising=False)
     get_settings.cache_clear()
     conn = redis.Redis.from_url(REDIS_URL)
     conn.flushdb()
@@ -54,40 +57,16 @@ def service_env(
         get_settings.cache_clear()
 
 
-def write_pool(path: Path, n: int = 1200, seed: int = 3) -> Path:
-    """A small applicant pool with a planted disparity by sex."""
-    rng = np.random.default_rng(seed)
-    sex = rng.choice(["female", "male"], size=n)
-    race = rng.choice(
-        np.array(["Black", "White", "Asian", None], dtype=object), size=n, p=[0.3, 0.5, 0.15, 0.05]
-    )
-    frame = pd.DataFrame(
-        {
-            "sex": sex,
-            "race": race,
-            "qualified": rng.integers(0, 2, size=n),
-            "advanced": (rng.random(n) < np.where(sex == "female", 0.25, 0.45)).astype(int),
-        }
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False)
-    return path
+@pytest.fixture
+def fault_hooks() -> Iterator[None]:
+    """The tests' fault-injection plug-in (``tests/service_hooks.py``), in this process."""
+    from tests import service_hooks
 
-
-def pool_spec(dataset_id: str, **over: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "name": "worker-test",
-        "domain": "hiring",
-        "dataset": {
-            "id": dataset_id,
-            "label": "qualified",
-            "prediction": "advanced",
-            "protected": ["sex", "race"],
-        },
-        "probes": [{"kind": "demographic", "intersectional": True}],
-    }
-    spec.update(over)
-    return spec
+    service_hooks.install()
+    try:
+        yield
+    finally:
+        service_hooks.uninstall()
 
 
 def add_dataset(data: Path, *, project: str = "acme", n: int = 1200, seed: int = 3) -> str:

@@ -11,7 +11,8 @@ import pytest
 from audit.queue import publish
 from audit.storage import repo, session_scope
 from audit.storage.models import utcnow
-from tests.workers.conftest import REDIS_URL, add_audit, add_dataset, audit_row, pool_spec
+from tests.factories import spec_for
+from tests.workers.conftest import REDIS_URL, add_audit, add_dataset, audit_row
 from workers import reconcile as rec
 
 pytestmark = pytest.mark.postgres
@@ -27,7 +28,7 @@ def _later(seconds: float = 120) -> Any:
 
 def test_queued_audit_missing_from_redis_is_published_once(service_env: dict[str, Any]) -> None:
     conn = service_env["redis"]
-    audit_id = add_audit(pool_spec(add_dataset(service_env["data"])))
+    audit_id = add_audit(spec_for(add_dataset(service_env["data"])))
     fresh = rec.reconcile(requeue_after=60)
     assert fresh.republished == []  # not old enough: the API's own publish may be in flight
     first = rec.reconcile(now=_later(), requeue_after=60)
@@ -39,7 +40,7 @@ def test_queued_audit_missing_from_redis_is_published_once(service_env: dict[str
 
 
 def test_model_audits_go_back_to_the_gpu_queue(service_env: dict[str, Any]) -> None:
-    spec = pool_spec(add_dataset(service_env["data"]))
+    spec = spec_for(add_dataset(service_env["data"]))
     spec["model"] = {"kind": "sklearn", "path": "model.skops", "features": ["sex"]}
     audit_id = add_audit(spec)
     assert rec.reconcile(now=_later(), requeue_after=60).republished == [audit_id]
@@ -47,7 +48,7 @@ def test_model_audits_go_back_to_the_gpu_queue(service_env: dict[str, Any]) -> N
 
 
 def test_running_past_its_lease_is_published(service_env: dict[str, Any]) -> None:
-    audit_id = add_audit(pool_spec(add_dataset(service_env["data"])))
+    audit_id = add_audit(spec_for(add_dataset(service_env["data"])))
     with session_scope() as session:
         repo.claim_audit(session=session, audit_id=audit_id, worker="dead", lease_seconds=30)
     live = rec.reconcile(requeue_after=0)
@@ -58,7 +59,7 @@ def test_running_past_its_lease_is_published(service_env: dict[str, Any]) -> Non
 
 
 def test_out_of_attempts_is_failed_not_published(service_env: dict[str, Any]) -> None:
-    audit_id = add_audit(pool_spec(add_dataset(service_env["data"])))
+    audit_id = add_audit(spec_for(add_dataset(service_env["data"])))
     for i in range(3):
         with session_scope() as session:
             repo.claim_audit(
@@ -76,7 +77,7 @@ def test_out_of_attempts_is_failed_not_published(service_env: dict[str, Any]) ->
 
 
 def test_cancel_requested_with_a_dead_worker_is_cancelled(service_env: dict[str, Any]) -> None:
-    audit_id = add_audit(pool_spec(add_dataset(service_env["data"])))
+    audit_id = add_audit(spec_for(add_dataset(service_env["data"])))
     with session_scope() as session:
         repo.claim_audit(session=session, audit_id=audit_id, worker="dead", lease_seconds=1)
         repo.request_cancel(session=session, project="acme", audit_id=audit_id)
@@ -88,7 +89,7 @@ def test_cancel_requested_with_a_dead_worker_is_cancelled(service_env: dict[str,
 def test_finished_audits_are_left_alone(service_env: dict[str, Any]) -> None:
     from workers.runner import execute_audit
 
-    audit_id = add_audit(pool_spec(add_dataset(service_env["data"])))
+    audit_id = add_audit(spec_for(add_dataset(service_env["data"])))
     assert execute_audit(audit_id, worker="w") == "succeeded"
     report = rec.reconcile(now=_later(3600), requeue_after=0)
     assert report.as_dict() == {
@@ -107,7 +108,7 @@ def _closed_port() -> int:
 
 
 def test_broker_down_is_reported_and_retried_later(service_env: dict[str, Any]) -> None:
-    audit_id = add_audit(pool_spec(add_dataset(service_env["data"])))
+    audit_id = add_audit(spec_for(add_dataset(service_env["data"])))
     down = f"redis://127.0.0.1:{_closed_port()}/0"
 
     def publish_down(aid: str, *, queue: str) -> None:

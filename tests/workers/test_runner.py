@@ -13,7 +13,8 @@ import pytest
 from audit.engine.run import compute_results
 from audit.storage import repo, session_scope
 from audit.storage.models import utcnow
-from tests.workers.conftest import add_audit, add_dataset, audit_row, pool_spec, result_count
+from tests.factories import spec_for, write_pool
+from tests.workers.conftest import add_audit, add_dataset, audit_row, result_count
 from workers import runner, shards
 
 pytestmark = pytest.mark.postgres
@@ -37,7 +38,7 @@ def _stored(audit_id: str) -> dict[str, Any]:
 
 def test_run_stores_the_engine_results(service_env: dict[str, Any]) -> None:
     dataset_id = add_dataset(service_env["data"])
-    spec = pool_spec(dataset_id)
+    spec = spec_for(dataset_id)
     audit_id = add_audit(spec)
     assert runner.execute_audit(audit_id, worker="w1") == "succeeded"
     row = audit_row(audit_id)
@@ -56,7 +57,7 @@ def test_run_stores_the_engine_results(service_env: dict[str, Any]) -> None:
 def test_second_delivery_is_acknowledged_without_a_second_result(
     service_env: dict[str, Any],
 ) -> None:
-    audit_id = add_audit(pool_spec(add_dataset(service_env["data"])))
+    audit_id = add_audit(spec_for(add_dataset(service_env["data"])))
     assert runner.execute_audit(audit_id, worker="w1") == "succeeded"
     assert runner.execute_audit(audit_id, worker="w2") == "skipped"
     assert result_count(audit_id) == 1
@@ -64,7 +65,7 @@ def test_second_delivery_is_acknowledged_without_a_second_result(
 
 
 def test_concurrent_deliveries_run_once(service_env: dict[str, Any]) -> None:
-    audit_id = add_audit(pool_spec(add_dataset(service_env["data"])))
+    audit_id = add_audit(spec_for(add_dataset(service_env["data"])))
     outcomes: list[str] = []
     barrier = threading.Barrier(4)
 
@@ -82,7 +83,7 @@ def test_concurrent_deliveries_run_once(service_env: dict[str, Any]) -> None:
 
 
 def test_input_error_fails_at_once_naming_the_column(service_env: dict[str, Any]) -> None:
-    spec = pool_spec(add_dataset(service_env["data"]))
+    spec = spec_for(add_dataset(service_env["data"]))
     spec["dataset"]["prediction"] = "hired"
     audit_id = add_audit(spec)
     assert runner.execute_audit(audit_id, worker="w1") == "failed"
@@ -94,23 +95,21 @@ def test_input_error_fails_at_once_naming_the_column(service_env: dict[str, Any]
 
 
 def test_unknown_dataset_id_fails(service_env: dict[str, Any]) -> None:
-    audit_id = add_audit(pool_spec("00000000-0000-4000-8000-000000000000"))
+    audit_id = add_audit(spec_for("00000000-0000-4000-8000-000000000000"))
     assert runner.execute_audit(audit_id, worker="w1") == "failed"
     assert "dataset.id" in audit_row(audit_id).error
 
 
 def test_other_projects_dataset_is_not_found(service_env: dict[str, Any]) -> None:
     dataset_id = add_dataset(service_env["data"], project="other")
-    audit_id = add_audit(pool_spec(dataset_id), project="acme")
+    audit_id = add_audit(spec_for(dataset_id), project="acme")
     assert runner.execute_audit(audit_id, worker="w1") == "failed"
     assert "dataset.id" in audit_row(audit_id).error
 
 
 def test_path_outside_the_data_root_is_refused(service_env: dict[str, Any], tmp_path: Path) -> None:
-    from tests.workers.conftest import write_pool
-
     outside = write_pool(tmp_path / "elsewhere" / "pool.csv")
-    spec = pool_spec("x")
+    spec = spec_for("x")
     spec["dataset"].pop("id")
     spec["dataset"]["path"] = str(outside)
     audit_id = add_audit(spec)
@@ -119,10 +118,9 @@ def test_path_outside_the_data_root_is_refused(service_env: dict[str, Any], tmp_
 
 
 def test_cancel_request_stops_a_running_audit(
-    service_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    service_env: dict[str, Any], fault_hooks: None
 ) -> None:
-    monkeypatch.setenv(runner.TEST_HOOKS_VARIABLE, "1")
-    spec = pool_spec(add_dataset(service_env["data"]), description="biasaudit-test:sleep=20")
+    spec = spec_for(add_dataset(service_env["data"]), description="biasaudit-test:sleep=20")
     audit_id = add_audit(spec)
     outcome: list[str] = []
     thread = threading.Thread(
@@ -140,12 +138,9 @@ def test_cancel_request_stops_a_running_audit(
     assert audit_row(audit_id).status == "cancelled" and result_count(audit_id) == 0
 
 
-def test_heartbeat_keeps_the_lease_alive(
-    service_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A 3 s run with a 2 s lease: the heartbeat thread renews it, nobody can re-claim.
-    monkeypatch.setenv(runner.TEST_HOOKS_VARIABLE, "1")
-    spec = pool_spec(add_dataset(service_env["data"]), description="biasaudit-test:sleep=3")
+def test_heartbeat_keeps_the_lease_alive(service_env: dict[str, Any], fault_hooks: None) -> None:
+    # A 3 s run with a 2 s lease: the lease keeper renews it, nobody can re-claim.
+    spec = spec_for(add_dataset(service_env["data"]), description="biasaudit-test:sleep=3")
     audit_id = add_audit(spec)
     thread = threading.Thread(target=runner.execute_audit, args=(audit_id,), kwargs={"worker": "a"})
     thread.start()
@@ -161,7 +156,7 @@ def test_heartbeat_keeps_the_lease_alive(
 
 
 def test_exhausted_attempts_fail_with_worker_lost(service_env: dict[str, Any]) -> None:
-    audit_id = add_audit(pool_spec(add_dataset(service_env["data"])))
+    audit_id = add_audit(spec_for(add_dataset(service_env["data"])))
     past = utcnow() - timedelta(minutes=5)
     for i in range(3):  # three claims whose workers died (leases long expired)
         with session_scope() as session:
@@ -178,7 +173,7 @@ def test_exhausted_attempts_fail_with_worker_lost(service_env: dict[str, Any]) -
 
 
 def test_lost_claim_stops_the_run(service_env: dict[str, Any]) -> None:
-    audit_id = add_audit(pool_spec(add_dataset(service_env["data"])))
+    audit_id = add_audit(spec_for(add_dataset(service_env["data"])))
     with session_scope() as session:
         repo.claim_audit(session=session, audit_id=audit_id, worker="a", lease_seconds=60)
     hb = runner.Heartbeat(audit_id, worker="not-the-holder", lease_seconds=60)
@@ -193,7 +188,7 @@ def test_sharded_run_equals_unsharded(
     from audit.settings import get_settings
 
     data = service_env["data"]
-    plain = add_audit(pool_spec(add_dataset(data, n=3000)))
+    plain = add_audit(spec_for(add_dataset(data, n=3000)))
     assert runner.execute_audit(plain, worker="w") == "succeeded"
 
     monkeypatch.setenv("BIASAUDIT_SHARD_THRESHOLD_ROWS", "1000")
@@ -226,7 +221,7 @@ def test_unexpected_error_frees_the_lease_then_fails_on_the_last_attempt(
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(audit.engine.run, "compute_results", broken)
-    audit_id = add_audit(pool_spec(add_dataset(service_env["data"])))
+    audit_id = add_audit(spec_for(add_dataset(service_env["data"])))
     for attempt in (1, 2):
         with pytest.raises(RuntimeError, match="disk on fire"):  # Celery logs it and acks
             runner.execute_audit(audit_id, worker=f"w{attempt}")
@@ -251,7 +246,7 @@ def test_soft_time_limit_fails_without_retry(
         raise SoftTimeLimitExceeded()
 
     monkeypatch.setattr(audit.engine.run, "compute_results", slow)
-    audit_id = add_audit(pool_spec(add_dataset(service_env["data"])))
+    audit_id = add_audit(spec_for(add_dataset(service_env["data"])))
     with pytest.raises(SoftTimeLimitExceeded):
         runner.execute_audit(audit_id, worker="w")
     row = audit_row(audit_id)
@@ -262,7 +257,7 @@ def test_soft_time_limit_fails_without_retry(
 def test_model_path_outside_the_project_folder_is_refused(
     service_env: dict[str, Any], tmp_path: Path
 ) -> None:
-    spec = pool_spec(add_dataset(service_env["data"]))
+    spec = spec_for(add_dataset(service_env["data"]))
     spec["model"] = {"kind": "sklearn", "path": str(tmp_path / "elsewhere.skops")}
     audit_id = add_audit(spec)
     assert runner.execute_audit(audit_id, worker="w1") == "failed"
@@ -271,7 +266,7 @@ def test_model_path_outside_the_project_folder_is_refused(
 
 
 def test_missing_model_file_fails_without_retry(service_env: dict[str, Any]) -> None:
-    spec = pool_spec(add_dataset(service_env["data"]))
+    spec = spec_for(add_dataset(service_env["data"]))
     spec["model"] = {"kind": "sklearn", "path": str(service_env["data"] / "acme" / "gone.skops")}
     audit_id = add_audit(spec)
     assert runner.execute_audit(audit_id, worker="w1") == "failed"

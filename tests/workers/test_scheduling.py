@@ -10,7 +10,8 @@ import pytest
 
 from audit.storage import repo, session_scope
 from audit.storage.models import Schedule, utcnow
-from tests.workers.conftest import add_dataset, audit_row, pool_spec
+from tests.factories import spec_for
+from tests.workers.conftest import add_dataset, audit_row
 from workers import reconcile as rec
 from workers.scheduling import fire_due_schedules
 
@@ -31,7 +32,7 @@ def _schedule(spec: dict[str, Any], *, name: str = "weekly") -> str:
 
 
 def test_due_schedule_creates_and_publishes_one_audit(service_env: dict[str, Any]) -> None:
-    schedule_id = _schedule(pool_spec(add_dataset(service_env["data"])))
+    schedule_id = _schedule(spec_for(add_dataset(service_env["data"])))
     created = fire_due_schedules()
     assert len(created) == 1
     row = audit_row(created[0])
@@ -47,7 +48,7 @@ def test_due_schedule_creates_and_publishes_one_audit(service_env: dict[str, Any
 
 
 def test_two_schedulers_at_once_fire_once(service_env: dict[str, Any]) -> None:
-    _schedule(pool_spec(add_dataset(service_env["data"])))
+    _schedule(spec_for(add_dataset(service_env["data"])))
     results: list[list[str]] = []
     barrier = threading.Barrier(3)
 
@@ -64,7 +65,7 @@ def test_two_schedulers_at_once_fire_once(service_env: dict[str, Any]) -> None:
 
 
 def test_publish_failure_leaves_the_audit_for_the_reconciler(service_env: dict[str, Any]) -> None:
-    _schedule(pool_spec(add_dataset(service_env["data"])))
+    _schedule(spec_for(add_dataset(service_env["data"])))
 
     def broken(audit_id: str, *, queue: str) -> None:
         raise ConnectionError("redis down")
@@ -77,6 +78,6 @@ def test_publish_failure_leaves_the_audit_for_the_reconciler(service_env: dict[s
 
 def test_invalid_stored_spec_is_skipped_not_fatal(service_env: dict[str, Any]) -> None:
     _schedule({"name": "broken", "dataset": {"protected": []}}, name="broken")
-    _schedule(pool_spec(add_dataset(service_env["data"])), name="good")
+    _schedule(spec_for(add_dataset(service_env["data"])), name="good")
     created = fire_due_schedules()
-    assert len(created) == 1 and audit_row(created[0]).name == "worker-test"
+    assert len(created) == 1 and audit_row(created[0]).name == "test-hiring"

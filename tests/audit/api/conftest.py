@@ -28,7 +28,11 @@ MAX_UPLOAD_BYTES = 300_000
 MAX_UPLOAD_ROWS = 5_000
 MAX_DECOMPRESSED_BYTES = 1_000_000
 
-pytestmark = pytest.mark.postgres
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every API test uses PostgreSQL and Redis (a conftest's ``pytestmark`` would do nothing)."""
+    item.add_marker(pytest.mark.postgres)
+    item.add_marker(pytest.mark.services)
 
 
 def _truncate(url: str) -> None:

@@ -8,6 +8,10 @@ from typing import Any
 import redis
 from fastapi.testclient import TestClient
 
+from tests.factories import spec_for
+
+__all__ = ["auth", "claim", "finish_audit", "make_csv", "queued_messages", "spec_for", "upload"]
+
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
@@ -33,22 +37,6 @@ def upload(
     ctype: str = "text/csv",
 ) -> Any:
     return client.post("/v1/datasets", files={"file": (name, content, ctype)}, headers=auth(token))
-
-
-def spec_for(dataset_id: str, **overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "name": "api-hiring",
-        "domain": "hiring",
-        "dataset": {
-            "id": dataset_id,
-            "label": "qualified",
-            "prediction": "advanced",
-            "protected": ["sex", "race"],
-        },
-        "probes": [{"kind": "demographic", "intersectional": True}],
-    }
-    spec.update(overrides)
-    return spec
 
 
 def queued_messages(conn: redis.Redis, queue: str) -> list[dict[str, Any]]:

@@ -1,0 +1,100 @@
+"""GET /v1/audits/{id}/report: the stored report streamed, never rendered per request."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from audit.api.routes.audits import _accepts_gzip
+from audit.settings import Settings
+from audit.storage import db
+from audit.storage.models import Report
+from audit.storage.repo import store_results
+from audit.storage.reports import store_report
+from tests.audit.api.helpers import auth, claim, finish_audit, spec_for
+
+
+def _submit(client: TestClient, token: str, dataset_id: str) -> str:
+    response = client.post("/v1/audits", json=spec_for(dataset_id), headers=auth(token))
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+def _reports(settings: Settings) -> int:
+    with db.session_scope(settings.db_url) as session:
+        return int(session.scalar(select(func.count()).select_from(Report)) or 0)
+
+
+def test_stored_report_is_streamed_as_stored(
+    client: TestClient, make_token: Callable[..., str], dataset_id: str, api_settings: Settings
+) -> None:
+    token = make_token("submitter")
+    audit_id = _submit(client, token, dataset_id)
+    claim(api_settings.db_url, audit_id)
+    stored = "<!DOCTYPE html><title>rendered once, by the worker</title>" + "é" * 1000
+    with db.session_scope(api_settings.db_url) as session:
+        store_report(session=session, audit_id=audit_id, format="html", content=stored)
+    with db.session_scope(api_settings.db_url) as session:
+        assert store_results(session=session, audit_id=audit_id, results={"verdict": "pass"})
+    url = f"/v1/audits/{audit_id}/report"
+    plain = client.get(url, headers={**auth(token), "Accept-Encoding": "identity"})
+    assert plain.status_code == 200 and plain.text == stored
+    assert plain.headers["content-type"] == "text/html; charset=utf-8"
+    assert "content-encoding" not in plain.headers
+    assert int(plain.headers["content-length"]) == len(stored.encode())
+    assert plain.headers["vary"] == "Accept-Encoding" and plain.headers["etag"].startswith('"')
+    # a client that accepts gzip gets the stored bytes as they are
+    raw = client.get(url, headers={**auth(token), "Accept-Encoding": "gzip"})
+    assert raw.headers["content-encoding"] == "gzip" and raw.text == stored
+    with client.stream("GET", url, headers={**auth(token), "Accept-Encoding": "gzip"}) as r:
+        body = b"".join(r.iter_raw())
+    assert gzip.decompress(body).decode() == stored
+    assert int(r.headers["content-length"]) == len(body) < len(stored.encode())
+
+
+def test_results_stored_without_a_report_are_rendered_once_then_streamed(
+    client: TestClient, make_token: Callable[..., str], dataset_id: str, api_settings: Settings
+) -> None:
+    token = make_token("reviewer")
+    audit_id = _submit(client, make_token("submitter"), dataset_id)
+    results = finish_audit(api_settings.db_url, audit_id)  # results only, as before reports
+    assert _reports(api_settings) == 0
+    first = client.get(f"/v1/audits/{audit_id}/report", headers=auth(token))
+    assert first.status_code == 200 and audit_id in first.text
+    assert results["verdict"].upper() in first.text
+    assert _reports(api_settings) == 1  # stored: later reads stream it
+    again = client.get(
+        f"/v1/audits/{audit_id}/report", headers={**auth(token), "Accept-Encoding": "identity"}
+    )
+    assert again.text == first.text and _reports(api_settings) == 1
+
+
+def test_report_of_an_unfinished_or_foreign_audit(
+    client: TestClient, make_token: Callable[..., str], dataset_id: str
+) -> None:
+    audit_id = _submit(client, make_token("submitter"), dataset_id)
+    queued = client.get(f"/v1/audits/{audit_id}/report", headers=auth(make_token("reviewer")))
+    assert queued.status_code == 409 and "queued" in queued.json()["detail"]
+    foreign = client.get(f"/v1/audits/{audit_id}/report", headers=auth(make_token("admin", "b")))
+    assert foreign.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("header", "accepted"),
+    [
+        ("gzip", True),
+        ("br, gzip;q=0.5", True),
+        ("*", True),
+        ("gzip;q=0", False),
+        ("identity", False),
+        ("", False),
+        (None, False),
+        ("gzip;q=nonsense", False),
+    ],
+)
+def test_accept_encoding_is_read_with_its_weights(header: str | None, accepted: bool) -> None:
+    assert _accepts_gzip(header) is accepted
