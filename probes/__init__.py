@@ -10,6 +10,7 @@ from probes import (
     demographic,  # noqa: E402,F401  (registers "demographic")
     embedding_association,  # noqa: E402,F401
     mlm_stereotype,  # noqa: E402,F401
+    pairwise_choice,  # noqa: E402,F401
 )
 from probes.base import (
     Finding,

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from audit import run_audit
-from tests.probes.screener_lm import DECISION, FEMALE, LEXICON, MALE, resume
+from tests.probes.screener_lm import DECISION, FEMALE, LEXICON, MALE, PAIRWISE, resume
 
 
 @pytest.fixture(autouse=True)
@@ -125,6 +125,40 @@ def test_min_answer_mass_is_a_policy_setting(
     spec["policy"] = {"min_answer_mass": 0.01}
     results = run_audit(spec, store=False)
     assert all(f["status"] == "pass" for f in _findings(results, "answer_mass"))
+
+
+PAIRWISE_PROBE = {
+    "kind": "pairwise-choice",
+    "attributes": ["gender"],
+    "template": PAIRWISE,
+    "choices": [" A", " B"],
+}
+
+
+def test_pairwise_finds_the_planted_position_bias_and_no_group_effect(
+    screeners: Callable[[str], Path], tmp_path: Path
+) -> None:
+    spec = _spec(screeners("position"), _dataset(tmp_path), PAIRWISE_PROBE)
+    del spec["model"]["prompt"]  # the probe brings its own prompt
+    results = run_audit(spec, tmp_path / "out")
+    (entry,) = results["probes"]
+    assert entry["kind"] == "pairwise-choice"
+    summary = entry["summary"]
+    # trained to pick the first candidate 80% of the time: P(first) - 0.5 ~ 0.3
+    assert 0.2 < summary["position_bias"] < 0.45
+    assert summary["position_bias_ci"][0] > 0.1
+    assert summary["position_bias_p_value"] < 0.01
+    female = next(g for g in entry["groups"] if g["group"] == "female")
+    # per order the group's candidate is chosen mostly when shown first ...
+    assert female["choice_rate_first"] > 0.7 and female["choice_rate_second"] < 0.3
+    # ... and the two orders cancel: no group effect
+    assert female["choice_rate"] == pytest.approx(0.5, abs=0.01)
+    assert abs(female["choice_gap"]) < 0.01
+    assert female["p_value"] > 0.01
+    (gap,) = _findings(results, "choice_gap")
+    assert gap["status"] == "pass" and gap["group"] == "female"
+    assert results["verdict"] == "pass"
+    assert (tmp_path / "out" / "report.html").stat().st_size > 0
 
 
 def test_bf16_precision_is_what_runs_and_is_recorded(
