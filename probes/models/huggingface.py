@@ -208,10 +208,9 @@ def load_huggingface(
     max_tokens
         Optional token budget per batch (texts x the longest one's tokens), on top
         of ``batch_size``: long texts then go fewer to a batch.
-    device
-        ``cpu``, ``cuda``, ``cuda:1`` ...; default CUDA when available.
-    allow_hub
-        Accept a Hub id (resolved from the local cache when ``HF_HUB_OFFLINE`` is set).
+    device, allow_hub
+        ``cpu``, ``cuda``, ``cuda:1`` ...; default CUDA when available. Accept a Hub
+        id (resolved from the local cache when ``HF_HUB_OFFLINE`` is set).
     threshold
         text-classification and prompted causal-lm: ``predict`` is ``score >= threshold``.
     precision
@@ -220,8 +219,7 @@ def load_huggingface(
     prompt
         causal-lm only: the decision prompt (:class:`probes.models.prompt.PromptConfig`).
 
-    The torch model is cached per process by (fingerprint, task, device, precision),
-    so loading the same folder again is cheap.
+    The torch model is cached per process by (fingerprint, task, device, precision).
     """
     if task not in TASKS:
         raise ModelLoadError(MSG_BAD_TASK.format(task=task, valid=", ".join(TASKS)))
@@ -256,16 +254,23 @@ def load_huggingface(
         "max_tokens": max_tokens,
         "precision": resolved,
         "linear_backend": backend,
-        "precision_info": {
-            "requested": precision,
-            "resolved": resolved,
-            "checkpoint_dtype": checkpoint,
-            "device": dev,
-            "autocast": False,
-            "linear_backend": backend,
-        },
+        "precision_info": _precision_info(precision, resolved, checkpoint, dev, backend),
     }
     return _adapter(task, common, positive_label, threshold, max_length, prompt)
+
+
+def _precision_info(
+    requested: str, resolved: str, checkpoint: str | None, device: str, backend: str
+) -> dict[str, Any]:
+    """What the manifest records about the precision a model ran in."""
+    return {
+        "requested": requested,
+        "resolved": resolved,
+        "checkpoint_dtype": checkpoint,
+        "device": device,
+        "autocast": False,
+        "linear_backend": backend,
+    }
 
 
 def _adapter(
