@@ -11,6 +11,7 @@ from probes import (
     embedding_association,  # noqa: E402,F401
     mlm_stereotype,  # noqa: E402,F401
     outcome_disparity,  # noqa: E402,F401
+    pairwise_choice,  # noqa: E402,F401
 )
 from probes.base import (
     Finding,

@@ -35,6 +35,12 @@ from probes.base import (
     ProbeResult,
     register_probe,
 )
+from probes.models.prompt import (
+    ANSWER_MASS_CHECK,
+    add_answer_mass,
+    answer_summary,
+    prompted_scores,
+)
 from probes.stats import proportion_ci
 from probes.swap import (
     NameLexicon,
@@ -325,18 +331,24 @@ def _examples(
     return out
 
 
+def _hooks(data: ProbeInput) -> dict[str, Any]:
+    """The progress (mapped to 5-95% of the probe) and cancel hooks of a scoring call."""
+    kwargs: dict[str, Any] = {}
+    if data.progress is not None:
+        report = data.progress
+        kwargs["progress"] = lambda f: report(0.05 + 0.9 * float(f))
+    if data.should_cancel is not None:
+        kwargs["should_cancel"] = data.should_cancel
+    return kwargs
+
+
 def _call(fn: Callable[..., Any], texts: list[str], data: ProbeInput) -> np.ndarray:
     """Call ``fn(texts)``, passing progress/cancel hooks when the adapter accepts them."""
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):  # pragma: no cover - builtins
         params = {}  # type: ignore[assignment]
-    kwargs: dict[str, Any] = {}
-    if "progress" in params and data.progress is not None:
-        report = data.progress
-        kwargs["progress"] = lambda f: report(0.05 + 0.9 * float(f))
-    if "should_cancel" in params and data.should_cancel is not None:
-        kwargs["should_cancel"] = data.should_cancel
+    kwargs = {k: v for k, v in _hooks(data).items() if k in params}
     return np.asarray(fn(texts, **kwargs))
 
 
@@ -398,6 +410,7 @@ class NameSwapProbe(Probe):
             ge=0,
             le=1,
         ),
+        ANSWER_MASS_CHECK,
     )
 
     @classmethod
@@ -429,7 +442,12 @@ class NameSwapProbe(Probe):
         all_texts = list(
             dict.fromkeys(t for *_, units, _, _ in plans for u in units for t in u.values())
         )
-        scores, preds = score_texts(model, all_texts, data)
+        prompted = prompted_scores(model, all_texts, **_hooks(data))
+        if prompted is None:
+            scores, preds = score_texts(model, all_texts, data)
+        else:  # a prompted causal LM: scores and answer mass from one pass
+            scores = prompted.share(0)
+            preds = scores >= float(getattr(model, "threshold", 0.5))
         at = {t: i for i, t in enumerate(all_texts)}
         entries = []
         for attr, groups, ref, units, skipped, clusters in plans:
@@ -439,6 +457,10 @@ class NameSwapProbe(Probe):
             s, p = scores[idx], preds[idx]
             r = groups.index(ref)
             stats = _group_stats(s, p, groups, r, cfg.confidence, clusters)
+            extra = {}
+            if prompted is not None:
+                add_answer_mass(stats, prompted.mass[idx])
+                extra = answer_summary(prompted.mass[np.unique(idx)], prompted.truncated)
             gaps = [abs(g["score_gap"]) for g in stats if g["score_gap"] is not None]
             flips = [g["flip_rate"] for g in stats if g["flip_rate"] is not None]
             entries.append(
@@ -457,6 +479,7 @@ class NameSwapProbe(Probe):
                             "swap": cfg.swap,
                             "source": source,
                             "test": PAIRED_TEST if clusters is None else CLUSTERED_TEST,
+                            **extra,
                         },
                     }
                 )

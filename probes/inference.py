@@ -4,15 +4,20 @@ One place decides how inputs become batches so every probe gets the same
 behaviour: identical inputs are computed once, inputs are sorted by length
 (longest first, so padding is small and an out-of-memory error shows up on the
 first batch), a batch holds at most ``batch_size`` items and, optionally, at most
-``max_tokens`` padded tokens, runs under ``torch.inference_mode`` with bf16/fp16
-autocast on GPU only, and a CUDA out-of-memory error halves the batch and
-retries. A progress callback gets the fraction done and a cancel check runs
-between batches. On CPU, :func:`use_onednn_linear` routes a model's float32
-``nn.Linear`` layers through oneDNN, faster than the default BLAS call on
-some CPUs (about 15% for MiniLM on the AMD EPYC used in the benchmarks).
+``max_tokens`` padded tokens, runs under ``torch.inference_mode`` and a CUDA
+out-of-memory error halves the batch and retries. A progress callback gets the
+fraction done and a cancel check runs between batches.
 
-Loaded models are cached per process (LRU keyed by fingerprint, task, device) so
-a worker that audits the same model again does not reload it.
+No autocast: a model runs in the precision its weights were loaded in
+(``model.precision``), on GPU as on CPU, because an audit must score the model as
+it is deployed (bf16 autocast moves probabilities by ~3e-4 and flips decisions at
+the threshold). On CPU, :func:`pick_linear_backend` times a model's float32
+``nn.Linear`` shapes through oneDNN and through the stock BLAS call once per
+process and keeps the faster: oneDNN was 17-22% faster on the AMD EPYC used in
+the benchmarks and 8-11% slower on an Intel Xeon with AMX.
+
+Loaded models are cached per process (LRU keyed by fingerprint, task, device,
+precision) so a worker that audits the same model again does not reload it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -89,17 +95,12 @@ def configure_cpu_threads() -> None:
 
 
 @contextlib.contextmanager
-def inference_context(device: str, *, autocast: bool = True) -> Iterator[None]:
-    """``torch.inference_mode`` plus, on CUDA only, bf16 (or fp16) autocast."""
+def inference_context(device: str) -> Iterator[None]:
+    """``torch.inference_mode``; never autocast (the loaded precision is the audited one)."""
     import torch
 
     with torch.inference_mode():
-        if autocast and device.startswith("cuda"):
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            with torch.autocast("cuda", dtype=dtype):
-                yield
-        else:
-            yield
+        yield
 
 
 def run_batched(
@@ -215,6 +216,24 @@ def _onednn_linear(self: Any, x: Any) -> Any:
     return torch.nn.functional.linear(x, w, self.bias)
 
 
+def _onednn_layers(model: Any) -> list[Any]:
+    import torch
+
+    return [
+        m
+        for m in model.modules()
+        if type(m) is torch.nn.Linear
+        and m.weight.dtype == torch.float32
+        and m.weight.device.type == "cpu"
+    ]
+
+
+def _onednn_available() -> bool:
+    import torch
+
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
 def use_onednn_linear(model: Any) -> int:
     """Route the float32 CPU ``nn.Linear`` layers of ``model`` through oneDNN; how many.
 
@@ -225,26 +244,74 @@ def use_onednn_linear(model: Any) -> int:
     Only modules whose type is exactly ``nn.Linear`` are switched (subclasses
     such as LoRA or quantised layers keep their own forward).
     """
-    import torch
-
-    if os.environ.get("BIASAUDIT_ONEDNN_LINEAR", "1") == "0":
+    if os.environ.get("BIASAUDIT_ONEDNN_LINEAR", "auto") == "0" or not _onednn_available():
         return 0
-    if not torch.backends.mkldnn.is_available() or not hasattr(
-        torch.ops.mkldnn, "_linear_pointwise"
-    ):
-        return 0
-    layers = [
-        m
-        for m in model.modules()
-        if type(m) is torch.nn.Linear
-        and m.weight.dtype == torch.float32
-        and m.weight.device.type == "cpu"
-    ]
+    layers = _onednn_layers(model)
     if not layers or not _onednn_agrees():
         return 0
     for m in layers:
         m.forward = types.MethodType(_onednn_linear, m)  # type: ignore[method-assign]
     return len(layers)
+
+
+_BACKEND_CHOICES: dict[tuple[tuple[int, int], ...], bool] = {}
+ONEDNN_MARGIN = 0.95  # oneDNN is kept only when it takes under 95% of the stock time
+
+
+def _time_linear(weights: list[Any], fn: Callable[[Any, Any], Any], rows: int) -> float:
+    import torch
+
+    total = 0.0
+    for w in weights:
+        x = torch.randn(rows, w.shape[1])
+        fn(x, w)  # warm-up (oneDNN builds its primitive on first use)
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn(x, w)
+            best = min(best, time.perf_counter() - t0)
+        total += best
+    return total
+
+
+def onednn_is_faster(model: Any, *, rows: int = 64) -> bool:
+    """Whether oneDNN's linear beats the stock one on this machine for ``model``'s shapes.
+
+    A short timing (a few milliseconds for small models, about a second for 7B ones)
+    of the four largest distinct weight shapes, both backends interleaved, best of
+    three each; remembered per process and shape set, so a machine decides once.
+    """
+    import torch
+
+    layers = _onednn_layers(model)
+    by_shape = {tuple(m.weight.shape): m.weight for m in layers}
+    shapes = sorted(by_shape, key=lambda s: -s[0] * s[1])[:4]
+    key = tuple(sorted(shapes))
+    if key not in _BACKEND_CHOICES:
+        weights = [by_shape[s] for s in shapes]
+        mkl = torch.ops.mkldnn._linear_pointwise
+        with torch.inference_mode():
+            stock = onednn = 0.0
+            for _ in range(2):
+                stock += _time_linear(weights, torch.nn.functional.linear, rows)
+                onednn += _time_linear(weights, lambda x, w: mkl(x, w, None, "none", [], ""), rows)
+        _BACKEND_CHOICES[key] = onednn < ONEDNN_MARGIN * stock
+    return _BACKEND_CHOICES[key]
+
+
+def pick_linear_backend(model: Any) -> str:
+    """``onednn`` or ``stock``: how ``model``'s float32 CPU linear layers will run (applied).
+
+    ``BIASAUDIT_ONEDNN_LINEAR``: ``auto`` (default) times both on this machine
+    (:func:`onednn_is_faster`), ``1`` forces oneDNN, ``0`` keeps the stock call.
+    Models with no float32 CPU linear layers (bf16, fp16, GPU) always run stock.
+    """
+    setting = os.environ.get("BIASAUDIT_ONEDNN_LINEAR", "auto").strip().lower()
+    if setting == "0" or not _onednn_available() or not _onednn_layers(model):
+        return "stock"
+    if setting != "1" and not onednn_is_faster(model):
+        return "stock"
+    return "onednn" if use_onednn_linear(model) else "stock"
 
 
 def _onednn_agrees() -> bool:

@@ -55,11 +55,27 @@ def _load_model(spec: AuditSpec, base_dir: Path) -> Any:
         threshold=spec.model.threshold,
         batch_size=spec.model.batch_size,
         max_tokens=spec.model.max_tokens,
-        max_length=spec.model.max_length,
+        # unset: the task's default (a causal LM's context window)
+        max_length=spec.model.max_length if "max_length" in spec.model.model_fields_set else None,
         device=spec.model.device,
         allow_hub=allow_hub,
         favorable_label=spec.dataset.favorable_label,
+        precision=spec.model.precision,
+        prompt=spec.model.prompt,
     )
+
+
+def _model_info(spec: AuditSpec, model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """results.json ``model``, and the precision the model ran in (for the manifest)."""
+    info: dict[str, Any] = {"kind": spec.model.kind, "sha256": getattr(model, "sha256", None)}
+    if model is not None and spec.model.task:
+        info["task"] = spec.model.task
+    precision = getattr(model, "precision_info", None) or {}
+    if precision:
+        info["precision"] = precision["resolved"]
+    if spec.model.kind == "predictions":
+        info["prediction_column"] = spec.dataset.prediction
+    return info, precision
 
 
 def _uses_dataset(spec: AuditSpec) -> bool:
@@ -225,11 +241,7 @@ def compute_results(
             entries.extend(result.entries)
             if progress is not None:
                 progress((i + 1) / len(configs))
-    model_info: dict[str, Any] = {"kind": spec.model.kind, "sha256": getattr(model, "sha256", None)}
-    if model is not None and spec.model.task:
-        model_info["task"] = spec.model.task
-    if spec.model.kind == "predictions":
-        model_info["prediction_column"] = spec.dataset.prediction
+    model_info, precision = _model_info(spec, model)
     return assemble_results(
         spec,
         configs,
@@ -239,6 +251,7 @@ def compute_results(
         model_info=model_info,
         dataset_info=dataset_info,
         unknown_counts=unknown,
+        manifest_extra={"precision": precision} if precision else None,
     )
 
 
@@ -252,6 +265,7 @@ def assemble_results(
     model_info: dict[str, Any],
     dataset_info: dict[str, Any],
     unknown_counts: dict[str, int],
+    manifest_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Policy, verdict and manifest around the probe entries: the results.json document."""
     min_size = spec.policy.min_group_size
@@ -286,6 +300,7 @@ def assemble_results(
             },
             probes=[c.model_dump(mode="json") for c in configs],
             spec=spec.model_dump(mode="json"),
+            **(manifest_extra or {}),
         ),
     }
     return json.loads(json.dumps(results, allow_nan=False, default=_json_default))

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from audit.errors import SpecError
+from probes.models.prompt import PromptConfig
 
 MAX_PROBES = 100  # a spec with more is refused (each probe costs a pass and a report section)
 
@@ -103,8 +104,32 @@ class ModelSpec(_Strict):
         ge=1,
         description="padded tokens per batch at most (long texts then go fewer to a batch)",
     )
-    max_length: int = Field(default=256, ge=8, description="token limit per text")
+    max_length: int = Field(
+        default=256,
+        ge=8,
+        description="token limit per text (causal-lm: default the model's context window, at "
+        "most 4096; a prompt's input is cut to fit and every cut is counted)",
+    )
     device: str | None = Field(default=None, description="cpu, cuda, cuda:1 (default: automatic)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        default="auto",
+        description="dtype the weights run in, as deployed: auto = the checkpoint's dtype, else "
+        "fp32 (no autocast; recorded in results model.precision)",
+    )
+    prompt: PromptConfig | None = Field(
+        default=None,
+        description="causal-lm decision prompt: template (with {text}), favorable, unfavorable, "
+        "chat_template (auto | always | never), system; the score is P(favorable) / "
+        "(P(favorable) + P(unfavorable))",
+    )
+
+    @model_validator(mode="after")
+    def _generative(self) -> ModelSpec:
+        if self.precision != "auto" and self.kind != "huggingface":
+            raise ValueError(f"model.precision: only for model.kind huggingface, not {self.kind!r}")
+        if self.prompt is not None and self.task != "causal-lm":
+            raise ValueError(f"model.prompt: only for model.task causal-lm, not {self.task!r}")
+        return self
 
 
 class PolicySpec(_Strict):

@@ -57,10 +57,12 @@ def load_model(
     threshold: float = 0.5,
     batch_size: int = 64,
     max_tokens: int | None = None,
-    max_length: int = 256,
+    max_length: int | None = None,
     device: str | None = None,
     allow_hub: bool = False,
     favorable_label: Any = 1,
+    precision: str = "auto",
+    prompt: Any = None,
 ) -> ModelAdapter | None:
     """Load the model a spec names and wrap it in an adapter probes can call.
 
@@ -75,7 +77,11 @@ def load_model(
         ``model.trusted``: allow pickle/joblib files (they run code when loaded).
     features, favorable_label, threshold
         Input columns when the model does not record them; the label counted as
-        "selected"; the score cut-off (tabular and text classifiers).
+        "selected"; the score cut-off (tabular and text classifiers, prompted LMs).
+    max_length, precision, prompt
+        Hugging Face only: token limit (None: the task's default), the dtype the
+        weights run in (``auto`` | ``fp32`` | ``bf16`` | ``fp16``) and, for
+        ``task: causal-lm``, the decision prompt (``model.prompt``).
 
     Raises
     ------
@@ -83,6 +89,9 @@ def load_model(
         The message names the ``model.*`` field and what would be valid;
         :class:`UnsafeModelError` for refused pickle files or paths.
     """
+    if kind != "huggingface" and (precision != "auto" or prompt is not None):
+        what = "model.precision" if precision != "auto" else "model.prompt"
+        raise ModelLoadError(f"{what}: only for model.kind huggingface, not {kind!r}")
     if kind == "predictions":
         return None
     if kind == "sklearn":
@@ -119,6 +128,8 @@ def load_model(
             device=device,
             allow_hub=allow_hub,
             threshold=threshold,
+            precision=precision,
+            prompt=prompt,
         )
     if kind == "onnx":
         from probes.models.onnx import load_onnx

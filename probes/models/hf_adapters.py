@@ -1,8 +1,9 @@
 """Hugging Face task adapters: the loaded model and tokenizer, and one method per task.
 
 :class:`HuggingFaceAdapter` holds what every task shares (tokenizing, padding,
-batching); the text-classification, fill-mask and causal-LM adapters add their
-scoring method (the embedding adapter is in :mod:`probes.models.hf_embedding`).
+batching); the text-classification and fill-mask adapters add their scoring
+method (the embedding adapter is in :mod:`probes.models.hf_embedding`, the
+causal-LM one in :mod:`probes.models.hf_causal`).
 Every adapter runs its forward passes through :func:`probes.inference.run_batched`
 (dedupe, length sort, batches, OOM halving, progress, cancel). torch is imported
 inside the methods that need it.
@@ -21,7 +22,6 @@ from probes.inference import inference_context, pad_batch, run_batched
 from probes.models.safety import ModelLoadError
 
 __all__ = [
-    "CausalLMAdapter",
     "FillMaskAdapter",
     "HuggingFaceAdapter",
     "TextClassificationAdapter",
@@ -46,6 +46,9 @@ class HuggingFaceAdapter:
     batch_size: int = 64
     max_length: int = 256
     max_tokens: int | None = None
+    precision: str = "fp32"  # fp32 | bf16 | fp16: the dtype the weights run in
+    linear_backend: str = "stock"  # CPU fp32 nn.Linear: stock | onednn
+    precision_info: dict[str, Any] = field(default_factory=dict)  # for the manifest
 
     def info(self) -> dict[str, Any]:
         """What results.json ``model`` records about this model."""
@@ -56,6 +59,8 @@ class HuggingFaceAdapter:
             "architecture": type(self.model).__name__,
             "device": self.device,
             "max_length": self.max_length,
+            "precision": self.precision,
+            "linear_backend": self.linear_backend,
         }
 
     def encode(self, texts: Sequence[str]) -> list[tuple[int, ...]]:
@@ -231,33 +236,3 @@ class FillMaskAdapter(HuggingFaceAdapter):
             )
             np.add.at(totals, owner, values.astype(np.float64))
         return totals
-
-
-@dataclass(eq=False)
-class CausalLMAdapter(HuggingFaceAdapter):
-    """Causal language model: ``log_likelihood`` sums the token log-probabilities."""
-
-    def log_likelihood(
-        self, texts: Sequence[str], *, progress: Progress = None, should_cancel: Cancel = None
-    ) -> np.ndarray:
-        """Sum of log P(token_t | tokens_<t) per text.
-
-        The BOS token (GPT-2: ``<|endoftext|>``) is prepended when the tokenizer
-        does not add it, so the first real token is scored too.
-        """
-        import torch
-
-        bos = self.tokenizer.bos_token_id
-        seqs = [
-            (int(bos),) + s if bos is not None and (not s or s[0] != bos) else s
-            for s in self.encode(texts)
-        ]
-
-        def compute(batch: list[tuple[int, ...]]) -> np.ndarray:
-            out, ids, mask = self._forward(batch)
-            logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
-            token = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-            return (token * mask[:, 1:]).sum(dim=1).cpu().numpy()
-
-        out = self._run(seqs, compute, progress=progress, should_cancel=should_cancel)
-        return out.astype(np.float64)

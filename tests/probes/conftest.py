@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import string
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,31 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "embedding": build_bert(root / "emb", "embedding"),
         "causal-lm": build_gpt2(root / "gpt2"),
     }
+
+
+SCREENERS: dict[str, dict[str, Any]] = {
+    "fair": {"task": "decision", "biased": False},  # Yes iff >= 5 years, names ignored
+    "biased": {"task": "decision", "biased": True},  # men need only 3 years
+    "untrained": {"task": None},  # random weights: not answering
+    "position": {"task": "pairwise"},  # picks the first candidate 80% of the time
+}
+
+
+@pytest.fixture(scope="session")
+def screeners(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``screeners(name)``: folder of a tiny GPT-2 screener (tests/probes/screener_lm.py),
+    trained on first use and kept for the session; names: fair, biased, untrained, position."""
+    from tests.probes.screener_lm import build_screener
+
+    root = tmp_path_factory.mktemp("screeners")
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = build_screener(root / name, **SCREENERS[name])
+        return built[name]
+
+    return get
 
 
 @pytest.fixture(autouse=True)

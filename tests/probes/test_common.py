@@ -13,7 +13,8 @@ cannot skip these checks. For every probe:
   valid result or a :class:`ProbeError` with a message, never another exception.
   For probes that read no dataset (mlm-stereotype, embedding-association) "empty"
   is an empty pairs/tests file and "one group" the smallest selection (one bias
-  type, one test); for counterfactual-text, texts with nothing to swap.
+  type, one test); for counterfactual-text and pairwise-choice, texts with
+  nothing to swap.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def cases(
     empty_tests.write_text(json.dumps({"tests": {}}))
     fill_mask = load_huggingface(path=tiny_models["fill-mask"], task="fill-mask", device="cpu")
     embedding = load_huggingface(path=tiny_models["embedding"], task="embedding", device="cpu")
+    causal = load_huggingface(path=tiny_models["causal-lm"], task="causal-lm", device="cpu")
     no_data = ProbeInput(frame=pd.DataFrame({"g": ["a"]}), protected=("g",), seed=5)
 
     def tabular(n: int, one_group: bool = False) -> Case:
@@ -126,6 +128,11 @@ def cases(
         frame["apr"] = 6.0 + frame.x1 * 0.3 + (frame.sex.astype(str) == "m") * 0.2
         data = ProbeInput(frame=frame, protected=("sex", "race"), seed=3)
         return data, None, {"kind": "outcome-disparity", "outcome": "apr", "controls": ["x2"]}
+
+    def pairwise(rows: list[str]) -> Case:
+        data = ProbeInput(frame=pd.DataFrame({"cv": rows}), protected=(), seed=3)
+        cfg = {"kind": "pairwise-choice", "text_column": "cv", "swap": "pronouns"}
+        return data, causal, cfg
 
     words = "He said his plan was good and she agreed with him"
     return {
@@ -153,6 +160,11 @@ def cases(
             normal=lambda: text([f"{words} ({i})." for i in range(20)]),
             empty=lambda: text([]),
             one_group=lambda: text(["The plan was good."] * 5),  # nothing to swap
+        ),
+        "pairwise-choice": Cases(
+            normal=lambda: pairwise([f"{words} ({i})." for i in range(12)]),
+            empty=lambda: pairwise([]),
+            one_group=lambda: pairwise(["The plan was good."] * 5),  # nothing to swap
         ),
         "mlm-stereotype": Cases(
             normal=lambda: (no_data, fill_mask, {"kind": "mlm-stereotype"}),

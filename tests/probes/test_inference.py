@@ -200,6 +200,30 @@ def test_onednn_linear_keeps_gradients_and_can_be_switched_off(
     assert use_onednn_linear(_mlp()) == 0
 
 
+def test_linear_backend_is_decided_per_machine_or_by_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BIASAUDIT_ONEDNN_LINEAR", "0")
+    off = _mlp()
+    assert inference.pick_linear_backend(off) == "stock"
+    assert "forward" not in vars(off[0])
+    monkeypatch.setenv("BIASAUDIT_ONEDNN_LINEAR", "1")
+    forced = _mlp()
+    assert inference.pick_linear_backend(forced) == "onednn"
+    assert "forward" in vars(forced[0])
+    assert inference.pick_linear_backend(_mlp().to(torch.bfloat16)) == "stock"  # fp32 only
+    monkeypatch.setenv("BIASAUDIT_ONEDNN_LINEAR", "auto")
+    monkeypatch.setattr(inference, "_BACKEND_CHOICES", {})
+    timed = _mlp()
+    choice = inference.pick_linear_backend(timed)
+    (key,) = inference._BACKEND_CHOICES  # one timing per shape set and process
+    assert key == ((4, 32), (32, 16))  # the plain nn.Linear shapes (out, in)
+    assert choice == ("onednn" if inference._BACKEND_CHOICES[key] else "stock")
+    assert ("forward" in vars(timed[0])) == (choice == "onednn")
+    inference._BACKEND_CHOICES[key] = not inference._BACKEND_CHOICES[key]  # remembered
+    assert inference.pick_linear_backend(_mlp()) != choice
+
+
 def test_model_cache_is_lru() -> None:
     cache = ModelCache(maxsize=2)
     loads: list[str] = []
