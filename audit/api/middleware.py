@@ -105,7 +105,7 @@ class RequestContextMiddleware:
         except ClientDisconnect:
             log.info("client disconnected before the answer")
         except Exception:
-            errors_log.exception("unhandled error; answering 500")
+            errors_log.exception("unhandled error; answering 500", extra={"request_id": request_id})
             if not started:
                 await self._internal_error(send_wrapper)
         finally:

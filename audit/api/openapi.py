@@ -21,7 +21,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from audit.api.schemas import AuditCreate, ErrorPublic, ReviewCreate, ScheduleCreate
 
@@ -115,10 +115,10 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         }
     }
     routes = {
-        (method.lower(), r.path): r
-        for r in app.routes
-        if isinstance(r, APIRoute)
-        for method in r.methods or ()
+        (method.lower(), str(ctx.path_format)): ctx.original_route
+        for ctx in iter_route_contexts(app.routes)
+        if isinstance(ctx.original_route, APIRoute)
+        for method in ctx.methods or ()
     }
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
