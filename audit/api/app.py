@@ -29,6 +29,7 @@ from audit.api.metrics import Metrics
 from audit.api.middleware import RequestContextMiddleware
 from audit.api.openapi import build_openapi
 from audit.api.routes import audits, datasets, health, reviews, schedules
+from audit.api.uploads import remove_stale_uploads
 from audit.settings import Settings, get_settings
 
 # Young-generation threshold of a server process (CPython's default is 700, 10, 10).
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if getattr(app.state, "tune_gc", False):
             tune_gc()
+            await anyio.to_thread.run_sync(remove_stale_uploads, settings)
         if app.state.submit_queue.closed:  # the app is started again (tests)
             app.state.submit_queue = SubmitQueue(settings, observe=metrics.observe_batch)
         yield

@@ -326,7 +326,8 @@ def _sniff_parquet(path: Path, *, limits: Limits, budget: Budget) -> Sniffed:
     try:
         meta = pq.ParquetFile(path).metadata
     except (pa.ArrowException, OSError) as exc:
-        raise UploadRejected(422, f"file: cannot read the Parquet footer: {exc}") from None
+        reason = str(exc).replace(str(path), "the file")  # no server path in the answer
+        raise UploadRejected(422, f"file: cannot read the Parquet footer: {reason}") from None
     uncompressed = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     if uncompressed > limits.max_decompressed:
         raise UploadRejected(413, MSG_BOMB.format(limit=limits.max_decompressed))

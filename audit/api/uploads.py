@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -59,6 +60,7 @@ ALLOWED_PART_TYPES = frozenset(
         "application/parquet",
     }
 )
+STALE_UPLOAD_SECONDS = 6 * 3600.0
 MSG_GONE = "file: the client disconnected before the upload was checked; nothing was stored"
 _CALLBACKS = (
     "on_part_begin",
@@ -159,6 +161,25 @@ def _check_request(request: Request, limit: int) -> bytes:
 
 def _write(f: object, chunks: list[bytes]) -> None:
     f.write(b"".join(chunks))  # type: ignore[attr-defined]
+
+
+def remove_stale_uploads(settings: Settings, *, older_than: float = STALE_UPLOAD_SECONDS) -> int:
+    """Delete upload temporary files older than ``older_than`` seconds; returns how many.
+
+    Every exit path of a request removes its own file; only a process killed outright
+    (SIGKILL, power loss) leaves one, which the next ``serve`` start removes here. No
+    upload in progress is that old: body and check timeouts bound it.
+    """
+    removed = 0
+    cutoff = time.time() - older_than
+    for tmp in settings.data_path.glob("*/.*.upload.tmp"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed += 1
+        except OSError:  # removed by someone else meanwhile
+            continue
+    return removed
 
 
 async def _sniff(request: Request, tmp: Path, limits: Limits) -> Sniffed:

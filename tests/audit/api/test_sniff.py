@@ -142,3 +142,21 @@ def test_the_check_is_bounded_in_time_and_stops_when_asked(tmp_path: Path) -> No
     with pytest.raises(SniffStopped):
         sniff_upload(path, limits=LIMITS, stop=stop)
     assert time.perf_counter() - start < 1.0
+
+
+def test_stale_upload_files_of_killed_processes_are_removed(tmp_path: Path) -> None:
+    import os
+
+    from audit.api.uploads import remove_stale_uploads
+    from audit.settings import Settings
+
+    settings = Settings(artifact_dir=tmp_path)
+    folder = settings.data_path / "acme"
+    folder.mkdir(parents=True)
+    old, fresh, kept = (folder / n for n in (".a.upload.tmp", ".b.upload.tmp", "c.csv"))
+    for path in (old, fresh, kept):
+        path.write_bytes(b"x")
+    os.utime(old, (time.time() - 7 * 3600, time.time() - 7 * 3600))
+    os.utime(kept, (time.time() - 7 * 3600, time.time() - 7 * 3600))
+    assert remove_stale_uploads(settings) == 1
+    assert sorted(p.name for p in folder.iterdir()) == [".b.upload.tmp", "c.csv"]
