@@ -182,19 +182,34 @@ def _model_path(
     stored["model"]["path"] = resolved["model"]["path"] = _relative(real, roots.project)
 
 
+def _has_paths(raw: dict[str, Any]) -> bool:
+    for section in ("model", "dataset"):
+        part = raw.get(section)
+        if isinstance(part, dict) and part.get("path") is not None:
+            return True
+    probes = raw.get("probes") or []
+    return any(
+        isinstance(p, dict) and any(k.endswith("_path") and v is not None for k, v in p.items())
+        for p in probes
+    )
+
+
 def confine_spec(raw: dict[str, Any], *, roots: Roots, prefix: str = "") -> ConfinedSpec:
     """Check every path of a service audit's spec ``raw`` (see the module docstring).
 
     ``prefix`` is put before field names (``spec.`` for schedules). Raises
-    :class:`AuditInputError` naming the field; ``raw`` itself is not changed.
+    :class:`AuditInputError` naming the field; ``raw`` itself is not changed (a spec
+    without paths is returned as it is, not copied).
     """
+    model = raw.get("model")
+    if isinstance(model, dict) and _asks_trust(model.get("trusted")):
+        raise _refuse(MSG_TRUSTED, f"{prefix}model.trusted")
+    if not _has_paths(raw):  # the common case (dataset.id): nothing to copy or check
+        return ConfinedSpec(stored=raw, resolved=raw, changed=False)
     stored = copy.deepcopy(raw)
     resolved = copy.deepcopy(raw)
     changed = False
-    model = raw.get("model")
     if isinstance(model, dict):
-        if _asks_trust(model.get("trusted")):
-            raise _refuse(MSG_TRUSTED, f"{prefix}model.trusted")
         if model.get("path") is not None:
             _model_path(model["path"], roots, prefix, stored, resolved)
             changed = True
