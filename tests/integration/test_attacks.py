@@ -31,7 +31,7 @@ from audit.storage import repo, session_scope
 from tests.integration.conftest import Stack, wait_for, wait_status
 from tests.workers.conftest import add_audit
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.postgres]
 
 
 def _token(role: str = "submitter", project: str = "acme") -> str:

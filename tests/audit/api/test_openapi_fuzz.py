@@ -36,7 +36,7 @@ from tests.audit.api.helpers import finish_audit, make_csv, spec_for
 from tests.conftest import redis_test_url
 from tests.integration.conftest import Stack, private_database, service_env
 
-pytestmark = [pytest.mark.postgres, pytest.mark.integration]
+pytestmark = [pytest.mark.postgres, pytest.mark.integration, pytest.mark.slow]
 
 EXAMPLES = 10
 REDIS_URL = redis_test_url(13)
