@@ -88,6 +88,51 @@ class Settings(BaseSettings):
             "Parquet), in bytes: a larger one is refused as a decompression bomb"
         ),
     )
+    max_columns: int = Field(
+        default=2_000, ge=1, description="most columns accepted in an uploaded dataset"
+    )
+    max_csv_header_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1,
+        description="longest header line accepted in an uploaded CSV, in bytes",
+    )
+    sniff_timeout: float = Field(
+        default=120.0,
+        gt=0,
+        description="seconds the API may spend checking one upload (format, rows, levels)",
+    )
+    trusted_model_dir: Path | None = Field(
+        default=None,
+        description=(
+            "operator-registered models: files under TRUSTED_MODEL_DIR/<project>/ may be "
+            "pickle/joblib (a spec names one as model.path: registered:NAME); clients cannot "
+            "write there. Unset: no registered models"
+        ),
+    )
+    # ---- HTTP server (biasaudit serve); see docs/security.md
+    max_request_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="request line and headers of one request, in bytes at most (431 beyond)",
+    )
+    max_request_headers: int = Field(
+        default=100, ge=8, description="headers in one request at most (431 beyond)"
+    )
+    request_header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds a client may take to send a request's line and headers",
+    )
+    request_body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds a client may pause while sending a request body",
+    )
+    shutdown_timeout: int = Field(
+        default=30,
+        ge=1,
+        description="seconds 'serve' waits for requests in flight on SIGTERM, then cancels them",
+    )
     min_group_size: int = Field(
         default=30,
         ge=1,
@@ -159,7 +204,7 @@ class Settings(BaseSettings):
     shard_rows: int = Field(default=1_000_000, ge=1, description="rows per shard")
     max_shards: int = Field(default=64, ge=1, description="most shards one audit is split into")
 
-    @field_validator("artifact_dir", "data_dir", mode="after")
+    @field_validator("artifact_dir", "data_dir", "trusted_model_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None

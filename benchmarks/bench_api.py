@@ -34,7 +34,8 @@ Usage::
         [--open-clients 50] [--open-rate R] [--open-seconds 20] [--api-workers 1]
 
 Needs PostgreSQL at ``BIASAUDIT_TEST_POSTGRES_URL`` (default
-postgresql://postgres@127.0.0.1:5432/postgres) and Redis at 127.0.0.1:6379.
+postgresql://postgres@127.0.0.1:5432/postgres) and Redis at 127.0.0.1:6379 (or the port in
+BIASAUDIT_TEST_REDIS_PORT).
 Everything it creates (database, Redis db 12, temp folder) is removed at the end.
 """
 
@@ -70,7 +71,9 @@ ADMIN_URL = os.environ.get(
     "BIASAUDIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_DB = 12  # the tests use 13-15: a benchmark may run beside them
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+# Another checkout may use 6379: BIASAUDIT_TEST_REDIS_PORT picks the server, as for the tests.
+REDIS_PORT = int(os.environ.get("BIASAUDIT_TEST_REDIS_PORT", "6379"))
+REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/{REDIS_DB}"
 
 
 def free_port() -> int:

@@ -52,61 +52,35 @@ def _budget() -> float:
 def resolve_dataset(
     spec: dict[str, Any], *, project: str
 ) -> tuple[dict[str, Any], Path, int | None]:
-    """The spec with ``dataset.path`` pointing at the stored file, its base dir, and row count.
+    """The spec as the engine runs it, the project folder, and the stored row count.
 
-    ``dataset.id`` is looked up in the project's datasets; every path must lie
-    inside the project's data folder (``BIASAUDIT_DATA_DIR/<project>``), as the
-    API checked on submission (checked again here: the worker trusts no path).
+    ``dataset.id`` is looked up in the project's datasets; then
+    :func:`audit.engine.confine.confine_spec` checks the spec exactly as the API did
+    at submission (the worker trusts no path and no ``model.trusted``); the engine
+    runs the result with the project folder as its base folder. A refusal is an
+    input error: the audit fails, no retry.
     """
-    from probes.models.safety import UnsafeModelError, resolve_within
+    from audit.engine.confine import confine_spec, project_roots
 
-    root = get_settings().data_path / project
+    roots = project_roots(get_settings(), project)
     spec = copy.deepcopy(spec)
     dataset = spec.setdefault("dataset", {})
     rows = None
-    try:
-        if dataset.get("id"):
-            with session_scope() as session:
-                record = repo.get_dataset(
-                    session=session, project=project, dataset_id=str(dataset["id"])
+    if dataset.get("id"):
+        with session_scope() as session:
+            record = repo.get_dataset(
+                session=session, project=project, dataset_id=str(dataset["id"])
+            )
+            if record is None:
+                raise AuditInputError(
+                    f"dataset.id: no dataset {dataset['id']!r} in project {project!r}; "
+                    "upload it with POST /v1/datasets",
+                    field="dataset.id",
                 )
-                if record is None:
-                    raise AuditInputError(
-                        f"dataset.id: no dataset {dataset['id']!r} in project {project!r}; "
-                        "upload it with POST /v1/datasets",
-                        field="dataset.id",
-                    )
-                stored, rows = record.path, int(record.rows)
-            path = resolve_within(stored, root, field="dataset.id")
-            dataset["path"] = path.name
-            base_dir = path.parent
-        else:
-            if dataset.get("path"):
-                resolve_within(dataset["path"], root, field="dataset.path")
-            base_dir = root
-    except UnsafeModelError as exc:
-        raise AuditInputError(str(exc), field="dataset.path") from None
-    _confine_other_paths(spec, root)
-    return spec, base_dir, rows
-
-
-def _confine_other_paths(spec: dict[str, Any], root: Path) -> None:
-    """``model.path`` and probes' ``*_path`` values must lie inside the project folder too."""
-    from probes.models.safety import UnsafeModelError, resolve_within
-
-    named: list[tuple[str, Any]] = []
-    model = spec.get("model") or {}
-    if isinstance(model, dict) and model.get("path") and not get_settings().allow_hub_models:
-        named.append(("model.path", model["path"]))
-    for i, probe in enumerate(spec.get("probes") or []):
-        if isinstance(probe, dict):
-            named += [(f"probes[{i}].{k}", v) for k, v in probe.items() if k.endswith("_path")]
-    for field, value in named:
-        if isinstance(value, str):
-            try:
-                resolve_within(value, root, field=field)
-            except UnsafeModelError as exc:
-                raise AuditInputError(str(exc), field=field) from None
+            # project-relative, so that no message shows the server's folders
+            dataset["path"] = os.path.relpath(record.path, roots.project)
+            rows = int(record.rows)
+    return confine_spec(spec, roots=roots).resolved, roots.project, rows
 
 
 def _fail_exhausted() -> None:

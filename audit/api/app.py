@@ -17,27 +17,21 @@ from __future__ import annotations
 
 import gc
 import importlib.metadata
-import logging
-import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from audit.api.errors import install_error_handlers
 from audit.api.group_commit import SubmitQueue
-from audit.api.logging import context, end_context, new_context
 from audit.api.metrics import Metrics
+from audit.api.middleware import RequestContextMiddleware
+from audit.api.openapi import build_openapi
 from audit.api.routes import audits, datasets, health, reviews, schedules
-from audit.api.schemas import AuditCreate
+from audit.api.uploads import remove_stale_uploads
 from audit.settings import Settings, get_settings
 
-log = logging.getLogger("audit.api.access")
 # Young-generation threshold of a server process (CPython's default is 700, 10, 10).
 GC_THRESHOLDS = (10_000, 10, 10)
 SHUTDOWN_DEADLINE_S = 30.0  # longest wait for submission batches in flight at shutdown
@@ -54,79 +48,9 @@ DESCRIPTION = """Bias and fairness audits as a service.
 
 Every route except `/healthz`, `/readyz` and `/metrics` needs
 `Authorization: Bearer <token>` (create one with `biasaudit keys create`).
-Errors are JSON `{"detail": "...", "field": "..."}`.
+Errors are JSON `{"detail": "...", "field": "..."}` (spec and query errors add
+`errors`, every invalid field); every response carries `X-Request-ID`.
 """
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The generated schema plus ``AuditCreate`` (the spec), referenced by the submit route."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
-    )
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    spec_schema = AuditCreate.model_json_schema(ref_template="#/components/schemas/{model}")
-    for name, definition in spec_schema.pop("$defs", {}).items():
-        components.setdefault(name, definition)
-    components["AuditCreate"] = spec_schema
-    app.openapi_schema = schema
-    return schema
-
-
-class RequestContextMiddleware:
-    """Pure ASGI middleware: request id, log context, access log line and HTTP metrics.
-
-    Headers are never logged; the access line has method, path, status,
-    duration, request id, project and audit id.
-    """
-
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
-        token = new_context(request_id=request_id)
-        start = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [
-                    *message["headers"],
-                    (b"x-request-id", request_id.encode("latin-1")),
-                ]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            elapsed = time.perf_counter() - start
-            route = getattr(scope.get("route"), "path", "unmatched")
-            method = scope.get("method", "")
-            self.metrics.observe(method=method, route=route, status=status, seconds=elapsed)
-            if route not in ("/healthz", "/metrics"):
-                log.info(
-                    "%s %s %d",
-                    method,
-                    scope.get("path", ""),
-                    status,
-                    extra={
-                        "status": status,
-                        "route": route,
-                        "duration_ms": round(elapsed * 1000, 2),
-                        **context(),
-                    },
-                )
-            end_context(token)
 
 
 def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
@@ -162,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if getattr(app.state, "tune_gc", False):
             tune_gc()
+            await anyio.to_thread.run_sync(remove_stale_uploads, settings)
         if app.state.submit_queue.closed:  # the app is started again (tests)
             app.state.submit_queue = SubmitQueue(settings, observe=metrics.observe_batch)
         yield
@@ -189,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (health, datasets, audits, reviews, schedules):
         app.include_router(module.router)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
 
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     return app

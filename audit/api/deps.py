@@ -15,7 +15,6 @@ including schedules.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -31,11 +30,24 @@ from audit.settings import Settings
 from audit.storage.db import get_sessionmaker
 from audit.storage.repo import verify_token
 
-MAX_JSON_BYTES = 1024 * 1024
 MSG_NO_TOKEN = "missing bearer token: send 'Authorization: Bearer <token>' (biasaudit keys create)"
 MSG_BAD_TOKEN = "invalid or revoked token"
 MSG_ROLE = "role {role!r} may not {action}; needs one of: {allowed}"
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
+SUBMIT_ROLES = ("submitter", "admin")
+SUBMIT_ACTION = "upload, submit or cancel"
+
+
+def bad_token() -> ApiError:
+    """The 401 for an unknown, revoked or malformed token."""
+    return ApiError(401, MSG_BAD_TOKEN, field="Authorization", headers=CHALLENGE)
+
+
+def authorize(role: str, roles: tuple[str, ...], *, action: str) -> ApiError | None:
+    """None when ``role`` may do ``action``, else the 403 to answer (one rule for every route)."""
+    if role in roles:
+        return None
+    return ApiError(403, MSG_ROLE.format(role=role, action=action, allowed=", ".join(roles)))
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -113,7 +125,7 @@ def get_current_token(request: Request, session: SessionDep) -> TokenInfo:
     """The caller's live token, or 401."""
     row = verify_token(session=session, token=bearer_token(request))
     if row is None:
-        raise ApiError(401, MSG_BAD_TOKEN, field="Authorization", headers=CHALLENGE)
+        raise bad_token()
     info = TokenInfo(id=row.id, project=row.project, role=row.role, name=row.name)
     bind(project=info.project, token_id=info.id)
     return info
@@ -128,46 +140,18 @@ def require_roles(
     """A dependency that lets only ``roles`` through (403 otherwise)."""
 
     async def check(token: CurrentToken) -> TokenInfo:  # async: no I/O, no thread hop
-        if token.role not in roles:
-            raise ApiError(
-                403, MSG_ROLE.format(role=token.role, action=action, allowed=", ".join(roles))
-            )
+        refusal = authorize(token.role, roles, action=action)
+        if refusal is not None:
+            raise refusal
         return token
 
+    check.roles = roles  # type: ignore[attr-defined]  # read by the OpenAPI document
     return check
 
 
 ReaderToken = CurrentToken
-SubmitterToken = Annotated[
-    TokenInfo, Depends(require_roles("submitter", "admin", action="upload, submit or cancel"))
-]
+SubmitterToken = Annotated[TokenInfo, Depends(require_roles(*SUBMIT_ROLES, action=SUBMIT_ACTION))]
 ReviewerToken = Annotated[
     TokenInfo, Depends(require_roles("reviewer", "admin", action="review audits"))
 ]
 AdminToken = Annotated[TokenInfo, Depends(require_roles("admin", action="manage schedules"))]
-
-
-async def read_json_bytes(request: Request) -> bytes:
-    """The request body (at most 1 MiB) of a JSON request, unparsed: 413 or 415 otherwise."""
-    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if ctype != "application/json" and not ctype.endswith("+json"):
-        raise ApiError(415, f"body: send application/json, not {ctype!r}", field="body")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
-        raise ApiError(413, f"body: larger than {MAX_JSON_BYTES} bytes", field="body")
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_JSON_BYTES:
-            raise ApiError(413, f"body: larger than {MAX_JSON_BYTES} bytes", field="body")
-    return bytes(raw)
-
-
-def parse_json(raw: bytes) -> Any:
-    """``raw`` parsed as JSON: 422 naming ``body`` when it is empty or not JSON."""
-    if not raw.strip():
-        raise ApiError(422, "body: required: the audit spec as a JSON object", field="body")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(422, f"body: not valid JSON: {exc}", field="body") from None

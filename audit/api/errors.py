@@ -2,8 +2,14 @@
 
 ``field`` names the request part at fault (``dataset.protected``, ``file``,
 ``limit``, ``Authorization``) so a client can point at it; spec errors add
-``errors``, the full list of ``{"field", "message"}``. Database outages
-become ``503`` (the request changed nothing), never a stack trace.
+``errors``, the full list of ``{"field", "message"}``.
+
+One rule for the database: :func:`database_unavailable` errors (no
+connection, pool exhausted, deadlock, lock or statement timeout) answer
+``503`` with ``Retry-After`` (the request changed nothing; try again);
+:func:`unreachable` is the subset meaning the server itself is down or
+refusing connections, on which the group commit answers a whole batch at once.
+Anything else is a ``500``, answered as JSON by the request middleware.
 """
 
 from __future__ import annotations
@@ -21,6 +27,36 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger("audit.api")
 
 MSG_DB_UNAVAILABLE = "database unavailable: nothing was changed; try again later"
+MSG_INTERNAL = "internal error: nothing was changed; the request id is in X-Request-ID"
+RETRY_AFTER = {"Retry-After": "5"}
+# SQLSTATEs meaning "the database cannot be reached or refuses connections".
+_UNREACHABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` means "the database cannot serve this now; retry": answer 503."""
+    return isinstance(exc, (OperationalError, InterfaceError, PoolTimeout))
+
+
+def unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` means the database server is down or refuses connections.
+
+    Deadlocks, serialization failures, lock and statement timeouts are errors of
+    one transaction, not of the server (the group commit splits such a batch).
+    """
+    if isinstance(exc, (InterfaceError, PoolTimeout)):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    state = getattr(exc.orig, "sqlstate", None)
+    return state is None or state.startswith("08") or state in _UNREACHABLE_STATES
+
+
+def unavailable_error() -> ApiError:
+    """The 503 answered when :func:`database_unavailable`."""
+    return ApiError(503, MSG_DB_UNAVAILABLE, headers=RETRY_AFTER)
 
 
 class ApiError(Exception):
@@ -83,24 +119,26 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+def validation_errors(raw: Any) -> ApiError:
+    """422 for pydantic / FastAPI validation errors: ``field`` is the first path, ``errors`` all."""
     errors = [
-        {"field": _loc(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
-        for e in exc.errors()
+        {"field": _loc(e.get("loc", ())), "message": str(e.get("msg", "invalid"))} for e in raw
     ]
     first = errors[0] if errors else {"field": None, "message": "invalid request"}
     detail = "; ".join(
         f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors
     )
-    return JSONResponse(error_body(detail, first["field"], errors=errors), status_code=422)
+    return ApiError(422, detail, field=first["field"], extra={"errors": errors})
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return await _api_error(request, validation_errors(exc.errors()))
 
 
 async def _db_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("database unavailable: %s", type(exc).__name__)
-    return JSONResponse(
-        error_body(MSG_DB_UNAVAILABLE), status_code=503, headers={"Retry-After": "5"}
-    )
+    return await _api_error(request, unavailable_error())
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -39,64 +39,39 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert, select
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
-from audit.api.deps import parse_json
-from audit.api.errors import ApiError
+from audit.api.body import parse_json
+from audit.api.deps import SUBMIT_ACTION, SUBMIT_ROLES, authorize, bad_token
+from audit.api.errors import (
+    MSG_INTERNAL,
+    RETRY_AFTER,
+    ApiError,
+    database_unavailable,
+    unavailable_error,
+    unreachable,
+)
 from audit.api.submission import PreparedSpec, parse_submitted, resolve_spec
 from audit.engine.spec import AuditSpec
 from audit.queue import publish_many, queue_for
 from audit.settings import Settings
-from audit.storage.accounts import LiveToken, insert_ignore
+from audit.storage.audits import (
+    IdempotencyConflict,
+    insert_audits,
+    insert_keyed_audit,
+    new_audit_row,
+)
 from audit.storage.db import get_sessionmaker
-from audit.storage.models import Audit, new_id, utcnow
 from audit.storage.repo import get_datasets, verify_tokens
 
 log = logging.getLogger("audit.api.group_commit")
 
-AUDITS = cast(Table, Audit.__table__)  # Core insert: no ORM bulk-persistence work per row
 MAX_BATCH = 128
 MAX_IN_FLIGHT = 2
-SUBMIT_ROLES = ("submitter", "admin")
-MSG_BAD_TOKEN = "invalid or revoked token"
-MSG_ROLE = "role {role!r} may not {action}; needs one of: {allowed}"
-MSG_KEY_CONFLICT = (
-    "Idempotency-Key {key!r} was already used for audit {id} with a different spec; "
-    "use a new key for a new request"
-)
-MSG_DB_UNAVAILABLE = "database unavailable: nothing was recorded; try again later"
-MSG_INTERNAL = "internal error while recording the submission; nothing was recorded"
 MSG_BUSY = "too many submissions waiting; try again shortly"
 MSG_CLOSED = "the API is shutting down; try again shortly"
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
-_RETRY = {"Retry-After": "5"}
-# SQLSTATEs meaning "the database cannot be reached or refuses connections".
-_UNREACHABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
-
-
-def unreachable(exc: BaseException) -> bool:
-    """True when ``exc`` means the database is down or unreachable (answer 503 at once).
-
-    Deadlocks, serialization failures, lock and statement timeouts are errors of
-    this batch, not of the database: those batches are split and re-run.
-    """
-    if isinstance(exc, (InterfaceError, PoolTimeout)):
-        return True
-    if not isinstance(exc, OperationalError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    state = getattr(exc.orig, "sqlstate", None)
-    return state is None or state.startswith("08") or state in _UNREACHABLE_STATES
-
-
-def _unavailable() -> ApiError:
-    return ApiError(503, MSG_DB_UNAVAILABLE, headers=_RETRY)
 
 
 @dataclass
@@ -112,6 +87,7 @@ class Submission:
     # an unauthenticated caller cannot make the server parse a megabyte of JSON.
     body: bytes | None = field(default=None, repr=False)
     key_error: ApiError | None = None  # an invalid Idempotency-Key header (after the body)
+    request_id: str | None = None  # for log lines written on the database thread
 
 
 @dataclass(frozen=True)
@@ -128,17 +104,6 @@ class Accepted:
 
 
 Outcome = Accepted | ApiError
-
-
-def _role_error(row: LiveToken) -> ApiError | None:
-    if row.role in SUBMIT_ROLES:
-        return None
-    return ApiError(
-        403,
-        MSG_ROLE.format(
-            role=row.role, action="upload, submit or cancel", allowed=", ".join(SUBMIT_ROLES)
-        ),
-    )
 
 
 def _parse_deferred(sub: Submission) -> ApiError | None:
@@ -160,46 +125,16 @@ def _dataset_of(datasets: dict[tuple[str, str], Any], project: str, dataset_id: 
 
 
 def _row(prepared: PreparedSpec, *, project: str, token_id: int, key: str | None) -> dict[str, Any]:
-    return {
-        "id": new_id(),
-        "project": project,
-        "name": prepared.spec.name,
-        "domain": prepared.spec.domain,
-        "status": "queued",
-        "spec": prepared.stored,
-        "spec_sha256": prepared.spec_sha256,
-        "dataset_sha256": prepared.dataset_sha256,
-        "model_sha256": None,
-        "schedule_id": None,
-        "token_id": token_id,
-        "idempotency_key": key,
-        "progress": 0.0,
-        "attempts": 0,
-        "cancel_requested": False,
-        "created_at": utcnow(),
-    }
-
-
-def _insert_keyed(session: Session, row: dict[str, Any]) -> tuple[str, str, bool] | ApiError:
-    """Insert unless (project, key) exists: (id, status, inserted) of the audit holding the key,
-    or 409 when it holds another spec."""
-    inserted = session.execute(
-        insert_ignore(session, Audit, index_elements=["project", "idempotency_key"])
-        .values(row)
-        .returning(Audit.id)
-    ).first()
-    existing = session.execute(
-        select(Audit.id, Audit.status, Audit.spec_sha256).where(
-            Audit.project == row["project"], Audit.idempotency_key == row["idempotency_key"]
-        )
-    ).one()
-    if existing.spec_sha256 != row["spec_sha256"]:
-        return ApiError(
-            409,
-            MSG_KEY_CONFLICT.format(key=row["idempotency_key"], id=existing.id),
-            field="Idempotency-Key",
-        )
-    return existing.id, existing.status, inserted is not None
+    return new_audit_row(
+        project=project,
+        spec=prepared.stored,
+        name=prepared.spec.name,
+        domain=prepared.spec.domain,
+        spec_sha256=prepared.spec_sha256,
+        dataset_sha256=prepared.dataset_sha256,
+        token_id=token_id,
+        idempotency_key=key,
+    )
 
 
 def record_batch(
@@ -214,9 +149,10 @@ def record_batch(
     outcomes: list[Accepted | ApiError | None] = [None] * len(batch)
     for i, (sub, row) in enumerate(zip(batch, tokens, strict=True)):
         if row is None:
-            outcomes[i] = ApiError(401, MSG_BAD_TOKEN, field="Authorization", headers=_CHALLENGE)
+            outcomes[i] = bad_token()
         else:
-            outcomes[i] = _role_error(row) or sub.spec_error or _parse_deferred(sub)
+            role_error = authorize(row.role, SUBMIT_ROLES, action=SUBMIT_ACTION)
+            outcomes[i] = role_error or sub.spec_error or _parse_deferred(sub)
     wanted = [
         (row.project, sub.spec.dataset.id)
         for sub, row, out in zip(batch, tokens, outcomes, strict=True)
@@ -243,7 +179,10 @@ def record_batch(
             outcomes[i] = exc
             continue
         except Exception:  # nothing is written for it yet: it fails alone, the batch goes on
-            log.exception("could not prepare a submission; answering 500 for it alone")
+            log.exception(
+                "could not prepare a submission; answering 500 for it alone",
+                extra={"request_id": sub.request_id},
+            )
             outcomes[i] = ApiError(500, MSG_INTERNAL)
             continue
         if sub.idempotency_key is None:
@@ -255,16 +194,15 @@ def record_batch(
     # orders cannot deadlock on each other's uncommitted rows (the sort is stable: the
     # first of two equal keys in a batch still wins).
     for i, values, queue in sorted(keyed, key=lambda k: (k[1]["project"], k[1]["idempotency_key"])):
-        found = _insert_keyed(session, values)
-        if isinstance(found, ApiError):
-            outcomes[i] = found
-        else:
-            audit_id, status, new = found
-            outcomes[i] = Accepted(
-                audit_id, status, queue, values["project"], values["token_id"], new=new
-            )
-    if plain:
-        session.execute(insert(AUDITS), plain)
+        try:
+            found = insert_keyed_audit(session=session, row=values)
+        except IdempotencyConflict as exc:
+            outcomes[i] = ApiError(409, str(exc), field="Idempotency-Key")
+            continue
+        outcomes[i] = Accepted(
+            found.id, found.status, queue, values["project"], values["token_id"], new=found.inserted
+        )
+    insert_audits(session=session, rows=plain)
     done = [out for out in outcomes if out is not None]
     if len(done) != len(batch):  # never expected; must not shift answers between requests
         raise RuntimeError(f"{len(batch) - len(done)} submission(s) got no outcome")
@@ -303,12 +241,15 @@ def _record(batch: list[Submission], settings: Settings) -> list[Outcome]:
     except Exception as exc:
         if unreachable(exc):
             log.warning("database unavailable: %s", type(exc).__name__)
-            return [_unavailable() for _ in batch]
+            return [unavailable_error() for _ in batch]
         if len(batch) == 1:
-            if isinstance(exc, OperationalError):  # e.g. a deadlock or timeout, again: retry later
+            if database_unavailable(exc):  # e.g. a deadlock or timeout, again: retry later
                 log.warning("submission failed in the database: %s", type(exc).__name__)
-                return [_unavailable()]
-            log.exception("submission failed in the database; answering 500 for it alone")
+                return [unavailable_error()]
+            log.exception(
+                "submission failed in the database; answering 500 for it alone",
+                extra={"request_id": batch[0].request_id},
+            )
             return [ApiError(500, MSG_INTERNAL)]
         log.warning(
             "batch of %d failed (%s); retrying it in halves",
@@ -362,7 +303,7 @@ class SubmitQueue:
     async def submit(self, submission: Submission) -> Accepted:
         """Record one submission with whatever else is waiting; raises its error if refused."""
         if self._closed:
-            raise ApiError(503, MSG_CLOSED, headers=_RETRY)
+            raise ApiError(503, MSG_CLOSED, headers=RETRY_AFTER)
         loop = asyncio.get_running_loop()
         state = self._loops.get(loop)
         if state is None:
@@ -393,7 +334,9 @@ class SubmitQueue:
             try:
                 work = loop.run_in_executor(self._executor, self._run, [s for s, _ in batch])
             except RuntimeError:  # the executor is shut down: answer instead of hanging
-                self._resolve(batch, [ApiError(503, MSG_CLOSED, headers=_RETRY) for _ in batch])
+                self._resolve(
+                    batch, [ApiError(503, MSG_CLOSED, headers=RETRY_AFTER) for _ in batch]
+                )
                 continue
             state.in_flight += 1
             work.add_done_callback(

@@ -71,6 +71,10 @@ class DatasetPublic(_Public):
     sha256: str
     rows: int
     columns: list[str]
+    column_levels: dict[str, int] | None = Field(
+        default=None,
+        description="distinct values per column, counted up to 1,000 (1,001: more than that)",
+    )
     size_bytes: int
     filename: str | None = None
     created_at: datetime
@@ -132,8 +136,33 @@ class SchedulesPublic(BaseModel):
     count: int
 
 
+class FieldError(BaseModel):
+    """One invalid field of a request: its path and what is wrong with it."""
+
+    field: str
+    message: str
+
+
 class ErrorPublic(BaseModel):
-    """Every error response: what went wrong, and the field at fault when there is one."""
+    """Every error response: what went wrong, and the field at fault when there is one.
+
+    Spec and query errors add ``errors``, every invalid field; a health check
+    that fails adds ``checks``.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     detail: str
     field: str | None = None
+    errors: list[FieldError] | None = None
+
+
+def json_request_body(schema: str) -> dict[str, Any]:
+    """``openapi_extra`` declaring a required JSON body ``#/components/schemas/<schema>``
+    (for routes that read their body themselves, after the token check)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        }
+    }

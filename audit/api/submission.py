@@ -1,22 +1,26 @@
 """Validate a submitted spec and make it safe to hand to a worker.
 
-Shared by ``POST /v1/audits`` and ``POST /v1/schedules``:
+Shared by ``POST /v1/audits`` (through the group commit) and ``POST /v1/schedules``.
+A spec is refused at submission whenever the worker would refuse it at once:
 
-- the spec is parsed with :func:`audit.engine.spec.parse_spec`; errors become ``422``
-  naming the field path (``dataset.protected``, ``probes[0].attributes``);
+- the body: more than 100 probes, nesting deeper than 64 levels, NUL characters
+  (:mod:`audit.api.body`), then :func:`audit.engine.spec.parse_spec`; errors are
+  ``422`` naming the field path (``dataset.protected``, ``probes[0].attributes``);
 - ``dataset.id`` must be a dataset of the caller's project (``404`` otherwise,
-  also for another project's id); it stays in the stored spec and the worker
-  resolves it;
-- every file path the worker would open (``dataset.path``, ``model.path``,
-  ``probes[i].*_path``) must resolve inside the project's data folder
-  (``data_dir/<project>``): ``..``, absolute paths and symlinks cannot escape.
-  Accepted paths are stored absolute, so the worker needs no base folder.
+  also for another project's id); the spec's columns must exist in it, and a
+  protected column may not have more distinct values than ``policy.max_levels``
+  (counted at upload);
+- a spec with no dataset is accepted when none of its probes reads one
+  (templates, pair sets): the probe says (``audit.engine.spec.needs_dataset``);
+- every path and ``model.trusted`` go through :func:`audit.engine.confine.confine_spec`,
+  the same rule the worker applies again; accepted paths are stored relative to
+  the project's data folder;
+- what the engine would refuse before reading anything: a model without
+  ``model.path``, predictions without ``dataset.prediction``.
 """
 
 from __future__ import annotations
 
-import copy
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,30 +28,52 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from audit.api.body import check_tree
 from audit.api.errors import ApiError, not_found
-from audit.engine.spec import AuditSpec, parse_spec
-from audit.errors import SpecError
+from audit.api.levels import LEVELS_CAP
+from audit.engine.confine import confine_spec, project_roots
+from audit.engine.spec import MAX_PROBES, AuditSpec, parse_spec
+from audit.errors import MSG_MISSING_COLUMN, AuditInputError, SpecError
 from audit.settings import Settings
 from audit.storage.repo import get_dataset
-from probes.models.safety import UnsafeModelError, resolve_within
 
-MSG_NO_DATASET = (
-    "dataset.id: required: upload the file with POST /v1/datasets and give its id "
-    "(or a dataset.path inside the project's data folder)"
-)
 MSG_BOTH = "dataset.path: give dataset.id or dataset.path, not both"
-MSG_NOT_FOUND = "{field}: file not found in the project's data folder: {path}"
-MSG_BAD_PATH = "{field}: not a usable file path ({error})"
-MSG_NUL = "{field}: contains a NUL character (\\u0000), which cannot be stored"
-HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 MSG_SHA_MISMATCH = "dataset.sha256: {given} does not match dataset {id} (sha256 {actual})"
+MSG_TOO_MANY_PROBES = "probes: at most {limit} probes in one spec, got {count}"
+MSG_TOO_MANY_LEVELS = (
+    "dataset.protected: column {column!r} has {count} distinct values, more than "
+    "policy.max_levels={limit}; a protected attribute has a few groups (is it an id column?). "
+    "Raise policy.max_levels if this is intended"
+)
+MSG_MODEL_PATH = (
+    "model.path: required for model.kind {kind!r}: the model file or folder in the project's "
+    "data folder (or registered:NAME)"
+)
+MSG_MODEL_TASK = (
+    "model.task: required for model.kind 'huggingface' "
+    "(text-classification | fill-mask | embedding | causal-lm)"
+)
+MSG_PREDICTION = (
+    "dataset.prediction: required when model.kind is 'predictions' "
+    "(the column holding the model's decisions)"
+)
+_COLUMNS_SHOWN = 50
 
 
 class DatasetRef(Protocol):
-    """What a submission needs of a dataset row: its content hash."""
+    """What a submission needs of a dataset row."""
+
+    @property
+    def id(self) -> str: ...
 
     @property
     def sha256(self) -> str: ...
+
+    @property
+    def columns(self) -> Any: ...
+
+    @property
+    def column_levels(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -73,47 +99,17 @@ def project_dir(settings: Settings, project: str) -> Path:
     return settings.data_path / project
 
 
-def _confine(value: str, *, root: Path, field: str, must_exist: bool = True) -> str:
-    try:
-        real = resolve_within(value, root, field=field)
-        exists = real.exists()
-    except UnsafeModelError as exc:
-        raise ApiError(422, str(exc), field=field) from None
-    except (ValueError, OSError) as exc:  # NUL byte, name too long, ...
-        raise ApiError(422, MSG_BAD_PATH.format(field=field, error=exc), field=field) from None
-    if must_exist and not exists:
-        raise ApiError(422, MSG_NOT_FOUND.format(field=field, path=value), field=field)
-    return str(real)
-
-
-def _nul_path(value: Any, path: str = "") -> str | None:
-    """The path of the first string (key or value) in ``value`` holding a NUL, or None."""
-    if isinstance(value, str):
-        return path or "spec" if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
-                return where
-            found = _nul_path(item, where)
-            if found:
-                return found
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _nul_path(item, f"{path}[{i}]")
-            if found:
-                return found
-    return None
-
-
 def parse_submitted(raw: Any, *, prefix: str = "") -> AuditSpec:
     """Parse ``raw`` as a spec; :class:`ApiError` 422 naming the field path if it is invalid.
 
-    Strings with a NUL character are refused too: PostgreSQL cannot store them.
+    The cheap refusals come first, before any validation work: too many probes,
+    nesting too deep, strings with a NUL character (PostgreSQL cannot store them).
     """
-    nul = _nul_path(raw)
-    if nul is not None:
-        raise ApiError(422, MSG_NUL.format(field=prefix + nul), field=prefix + nul)
+    probes = raw.get("probes") if isinstance(raw, dict) else None
+    if isinstance(probes, list) and len(probes) > MAX_PROBES:
+        message = MSG_TOO_MANY_PROBES.format(limit=MAX_PROBES, count=len(probes))
+        raise ApiError(422, prefix + message, field=f"{prefix}probes")
+    check_tree(raw, prefix=prefix)
     try:
         spec, _ = parse_spec(raw)
     except SpecError as exc:
@@ -140,6 +136,53 @@ def prepare_spec(
     )
 
 
+def _refuse(message: str, field: str, prefix: str) -> ApiError:
+    return ApiError(422, prefix + message, field=prefix + field)
+
+
+def check_dataset(spec: AuditSpec, row: DatasetRef, *, prefix: str = "") -> None:
+    """The stored dataset has every column the spec names, and protected columns with
+    at most ``policy.max_levels`` distinct values (as counted at upload)."""
+    ds = spec.dataset
+    if ds.sha256 is not None and ds.sha256 != row.sha256:
+        message = MSG_SHA_MISMATCH.format(given=ds.sha256, id=row.id, actual=row.sha256)
+        raise _refuse(message, "dataset.sha256", prefix)
+    columns = [str(c) for c in row.columns or []]
+    known = set(columns)
+    named = [(f"protected[{i}]", c) for i, c in enumerate(ds.protected)]
+    named += [(f, getattr(ds, f)) for f in ("label", "prediction", "score", "strata")]
+    for field, column in named:
+        if column and column not in known:
+            shown = ", ".join(columns[:_COLUMNS_SHOWN]) + (
+                ", ..." if len(columns) > _COLUMNS_SHOWN else ""
+            )
+            message = MSG_MISSING_COLUMN.format(
+                field=field, column=column, file=f"dataset {row.id}", columns=shown
+            )
+            raise _refuse(message, f"dataset.{field}", prefix)
+    levels = row.column_levels or {}
+    for i, column in enumerate(ds.protected):
+        count = levels.get(column)
+        if isinstance(count, int) and count > spec.policy.max_levels:
+            shown_count = f"more than {LEVELS_CAP}" if count > LEVELS_CAP else str(count)
+            message = MSG_TOO_MANY_LEVELS.format(
+                column=column, count=shown_count, limit=spec.policy.max_levels
+            )
+            raise _refuse(message, f"dataset.protected[{i}]", prefix)
+
+
+def check_runnable(spec: AuditSpec, *, prefix: str = "") -> None:
+    """Refuse what the engine would refuse before reading any input."""
+    model = spec.model
+    if model.kind != "predictions" and not model.path:
+        raise _refuse(MSG_MODEL_PATH.format(kind=model.kind), "model.path", prefix)
+    if model.kind == "huggingface" and model.task is None:
+        raise _refuse(MSG_MODEL_TASK, "model.task", prefix)
+    has_data = bool(spec.dataset.path or spec.dataset.id)
+    if model.kind == "predictions" and has_data and not spec.dataset.prediction:
+        raise _refuse(MSG_PREDICTION, "dataset.prediction", prefix)
+
+
 def resolve_spec(
     raw: Any,
     spec: AuditSpec,
@@ -149,53 +192,29 @@ def resolve_spec(
     find_dataset: Callable[[str], DatasetRef | None],
     prefix: str = "",
 ) -> PreparedSpec:
-    """Check a parsed spec's inputs for ``project`` and make its paths absolute.
+    """Check a parsed spec's inputs for ``project``; the spec to store has project-relative paths.
 
     ``find_dataset(id)`` returns the project's dataset row or None; the API's
     group commit passes rows it fetched for a whole batch in one query.
     """
-    stored = copy.deepcopy(raw)
-    changed = False
-    root = project_dir(settings, project)
     dataset_sha: str | None = None
     ds = spec.dataset
     if ds.id is not None and ds.path is not None:
-        raise ApiError(422, MSG_BOTH, field=f"{prefix}dataset.path")
+        raise _refuse(MSG_BOTH, "dataset.path", prefix)
     if ds.id is not None:
         row = find_dataset(ds.id)
         if row is None:
             raise not_found("dataset", ds.id, field=f"{prefix}dataset.id")
-        if ds.sha256 is not None and ds.sha256 != row.sha256:
-            raise ApiError(
-                422,
-                MSG_SHA_MISMATCH.format(given=ds.sha256, id=ds.id, actual=row.sha256),
-                field=f"{prefix}dataset.sha256",
-            )
+        check_dataset(spec, row, prefix=prefix)
         dataset_sha = row.sha256
-    elif ds.path is not None:
-        stored["dataset"]["path"] = _confine(ds.path, root=root, field=f"{prefix}dataset.path")
-        changed = True
-    else:
-        raise ApiError(422, MSG_NO_DATASET, field=f"{prefix}dataset.id")
-    if spec.model.path is not None:
-        hub_name = (
-            settings.allow_hub_models
-            and HUB_NAME.match(spec.model.path) is not None
-            and ".." not in spec.model.path
-            and not (root / spec.model.path).exists()
-        )
-        if not hub_name:
-            stored["model"]["path"] = _confine(
-                spec.model.path, root=root, field=f"{prefix}model.path"
-            )
-            changed = True
-    for i, probe in enumerate(stored.get("probes") or []):
-        for key, value in list(probe.items()):
-            if key.endswith("_path") and isinstance(value, str):
-                probe[key] = _confine(value, root=root, field=f"{prefix}probes[{i}].{key}")
-                changed = True
-    # The hash is of the spec as stored (absolute paths); unchanged, it is the parsed one.
-    normalized = AuditSpec.model_validate(stored) if changed else spec
+    check_runnable(spec, prefix=prefix)
+    try:
+        confined = confine_spec(raw, roots=project_roots(settings, project), prefix=prefix)
+    except AuditInputError as exc:
+        raise ApiError(422, str(exc), field=exc.field) from None
+    stored = confined.stored
+    # The hash is of the spec as stored; unchanged, it is the parsed one.
+    normalized = AuditSpec.model_validate(stored) if confined.changed else spec
     return PreparedSpec(
         spec=spec, stored=stored, spec_sha256=normalized.sha256(), dataset_sha256=dataset_sha
     )

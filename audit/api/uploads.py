@@ -17,18 +17,25 @@ deleted on every failure, so no half-written dataset is ever visible.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import threading
+import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+import anyio
 from fastapi import Request
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from audit.api.errors import ApiError
-from audit.api.sniff import Sniffed, UploadRejected, sniff_upload
+from audit.api.sniff import Limits, Sniffed, SniffStopped, UploadRejected, sniff_upload
 from audit.api.submission import project_dir
 from audit.settings import Settings
 from audit.storage.models import new_id
@@ -52,6 +59,17 @@ ALLOWED_PART_TYPES = frozenset(
         "application/x-parquet",
         "application/parquet",
     }
+)
+STALE_UPLOAD_SECONDS = 6 * 3600.0
+MSG_GONE = "file: the client disconnected before the upload was checked; nothing was stored"
+_CALLBACKS = (
+    "on_part_begin",
+    "on_header_field",
+    "on_header_value",
+    "on_header_end",
+    "on_headers_finished",
+    "on_part_data",
+    "on_part_end",
 )
 MSG_NOT_MULTIPART = "send multipart/form-data with the dataset in a part named 'file'"
 MSG_TOO_LARGE = "file: larger than {limit} bytes; the limit is BIASAUDIT_MAX_UPLOAD_BYTES={limit}"
@@ -88,6 +106,7 @@ class _Sink:
     content_type: str = ""
     pending: list[bytes] = field(default_factory=list)
     size: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
 
     def on_part_begin(self) -> None:
         self.headers = {}
@@ -144,35 +163,61 @@ def _write(f: object, chunks: list[bytes]) -> None:
     f.write(b"".join(chunks))  # type: ignore[attr-defined]
 
 
-async def receive_upload(request: Request, *, settings: Settings, project: str) -> StoredUpload:
-    """Stream the request's ``file`` part to disk, check it, and move it into place.
+def remove_stale_uploads(settings: Settings, *, older_than: float = STALE_UPLOAD_SECONDS) -> int:
+    """Delete upload temporary files older than ``older_than`` seconds; returns how many.
 
-    Raises :class:`ApiError` (413, 415, 422) and leaves nothing behind on failure.
+    Every exit path of a request removes its own file; only a process killed outright
+    (SIGKILL, power loss) leaves one, which the next ``serve`` start removes here. No
+    upload in progress is that old: body and check timeouts bound it.
     """
-    limit = settings.max_upload_bytes
-    boundary = _check_request(request, limit)
-    folder = project_dir(settings, project)
-    await run_in_threadpool(folder.mkdir, parents=True, exist_ok=True)
-    dataset_id = new_id()
-    tmp = folder / f".{dataset_id}.upload.tmp"
+    removed = 0
+    cutoff = time.time() - older_than
+    for tmp in settings.data_path.glob("*/.*.upload.tmp"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed += 1
+        except OSError:  # removed by someone else meanwhile
+            continue
+    return removed
+
+
+async def _sniff(request: Request, tmp: Path, limits: Limits) -> Sniffed:
+    """:func:`sniff_upload` in a thread that stops as soon as nobody waits for it.
+
+    The check watches for the client leaving; when it leaves, or the request is
+    cancelled (server shutdown), the thread's ``stop`` event is set and the check
+    ends at its next step, so no work outlives its request and SIGTERM is not held up.
+    """
+    stop = threading.Event()
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        stop.set()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        work = partial(sniff_upload, tmp, limits=limits, stop=stop)
+        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+    except UploadRejected as exc:
+        raise ApiError(exc.status_code, exc.detail, field=FIELD) from None
+    except SniffStopped:
+        raise ApiError(400, MSG_GONE, field=FIELD) from None
+    finally:
+        stop.set()
+        watcher.cancel()
+
+
+async def _receive_file(request: Request, boundary: bytes, tmp: Path, limit: int) -> _Sink:
+    """Stream the body's ``file`` part into ``tmp`` (413/422 on the way); the sink holds
+    its size, name, type and SHA-256."""
     sink = _Sink(limit=limit)
-    digest = hashlib.sha256()
-    callbacks = {
-        name: getattr(sink, name)
-        for name in (
-            "on_part_begin",
-            "on_header_field",
-            "on_header_value",
-            "on_header_end",
-            "on_headers_finished",
-            "on_part_data",
-            "on_part_end",
-        )
-    }
+    callbacks = {name: getattr(sink, name) for name in _CALLBACKS}
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
     total = 0
-    try:
-        with open(tmp, "xb") as out:
+    with open(tmp, "xb") as out:
+        try:
             async for chunk in request.stream():
                 total += len(chunk)
                 if total > limit + MULTIPART_OVERHEAD and not sink.in_file:
@@ -183,23 +228,34 @@ async def receive_upload(request: Request, *, settings: Settings, project: str) 
                     raise ApiError(422, f"malformed multipart body: {exc}", field=FIELD) from None
                 if sink.pending:
                     for piece in sink.pending:
-                        digest.update(piece)
+                        sink.digest.update(piece)
                     await run_in_threadpool(_write, out, sink.pending)
                     sink.pending = []
-            parser.finalize()
-            out.flush()
-            os.fsync(out.fileno())
-        if not sink.seen_file:
-            raise ApiError(422, MSG_NO_FILE, field=FIELD)
-        try:
-            sniffed = await run_in_threadpool(
-                sniff_upload,
-                tmp,
-                max_rows=settings.max_upload_rows,
-                max_decompressed=settings.max_decompressed_bytes,
-            )
-        except UploadRejected as exc:
-            raise ApiError(exc.status_code, exc.detail, field=FIELD) from None
+        except ClientDisconnect:
+            raise ApiError(400, MSG_GONE, field=FIELD) from None
+        parser.finalize()
+        out.flush()
+        os.fsync(out.fileno())
+    if not sink.seen_file:
+        raise ApiError(422, MSG_NO_FILE, field=FIELD)
+    return sink
+
+
+async def receive_upload(request: Request, *, settings: Settings, project: str) -> StoredUpload:
+    """Stream the request's ``file`` part to disk, check it, and move it into place.
+
+    Raises :class:`ApiError` (400, 413, 415, 422) and leaves nothing behind on any
+    exit: error, client gone, or cancellation.
+    """
+    limit = settings.max_upload_bytes
+    boundary = _check_request(request, limit)
+    folder = project_dir(settings, project)
+    await run_in_threadpool(folder.mkdir, parents=True, exist_ok=True)
+    dataset_id = new_id()
+    tmp = folder / f".{dataset_id}.upload.tmp"
+    try:
+        sink = await _receive_file(request, boundary, tmp, limit)
+        sniffed = await _sniff(request, tmp, Limits.from_settings(settings))
         final = folder / f"{dataset_id}{sniffed.extension}"
         os.replace(tmp, final)
     finally:
@@ -207,7 +263,7 @@ async def receive_upload(request: Request, *, settings: Settings, project: str) 
     return StoredUpload(
         dataset_id=dataset_id,
         path=final,
-        sha256=digest.hexdigest(),
+        sha256=sink.digest.hexdigest(),
         size_bytes=sink.size,
         filename=sink.filename,
         sniffed=sniffed,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 EXIT_OK, EXIT_INVALID = 0, 2
 MSG_NO_BROKER = (
@@ -50,6 +51,12 @@ def serve(args: argparse.Namespace) -> int:
     number of processes (default 1); the API is stateless, so they share nothing but the
     database and the broker. uvicorn picks uvloop and httptools when they are installed
     (``uvicorn[standard]``), which roughly halves its per-request overhead.
+
+    Slow or oversized clients are bounded (docs/security.md): request headers by
+    ``BIASAUDIT_MAX_REQUEST_HEADER_BYTES`` / ``BIASAUDIT_MAX_REQUEST_HEADERS`` and
+    ``BIASAUDIT_REQUEST_HEADER_TIMEOUT``, bodies by ``BIASAUDIT_REQUEST_BODY_TIMEOUT``
+    (:mod:`audit.api.protocol`; with h11, its incomplete-event limit), and a SIGTERM
+    waits at most ``BIASAUDIT_SHUTDOWN_TIMEOUT`` seconds for requests in flight.
     """
     import uvicorn
 
@@ -79,8 +86,22 @@ def serve(args: argparse.Namespace) -> int:
         log_config=None,
         proxy_headers=False,
         server_header=False,
+        http=_http_protocol(),
+        h11_max_incomplete_event_size=settings.max_request_header_bytes,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
     )
     return EXIT_OK
+
+
+def _http_protocol() -> Any:
+    """The guarded httptools protocol when httptools is installed, else uvicorn's h11."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    from audit.api.protocol import GuardedHttpToolsProtocol
+
+    return GuardedHttpToolsProtocol
 
 
 def keys_create(args: argparse.Namespace) -> int:

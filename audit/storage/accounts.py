@@ -48,9 +48,9 @@ _TOUCH_TOKENS = (
     .values(last_used_at=bindparam("now"))
     .execution_options(synchronize_session=False)
 )
-_DATASETS_BY_ID = select(Dataset.id, Dataset.project, Dataset.sha256).where(
-    Dataset.id.in_(bindparam("ids", expanding=True))
-)
+_DATASETS_BY_ID = select(
+    Dataset.id, Dataset.project, Dataset.sha256, Dataset.columns, Dataset.column_levels
+).where(Dataset.id.in_(bindparam("ids", expanding=True)))
 _DATASET_BY_ID = select(Dataset).where(
     Dataset.id == bindparam("dataset_id"), Dataset.project == bindparam("project")
 )
@@ -242,8 +242,12 @@ def create_dataset(
     size_bytes: int,
     filename: str | None = None,
     dataset_id: str | None = None,
+    column_levels: dict[str, int] | None = None,
 ) -> Dataset:
-    """Register a stored dataset file for ``project``."""
+    """Register a stored dataset file for ``project``.
+
+    ``column_levels``: distinct values per column, as counted at upload (capped).
+    """
     ensure_project(session=session, name=project)
     dataset = Dataset(
         id=dataset_id or new_id(),
@@ -252,6 +256,7 @@ def create_dataset(
         path=path,
         rows=rows,
         columns=list(columns),
+        column_levels=column_levels,
         size_bytes=size_bytes,
         filename=filename,
     )
@@ -263,7 +268,8 @@ def create_dataset(
 def get_datasets(*, session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
     """Datasets by ``(project, dataset_id)`` in one query; keys not found are left out.
 
-    The values are rows with ``id``, ``project`` and ``sha256``.
+    The values are rows with ``id``, ``project``, ``sha256``, ``columns`` and
+    ``column_levels`` (what a submission is checked against).
     """
     ids = sorted({dataset_id for _, dataset_id in keys})
     if not ids:

@@ -7,10 +7,11 @@ these functions flush but never commit. Every read the API makes takes the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from audit.storage.accounts import ensure_project, insert_ignore
@@ -26,6 +27,7 @@ from audit.storage.models import (
 )
 
 MAX_PAGE = 1000
+MAX_OFFSET = 1_000_000_000  # larger offsets are refused (422), never sent to the database
 
 
 class AuditNotFound(LookupError):
@@ -33,10 +35,101 @@ class AuditNotFound(LookupError):
 
 
 class IdempotencyConflict(ValueError):
-    """An idempotency key was reused with a different spec."""
+    """An idempotency key was reused with a different spec (``audit_id`` holds the key)."""
+
+    def __init__(self, message: str, *, audit_id: str) -> None:
+        super().__init__(message)
+        self.audit_id = audit_id
 
 
 # ---------------------------------------------------------------- create / read
+
+
+MSG_KEY_CONFLICT = (
+    "Idempotency-Key {key!r} was already used for audit {id} with a different spec; "
+    "use a new key for a new request"
+)
+# Core statements: no ORM identity map or unit of work per row (the API inserts in batches).
+_AUDITS = cast(Table, Audit.__table__)
+_INSERT = insert(_AUDITS)
+
+
+def new_audit_row(
+    *,
+    project: str,
+    spec: dict[str, Any],
+    name: str,
+    domain: str,
+    spec_sha256: str,
+    idempotency_key: str | None = None,
+    status: str = "queued",
+    dataset_sha256: str | None = None,
+    model_sha256: str | None = None,
+    schedule_id: str | None = None,
+    token_id: int | None = None,
+) -> dict[str, Any]:
+    """Every column of a new audit row, for :func:`insert_audits` / :func:`insert_keyed_audit`."""
+    if status not in AUDIT_STATUSES:
+        raise ValueError(f"status: must be one of {', '.join(AUDIT_STATUSES)}, got {status!r}")
+    return {
+        "id": new_id(),
+        "project": project,
+        "name": name,
+        "domain": domain,
+        "status": status,
+        "spec": spec,
+        "spec_sha256": spec_sha256,
+        "dataset_sha256": dataset_sha256,
+        "model_sha256": model_sha256,
+        "schedule_id": schedule_id,
+        "token_id": token_id,
+        "idempotency_key": idempotency_key,
+        "progress": 0.0,
+        "attempts": 0,
+        "cancel_requested": False,
+        "created_at": utcnow(),
+    }
+
+
+def insert_audits(*, session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert audits without an Idempotency-Key: one multi-row ``INSERT`` (rows from
+    :func:`new_audit_row`)."""
+    if rows:
+        session.execute(_INSERT, rows)
+
+
+@dataclass(frozen=True)
+class KeyedAudit:
+    """The audit holding an Idempotency-Key: its id and status, and whether this call made it."""
+
+    id: str
+    status: str
+    inserted: bool
+
+
+def insert_keyed_audit(*, session: Session, row: dict[str, Any]) -> KeyedAudit:
+    """Insert ``row`` unless its project already has an audit with its Idempotency-Key.
+
+    ``INSERT ... ON CONFLICT DO NOTHING``: a concurrent twin waits for the first
+    transaction, then finds its row. Raises :class:`IdempotencyConflict` when the key
+    holds another spec.
+    """
+    inserted = session.execute(
+        insert_ignore(session, Audit, index_elements=["project", "idempotency_key"])
+        .values(row)
+        .returning(Audit.id)
+    ).first()
+    existing = session.execute(
+        select(Audit.id, Audit.status, Audit.spec_sha256).where(
+            Audit.project == row["project"], Audit.idempotency_key == row["idempotency_key"]
+        )
+    ).one()
+    if existing.spec_sha256 != row["spec_sha256"]:
+        raise IdempotencyConflict(
+            MSG_KEY_CONFLICT.format(key=row["idempotency_key"], id=existing.id),
+            audit_id=existing.id,
+        )
+    return KeyedAudit(existing.id, existing.status, inserted is not None)
 
 
 def create_audit(
@@ -57,57 +150,35 @@ def create_audit(
 ) -> Audit:
     """Insert an audit, or return the existing one when ``idempotency_key`` repeats.
 
-    A repeated key with a different ``spec_sha256`` raises ``IdempotencyConflict``
-    (the client reused a key for another request). The project row is created
-    on first use, unless the caller knows it exists (``project_exists=True``: the
-    API's caller holds a live token, whose row references the project), which
-    saves a round trip per submission; the foreign key still refuses a missing one.
+    The same statements as the API's group commit (:func:`new_audit_row`,
+    :func:`insert_audits`, :func:`insert_keyed_audit`). A repeated key with a
+    different ``spec_sha256`` raises :class:`IdempotencyConflict`. The project row
+    is created on first use, unless the caller knows it exists
+    (``project_exists=True``); the foreign key still refuses a missing one.
     """
-    if status not in AUDIT_STATUSES:
-        raise ValueError(f"status: must be one of {', '.join(AUDIT_STATUSES)}, got {status!r}")
     if not project_exists:
         ensure_project(session=session, name=project)
-    values: dict[str, Any] = {
-        "project": project,
-        "name": name,
-        "domain": domain,
-        "status": status,
-        "spec": spec,
-        "spec_sha256": spec_sha256,
-        "dataset_sha256": dataset_sha256,
-        "model_sha256": model_sha256,
-        "schedule_id": schedule_id,
-        "token_id": token_id,
-        "idempotency_key": idempotency_key,
-    }
-    if idempotency_key is None:
-        audit = Audit(**values)
-        session.add(audit)
-        session.flush()
-        return audit
-    # INSERT ... ON CONFLICT DO NOTHING: a concurrent twin waits, then finds the row.
-    row = {
-        **values,
-        "id": new_id(),
-        "progress": 0.0,
-        "attempts": 0,
-        "cancel_requested": False,
-        "created_at": utcnow(),
-    }
-    session.execute(
-        insert_ignore(session, Audit, index_elements=["project", "idempotency_key"]).values(row)
+    row = new_audit_row(
+        project=project,
+        spec=spec,
+        name=name,
+        domain=domain,
+        spec_sha256=spec_sha256,
+        idempotency_key=idempotency_key,
+        status=status,
+        dataset_sha256=dataset_sha256,
+        model_sha256=model_sha256,
+        schedule_id=schedule_id,
+        token_id=token_id,
     )
-    existing = session.scalars(
-        select(Audit)
-        .where(Audit.project == project, Audit.idempotency_key == idempotency_key)
-        .execution_options(populate_existing=True)
-    ).one()
-    if existing.spec_sha256 != spec_sha256:
-        raise IdempotencyConflict(
-            f"Idempotency-Key {idempotency_key!r} was already used for audit {existing.id} "
-            "with a different spec; use a new key for a new request"
-        )
-    return existing
+    if row["idempotency_key"] is None:
+        insert_audits(session=session, rows=[row])
+        audit_id = row["id"]
+    else:
+        audit_id = insert_keyed_audit(session=session, row=row).id
+    audit = session.get(Audit, audit_id, populate_existing=True)
+    assert audit is not None
+    return audit
 
 
 def get_audit(*, session: Session, project: str, audit_id: str) -> Audit | None:

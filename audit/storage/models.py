@@ -61,6 +61,12 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def plausible_id(value: str) -> bool:
+    """False for a string no row id can be (longer than the column, or with control
+    characters such as NUL, which PostgreSQL refuses): answer 404 without a query."""
+    return 0 < len(value) <= 36 and value.isprintable()
+
+
 def _in_list(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
@@ -143,6 +149,8 @@ class Dataset(Base):
     filename: Mapped[str | None] = mapped_column(String(255))
     rows: Mapped[int] = mapped_column(BigInteger)
     columns: Mapped[Any] = mapped_column(JSONType)
+    # distinct values per column, counted at upload up to a bound (bound + 1: "more")
+    column_levels: Mapped[Any | None] = mapped_column(JSONType, nullable=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

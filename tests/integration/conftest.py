@@ -240,10 +240,10 @@ class Stack:
         service.wait_log(f"{name}@test ready.")
         return service
 
-    def api(self, name: str = "api") -> tuple[Service, str]:
+    def api(self, name: str = "api", *, extra: dict[str, str] | None = None) -> tuple[Service, str]:
         port = free_port()
         service = self._start(
-            name, [BIASAUDIT, "serve", "--host", "127.0.0.1", "--port", str(port)]
+            name, [BIASAUDIT, "serve", "--host", "127.0.0.1", "--port", str(port)], extra
         )
         base = f"http://127.0.0.1:{port}"
 

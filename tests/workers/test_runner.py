@@ -114,7 +114,7 @@ def test_path_outside_the_data_root_is_refused(service_env: dict[str, Any], tmp_
     spec["dataset"]["path"] = str(outside)
     audit_id = add_audit(spec)
     assert runner.execute_audit(audit_id, worker="w1") == "failed"
-    assert "outside the allowed folder" in audit_row(audit_id).error
+    assert "outside the project's data folder" in audit_row(audit_id).error
 
 
 def test_cancel_request_stops_a_running_audit(
@@ -262,7 +262,7 @@ def test_model_path_outside_the_project_folder_is_refused(
     audit_id = add_audit(spec)
     assert runner.execute_audit(audit_id, worker="w1") == "failed"
     error = audit_row(audit_id).error
-    assert error.startswith("model.path:") and "outside the allowed folder" in error
+    assert error.startswith("model.path:") and "outside the project's data folder" in error
 
 
 def test_missing_model_file_fails_without_retry(service_env: dict[str, Any]) -> None:

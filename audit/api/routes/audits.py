@@ -19,19 +19,17 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
+from audit.api.body import parse_json, read_json_bytes
 from audit.api.deps import (
-    CHALLENGE,
-    MSG_BAD_TOKEN,
     ReaderToken,
     SessionDep,
     SubmitterToken,
+    bad_token,
     bearer_token,
-    parse_json,
-    read_json_bytes,
 )
 from audit.api.errors import ApiError, not_found
 from audit.api.group_commit import Submission, SubmitQueue
-from audit.api.logging import bind
+from audit.api.logging import bind, context
 from audit.api.schemas import (
     AuditPublic,
     AuditQueued,
@@ -43,8 +41,8 @@ from audit.api.schemas import (
 from audit.api.submission import parse_submitted
 from audit.settings import get_settings
 from audit.storage.accounts import plausible_token
-from audit.storage.audits import MAX_PAGE
-from audit.storage.models import Audit
+from audit.storage.audits import MAX_OFFSET, MAX_PAGE
+from audit.storage.models import Audit, plausible_id
 from audit.storage.repo import (
     get_audit,
     get_results,
@@ -82,6 +80,8 @@ MSG_FINISHED = "audit {id} already {status}; only queued or running audits can b
 
 
 def _load(session: Session, project: str, audit_id: str) -> Audit:
+    if not plausible_id(audit_id):  # cannot exist: no query (and no odd bytes sent to it)
+        raise not_found("audit", audit_id[:100])
     bind(audit_id=audit_id)
     audit = get_audit(session=session, project=project, audit_id=audit_id)
     if audit is None:
@@ -122,7 +122,7 @@ async def submit_audit(request: Request) -> JSONResponse:
     """
     token = bearer_token(request)
     if not plausible_token(token):
-        raise ApiError(401, MSG_BAD_TOKEN, field="Authorization", headers=CHALLENGE)
+        raise bad_token()
     raw: Any = None
     spec = None
     error: ApiError | None = None
@@ -150,6 +150,7 @@ async def submit_audit(request: Request) -> JSONResponse:
             idempotency_key=idempotency_key,
             body=deferred,
             key_error=key_error,
+            request_id=context().get("request_id"),
         )
     )
     bind(project=accepted.project, token_id=accepted.token_id, audit_id=accepted.audit_id)
@@ -183,7 +184,7 @@ def list_audits_route(
         datetime | None, Query(description="exclusive; ISO 8601, UTC if no offset")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> AuditsPublic:
     rows, total = list_audits(
         session=session,
@@ -330,7 +331,9 @@ def cancel_audit(
     audit_id: str, token: SubmitterToken, session: SessionDep, response: Response
 ) -> AuditPublic:
     bind(audit_id=audit_id)
-    audit = request_cancel(session=session, project=token.project, audit_id=audit_id)
+    audit = None
+    if plausible_id(audit_id):
+        audit = request_cancel(session=session, project=token.project, audit_id=audit_id)
     if audit is None:
         raise not_found("audit", audit_id)
     if audit.status in ("succeeded", "failed"):

@@ -9,6 +9,7 @@ from audit.api.deps import ReaderToken, SessionDep, SettingsDep, SubmitterToken
 from audit.api.errors import not_found
 from audit.api.schemas import DatasetPublic, ErrorPublic
 from audit.api.uploads import receive_upload
+from audit.storage.models import plausible_id
 from audit.storage.repo import create_dataset, get_dataset
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -64,6 +65,7 @@ async def upload_dataset(
                 path=str(stored.path),
                 rows=stored.sniffed.rows,
                 columns=stored.sniffed.columns,
+                column_levels=stored.sniffed.levels,
                 size_bytes=stored.size_bytes,
                 filename=stored.filename,
                 dataset_id=stored.dataset_id,
@@ -79,7 +81,9 @@ async def upload_dataset(
 
 @router.get("/{dataset_id}", response_model=DatasetPublic, summary="A dataset's hash and shape")
 def read_dataset(dataset_id: str, token: ReaderToken, session: SessionDep) -> DatasetPublic:
-    row = get_dataset(session=session, project=token.project, dataset_id=dataset_id)
+    row = None
+    if plausible_id(dataset_id):
+        row = get_dataset(session=session, project=token.project, dataset_id=dataset_id)
     if row is None:
-        raise not_found("dataset", dataset_id)
+        raise not_found("dataset", dataset_id[:100])
     return DatasetPublic.model_validate(row)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from audit.api.deps import ReaderToken, ReviewerToken, SessionDep
+from audit.api.body import json_body
+from audit.api.deps import ReaderToken, ReviewerToken, SessionDep, TokenInfo
 from audit.api.errors import ApiError, not_found
 from audit.api.logging import bind
-from audit.api.schemas import ErrorPublic, ReviewCreate, ReviewPublic, ReviewsPublic
+from audit.api.schemas import ReviewCreate, ReviewPublic, ReviewsPublic, json_request_body
+from audit.storage.models import Audit, plausible_id
 from audit.storage.repo import add_review, get_audit, list_reviews
 
 router = APIRouter(prefix="/v1/audits", tags=["reviews"])
@@ -19,15 +23,30 @@ MSG_NOT_REVIEWABLE = "audit {id} is {status}; only succeeded audits can be revie
     status_code=201,
     response_model=ReviewPublic,
     summary="Approve or reject a succeeded audit (reviewer or admin)",
-    responses={409: {"model": ErrorPublic, "description": "the audit has not succeeded"}},
+    openapi_extra=json_request_body("ReviewCreate"),
+    responses={409: {"description": "the audit has not succeeded"}},
 )
-def create_review(
-    audit_id: str, review: ReviewCreate, token: ReviewerToken, session: SessionDep
+async def create_review(
+    audit_id: str, request: Request, token: ReviewerToken, session: SessionDep
 ) -> ReviewPublic:
+    review = await json_body(request, ReviewCreate)
+    return await run_in_threadpool(_review, session, token, audit_id, review)
+
+
+def _audit(session: Session, project: str, audit_id: str) -> Audit:
+    if not plausible_id(audit_id):
+        raise not_found("audit", audit_id[:100])
     bind(audit_id=audit_id)
-    audit = get_audit(session=session, project=token.project, audit_id=audit_id)
+    audit = get_audit(session=session, project=project, audit_id=audit_id)
     if audit is None:
         raise not_found("audit", audit_id)
+    return audit
+
+
+def _review(
+    session: Session, token: TokenInfo, audit_id: str, review: ReviewCreate
+) -> ReviewPublic:
+    audit = _audit(session, token.project, audit_id)
     if audit.status != "succeeded":
         raise ApiError(409, MSG_NOT_REVIEWABLE.format(id=audit_id, status=audit.status))
     row = add_review(
@@ -45,8 +64,6 @@ def create_review(
 
 @router.get("/{audit_id}/reviews", response_model=ReviewsPublic, summary="An audit's reviews")
 def read_reviews(audit_id: str, token: ReaderToken, session: SessionDep) -> ReviewsPublic:
-    bind(audit_id=audit_id)
-    if get_audit(session=session, project=token.project, audit_id=audit_id) is None:
-        raise not_found("audit", audit_id)
+    _audit(session, token.project, audit_id)
     rows = list_reviews(session=session, project=token.project, audit_id=audit_id)
     return ReviewsPublic(data=[ReviewPublic.model_validate(r) for r in rows], count=len(rows))

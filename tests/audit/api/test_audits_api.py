@@ -82,7 +82,7 @@ def test_model_audit_goes_to_gpu_queue_and_paths_are_confined(
     assert [m["headers"]["task"] for m in queued_messages(redis_db, "gpu")] == [TASK_RUN_AUDIT]
     assert redis_db.llen("cpu") == 0
     [row] = _audits(api_settings)
-    assert row.spec["model"]["path"] == str((folder / "m.skops").resolve())
+    assert row.spec["model"]["path"] == "models/m.skops"  # project-relative: no server path
 
 
 @pytest.mark.parametrize(
@@ -182,17 +182,17 @@ def test_probe_file_paths_are_confined(
     assert "outside" in response.json()["detail"]
 
 
-def test_dataset_path_inside_the_project_folder_is_stored_absolute(
+def test_dataset_path_inside_the_project_folder_is_stored_project_relative(
     client: TestClient, token: str, api_settings: Settings, dataset_id: str
 ) -> None:
     stored = next((api_settings.data_path / "acme").glob(f"{dataset_id}.csv"))
     spec = spec_for(dataset_id)
-    spec["dataset"] = {**spec["dataset"], "path": stored.name}
+    spec["dataset"] = {**spec["dataset"], "path": f"./sub/../{stored.name}"}
     del spec["dataset"]["id"]
     response = client.post("/v1/audits", json=spec, headers=auth(token))
     assert response.status_code == 202, response.text
     [row] = _audits(api_settings)
-    assert row.spec["dataset"]["path"] == str(stored.resolve())
+    assert row.spec["dataset"]["path"] == stored.name
 
 
 def test_idempotency_key(

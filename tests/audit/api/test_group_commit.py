@@ -413,7 +413,7 @@ def test_run_batch_on_sqlite(tmp_path: Path) -> None:
             sha256="0" * 64,
             path="x.csv",
             rows=1,
-            columns=["sex", "qualified", "advanced"],
+            columns=["sex", "race", "qualified", "advanced"],
             size_bytes=1,
         ).id
 
