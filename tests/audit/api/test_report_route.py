@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from audit.api.routes.audits import _accepts_gzip
+from audit.api.routes.reports import _accepts_gzip
 from audit.settings import Settings
 from audit.storage import db
 from audit.storage.models import Report
