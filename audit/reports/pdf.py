@@ -28,18 +28,20 @@ from audit.reports.html import render_html
 MSG_NO_FETCH = "the PDF renderer loads no external resources (refused {url!r})"
 
 
-def _refuse(url: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    raise ValueError(MSG_NO_FETCH.format(url=url))
-
-
 def html_to_pdf(html: str) -> bytes:
     """A self-contained HTML report (as :func:`render_html` writes it) as PDF bytes."""
     import weasyprint
 
+    class NoFetch(weasyprint.URLFetcher):  # type: ignore[misc]
+        """Refuses every URL: file, http, data, ... (the report is self-contained)."""
+
+        def fetch(self, url: str, headers: Any = None) -> Any:
+            raise ValueError(MSG_NO_FETCH.format(url=url))
+
     # WeasyPrint logs every CSS property it does not support at WARNING (interactive-only
     # rules of the screen stylesheet); they do not change the printed layout.
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    document = weasyprint.HTML(string=html, base_url=None, url_fetcher=_refuse)
+    document = weasyprint.HTML(string=html, base_url=None, url_fetcher=NoFetch())
     pdf = document.write_pdf()
     assert isinstance(pdf, bytes)
     return pdf

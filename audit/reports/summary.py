@@ -28,7 +28,8 @@ def _margin(f: Mapping[str, Any]) -> float | None:
     value, threshold = num(f.get("value")), num(f.get("threshold"))
     if value is None or threshold is None:
         return None
-    return value - threshold if f.get("direction") == "max" else threshold - value
+    # a "max" check may judge |value| (score gaps of either sign): the larger size is worse
+    return abs(value) - threshold if f.get("direction") == "max" else threshold - value
 
 
 def worst_finding(findings: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
@@ -48,7 +49,7 @@ def _num(x: Any) -> str:
 
 
 def _describe(f: Mapping[str, Any]) -> str:
-    direction = "highest" if f.get("direction") == "max" else "lowest"
+    direction = "largest" if f.get("direction") == "max" else "lowest"
     attribute = str(f.get("attribute") or DASH).replace("&", " × ")
     group = str(f.get("group") or DASH).replace("&", " × ")
     metric = metric_label(str(f.get("metric") or "value"))
