@@ -29,7 +29,8 @@ f.onload = function () {{
     if (e.closest(".table-wrap, figure")) return;  // these scroll inside their own box
     if (e.getBoundingClientRect().right > w + 1) out.push(e.tagName + "." + e.className);
   }});
-  document.body.setAttribute("data-result", d.documentElement.scrollWidth + "/" + w + "/" + out.join(","));
+  var result = d.documentElement.scrollWidth + "/" + w + "/" + out.join(",");
+  document.body.setAttribute("data-result", result);
 }};
 </script></body></html>"""
 
