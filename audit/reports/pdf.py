@@ -47,11 +47,18 @@ def html_to_pdf(html: str) -> bytes:
     return pdf
 
 
+def print_html(
+    results: Mapping[str, Any], *, reviews: Sequence[Mapping[str, Any]] | None = None
+) -> str:
+    """The HTML the PDF is laid out from (collapsed parts open)."""
+    if not isinstance(results, Mapping):
+        raise TypeError(f"results must be the results.json mapping, got {type(results).__name__}")
+    return render_html(results, reviews=reviews, for_print=True)
+
+
 def render_pdf(
     results: Mapping[str, Any], *, reviews: Sequence[Mapping[str, Any]] | None = None
 ) -> bytes:
     """The full audit report as PDF: verdict, summary, findings, charts, group tables,
     the LL144 summary, sign-off (``reviews``, as :func:`render_html` takes them), provenance."""
-    if not isinstance(results, Mapping):
-        raise TypeError(f"results must be the results.json mapping, got {type(results).__name__}")
-    return html_to_pdf(render_html(results, reviews=reviews, for_print=True))
+    return html_to_pdf(print_html(results, reviews=reviews))

@@ -33,6 +33,11 @@ from audit.storage.reports import (
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
 _PDF_RENDER = threading.Lock()  # one PDF at a time per API process: seconds of CPU each
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+MSG_PDF_TOO_LARGE = (
+    "format: this report is larger than the {limit} bytes of HTML the API lays out as PDF "
+    "(BIASAUDIT_PDF_MAX_HTML_BYTES); read it with format=html or format=csv, or run "
+    "'biasaudit report ID --format pdf' on the server"
+)
 
 
 def _accepts_gzip(header: str | None) -> bool:
@@ -91,6 +96,7 @@ def _attachment(audit_id: str, ext: str, *, inline: bool = False) -> dict[str, s
     responses={
         200: {"content": {"text/html": {}, "application/pdf": {}, "text/csv": {}}},
         409: {"model": ErrorPublic, "description": "the audit has not succeeded"},
+        422: {"model": ErrorPublic, "description": "a PDF of a report over the size limit"},
     },
 )
 def read_report(
@@ -113,10 +119,15 @@ def read_report(
             return Response(body, media_type=CSV_MEDIA_TYPE, headers=_attachment(audit_id, "csv"))
         reviews = report_reviews(session=session, project=token.project, audit_id=audit_id)
         session.close()
-        from audit.reports.pdf import render_pdf
+        from audit.reports.pdf import html_to_pdf, print_html
 
+        html = print_html(results, reviews=reviews)
+        del results
+        limit = get_settings().pdf_max_html_bytes
+        if len(html.encode("utf-8")) > limit:
+            raise ApiError(422, MSG_PDF_TOO_LARGE.format(limit=limit), field="format")
         with _PDF_RENDER:
-            pdf = render_pdf(results, reviews=reviews)
+            pdf = html_to_pdf(html)
         return Response(
             pdf, media_type="application/pdf", headers=_attachment(audit_id, "pdf", inline=True)
         )

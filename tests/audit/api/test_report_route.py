@@ -113,6 +113,27 @@ def test_reviews_appear_in_the_html_and_pdf_reports(
     assert foreign.status_code == 404
 
 
+def test_pdf_of_a_report_over_the_size_limit_is_refused(
+    client: TestClient,
+    make_token: Callable[..., str],
+    dataset_id: str,
+    api_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from audit.settings import get_settings
+
+    token = make_token("reviewer")
+    audit_id = _submit(client, make_token("submitter"), dataset_id)
+    finish_audit(api_settings.db_url, audit_id)
+    monkeypatch.setenv("BIASAUDIT_PDF_MAX_HTML_BYTES", "2048")
+    get_settings.cache_clear()
+    url = f"/v1/audits/{audit_id}/report"
+    refused = client.get(url, params={"format": "pdf"}, headers=auth(token))
+    assert refused.status_code == 422 and refused.json()["field"] == "format"
+    assert "larger than the 2048 bytes of HTML" in refused.json()["detail"]
+    assert client.get(url, params={"format": "csv"}, headers=auth(token)).status_code == 200
+
+
 def test_report_of_an_unfinished_or_foreign_audit(
     client: TestClient, make_token: Callable[..., str], dataset_id: str
 ) -> None:
