@@ -13,6 +13,7 @@ import hashlib
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -159,6 +160,13 @@ def iter_report(
             yield tail
 
 
+def _utc(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC (SQLite hands back naive datetimes; they were stored as UTC)."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
 def report_reviews(*, session: Session, project: str, audit_id: str) -> list[dict[str, Any]]:
     """A project's audit's reviews as the report renderers take them, oldest first:
     ``{decision, reviewer, comment, created_at}`` (reviewer: the name recorded, else the token)."""
@@ -169,7 +177,7 @@ def report_reviews(*, session: Session, project: str, audit_id: str) -> list[dic
             "decision": r.decision,
             "reviewer": r.reviewer or (f"token {r.token_id}" if r.token_id else None),
             "comment": r.comment,
-            "created_at": r.created_at.isoformat() if r.created_at else None,
+            "created_at": _utc(r.created_at),
         }
         for r in list_reviews(session=session, project=project, audit_id=audit_id)
     ]

@@ -31,7 +31,8 @@ from audit.storage.reports import (
 )
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
-_PDF_RENDER = threading.Lock()  # one PDF at a time per API process: seconds of CPU each
+_PDF_RENDER = threading.Lock()
+_REVIEWED_RENDER = threading.Lock()  # one PDF at a time per API process: seconds of CPU each
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 MSG_PDF_TOO_LARGE = (
     "format: this report is larger than the {limit} bytes of HTML the API lays out as PDF "
@@ -139,7 +140,9 @@ def read_report(
         from audit.reports.html import render_html
 
         results = _results(session, token.project, audit_id)
-        return HTMLResponse(render_html(results, reviews=reviews))
+        session.close()
+        with _REVIEWED_RENDER:  # one at a time: memory stays at one report per process
+            return HTMLResponse(render_html(results, reviews=reviews))
     session.close()  # the stream opens a short session per piece
     stored = _stored_report(token.project, audit_id)
     gzip = _accepts_gzip(request.headers.get("accept-encoding")) and stored.encoding == "gzip"
