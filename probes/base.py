@@ -87,6 +87,7 @@ class ProbeInput:
     domain: str | None = None
     seed: int = 0
     min_group_size: int = 30
+    max_groups: int | None = None  # policy.max_groups: most observed groups per attribute set
     progress: Callable[[float], None] | None = None
     should_cancel: Callable[[], bool] | None = None
 
@@ -136,6 +137,7 @@ class CountContext:
     min_group_size: int = 30
     privileged: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    max_groups: int | None = None  # policy.max_groups: most observed groups per attribute set
 
 
 class ModelAdapter(Protocol):

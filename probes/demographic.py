@@ -24,10 +24,20 @@ from probes.base import (
     ProbeResult,
     register_probe,
 )
-from probes.counts import FN, FP, TN, TP, GroupCounts, attribute_sets, count_groups, rates
+from probes.counts import (
+    FN,
+    FP,
+    TN,
+    TP,
+    GroupCounts,
+    attribute_sets,
+    check_groups_limit,
+    count_groups,
+    group_sum,
+    rates,
+)
 from probes.scores import score_metrics
 from probes.stats import (
-    bootstrap_counts,
     holm,
     homogeneity_pvalue,
     proportion_ci,
@@ -275,26 +285,25 @@ def entries_from_counts(
     min_group_size: int,
     privileged: dict[str, Any] | None = None,
     seed: int = 0,
+    max_groups: int | None = None,
 ) -> list[ProbeEntry]:
-    """Entries for each attribute (and intersection) from the full-intersection counts."""
-    boot_full = (
-        bootstrap_counts(full.cells, replicates=config.bootstrap, seed=seed)
-        if config.bootstrap
-        else None
-    )
+    """Entries for each attribute (and intersection) from the full-intersection counts.
+
+    An attribute or intersection with more than ``max_groups`` observed groups is
+    refused by name before any entry is built.
+    """
+    sets = attribute_sets(list(full.attributes), config.intersectional)
+    subs = []
+    for attrs in sets:
+        sub, inverse = full.marginal_inverse(attrs)
+        check_groups_limit(sub, max_groups)
+        subs.append((sub, inverse))
+    boot_full = full.bootstrap(replicates=config.bootstrap, seed=seed) if config.bootstrap else None
     entries = []
-    for attrs in attribute_sets(list(full.attributes), config.intersectional):
-        sub = full.marginal(attrs)
+    for sub, inverse in subs:
         boot = None
         if boot_full is not None:
-            drop = tuple(1 + i for i, a in enumerate(full.attributes) if a not in attrs)
-            b = boot_full.sum(axis=drop) if drop else boot_full
-            keep = [full.attributes.index(a) for a in attrs]
-            order = sorted(keep)
-            b = np.transpose(b, [0] + [1 + order.index(i) for i in keep] + [len(keep) + 1])
-            b = b.reshape(b.shape[0], -1, 4)
-            present = sub.cells.reshape(-1, 4).sum(axis=1) > 0
-            boot = b[:, present, :]
+            boot = group_sum(boot_full, inverse, sub.n_groups, axis=1)
         entries.append(
             entry_from_counts(
                 sub, config=config, min_group_size=min_group_size, privileged=privileged, boot=boot
@@ -313,8 +322,8 @@ def _with_cddpl(entry: ProbeEntry, data: ProbeInput) -> ProbeEntry:
     frame = data.frame[[*attrs, data.strata]].copy()
     frame[data.strata] = frame[data.strata].astype("string").fillna("unknown").astype("category")
     counts = count_groups(frame, [*attrs, data.strata], y_pred=data.y_pred)
-    cube = counts.cells.reshape(-1, counts.cells.shape[-2], 4)  # (groups, strata, 4)
-    keys = ["&".join(k) for k in counts.marginal(attrs).flat()[0]]
+    by_attrs, cube = counts.by_last()  # (groups, strata, 4)
+    keys = ["&".join(k) for k in by_attrs.flat()[0]]
     by_group = dict(zip(keys, cube))
     total = cube.sum(axis=0)
     groups = []
@@ -378,6 +387,7 @@ class DemographicProbe(Probe):
             min_group_size=config.min_group_size or context.min_group_size,
             privileged=context.privileged,
             seed=context.seed,
+            max_groups=context.max_groups,
         )
 
     def run(self, *, data: ProbeInput, model: Any = None, config: DemographicConfig) -> ProbeResult:
@@ -398,6 +408,7 @@ class DemographicProbe(Probe):
             min_group_size=min_size,
             privileged=data.privileged,
             seed=data.seed,
+            max_groups=data.max_groups,
         )
         if data.strata and data.y_true is not None:
             entries = [_with_cddpl(e, data) for e in entries]

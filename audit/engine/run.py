@@ -24,7 +24,7 @@ from audit.engine.spec import AuditSpec, parse_spec, validate_probe_configs
 from audit.errors import AuditCancelled, AuditInputError
 from audit.settings import get_settings
 from probes.base import CountContext, ProbeEntry, ProbeError, ProbeInput, get_probe
-from probes.counts import GroupCounts
+from probes.counts import GroupCounts, check_levels
 from probes.inference import InferenceCancelled
 
 SCHEMA_VERSION = 1
@@ -92,13 +92,15 @@ def _chunked_entries(
     rows = 0
     unknown: dict[str, int] = {c: 0 for c in spec.dataset.protected}
     chunk_rows = get_settings().chunk_rows
+    max_levels = spec.policy.max_levels
     for raw, offset in data_mod.iter_chunks(spec.dataset, path, chunk_rows=chunk_rows):
         frame, y_true, y_pred, _, unk = data_mod.prepare(
-            raw, spec.dataset, need_prediction=True, row_offset=offset
+            raw, spec.dataset, need_prediction=True, row_offset=offset, max_levels=max_levels
         )
         assert y_pred is not None
         part = count_groups(frame, list(spec.dataset.protected), y_pred=y_pred, y_true=y_true)
         total = part if total is None else total + part
+        refuse_levels(total, max_levels)  # chunks may each be under the limit, their union not
         rows += len(frame)
         for k, v in unk.items():
             unknown[k] += v
@@ -107,18 +109,30 @@ def _chunked_entries(
     return entries_from_total(spec, configs, total), rows, unknown
 
 
+def refuse_levels(total: GroupCounts, max_levels: int) -> None:
+    """Merged counts (chunks, shards) with a column over ``policy.max_levels``: input error."""
+    try:
+        check_levels(total, max_levels)
+    except ProbeError as exc:
+        raise AuditInputError(str(exc), field="dataset.protected") from None
+
+
 def entries_from_total(spec: AuditSpec, configs: list[Any], total: GroupCounts) -> list[ProbeEntry]:
     """Entries of every count-based probe config from merged full-intersection counts."""
     context = CountContext(
         min_group_size=spec.policy.min_group_size,
         privileged={k: str(v) for k, v in spec.dataset.privileged.items()},
         seed=spec.seed,
+        max_groups=spec.policy.max_groups,
     )
     entries: list[ProbeEntry] = []
     for cfg in configs:
         cls = get_probe(cfg.kind)
         attrs = cls.count_attributes(cfg, spec.dataset.protected)
-        entries += cls().entries_from_counts(total.marginal(attrs), config=cfg, context=context)
+        try:
+            entries += cls().entries_from_counts(total.marginal(attrs), config=cfg, context=context)
+        except ProbeError as exc:  # an input error (privileged value, too many groups)
+            raise AuditInputError(str(exc)) from None
     return entries
 
 
@@ -183,7 +197,10 @@ def compute_results(
         y_true = y_pred = score = None
         if path is not None:
             ds = data_mod.load_dataset(
-                spec.dataset, base, need_prediction=spec.model.kind == "predictions"
+                spec.dataset,
+                base,
+                need_prediction=spec.model.kind == "predictions",
+                max_levels=spec.policy.max_levels,
             )
             frame, y_true, y_pred, score, unknown = (
                 ds.frame,
@@ -214,6 +231,7 @@ def compute_results(
             domain=spec.domain,
             seed=spec.seed,
             min_group_size=min_size,
+            max_groups=spec.policy.max_groups,
             progress=None,
             should_cancel=should_cancel,
         )

@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from audit.engine import data as data_mod
@@ -189,6 +188,7 @@ def count_shard(
     with the row number in the whole file; a cancel request between chunks
     raises ``AuditCancelled``.
     """
+    from audit.engine.run import refuse_levels
     from probes.counts import count_groups
 
     data_mod.check_columns(spec.dataset, path, data_mod.header(spec.dataset, path))
@@ -201,11 +201,16 @@ def count_shard(
         if should_cancel is not None and should_cancel():
             raise AuditCancelled("audit cancelled")
         frame, y_true, y_pred, _, unk = data_mod.prepare(
-            raw, spec.dataset, need_prediction=True, row_offset=offset
+            raw,
+            spec.dataset,
+            need_prediction=True,
+            row_offset=offset,
+            max_levels=spec.policy.max_levels,
         )
         assert y_pred is not None
         part = count_groups(frame, list(spec.dataset.protected), y_pred=y_pred, y_true=y_true)
         total = part if total is None else total + part
+        refuse_levels(total, spec.policy.max_levels)
         rows += len(frame)
         offset += len(frame)
         for k, v in unk.items():
@@ -232,16 +237,7 @@ def _sorted_levels(counts: Any, unknown_label: str) -> Any:
     ``audit.engine.data.group_category`` orders groups that way in memory; the merged
     cube is reordered to match, whatever order the shards' levels came in.
     """
-    from probes.counts import GroupCounts
-
-    cells = counts.cells
-    levels = []
-    for axis, lv in enumerate(counts.levels):
-        keys = [(level == unknown_label, level) for level in lv]
-        order = sorted(range(len(lv)), key=keys.__getitem__)
-        cells = np.take(cells, order, axis=axis)
-        levels.append(tuple(lv[i] for i in order))
-    return GroupCounts(counts.attributes, tuple(levels), cells, counts.has_label)
+    return counts.sorted_levels(lambda level: (level == unknown_label, level))
 
 
 def merge_parts(
@@ -282,7 +278,7 @@ def _check_groups(spec: AuditSpec, total: Any, label_values: list[str]) -> None:
     if spec.dataset.label and total.has_label:
         from probes.counts import FN, TP
 
-        if int(total.cells[..., TP].sum() + total.cells[..., FN].sum()) == 0:
+        if int(total.table[:, TP].sum() + total.table[:, FN].sum()) == 0:
             raise AuditInputError(
                 MSG_FAVORABLE_NOT_IN_LABELS.format(
                     value=spec.dataset.favorable_label,
@@ -309,7 +305,7 @@ def results_from_parts(
 
     ``path`` is the dataset file (its name and sha256 go into ``dataset``).
     """
-    from audit.engine.run import assemble_results, entries_from_total
+    from audit.engine.run import assemble_results, entries_from_total, refuse_levels
 
     spec, _ = parse_spec(spec_source)
     configs = validate_probe_configs(spec)
@@ -318,6 +314,7 @@ def results_from_parts(
     )
     if total is None or rows == 0:
         raise AuditInputError(f"dataset.path: {path.name} has no rows", field="dataset.path")
+    refuse_levels(total, spec.policy.max_levels)
     _check_groups(spec, total, label_values)
     return assemble_results(
         spec,
