@@ -237,11 +237,15 @@ def codes_of(column: pd.Series) -> tuple[np.ndarray, tuple[str, ...]]:
     return codes, levels
 
 
-def check_levels(counts: GroupCounts, max_levels: int | None) -> None:
-    """Refuse a column with more than ``max_levels`` levels (an id column by mistake)."""
+def check_levels(counts: GroupCounts, max_levels: int | None, *, partial: bool = False) -> None:
+    """Refuse a column with more than ``max_levels`` levels (an id column by mistake).
+
+    ``partial``: the counts cover part of the data so far (chunks): "at least" that many.
+    """
     for column, lv in zip(counts.attributes, counts.levels):
         if max_levels is not None and len(lv) > max_levels:
-            message = MSG_TOO_MANY_LEVELS.format(column=column, count=len(lv), limit=max_levels)
+            count = f"at least {len(lv)}" if partial else str(len(lv))
+            message = MSG_TOO_MANY_LEVELS.format(column=column, count=count, limit=max_levels)
             raise ProbeError(message)
 
 
@@ -314,13 +318,10 @@ def count_groups(
     coded, levels = [], []
     for a in attributes:
         codes, lv = codes_of(frame[a])
-        used = np.flatnonzero(np.bincount(codes, minlength=len(lv))) if n else np.array([], int)
-        if len(used) < len(lv):  # categories that never occur: drop them, keep the order
-            remap = np.full(len(lv), -1, dtype=np.int64)
-            remap[used] = np.arange(len(used))
-            codes, lv = remap[codes], tuple(lv[i] for i in used)
-        if max_levels is not None and len(lv) > max_levels:
-            raise ProbeError(MSG_TOO_MANY_LEVELS.format(column=a, count=len(lv), limit=max_levels))
+        # declared categories may outnumber the observed ones: count those only when over
+        if max_levels is not None and len(lv) > max_levels and np.unique(codes).size > max_levels:
+            count = np.unique(codes).size
+            raise ProbeError(MSG_TOO_MANY_LEVELS.format(column=a, count=count, limit=max_levels))
         coded.append(codes)
         levels.append(lv)
     sizes = [max(len(lv), 1) for lv in levels]
@@ -332,7 +333,22 @@ def count_groups(
         index, table = _dense_pass(coded, sizes, y_pred, y_true)
     else:
         index, table = _sparse_pass(coded, sizes, y_pred, y_true)
-    return GroupCounts(tuple(attributes), tuple(levels), index, table, y_true is not None)
+    index, kept = _drop_unused(index, levels)
+    return GroupCounts(tuple(attributes), kept, index, table, y_true is not None)
+
+
+def _drop_unused(
+    index: np.ndarray, levels: list[tuple[str, ...]]
+) -> tuple[np.ndarray, tuple[tuple[str, ...], ...]]:
+    """Levels no observed group uses are dropped (a monotone renumbering keeps the order)."""
+    kept = []
+    for d, lv in enumerate(levels):
+        used = np.unique(index[:, d])
+        if len(used) < len(lv):
+            index[:, d] = np.searchsorted(used, index[:, d])
+            lv = tuple(lv[i] for i in used)
+        kept.append(lv)
+    return index, tuple(kept)
 
 
 def attribute_sets(attributes: Sequence[str], intersectional: bool) -> list[tuple[str, ...]]:

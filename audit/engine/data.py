@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,14 +67,15 @@ def group_category(
     levels = sorted(set(labels) - {unknown})
     if missing or unknown in labels:
         levels.append(unknown)
-    if max_levels is not None and len(levels) > max_levels:
-        message = MSG_TOO_MANY_LEVELS.format(
-            column=series.name, count=len(levels), limit=max_levels
-        )
-        raise AuditInputError(message, field=field or "dataset.protected")
     index = {lab: i for i, lab in enumerate(levels)}
     remap = np.array([index[lab] for lab in labels] + [index.get(unknown, -1)], dtype=np.int32)
     new_codes = remap[codes]  # code -1 picks the last entry: unknown
+    # declared categories may outnumber the values present: count those only when over
+    if max_levels is not None and len(levels) > max_levels:
+        count = int(np.unique(new_codes).size)
+        if count > max_levels:
+            message = MSG_TOO_MANY_LEVELS.format(column=series.name, count=count, limit=max_levels)
+            raise AuditInputError(message, field=field or "dataset.protected")
     return pd.Categorical.from_codes(new_codes, categories=levels), missing
 
 
@@ -293,7 +294,7 @@ def load_dataset(
 
 def iter_chunks(
     spec: DatasetSpec, path: Path, *, chunk_rows: int
-) -> Iterator[tuple[pd.DataFrame, int]]:
+) -> Generator[tuple[pd.DataFrame, int], None, None]:
     """Yield (raw chunk, row offset) with only the columns the spec names."""
     columns = header(spec, path)
     check_columns(spec, path, columns)
@@ -309,6 +310,9 @@ def iter_chunks(
         return
     offset = 0
     text = {c: str for c in spec.protected}
-    for df in pd.read_csv(path, usecols=cols, chunksize=chunk_rows, low_memory=False, dtype=text):
-        yield df, offset
-        offset += len(df)
+    with pd.read_csv(
+        path, usecols=cols, chunksize=chunk_rows, low_memory=False, dtype=text
+    ) as reader:
+        for df in reader:
+            yield df, offset
+            offset += len(df)

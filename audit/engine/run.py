@@ -11,6 +11,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -93,26 +94,28 @@ def _chunked_entries(
     unknown: dict[str, int] = {c: 0 for c in spec.dataset.protected}
     chunk_rows = get_settings().chunk_rows
     max_levels = spec.policy.max_levels
-    for raw, offset in data_mod.iter_chunks(spec.dataset, path, chunk_rows=chunk_rows):
-        frame, y_true, y_pred, _, unk = data_mod.prepare(
-            raw, spec.dataset, need_prediction=True, row_offset=offset, max_levels=max_levels
-        )
-        assert y_pred is not None
-        part = count_groups(frame, list(spec.dataset.protected), y_pred=y_pred, y_true=y_true)
-        total = part if total is None else total + part
-        refuse_levels(total, max_levels)  # chunks may each be under the limit, their union not
-        rows += len(frame)
-        for k, v in unk.items():
-            unknown[k] += v
+    chunks = data_mod.iter_chunks(spec.dataset, path, chunk_rows=chunk_rows)
+    with closing(chunks):  # the file is closed also when a chunk is refused
+        for raw, offset in chunks:
+            frame, y_true, y_pred, _, unk = data_mod.prepare(
+                raw, spec.dataset, need_prediction=True, row_offset=offset, max_levels=max_levels
+            )
+            assert y_pred is not None
+            part = count_groups(frame, list(spec.dataset.protected), y_pred=y_pred, y_true=y_true)
+            total = part if total is None else total + part
+            refuse_levels(total, max_levels, partial=True)  # each chunk may be under, not all
+            rows += len(frame)
+            for k, v in unk.items():
+                unknown[k] += v
     if total is None:
         raise AuditInputError(f"dataset.path: {path.name} has no rows", field="dataset.path")
     return entries_from_total(spec, configs, total), rows, unknown
 
 
-def refuse_levels(total: GroupCounts, max_levels: int) -> None:
+def refuse_levels(total: GroupCounts, max_levels: int, *, partial: bool = False) -> None:
     """Merged counts (chunks, shards) with a column over ``policy.max_levels``: input error."""
     try:
-        check_levels(total, max_levels)
+        check_levels(total, max_levels, partial=partial)
     except ProbeError as exc:
         raise AuditInputError(str(exc), field="dataset.protected") from None
 

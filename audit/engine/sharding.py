@@ -22,7 +22,8 @@ shard results are plain JSON so they travel through the result backend.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,7 +145,7 @@ def _columns(spec: AuditSpec) -> list[str]:
 
 def _read_rows(
     spec: AuditSpec, path: Path, start: int, stop: int, *, chunk_rows: int
-) -> Iterator[pd.DataFrame]:
+) -> Generator[pd.DataFrame, None, None]:
     """Rows ``[start, stop)`` in chunks of at most ``chunk_rows``, only the needed columns."""
     cols = _columns(spec)
     if is_parquet(spec, path):
@@ -162,7 +163,7 @@ def _read_rows(
         return
     # Protected columns are read as text so every shard sees the same group names
     # whatever the other values of its rows (no per-chunk int/float inference).
-    reader = pd.read_csv(
+    with pd.read_csv(
         path,
         usecols=cols,
         skiprows=range(1, start + 1),
@@ -170,8 +171,8 @@ def _read_rows(
         chunksize=chunk_rows,
         dtype={c: "string" for c in spec.dataset.protected},
         low_memory=False,
-    )
-    yield from reader
+    ) as reader:
+        yield from reader
 
 
 def count_shard(
@@ -197,29 +198,31 @@ def count_shard(
     unknown = {c: 0 for c in spec.dataset.protected}
     label_values: list[str] = []
     offset = shard.start
-    for raw in _read_rows(spec, path, shard.start, shard.stop, chunk_rows=chunk_rows):
-        if should_cancel is not None and should_cancel():
-            raise AuditCancelled("audit cancelled")
-        frame, y_true, y_pred, _, unk = data_mod.prepare(
-            raw,
-            spec.dataset,
-            need_prediction=True,
-            row_offset=offset,
-            max_levels=spec.policy.max_levels,
-        )
-        assert y_pred is not None
-        part = count_groups(frame, list(spec.dataset.protected), y_pred=y_pred, y_true=y_true)
-        total = part if total is None else total + part
-        refuse_levels(total, spec.policy.max_levels)
-        rows += len(frame)
-        offset += len(frame)
-        for k, v in unk.items():
-            unknown[k] += v
-        if spec.dataset.label and len(label_values) < MAX_LABEL_VALUES:
-            for value in pd.unique(raw[spec.dataset.label]):
-                text = repr(value)
-                if text not in label_values and len(label_values) < MAX_LABEL_VALUES:
-                    label_values.append(text)
+    chunks = _read_rows(spec, path, shard.start, shard.stop, chunk_rows=chunk_rows)
+    with closing(chunks):  # the file is closed also when a chunk is refused
+        for raw in chunks:
+            if should_cancel is not None and should_cancel():
+                raise AuditCancelled("audit cancelled")
+            frame, y_true, y_pred, _, unk = data_mod.prepare(
+                raw,
+                spec.dataset,
+                need_prediction=True,
+                row_offset=offset,
+                max_levels=spec.policy.max_levels,
+            )
+            assert y_pred is not None
+            part = count_groups(frame, list(spec.dataset.protected), y_pred=y_pred, y_true=y_true)
+            total = part if total is None else total + part
+            refuse_levels(total, spec.policy.max_levels, partial=True)
+            rows += len(frame)
+            offset += len(frame)
+            for k, v in unk.items():
+                unknown[k] += v
+            if spec.dataset.label and len(label_values) < MAX_LABEL_VALUES:
+                for value in pd.unique(raw[spec.dataset.label]):
+                    text = repr(value)
+                    if text not in label_values and len(label_values) < MAX_LABEL_VALUES:
+                        label_values.append(text)
     return {
         "index": shard.index,
         "start": shard.start,
