@@ -88,6 +88,7 @@ class ProbeInput:
     seed: int = 0
     min_group_size: int = 30
     max_groups: int | None = None  # policy.max_groups: most observed groups per attribute set
+    max_total_groups: int | None = None  # policy.max_total_groups: over all sets of a probe
     progress: Callable[[float], None] | None = None
     should_cancel: Callable[[], bool] | None = None
 
@@ -138,6 +139,7 @@ class CountContext:
     privileged: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     max_groups: int | None = None  # policy.max_groups: most observed groups per attribute set
+    max_total_groups: int | None = None  # policy.max_total_groups: over all sets of a probe
 
 
 class ModelAdapter(Protocol):

@@ -41,6 +41,13 @@ MSG_TOO_MANY_GROUPS = (
     "dataset.bins) or raise policy.max_groups"
 )
 
+MSG_TOO_MANY_TOTAL = (
+    "dataset.protected: the attributes and intersections audited have {count} observed groups "
+    "in all ({sets} sets; largest: {largest}), more than policy.max_total_groups={limit}; "
+    "audit fewer attributes or intersections (intersectional: false) or raise "
+    "policy.max_total_groups"
+)
+
 _INT64_HEADROOM = 1 << 62
 DENSE_CELLS = 1 << 20  # count over the key space directly when it has <= max(rows, this) cells
 BLOCK_ROWS = 1 << 18  # temporaries of the dense pass stay O(block), whatever the rows
@@ -249,12 +256,23 @@ def check_levels(counts: GroupCounts, max_levels: int | None, *, partial: bool =
             raise ProbeError(message)
 
 
-def check_groups_limit(counts: GroupCounts, max_groups: int | None) -> None:
-    """Refuse an attribute or intersection with more than ``max_groups`` observed groups."""
-    if max_groups is not None and counts.n_groups > max_groups:
-        name = "&".join(counts.attributes)
+def check_groups_limit(
+    subs: Sequence[GroupCounts], max_groups: int | None, max_total: int | None = None
+) -> None:
+    """Refuse, before any entry is built, an attribute set with more than ``max_groups``
+    observed groups, or more than ``max_total`` groups over all the sets of one probe."""
+    for counts in subs:
+        if max_groups is not None and counts.n_groups > max_groups:
+            name = "&".join(counts.attributes)
+            raise ProbeError(
+                MSG_TOO_MANY_GROUPS.format(attribute=name, count=counts.n_groups, limit=max_groups)
+            )
+    total = sum(c.n_groups for c in subs)
+    if max_total is not None and total > max_total:
+        largest = sorted(subs, key=lambda c: -c.n_groups)[:3]
+        shown = ", ".join(f"{'&'.join(c.attributes)!r} ({c.n_groups})" for c in largest)
         raise ProbeError(
-            MSG_TOO_MANY_GROUPS.format(attribute=name, count=counts.n_groups, limit=max_groups)
+            MSG_TOO_MANY_TOTAL.format(count=total, sets=len(subs), limit=max_total, largest=shown)
         )
 
 

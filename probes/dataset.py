@@ -254,8 +254,8 @@ class DatasetProbe(Probe):
             return ProbeResult(entries=entries)
         full = count_groups(frame, list(frame.columns), y_pred=y)
         sets = attribute_sets(attrs, config.intersectional)
-        for attr_set in sets:
-            check_groups_limit(full.marginal(attr_set), data.max_groups)
+        subs = [full.marginal(attr_set) for attr_set in sets]
+        check_groups_limit(subs, data.max_groups, data.max_total_groups)
         entries = []
         for attr_set in sets:
             wanted = list(attr_set) + ([config.strata] if config.strata else [])

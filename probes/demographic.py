@@ -286,18 +286,17 @@ def entries_from_counts(
     privileged: dict[str, Any] | None = None,
     seed: int = 0,
     max_groups: int | None = None,
+    max_total_groups: int | None = None,
 ) -> list[ProbeEntry]:
     """Entries for each attribute (and intersection) from the full-intersection counts.
 
-    An attribute or intersection with more than ``max_groups`` observed groups is
-    refused by name before any entry is built.
+    An attribute or intersection with more than ``max_groups`` observed groups, or
+    more than ``max_total_groups`` over all of them, is refused by name before any
+    entry is built.
     """
     sets = attribute_sets(list(full.attributes), config.intersectional)
-    subs = []
-    for attrs in sets:
-        sub, inverse = full.marginal_inverse(attrs)
-        check_groups_limit(sub, max_groups)
-        subs.append((sub, inverse))
+    subs = [full.marginal_inverse(attrs) for attrs in sets]
+    check_groups_limit([sub for sub, _ in subs], max_groups, max_total_groups)
     boot_full = full.bootstrap(replicates=config.bootstrap, seed=seed) if config.bootstrap else None
     entries = []
     for sub, inverse in subs:
@@ -388,6 +387,7 @@ class DemographicProbe(Probe):
             privileged=context.privileged,
             seed=context.seed,
             max_groups=context.max_groups,
+            max_total_groups=context.max_total_groups,
         )
 
     def run(self, *, data: ProbeInput, model: Any = None, config: DemographicConfig) -> ProbeResult:
@@ -409,6 +409,7 @@ class DemographicProbe(Probe):
             privileged=data.privileged,
             seed=data.seed,
             max_groups=data.max_groups,
+            max_total_groups=data.max_total_groups,
         )
         if data.strata and data.y_true is not None:
             entries = [_with_cddpl(e, data) for e in entries]

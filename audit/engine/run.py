@@ -127,6 +127,7 @@ def entries_from_total(spec: AuditSpec, configs: list[Any], total: GroupCounts) 
         privileged={k: str(v) for k, v in spec.dataset.privileged.items()},
         seed=spec.seed,
         max_groups=spec.policy.max_groups,
+        max_total_groups=spec.policy.max_total_groups,
     )
     entries: list[ProbeEntry] = []
     for cfg in configs:
@@ -235,6 +236,7 @@ def compute_results(
             seed=spec.seed,
             min_group_size=min_size,
             max_groups=spec.policy.max_groups,
+            max_total_groups=spec.policy.max_total_groups,
             progress=None,
             should_cancel=should_cancel,
         )

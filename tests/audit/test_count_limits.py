@@ -133,6 +133,24 @@ def test_too_many_groups_chunked_and_sharded(tmp_path: Path, chunked: None) -> N
         _sharded(_spec(path, max_groups=50), path)
 
 
+def test_five_columns_of_fifty_levels_intersectional_are_refused_fast(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 2000
+    frame = pd.DataFrame({f"p{i}": rng.integers(0, 50, size=n) for i in range(5)})
+    frame["qualified"] = rng.integers(0, 2, size=n)
+    frame["advanced"] = rng.integers(0, 2, size=n)
+    path = tmp_path / "wide.csv"
+    frame.to_csv(path, index=False)
+    spec = _spec(path)
+    spec["dataset"]["protected"] = [f"p{i}" for i in range(5)]
+    start = time.perf_counter()
+    with pytest.raises(AuditInputError, match=r"have \d+ observed groups in all \(31 sets; "):
+        compute_results(spec)
+    assert time.perf_counter() - start < 5.0
+    spec["probes"] = [{"kind": "demographic"}]  # the five attributes alone: 250 groups
+    assert len(compute_results(spec)["probes"]) == 5
+
+
 def test_cli_exits_2_naming_the_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _pool(tmp_path / "d.csv", ids=40)
     spec = tmp_path / "spec.yaml"

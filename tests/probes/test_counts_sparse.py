@@ -162,3 +162,13 @@ def test_max_levels_refuses_the_column_before_counting() -> None:
         ProbeError, match="column 'a' has 30 distinct values, more than policy.max_levels=10"
     ):
         count_groups(frame, ATTRS, y_pred=y_pred, max_levels=10)
+
+
+def test_max_total_groups_refuses_a_probe_over_budget_naming_the_largest_sets() -> None:
+    frame, y_pred, _ = _data(3000, [20, 20, 10, 2], 6)
+    data = ProbeInput(frame=frame, protected=tuple(ATTRS[:3]), y_pred=y_pred, max_total_groups=500)
+    probe = DemographicProbe()
+    assert len(probe.run(data=data, config=DemographicConfig()).entries) == 3  # 50 groups
+    with pytest.raises(ProbeError, match=r"more than policy.max_total_groups=500") as err:
+        probe.run(data=data, config=DemographicConfig(intersectional=True))
+    assert "(7 sets; largest: 'a&b&c' (" in str(err.value)
