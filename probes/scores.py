@@ -60,15 +60,19 @@ def score_metrics(
         extra[name] = m
     # reference: the highest scoring rate among groups large enough for a decision,
     # as for the selection impact ratio
-    eligible = [g["group"] for g in entry.groups if not g.get("insufficient_data")]
-    pool = eligible or [g["group"] for g in entry.groups]
+    # (groups left out of impact ratios, e.g. the unknown category, are left out here too)
+    kept = [g for g in entry.groups if not g.get("impact_ratio_excluded")]
+    eligible = [g["group"] for g in kept if not g.get("insufficient_data")]
+    pool = eligible or [g["group"] for g in kept] or [g["group"] for g in entry.groups]
     best = max(((extra.get(name) or {}).get("scoring_rate") or 0.0) for name in pool)
     groups = []
     for g in entry.groups:
         m = dict(extra.get(g["group"], {}))
         sr = m.get("scoring_rate")
         m["scoring_impact_ratio"] = (
-            finite_or_none(sr / best) if sr is not None and best > 0 else None
+            finite_or_none(sr / best)
+            if sr is not None and best > 0 and not g.get("impact_ratio_excluded")
+            else None
         )
         groups.append({**g, **m})
     ks = [

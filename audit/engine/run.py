@@ -128,6 +128,7 @@ def entries_from_total(spec: AuditSpec, configs: list[Any], total: GroupCounts) 
         seed=spec.seed,
         max_groups=spec.policy.max_groups,
         max_total_groups=spec.policy.max_total_groups,
+        unknown_label=spec.dataset.unknown_label,
     )
     entries: list[ProbeEntry] = []
     for cfg in configs:
@@ -237,6 +238,7 @@ def compute_results(
             min_group_size=min_size,
             max_groups=spec.policy.max_groups,
             max_total_groups=spec.policy.max_total_groups,
+            unknown_label=spec.dataset.unknown_label,
             progress=None,
             should_cancel=should_cancel,
         )
