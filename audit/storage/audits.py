@@ -15,6 +15,7 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from audit.storage.accounts import ensure_project, insert_ignore
+from audit.storage.events import append_event, append_events
 from audit.storage.models import (
     AUDIT_STATUSES,
     DECISIONS,
@@ -67,6 +68,7 @@ def new_audit_row(
     model_sha256: str | None = None,
     schedule_id: str | None = None,
     token_id: int | None = None,
+    submitted_by: str | None = None,
 ) -> dict[str, Any]:
     """Every column of a new audit row, for :func:`insert_audits` / :func:`insert_keyed_audit`."""
     if status not in AUDIT_STATUSES:
@@ -83,11 +85,24 @@ def new_audit_row(
         "model_sha256": model_sha256,
         "schedule_id": schedule_id,
         "token_id": token_id,
+        "submitted_by": submitted_by,
         "idempotency_key": idempotency_key,
         "progress": 0.0,
         "attempts": 0,
         "cancel_requested": False,
         "created_at": utcnow(),
+    }
+
+
+def submitted_event(row: dict[str, Any], *, actor: str | None = None) -> dict[str, Any]:
+    """The "audit.submitted" log entry of a new audit row (for :func:`append_events`)."""
+    return {
+        "action": "audit.submitted",
+        "actor": actor or row.get("submitted_by") or "system",
+        "subject": f"audit/{row['id']}",
+        "project": row["project"],
+        "audit_id": row["id"],
+        "detail": {"name": row["name"], "spec_sha256": row["spec_sha256"]},
     }
 
 
@@ -147,6 +162,8 @@ def create_audit(
     schedule_id: str | None = None,
     token_id: int | None = None,
     project_exists: bool = False,
+    submitted_by: str | None = None,
+    actor: str | None = None,
 ) -> Audit:
     """Insert an audit, or return the existing one when ``idempotency_key`` repeats.
 
@@ -155,6 +172,9 @@ def create_audit(
     different ``spec_sha256`` raises :class:`IdempotencyConflict`. The project row
     is created on first use, unless the caller knows it exists
     (``project_exists=True``); the foreign key still refuses a missing one.
+
+    A new audit appends "audit.submitted" to the event log, by ``actor``
+    (default: ``submitted_by``, else "system"): call it last in the transaction.
     """
     if not project_exists:
         ensure_project(session=session, name=project)
@@ -170,12 +190,16 @@ def create_audit(
         model_sha256=model_sha256,
         schedule_id=schedule_id,
         token_id=token_id,
+        submitted_by=submitted_by,
     )
     if row["idempotency_key"] is None:
         insert_audits(session=session, rows=[row])
-        audit_id = row["id"]
+        audit_id, inserted = row["id"], True
     else:
-        audit_id = insert_keyed_audit(session=session, row=row).id
+        keyed = insert_keyed_audit(session=session, row=row)
+        audit_id, inserted = keyed.id, keyed.inserted
+    if inserted:
+        append_events(session=session, entries=[submitted_event(row, actor=actor)])
     audit = session.get(Audit, audit_id, populate_existing=True)
     assert audit is not None
     return audit
@@ -281,6 +305,15 @@ def add_review(
     )
     session.add(review)
     session.flush()
+    append_event(
+        session=session,
+        action="audit.reviewed",
+        actor=reviewer or "unknown",
+        subject=f"audit/{audit_id}",
+        project=project,
+        audit_id=audit_id,
+        detail={"decision": decision, "review_id": review.id},
+    )
     return review
 
 

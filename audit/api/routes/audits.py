@@ -36,6 +36,7 @@ from audit.api.schemas import (
     AuditsPublic,
     AuditStatus,
     ErrorPublic,
+    ReviewSummary,
     Verdict,
 )
 from audit.api.submission import parse_submitted
@@ -50,6 +51,7 @@ from audit.storage.repo import (
     request_cancel,
 )
 from audit.storage.reports import StoredReport, get_report, iter_report, store_report
+from audit.storage.reviews import list_reviews, review_state, review_states
 
 log = logging.getLogger("audit.api.audits")
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
@@ -197,14 +199,32 @@ def list_audits_route(
         limit=limit,
         offset=offset,
     )
+    states = review_states(session, [r.id for r in rows])
     return AuditsPublic(
-        data=[AuditPublic.model_validate(r) for r in rows], count=total, limit=limit, offset=offset
+        data=[
+            AuditPublic.model_validate(r).model_copy(update={"review_state": states[r.id]})
+            for r in rows
+        ],
+        count=total,
+        limit=limit,
+        offset=offset,
     )
 
 
 @router.get("/{audit_id}", response_model=AuditPublic, summary="An audit's status and progress")
 def read_audit(audit_id: str, token: ReaderToken, session: SessionDep) -> AuditPublic:
-    return AuditPublic.model_validate(_load(session, token.project, audit_id))
+    return audit_view(session, _load(session, token.project, audit_id))
+
+
+def audit_view(session: Session, audit: Audit) -> AuditPublic:
+    """An audit with its reviews and review state (the caller checked the tenant)."""
+    reviews = list_reviews(session, audit.id)
+    return AuditPublic.model_validate(audit).model_copy(
+        update={
+            "reviews": [ReviewSummary.model_validate(r) for r in reviews],
+            "review_state": review_state(reviews),
+        }
+    )
 
 
 def _results(session: Session, project: str, audit_id: str) -> dict[str, Any]:
@@ -260,7 +280,9 @@ def _stored_report(project: str, audit_id: str) -> StoredReport:
                 results = get_results(session=session, project=project, audit_id=audit_id)
                 if results is None:
                     raise ApiError(409, MSG_NOT_SUCCEEDED.format(id=audit_id, status="missing"))
-                html = render_html(results)
+                from audit.reports.signoff import with_reviews
+
+                html = with_reviews(render_html(results), list_reviews(session, audit_id))
                 del results
                 store_report(session=session, audit_id=audit_id, format="html", content=html)
                 del html
@@ -333,7 +355,9 @@ def cancel_audit(
     bind(audit_id=audit_id)
     audit = None
     if plausible_id(audit_id):
-        audit = request_cancel(session=session, project=token.project, audit_id=audit_id)
+        audit = request_cancel(
+            session=session, project=token.project, audit_id=audit_id, actor=token.actor
+        )
     if audit is None:
         raise not_found("audit", audit_id)
     if audit.status in ("succeeded", "failed"):

@@ -10,9 +10,16 @@ from audit.api.body import json_body
 from audit.api.deps import ReaderToken, ReviewerToken, SessionDep, TokenInfo
 from audit.api.errors import ApiError, not_found
 from audit.api.logging import bind
-from audit.api.schemas import ReviewCreate, ReviewPublic, ReviewsPublic, json_request_body
+from audit.api.schemas import (
+    ErrorPublic,
+    ReviewCreate,
+    ReviewPublic,
+    ReviewsPublic,
+    json_request_body,
+)
 from audit.storage.models import Audit, plausible_id
 from audit.storage.repo import add_review, get_audit, list_reviews
+from audit.storage.reviews import MSG_OWN_AUDIT, mark_reports_stale, submitted_by_reviewer
 
 router = APIRouter(prefix="/v1/audits", tags=["reviews"])
 MSG_NOT_REVIEWABLE = "audit {id} is {status}; only succeeded audits can be reviewed"
@@ -24,7 +31,13 @@ MSG_NOT_REVIEWABLE = "audit {id} is {status}; only succeeded audits can be revie
     response_model=ReviewPublic,
     summary="Approve or reject a succeeded audit (reviewer or admin)",
     openapi_extra=json_request_body("ReviewCreate"),
-    responses={409: {"description": "the audit has not succeeded"}},
+    responses={
+        403: {
+            "model": ErrorPublic,
+            "description": "not a reviewer, or the same person submitted the audit",
+        },
+        409: {"model": ErrorPublic, "description": "the audit has not succeeded"},
+    },
 )
 async def create_review(
     audit_id: str, request: Request, token: ReviewerToken, session: SessionDep
@@ -49,6 +62,9 @@ def _review(
     audit = _audit(session, token.project, audit_id)
     if audit.status != "succeeded":
         raise ApiError(409, MSG_NOT_REVIEWABLE.format(id=audit_id, status=audit.status))
+    if submitted_by_reviewer(session, audit, token_id=token.id, name=token.name):
+        raise ApiError(403, MSG_OWN_AUDIT.format(person=token.actor, id=audit_id))
+    mark_reports_stale(session, audit_id)  # the next read renders them with this review
     row = add_review(
         session=session,
         project=token.project,
@@ -56,7 +72,7 @@ def _review(
         decision=review.decision,
         comment=review.comment,
         token_id=token.id,
-        reviewer=token.name or f"token {token.id} ({token.role})",
+        reviewer=token.actor,
     )
     session.commit()
     return ReviewPublic.model_validate(row)
