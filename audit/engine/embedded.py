@@ -28,6 +28,7 @@ class EmbeddedRecorder:
 
     @classmethod
     def start(cls, spec: AuditSpec, *, project: str) -> EmbeddedRecorder:
+        from audit.cli.trail import cli_actor
         from audit.settings import get_settings
         from audit.storage.db import session_scope
         from audit.storage.repo import create_audit
@@ -48,6 +49,7 @@ class EmbeddedRecorder:
                 domain=spec.domain,
                 spec_sha256=spec.sha256(),
                 status="running",
+                submitted_by=cli_actor(),
             )
             audit_id = audit.id
         return cls(url=url, audit_id=audit_id)

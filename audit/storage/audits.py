@@ -19,6 +19,7 @@ from audit.storage.events import append_event, append_events
 from audit.storage.models import (
     AUDIT_STATUSES,
     DECISIONS,
+    ApiToken,
     Audit,
     FindingRow,
     Result,
@@ -26,6 +27,7 @@ from audit.storage.models import (
     new_id,
     utcnow,
 )
+from audit.storage.reviews import MSG_OWN_AUDIT, mark_reports_stale, submitted_by_reviewer
 
 MAX_PAGE = 1000
 MAX_OFFSET = 1_000_000_000  # larger offsets are refused (422), never sent to the database
@@ -33,6 +35,10 @@ MAX_OFFSET = 1_000_000_000  # larger offsets are refused (422), never sent to th
 
 class AuditNotFound(LookupError):
     """No audit with this id (in this project)."""
+
+
+class SelfReview(PermissionError):
+    """The reviewer (this token, or another token of the same person) submitted the audit."""
 
 
 class IdempotencyConflict(ValueError):
@@ -290,7 +296,12 @@ def add_review(
     token_id: int | None = None,
     reviewer: str | None = None,
 ) -> Review:
-    """Record a reviewer's decision on a project's finished audit."""
+    """Record a reviewer's decision on a project's finished audit.
+
+    Raises :class:`SelfReview` when ``token_id``, or another token of the same
+    person, submitted it (separation of duties); the stored reports are dropped
+    so they are rendered again with this review; logged as "audit.reviewed".
+    """
     if decision not in DECISIONS:
         raise ValueError(f"decision: must be one of {', '.join(DECISIONS)}, got {decision!r}")
     audit = get_audit(session=session, project=project, audit_id=audit_id)
@@ -300,6 +311,11 @@ def add_review(
         raise ValueError(
             f"audit {audit_id}: is {audit.status}; only succeeded audits can be reviewed"
         )
+    if token_id is not None:
+        name = session.scalar(select(ApiToken.name).where(ApiToken.id == token_id))
+        if submitted_by_reviewer(session, audit, token_id=token_id, name=name):
+            raise SelfReview(MSG_OWN_AUDIT.format(person=reviewer or name, id=audit_id))
+    mark_reports_stale(session, audit_id)
     review = Review(
         audit_id=audit_id, decision=decision, comment=comment, token_id=token_id, reviewer=reviewer
     )

@@ -243,3 +243,22 @@ def repo_list(session: Any, project: str, audit_id: str | None) -> tuple[list[Ev
     from audit.storage.events import list_events
 
     return list_events(session=session, project=project, audit_id=audit_id)
+
+
+def test_storage_refuses_a_review_by_the_submitting_person(database_url: str) -> None:
+    with session_scope(database_url) as session:
+        _, mine = repo.create_token(session=session, project="acme", role="admin", name="Ada L")
+        _, also = repo.create_token(session=session, project="acme", role="reviewer", name="ada l")
+        audit_id = _audit(session, token_id=mine.id, submitted_by="Ada L").id
+        repo.claim_audit(session=session, audit_id=audit_id, worker="w", lease_seconds=60)
+        repo.store_results(session=session, audit_id=audit_id, results=_results())
+    for token in (mine, also):
+        with (
+            session_scope(database_url) as session,
+            pytest.raises(repo.SelfReview, match="(?i)ada l submitted"),
+        ):
+            repo.add_review(
+                session=session, project="acme", audit_id=audit_id, decision="approve",
+                token_id=token.id, reviewer=token.name,
+            )  # fmt: skip
+    assert "audit.reviewed" not in [e.action for e in _events(database_url)]

@@ -17,9 +17,9 @@ from audit.api.schemas import (
     ReviewsPublic,
     json_request_body,
 )
+from audit.storage.audits import SelfReview
 from audit.storage.models import Audit, plausible_id
 from audit.storage.repo import add_review, get_audit, list_reviews
-from audit.storage.reviews import MSG_OWN_AUDIT, mark_reports_stale, submitted_by_reviewer
 
 router = APIRouter(prefix="/v1/audits", tags=["reviews"])
 MSG_NOT_REVIEWABLE = "audit {id} is {status}; only succeeded audits can be reviewed"
@@ -62,18 +62,18 @@ def _review(
     audit = _audit(session, token.project, audit_id)
     if audit.status != "succeeded":
         raise ApiError(409, MSG_NOT_REVIEWABLE.format(id=audit_id, status=audit.status))
-    if submitted_by_reviewer(session, audit, token_id=token.id, name=token.name):
-        raise ApiError(403, MSG_OWN_AUDIT.format(person=token.actor, id=audit_id))
-    mark_reports_stale(session, audit_id)  # the next read renders them with this review
-    row = add_review(
-        session=session,
-        project=token.project,
-        audit_id=audit_id,
-        decision=review.decision,
-        comment=review.comment,
-        token_id=token.id,
-        reviewer=token.actor,
-    )
+    try:  # refused for the submitter, through any of their tokens; drops stale reports
+        row = add_review(
+            session=session,
+            project=token.project,
+            audit_id=audit_id,
+            decision=review.decision,
+            comment=review.comment,
+            token_id=token.id,
+            reviewer=token.actor,
+        )
+    except SelfReview as exc:
+        raise ApiError(403, str(exc)) from None
     session.commit()
     return ReviewPublic.model_validate(row)
 
