@@ -31,6 +31,10 @@ def cli_actor() -> str:
 
 
 def _with_session(work: Callable[[Session], int]) -> int:
+    """Run ``work`` in a session of the configured database; exit 2 on bad input, and when
+    the database cannot be reached (never 1, which ``verify-log`` keeps for tampering)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from audit.settings import get_settings
     from audit.storage.db import session_scope, upgrade
 
@@ -41,6 +45,9 @@ def _with_session(work: Callable[[Session], int]) -> int:
             return work(session)
     except ValueError as exc:
         _err(str(exc))
+        return EXIT_INVALID
+    except SQLAlchemyError as exc:
+        _err(f"BIASAUDIT_DATABASE_URL: the database could not be read: {exc}")
         return EXIT_INVALID
 
 
