@@ -21,9 +21,9 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from audit.storage.accounts import insert_ignore
@@ -97,18 +97,33 @@ def entry_sha256(
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
+# Core statements, built once: no ORM bulk machinery on the submission path.
+_HEAD = cast(Table, EventHead.__table__)
+_TAKE_HEAD = (
+    # A write that returns the current values: one round trip takes the lock and reads.
+    update(_HEAD)
+    .where(_HEAD.c.id == HEAD_ID)
+    .values(seq=_HEAD.c.seq)
+    .returning(_HEAD.c.seq, _HEAD.c.sha256)
+)
+_MOVE_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.id == HEAD_ID)
+    .values(seq=bindparam("new_seq"), sha256=bindparam("new_sha256"))
+)
+_INSERT_EVENTS = insert(cast(Table, Event.__table__))
+
+
 def _lock_head(session: Session) -> tuple[int, str]:
     """Take the chain's head (created on first use) and return (last seq, its hash)."""
-    session.execute(
-        insert_ignore(session, EventHead, index_elements=["id"]).values(
-            id=HEAD_ID, seq=0, sha256=GENESIS
+    head = session.execute(_TAKE_HEAD).first()
+    if head is None:  # a new database (or emptied tables): create the head, then take it
+        session.execute(
+            insert_ignore(session, EventHead, index_elements=["id"]).values(
+                id=HEAD_ID, seq=0, sha256=GENESIS
+            )
         )
-    )
-    # A write first: it takes the lock before the read on both backends.
-    session.execute(update(EventHead).where(EventHead.id == HEAD_ID).values(seq=EventHead.seq))
-    head = session.execute(
-        select(EventHead.seq, EventHead.sha256).where(EventHead.id == HEAD_ID)
-    ).one()
+        head = session.execute(_TAKE_HEAD).one()
     return int(head.seq), str(head.sha256)
 
 
@@ -122,8 +137,10 @@ def append_event(
     audit_id: str | None = None,
     result_sha256: str | None = None,
     detail: dict[str, Any] | None = None,
-) -> Event:
-    """Append one entry to the log in the caller's transaction (call it last; see module doc)."""
+) -> dict[str, Any]:
+    """Append one entry to the log in the caller's transaction (call it last; see module doc).
+
+    Returns the entry's columns (with ``seq`` and ``sha256``)."""
     return append_events(
         session=session,
         entries=[
@@ -140,7 +157,7 @@ def append_event(
     )[0]
 
 
-def append_events(*, session: Session, entries: list[dict[str, Any]]) -> list[Event]:
+def append_events(*, session: Session, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Append several entries, in order, under one lock of the head (a batch of submissions).
 
     Each entry is a dict with ``action``, ``actor``, ``subject`` and optionally
@@ -150,7 +167,7 @@ def append_events(*, session: Session, entries: list[dict[str, Any]]) -> list[Ev
         return []
     seq, prev = _lock_head(session)
     now = utcnow()
-    rows: list[Event] = []
+    rows: list[dict[str, Any]] = []
     for entry in entries:
         if entry["action"] not in ACTIONS:
             raise ValueError(
@@ -170,9 +187,8 @@ def append_events(*, session: Session, entries: list[dict[str, Any]]) -> list[Ev
             "prev_sha256": prev,
         }
         values["sha256"] = prev = entry_sha256(**values)
-        rows.append(Event(**values))
-    session.add_all(rows)
-    session.flush()
+        rows.append(values)
+    session.execute(_INSERT_EVENTS, rows)  # Core executemany: one round trip per batch
     session.execute(update(EventHead).where(EventHead.id == HEAD_ID).values(seq=seq, sha256=prev))
     return rows
 
