@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -44,7 +45,7 @@ ADMIN_URL = os.environ.get(
 SPEC = {"name": "bench", "domain": "hiring", "dataset": {"id": "x"}}
 
 
-def _rows(n: int) -> list[dict]:
+def _rows(n: int) -> list[dict[str, Any]]:
     return [
         new_audit_row(
             project="bench",
@@ -98,7 +99,7 @@ def _bench(url: str, label: str, args: argparse.Namespace) -> None:
     print(f"\n{label}: batches of {args.batch} submissions, {args.batches} batches per run")
     print("threads | without log subm/s | with log subm/s | ratio (with/without)")
     for threads in [int(t) for t in args.threads.split(",")]:
-        rates = {False: [], True: []}
+        rates: dict[bool, list[float]] = {False: [], True: []}
         for _ in range(args.repeat):  # interleaved: without, with, without, with ...
             for log in (False, True):
                 rates[log].append(
