@@ -35,6 +35,9 @@ class AuditQueued(BaseModel):
     status: AuditStatus
 
 
+ReviewState = Literal["awaiting review", "approved", "rejected"]
+
+
 class AuditPublic(_Public):
     """An audit's state: status, progress (0..1) and the error of a failed audit."""
 
@@ -54,7 +57,7 @@ class AuditPublic(_Public):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     submitted_by: str | None = Field(default=None, description="the person who submitted it")
-    review_state: Literal["awaiting review", "approved", "rejected"] = Field(
+    review_state: ReviewState = Field(
         default="awaiting review", description="follows the latest review (latest wins)"
     )
     reviews: list[ReviewSummary] = Field(

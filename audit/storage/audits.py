@@ -27,7 +27,15 @@ from audit.storage.models import (
     new_id,
     utcnow,
 )
-from audit.storage.reviews import MSG_OWN_AUDIT, mark_reports_stale, submitted_by_reviewer
+from audit.storage.reviews import (
+    APPROVED,
+    AWAITING,
+    MSG_OWN_AUDIT,
+    REJECTED,
+    REVIEW_STATES,
+    mark_reports_stale,
+    submitted_by_reviewer,
+)
 
 MAX_PAGE = 1000
 MAX_OFFSET = 1_000_000_000  # larger offsets are refused (422), never sent to the database
@@ -234,10 +242,13 @@ def list_audits(
     created_before: datetime | None = None,
     limit: int = 50,
     offset: int = 0,
+    review_state: str | None = None,
+    schedule_id: str | None = None,
 ) -> tuple[list[Audit], int]:
     """One page of a project's audits, newest first, and the total matching the filters.
 
-    ``created_after`` is inclusive, ``created_before`` exclusive.
+    ``created_after`` is inclusive, ``created_before`` exclusive; ``review_state`` is
+    ``awaiting review``, ``approved`` or ``rejected`` (the latest review decides).
     """
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit: must be between 1 and {MAX_PAGE}, got {limit}")
@@ -254,6 +265,10 @@ def list_audits(
         conditions.append(Audit.created_at >= created_after)
     if created_before is not None:
         conditions.append(Audit.created_at < created_before)
+    if schedule_id is not None:
+        conditions.append(Audit.schedule_id == schedule_id)
+    if review_state is not None:
+        conditions.append(review_state_condition(review_state))
     total = session.scalar(select(func.count()).select_from(Audit).where(*conditions)) or 0
     items = session.scalars(
         select(Audit)
@@ -263,6 +278,23 @@ def list_audits(
         .offset(offset)
     ).all()
     return list(items), int(total)
+
+
+def review_state_condition(state: str) -> Any:
+    """A WHERE condition on audits: their latest review gives ``state``."""
+    latest = (
+        select(Review.decision)
+        .where(Review.audit_id == Audit.id)
+        .order_by(Review.created_at.desc(), Review.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    decisions = {APPROVED: "approve", REJECTED: "reject"}
+    if state == AWAITING:
+        return latest.is_(None)
+    if state not in decisions:
+        raise ValueError(f"review_state: must be one of {', '.join(REVIEW_STATES)}, got {state!r}")
+    return latest == decisions[state]
 
 
 def get_results(*, session: Session, project: str, audit_id: str) -> dict[str, Any] | None:

@@ -262,3 +262,28 @@ def test_storage_refuses_a_review_by_the_submitting_person(database_url: str) ->
                 token_id=token.id, reviewer=token.name,
             )  # fmt: skip
     assert "audit.reviewed" not in [e.action for e in _events(database_url)]
+
+
+def test_audits_filter_by_review_state_and_schedule(database_url: str) -> None:
+    ids = []
+    with session_scope(database_url) as session:
+        for _ in range(3):
+            audit_id = _audit(session).id
+            repo.claim_audit(session=session, audit_id=audit_id, worker="w", lease_seconds=60)
+            repo.store_results(session=session, audit_id=audit_id, results=_results())
+            ids.append(audit_id)
+    reviews = {ids[0]: ["reject", "approve"], ids[1]: ["approve", "reject"]}
+    for audit_id, decisions in reviews.items():
+        for decision in decisions:
+            with session_scope(database_url) as session:
+                repo.add_review(session=session, project="acme", audit_id=audit_id,
+                                decision=decision, reviewer="R")  # fmt: skip
+    with session_scope(database_url) as session:
+        for state, expected in [("approved", ids[0]), ("rejected", ids[1]),
+                                ("awaiting review", ids[2])]:  # fmt: skip
+            rows, total = repo.list_audits(session=session, project="acme", review_state=state)
+            assert ([a.id for a in rows], total) == ([expected], 1)
+        with pytest.raises(ValueError, match="review_state"):
+            repo.list_audits(session=session, project="acme", review_state="maybe")
+        rows, _ = repo.list_audits(session=session, project="acme", schedule_id="none")
+        assert rows == []

@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from scipy.stats import chi2_contingency
+from sqlalchemy import text
 
 from audit.cli import main
 from audit.settings import get_settings
@@ -55,12 +59,23 @@ def test_history_commands_on_the_embedded_store(
     p = chi2_contingency([[50, 150], [98, 102]], correction=False)[1]
     assert row["significant"] is True and row["p_value"] == pytest.approx(p)
     assert main(["diff", gap, even]) == 0
-    text = capsys.readouterr().out
-    assert "verdict: fail -> pass (changed)" in text
-    assert "* demographic sex female selection_rate: 0.25 -> 0.49" in text
+    printed = capsys.readouterr().out
+    assert "verdict: fail -> pass (changed)" in printed
+    assert "* demographic sex female selection_rate: 0.25 -> 0.49" in printed
 
     assert main(["verify-log"]) == 0
     assert "event log intact" in capsys.readouterr().out
+    # the installed command, as an operator runs it, after a result was edited in the file
+    with db.make_engine(get_settings().db_url).begin() as conn:
+        conn.execute(
+            text("UPDATE results SET document = json_set(document, '$.verdict', 'pass') "
+                 "WHERE audit_id = :a"), {"a": gap},
+        )  # fmt: skip
+    env = {**os.environ, "BIASAUDIT_DATABASE_URL": get_settings().db_url}
+    done = subprocess.run([sys.executable, "-m", "audit.cli", "verify-log"], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert f"result of audit {gap} was edited" in done.stdout
     assert main(["show", "no-such-audit"]) == 2
     assert "ID: no audit 'no-such-audit'" in capsys.readouterr().err
 

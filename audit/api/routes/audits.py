@@ -36,6 +36,7 @@ from audit.api.schemas import (
     AuditsPublic,
     AuditStatus,
     ErrorPublic,
+    ReviewState,
     ReviewSummary,
     Verdict,
 )
@@ -187,6 +188,10 @@ def list_audits_route(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    review_state: Annotated[
+        ReviewState | None, Query(description="the latest review decides")
+    ] = None,
+    schedule: Annotated[str | None, Query(max_length=36, description="schedule id")] = None,
 ) -> AuditsPublic:
     rows, total = list_audits(
         session=session,
@@ -198,6 +203,8 @@ def list_audits_route(
         created_before=_utc(created_before),
         limit=limit,
         offset=offset,
+        review_state=review_state,
+        schedule_id=schedule,
     )
     states = review_states(session, [r.id for r in rows])
     return AuditsPublic(

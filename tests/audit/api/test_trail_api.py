@@ -75,6 +75,11 @@ def test_a_person_cannot_review_their_own_audit_through_any_token(
     assert view["review_state"] == "rejected"  # the latest decision wins
     listed = client.get("/v1/audits", headers=auth(grace)).json()["data"]
     assert [(a["id"], a["review_state"]) for a in listed] == [(audit_id, "rejected")]
+    for state, count in [("rejected", 1), ("approved", 0), ("awaiting review", 0)]:
+        page = client.get("/v1/audits", params={"review_state": state}, headers=auth(grace))
+        assert page.json()["count"] == count
+    bad = client.get("/v1/audits", params={"review_state": "maybe"}, headers=auth(grace))
+    assert bad.status_code == 422 and bad.json()["field"] == "review_state"
 
 
 def test_an_unnamed_token_is_a_person_of_its_own(
