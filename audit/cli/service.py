@@ -106,9 +106,9 @@ def _http_protocol() -> Any:
 
 def keys_create(args: argparse.Namespace) -> int:
     """Create an API token for ``args.project`` with ``args.role``; print only the token, once."""
-    from audit.cli.trail import cli_actor
     from audit.settings import get_settings
     from audit.storage.db import session_scope, upgrade
+    from audit.storage.events import local_actor as cli_actor
     from audit.storage.repo import ProjectError, create_token
 
     try:

@@ -5,7 +5,6 @@ SQLite store), migrating it first (idempotent)."""
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from collections.abc import Callable
@@ -18,16 +17,16 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_TAMPERED, EXIT_INVALID = 0, 1, 2
 
 
+def cli_actor() -> str:
+    """Who acts from the command line: ``cli <os user>`` (imported lazily: ``--help`` stays
+    fast)."""
+    from audit.storage.events import local_actor
+
+    return local_actor()
+
+
 def _err(message: str) -> None:
     print(f"biasaudit: error: {message}", file=sys.stderr)
-
-
-def cli_actor() -> str:
-    """Who acts from the command line: ``cli <os user>`` (recorded on key events)."""
-    try:
-        return f"cli {getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
 
 
 def _with_session(work: Callable[[Session], int]) -> int:

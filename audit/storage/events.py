@@ -16,6 +16,7 @@ transaction: the head is then the last lock taken, so no lock cycle can form.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 from collections.abc import Iterator
@@ -46,6 +47,14 @@ ACTIONS = (
 )
 MAX_EVENT_PAGE = 1000
 _VERIFY_BATCH = 1000
+
+
+def local_actor() -> str:
+    """Who acts from the command line or an embedded run: ``cli <os user>``."""
+    try:
+        return f"cli {getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
 
 
 def canonical_json(value: Any) -> bytes:

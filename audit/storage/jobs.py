@@ -213,6 +213,7 @@ def store_results(
     results: dict[str, Any],
     reports: Mapping[str, bytes | str] | None = None,
     now: datetime | None = None,
+    actor: str = "worker",
 ) -> bool:
     """Store the results document, its findings, the verdict and the rendered ``reports``
     (format -> content, e.g. ``{"html": ...}``), and mark the audit succeeded.
@@ -268,7 +269,7 @@ def store_results(
     )
     session.refresh(audit)
     _log(
-        session, audit, audit_id, "audit.finished", "worker",
+        session, audit, audit_id, "audit.finished", actor,
         result_sha256=result_sha256(results), detail={"verdict": verdict},
     )  # fmt: skip
     return True

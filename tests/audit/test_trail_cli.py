@@ -65,6 +65,10 @@ def test_history_commands_on_the_embedded_store(
 
     assert main(["verify-log"]) == 0
     assert "event log intact" in capsys.readouterr().out
+    with db.session_scope(get_settings().db_url) as session:  # embedded runs name the user
+        logged = [(e.action, e.actor) for e in session.query(Event).order_by(Event.seq)][:2]
+    assert [a for a, _ in logged] == ["audit.submitted", "audit.finished"]
+    assert all(actor.startswith("cli") for _, actor in logged)
     # the installed command, as an operator runs it, after a result was edited in the file
     with db.make_engine(get_settings().db_url).begin() as conn:
         conn.execute(

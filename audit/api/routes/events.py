@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from audit.api.deps import SessionDep, TokenInfo, require_roles
 from audit.storage.audits import MAX_OFFSET
 from audit.storage.events import MAX_EVENT_PAGE, event_dict, list_events
+from audit.storage.models import plausible_id
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 LogReader = Annotated[
@@ -48,6 +49,8 @@ def read_events(
     limit: Annotated[int, Query(ge=1, le=MAX_EVENT_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> EventsPublic:
+    if audit_id is not None and not plausible_id(audit_id):  # no row has it: nothing to ask
+        return EventsPublic(data=[], count=0, limit=limit, offset=offset)
     rows, total = list_events(
         session=session, project=token.project, audit_id=audit_id, limit=limit, offset=offset
     )

@@ -74,8 +74,10 @@ class HistoryPublic(BaseModel):
 
 
 def _audit(session: Any, project: str, audit_id: str) -> Audit:
-    audit = get_audit(session=session, project=project, audit_id=audit_id)
-    if not plausible_id(audit_id) or audit is None:
+    audit = None
+    if plausible_id(audit_id):  # an id no row can have is never sent to the database
+        audit = get_audit(session=session, project=project, audit_id=audit_id)
+    if audit is None:
         raise not_found("audit", audit_id[:100])
     return audit
 
