@@ -210,6 +210,12 @@ def test_schedule_history_has_each_groups_impact_ratio_trend(
         _scheduled_run(api_settings, schedule, spec_for(first_data)),
         _scheduled_run(api_settings, schedule, spec_for(later_data)),
     ]
+    changed = client.delete(f"/v1/schedules/{schedule}", headers=auth(admin))
+    assert changed.status_code == 204
+    logged = client.get("/v1/events", headers=auth(admin)).json()["data"]
+    by_schedule = [(e["action"], e["actor"]) for e in logged
+                   if e["subject"] == f"schedule/{schedule}"]  # fmt: skip
+    assert by_schedule == [("schedule.changed", "Ada"), ("schedule.created", "Ada")]
     found = client.get(f"/v1/history/schedules/{schedule}", headers=auth(admin))
     assert found.status_code == 200, found.text
     history = found.json()
