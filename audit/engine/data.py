@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.engine.spec import DatasetSpec
+from audit.engine.spec import DatasetSpec, did_you_mean
 from audit.errors import (
     MSG_FAVORABLE_NOT_IN_LABELS,
     MSG_FILE_NOT_FOUND,
@@ -30,6 +30,11 @@ from audit.errors import (
 from probes.util import canonical_label, file_sha256
 
 canonical = canonical_label  # 1 == "1" == 1.0 == True == "true"
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, for messages (``0``, not ``np.int64(0)``)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def favorable_mask(series: pd.Series, favorable: Any) -> np.ndarray:
@@ -142,14 +147,20 @@ def check_columns(spec: DatasetSpec, path: Path, columns: list[str]) -> None:
         col = getattr(spec, field)
         if col:
             named.append((field, col))
-    for field, col in named:
-        if col not in columns:
-            raise AuditInputError(
-                MSG_MISSING_COLUMN.format(
-                    field=field, column=col, file=path.name, columns=", ".join(map(str, columns))
-                ),
-                field=f"dataset.{field}",
-            )
+    missing = [
+        MSG_MISSING_COLUMN.format(
+            field=field,
+            column=col,
+            file=path.name,
+            columns=", ".join(map(str, columns)),
+            hint=did_you_mean(col, columns),
+        )
+        for field, col in named
+        if col not in columns
+    ]
+    if missing:  # every missing column at once
+        first = next(f for f, c in named if c not in columns)
+        raise AuditInputError("\n".join(missing), field=f"dataset.{first}")
 
 
 def prepare(
@@ -217,10 +228,10 @@ def check_groups(frame: pd.DataFrame, spec: DatasetSpec, y_true: np.ndarray | No
                 field="dataset.protected",
             )
     if spec.label and y_true is not None and not y_true.any():
-        seen = ", ".join(repr(v) for v in pd.unique(frame[spec.label])[:10])
+        seen = ", ".join(repr(plain(v)) for v in pd.unique(frame[spec.label])[:10])
         raise AuditInputError(
             MSG_FAVORABLE_NOT_IN_LABELS.format(
-                value=spec.favorable_label, column=spec.label, seen=seen
+                value=plain(spec.favorable_label), column=spec.label, seen=seen
             ),
             field="dataset.favorable_label",
         )

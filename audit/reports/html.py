@@ -51,8 +51,13 @@ from audit.reports.svg import (
 from probes.base import Probe, ProbeError, get_probe
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-STATUS_ORDER = {"fail": 0, "insufficient_data": 1, "pass": 2}
-STATUS_LABEL = {"fail": "FAIL", "insufficient_data": "insufficient data", "pass": "pass"}
+STATUS_ORDER = {"fail": 0, "insufficient_data": 1, "pass": 2, "not_applicable": 3}
+STATUS_LABEL = {
+    "fail": "FAIL",
+    "insufficient_data": "insufficient data",
+    "pass": "pass",
+    "not_applicable": "not applicable",
+}
 MAX_EXAMPLES = 10
 MAX_TEXT = 600
 # per-group metrics shown in the "additional metrics" table, in this order
@@ -127,7 +132,8 @@ def _findings(findings: list[Mapping[str, Any]]) -> list[dict[str, str]]:
                 "threshold": threshold,
                 "ci": fmt_ci(f.get("ci")),
                 "p_value": fmt_p(f.get("p_value")),
-                "status": STATUS_LABEL.get(status, status or DASH),
+                "status": STATUS_LABEL.get(status, status or DASH)
+                + (f" ({f['note']})" if f.get("note") else ""),
                 "status_class": status or "unknown",
             }
         )
