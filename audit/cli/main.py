@@ -51,13 +51,28 @@ def _out(text: str) -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from audit.cli.progress import console_progress
-    from audit.engine.run import run_audit
+def _failed(exc: Exception) -> int | None:
+    """Exit 2 with the message for bad input or an audit that could not run; else None."""
     from audit.errors import AuditInputError
 
-    try:
+    if isinstance(exc, AuditInputError):
+        _err(str(exc))
+        return EXIT_INVALID
+    if isinstance(exc, (OSError, ValueError, RuntimeError)):
+        _err(f"the audit could not run: {type(exc).__name__}: {exc}")
+        return EXIT_INVALID
+    return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from audit.cli.progress import console_progress
+
+    try:  # progress shows before the heavy imports: a cold start takes seconds
         with console_progress(quiet=args.quiet) as shown:
+            if shown is not None:
+                shown.step(f"reading {args.spec}")
+            from audit.engine.run import run_audit
+
             results = run_audit(
                 args.spec,
                 args.out,
@@ -65,12 +80,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 progress=shown.fraction if shown else None,
                 step=shown.step if shown else None,
             )
-    except AuditInputError as exc:
-        _err(str(exc))
-        return EXIT_INVALID
-    except (OSError, ValueError, RuntimeError) as exc:
-        _err(f"the audit could not run: {type(exc).__name__}: {exc}")
-        return EXIT_INVALID
+    except Exception as exc:
+        code = _failed(exc)
+        if code is None:
+            raise
+        return code
     _out(_summary(results))
     if args.out:
         _out(f"  results: {Path(args.out) / 'results.json'}")
@@ -80,14 +94,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from audit.cli.progress import console_progress
-    from audit.errors import AuditInputError
-    from audit.examples.demo import run_demo
 
     out = Path(args.out)
     try:
         with console_progress(quiet=args.quiet) as shown:
+            if shown is not None:
+                shown.step("starting the demo")
+            from audit.examples.demo import run_demo
+
             summaries = run_demo(out_dir=out, step=shown.step if shown else None)
-    except AuditInputError as exc:
+    except Exception as exc:
+        from audit.errors import AuditInputError
+
+        if not isinstance(exc, AuditInputError):
+            raise
         _err(str(exc))
         return EXIT_INVALID
     for s in summaries:

@@ -51,10 +51,12 @@ class ConsoleProgress:
         self._bar: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._token: Any = None
 
     # --------------------------------------------------------------- engine hooks
     def step(self, label: str) -> None:
         """A new step begins: close the bar, print the step."""
+        self._watch_items()
         with self._lock:
             self._close_bar()
             self._step, self._step_start, self._items = label, time.monotonic(), None
@@ -141,21 +143,27 @@ class ConsoleProgress:
                 elif time.monotonic() - self._last_line >= self.interval:
                     self._emit(self._status())
 
-    def __enter__(self) -> ConsoleProgress:
-        from probes.inference import ITEMS_PROGRESS
+    def _watch_items(self) -> None:
+        """Watch inference batches once the engine is imported (not before: a cold import
+        of the probes takes seconds, and the first line should not wait for it)."""
+        if self._token is None and "probes.inference" in sys.modules:
+            from probes.inference import ITEMS_PROGRESS
 
-        self._token = ITEMS_PROGRESS.set(self.items)
+            self._token = ITEMS_PROGRESS.set(self.items)
+
+    def __enter__(self) -> ConsoleProgress:
         self._thread = threading.Thread(target=self._beat, name="progress", daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from probes.inference import ITEMS_PROGRESS
-
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
-        ITEMS_PROGRESS.reset(self._token)
+        if self._token is not None:
+            from probes.inference import ITEMS_PROGRESS
+
+            ITEMS_PROGRESS.reset(self._token)
         with self._lock:
             self._close_bar()
             if exc[0] is None:
