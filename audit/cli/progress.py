@@ -44,7 +44,7 @@ class ConsoleProgress:
         self._start = time.monotonic()
         self._step = "starting"
         self._step_start = self._start
-        self._fraction = 0.0
+        self._fraction: float | None = None  # None until the engine reports one
         self._items: tuple[int, int] | None = None
         self._items_start = self._start
         self._last_line = 0.0
@@ -92,7 +92,8 @@ class ConsoleProgress:
 
     def _status(self) -> str:
         elapsed = time.monotonic() - self._step_start
-        parts = [f"{self._step}: {self._fraction:.0%} of the audit, {_clock(elapsed)} in step"]
+        share = "" if self._fraction is None else f"{self._fraction:.0%} of the audit, "
+        parts = [f"{self._step}: {share}{_clock(elapsed)} in step"]
         if self._items is not None:
             done, total = self._items
             rate, eta = self._rate()

@@ -94,8 +94,23 @@ def resolve_path(spec: DatasetSpec, base_dir: Path) -> Path:
     if not path.is_absolute():
         path = base_dir / path
     if not path.is_file():
-        raise AuditInputError(MSG_FILE_NOT_FOUND.format(path=path), field="dataset.path")
+        raise AuditInputError(
+            MSG_FILE_NOT_FOUND.format(path=path) + _not_found_hint(spec.path, base_dir),
+            field="dataset.path",
+        )
     return path
+
+
+def _not_found_hint(name: str, base_dir: Path) -> str:
+    """Where a relative path was looked for, and how a bundled example makes its data."""
+    hint = "" if Path(name).is_absolute() else f" (relative to the spec's folder {base_dir})"
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    if base_dir.resolve() == examples:
+        hint += (
+            "; a bundled example's data is generated: `python -m audit.examples.<name> --out "
+            "DIR` writes it with a spec.yaml into DIR, `biasaudit demo` does it for all"
+        )
+    return hint
 
 
 def _format(spec: DatasetSpec, path: Path) -> str:

@@ -47,9 +47,12 @@ def _status(
     if not breached:
         return "pass", None
     side = "below" if direction == "min" else "above"
-    if p_value is None or p_value >= alpha:
-        where = "no p-value" if p_value is None else f"not significant at alpha {alpha:g}"
-        note = f"{side} threshold, {where}"
+    if p_value is None:  # nothing to test significance with
+        if require_significance:
+            return "pass", f"{side} threshold, no p-value to test its significance"
+        return "fail", None
+    if p_value >= alpha:
+        note = f"{side} threshold, not significant at alpha {alpha:g}"
         return ("pass" if require_significance else "fail"), note
     return "fail", None
 
