@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
+from typing import Any
+
 from probes.models.safety import PICKLE_REFUSED
+
+
+def did_you_mean(word: Any, choices: Any) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to a misspelt ``word``, or ''."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class AuditInputError(ValueError):

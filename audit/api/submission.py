@@ -32,8 +32,8 @@ from audit.api.body import check_tree
 from audit.api.errors import ApiError, not_found
 from audit.api.levels import LEVELS_CAP
 from audit.engine.confine import confine_spec, project_roots
-from audit.engine.spec import MAX_PROBES, AuditSpec, did_you_mean, parse_spec
-from audit.errors import MSG_MISSING_COLUMN, AuditInputError, SpecError
+from audit.engine.spec import MAX_PROBES, AuditSpec, parse_spec
+from audit.errors import MSG_MISSING_COLUMN, AuditInputError, SpecError, did_you_mean
 from audit.settings import Settings
 from audit.storage.repo import get_dataset
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.engine.spec import DatasetSpec, did_you_mean
+from audit.engine.spec import DatasetSpec
 from audit.errors import (
     MSG_FAVORABLE_NOT_IN_LABELS,
     MSG_FILE_NOT_FOUND,
@@ -26,6 +26,7 @@ from audit.errors import (
     MSG_NAN_PREDICTIONS,
     MSG_ONE_GROUP,
     AuditInputError,
+    did_you_mean,
 )
 from probes.util import canonical_label, file_sha256
 

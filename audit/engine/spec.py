@@ -6,14 +6,12 @@ Unknown keys are errors; every error names its field path, e.g.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,7 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from audit.errors import SpecError
+from audit.engine.specio import load_spec_source
+from audit.errors import SpecError, did_you_mean
 from probes.models.prompt import PromptConfig
 
 MAX_PROBES = 100  # a spec with more is refused (each probe costs a pass and a report section)
@@ -292,12 +291,6 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def did_you_mean(word: Any, choices: Any) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``choices`` to a misspelt ``word``, or ''."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     """The valid keys of the spec section at ``loc`` (for "did you mean")."""
     section: dict[tuple[str, ...], type[BaseModel]] = {
@@ -365,28 +358,6 @@ def validate_probe_configs(spec: AuditSpec) -> list[Any]:
     if errors:
         raise SpecError(errors)
     return configs
-
-
-def load_spec_source(source: dict[str, Any] | str | Path) -> tuple[dict[str, Any], Path]:
-    """The spec as a mapping (read from a YAML/JSON file, or as given) and its base dir."""
-    base = Path.cwd()
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise SpecError([("spec", f"file not found: {path}")])
-        text = path.read_text(encoding="utf-8")
-        base = path.resolve().parent
-        try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (yaml.YAMLError, json.JSONDecodeError) as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise SpecError([("spec", f"{path} is not valid YAML/JSON{where}: {exc}")]) from None
-    else:
-        data = source
-    if not isinstance(data, dict):
-        raise SpecError([("spec", "the spec must be a mapping (YAML/JSON object)")])
-    return data, base
 
 
 def parse_spec(source: dict[str, Any] | str | Path) -> tuple[AuditSpec, Path]:
