@@ -93,3 +93,15 @@ def test_model_only_text_audit_needs_no_protected_column() -> None:
     group_probe = dict(spec, probes=[*spec["probes"], {"kind": "demographic"}])
     with pytest.raises(SpecError, match=r"dataset.protected: .*probes\[1\] \(kind 'demographic'\)"):
         parse_spec(group_probe)
+
+
+def test_a_bundled_example_spec_without_its_data_says_how_to_make_it() -> None:
+    from audit.examples import hiring
+
+    spec = Path(hiring.__file__).with_name("hiring.yaml")
+    with pytest.raises(AuditInputError) as info:
+        run_audit(spec, store=False)
+    text = str(info.value)
+    assert "dataset.path: file not found" in text
+    assert f"relative to the spec's folder {spec.parent}" in text
+    assert "python -m audit.examples.<name> --out DIR" in text and "biasaudit demo" in text
