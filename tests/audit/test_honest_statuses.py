@@ -41,6 +41,8 @@ def test_flip_test_on_an_attribute_the_model_does_not_take_is_not_applicable() -
     assert all("does not take 'sex'" in f["note"] for f in findings)
     assert res["probes"][0]["summary"]["attribute_in_features"] is False
     assert res.verdict == "pass"
+    report = res.report()
+    assert "not applicable (the model does not take" in report
 
 
 def test_each_counterfactual_row_carries_its_own_p_value() -> None:
@@ -70,6 +72,7 @@ def test_a_breach_that_is_not_significant_says_so() -> None:
     assert row["status"] == "fail"
     assert row["p_value"] > 0.05
     assert row["note"] == "below threshold, not significant at alpha 0.05"
+    assert "FAIL (below threshold, not significant at alpha 0.05)" in strict.report()
     lenient = audit_predictions(
         **kwargs, policy={"min_impact_ratio": 0.95, "require_significance": True}
     )
