@@ -126,8 +126,10 @@ class ConsoleProgress:
         if self._bar.total != total:
             self._bar.reset(total=total)
         self._bar.n = done
-        self._bar.refresh()
-        self._last_line = time.monotonic()
+        now = time.monotonic()
+        if done >= total or now - self._last_line >= 0.2:  # a redraw costs ~0.1 ms
+            self._bar.refresh()
+            self._last_line = now
 
     def _close_bar(self) -> None:
         if self._bar is not None:
