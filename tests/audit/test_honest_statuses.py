@@ -35,7 +35,8 @@ SPEC = {
 
 def test_flip_test_on_an_attribute_the_model_does_not_take_is_not_applicable() -> None:
     frame = _frame()
-    res = run_audit(SPEC, data=frame, model=_model(frame, ["band"]), store=False)
+    # stored too: the embedded database takes the new status (a private SQLite per test)
+    res = run_audit(SPEC, data=frame, model=_model(frame, ["band"]), store=True)
     findings = res["findings"]
     assert findings and {f["status"] for f in findings} == {"not_applicable"}
     assert all("does not take 'sex'" in f["note"] for f in findings)
