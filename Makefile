@@ -57,6 +57,7 @@ bench: install data
 	$(PY) benchmarks/bench_counterfactual.py
 	$(PY) benchmarks/bench_report.py
 	$(PY) benchmarks/bench_progress.py
+	$(PY) benchmarks/bench_pdf.py
 
 clean:
 	rm -rf $(VENV) biasaudit-demo .pytest_cache .mypy_cache .ruff_cache

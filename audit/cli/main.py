@@ -208,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("probes", help="list the registered probes")
     pr.set_defaults(func=cmd_probes)
 
+    from audit.cli.report import add_parser as add_report
+
+    add_report(sub)
+
     s = sub.add_parser("serve", help="start the HTTP API")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
