@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     from probes.counts import GroupCounts
 
-Status = Literal["pass", "fail", "insufficient_data"]
+Status = Literal["pass", "fail", "insufficient_data", "not_applicable"]
 
 
 class ProbeError(ValueError):
@@ -170,7 +170,8 @@ class Probe:
     probe's name:
 
     - ``needs``: ``"model"`` when it calls a model; ``uses_dataset`` says whether a
-      given config reads the audited dataset (default: unless it needs a model only).
+      given config reads the audited dataset (default: unless it needs a model only),
+      ``uses_protected`` whether it compares groups of ``dataset.protected`` columns.
     - ``title`` and ``layout`` (``rates``, ``counterfactual`` or ``table``): how the
       report shows its entries.
     - ``checks``: its policy checks (:class:`Check`).
@@ -198,6 +199,12 @@ class Probe:
     @classmethod
     def uses_dataset(cls, raw: Mapping[str, Any]) -> bool:
         """Whether the probe, configured as ``raw`` (a spec's ``probes[i]``), reads the dataset."""
+        return "model" not in cls.needs
+
+    @classmethod
+    def uses_protected(cls, raw: Mapping[str, Any]) -> bool:
+        """Whether the probe, configured as ``raw``, compares groups of ``dataset.protected``
+        columns (default: unless it needs a model, whose probes bring their own groups)."""
         return "model" not in cls.needs
 
     @classmethod

@@ -27,11 +27,17 @@ from audit.errors import (
     MSG_NONFINITE_SCORES,
     MSG_ONE_GROUP,
     AuditInputError,
+    did_you_mean,
 )
 from probes.counts import MSG_TOO_MANY_LEVELS
 from probes.util import canonical_label, file_sha256
 
 canonical = canonical_label  # 1 == "1" == 1.0 == True == "true"
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, for messages (``0``, not ``np.int64(0)``)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def favorable_mask(series: pd.Series, favorable: Any) -> np.ndarray:
@@ -101,8 +107,23 @@ def resolve_path(spec: DatasetSpec, base_dir: Path) -> Path:
     if not path.is_absolute():
         path = base_dir / path
     if not path.is_file():
-        raise AuditInputError(MSG_FILE_NOT_FOUND.format(path=path), field="dataset.path")
+        raise AuditInputError(
+            MSG_FILE_NOT_FOUND.format(path=path) + _not_found_hint(spec.path, base_dir),
+            field="dataset.path",
+        )
     return path
+
+
+def _not_found_hint(name: str, base_dir: Path) -> str:
+    """Where a relative path was looked for, and how a bundled example makes its data."""
+    hint = "" if Path(name).is_absolute() else f" (relative to the spec's folder {base_dir})"
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    if base_dir.resolve() == examples:
+        hint += (
+            "; a bundled example's data is generated: `python -m audit.examples.<name> --out "
+            "DIR` writes it with a spec.yaml into DIR, `biasaudit demo` does it for all"
+        )
+    return hint
 
 
 def _format(spec: DatasetSpec, path: Path) -> str:
@@ -154,14 +175,20 @@ def check_columns(spec: DatasetSpec, path: Path, columns: list[str]) -> None:
         col = getattr(spec, field)
         if col:
             named.append((field, col))
-    for field, col in named:
-        if col not in columns:
-            raise AuditInputError(
-                MSG_MISSING_COLUMN.format(
-                    field=field, column=col, file=path.name, columns=", ".join(map(str, columns))
-                ),
-                field=f"dataset.{field}",
-            )
+    missing = [
+        MSG_MISSING_COLUMN.format(
+            field=field,
+            column=col,
+            file=path.name,
+            columns=", ".join(map(str, columns)),
+            hint=did_you_mean(col, columns),
+        )
+        for field, col in named
+        if col not in columns
+    ]
+    if missing:  # every missing column at once
+        first = next(f for f, c in named if c not in columns)
+        raise AuditInputError("\n".join(missing), field=f"dataset.{first}")
 
 
 def prepare(
@@ -250,10 +277,10 @@ def check_groups(frame: pd.DataFrame, spec: DatasetSpec, y_true: np.ndarray | No
                 field="dataset.protected",
             )
     if spec.label and y_true is not None and not y_true.any():
-        seen = ", ".join(repr(v) for v in pd.unique(frame[spec.label])[:10])
+        seen = ", ".join(repr(plain(v)) for v in pd.unique(frame[spec.label])[:10])
         raise AuditInputError(
             MSG_FAVORABLE_NOT_IN_LABELS.format(
-                value=spec.favorable_label, column=spec.label, seen=seen
+                value=plain(spec.favorable_label), column=spec.label, seen=seen
             ),
             field="dataset.favorable_label",
         )

@@ -34,8 +34,13 @@ from audit.reports.svg import (
 )
 from probes.base import Probe, ProbeError, get_probe
 
-STATUS_ORDER = {"fail": 0, "insufficient_data": 1, "pass": 2}
-STATUS_LABEL = {"fail": "FAIL", "insufficient_data": "insufficient data", "pass": "pass"}
+STATUS_ORDER = {"fail": 0, "insufficient_data": 1, "pass": 2, "not_applicable": 3}
+STATUS_LABEL = {
+    "fail": "FAIL",
+    "insufficient_data": "insufficient data",
+    "pass": "pass",
+    "not_applicable": "not applicable",
+}
 MAX_EXAMPLES = 10
 MAX_TEXT = 600
 # per-group metrics shown in the "additional metrics" table, in this order
