@@ -321,3 +321,20 @@ class Review(Base):
     )
     reviewer: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UiSession(Base):
+    """A dashboard sign-in (``/ui/``): only the SHA-256 of the session id is stored.
+
+    The session acts with its token's project and role; revoking the token
+    ends the session too (every request checks the token is still live).
+    """
+
+    __tablename__ = "ui_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

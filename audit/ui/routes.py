@@ -1,0 +1,144 @@
+"""Dashboard routes: sign-in and sign-out, the audits list, an audit and its review form.
+
+Thin handlers: who is asking (:mod:`audit.ui.security`), what to show
+(:mod:`audit.ui.views`), the shared rules (:mod:`audit.ui.trail`). Database
+work runs in the thread pool; every POST checks its CSRF token first.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from audit.api.deps import SessionDep, SettingsDep
+from audit.settings import Settings
+from audit.storage.repo import verify_token
+from audit.storage.ui_sessions import create_ui_session, delete_ui_session, get_ui_user
+from audit.ui.render import render, safe_next, see_other
+from audit.ui.security import (
+    CSRF_FIELD,
+    LOGIN_CSRF_COOKIE,
+    MSG_CSRF,
+    SESSION_COOKIE,
+    UiError,
+    ViewerDep,
+    checked_form,
+    new_login_csrf,
+    same_token,
+    set_cookie,
+)
+from audit.ui.trail import submit_review
+from audit.ui.views import audit_page, audits_page
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+LOGIN_CSRF_SECONDS = 3600
+MSG_BAD_LOGIN = "That token is not valid, or it has been revoked."
+
+
+@router.get("")
+def ui_root() -> RedirectResponse:
+    return see_other("/ui/")
+
+
+def _login_form(
+    request: Request, settings: Settings, *, next_path: str, error: str = "", status: int = 200
+) -> Response:
+    csrf = new_login_csrf()
+    response = render(
+        request,
+        "login.html.j2",
+        {"csrf": csrf, "next": next_path, "error": error, "viewer": None},
+        status=status,
+    )
+    set_cookie(response, request, settings, LOGIN_CSRF_COOKIE, csrf, LOGIN_CSRF_SECONDS)
+    return response
+
+
+@router.get("/login")
+def login_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    next_path = safe_next(request.query_params.get("next"))
+    session_id = request.cookies.get(SESSION_COOKIE, "")
+    if session_id and get_ui_user(session=session, session_id=session_id) is not None:
+        return see_other(next_path)
+    return _login_form(request, settings, next_path=next_path)
+
+
+def _sign_in(session: Session, settings: Settings, token: str) -> str | None:
+    row = verify_token(session=session, token=token.strip())
+    if row is None:
+        return None
+    from datetime import timedelta
+
+    lifetime = timedelta(seconds=settings.ui_session_seconds)
+    session_id = create_ui_session(session=session, token_id=row.id, lifetime=lifetime)
+    session.commit()
+    return session_id
+
+
+@router.post("/login")
+async def login(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    next_path = safe_next(fields.get("next"))
+    if not same_token(request.cookies.get(LOGIN_CSRF_COOKIE), fields.get(CSRF_FIELD)):
+        return _login_form(request, settings, next_path=next_path, error=MSG_CSRF, status=403)
+    session_id = await run_in_threadpool(_sign_in, session, settings, fields.get("token", ""))
+    if session_id is None:
+        return _login_form(request, settings, next_path=next_path, error=MSG_BAD_LOGIN, status=401)
+    response = see_other(next_path)
+    set_cookie(response, request, settings, SESSION_COOKIE, session_id, settings.ui_session_seconds)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/ui")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, viewer: ViewerDep, session: SessionDep) -> Response:
+    await checked_form(request, viewer)
+    session_id = request.cookies.get(SESSION_COOKIE, "")
+
+    def sign_out() -> None:
+        delete_ui_session(session=session, session_id=session_id)
+        session.commit()
+
+    await run_in_threadpool(sign_out)
+    response = see_other("/ui/login")
+    response.delete_cookie(SESSION_COOKIE, path="/ui")
+    return response
+
+
+@router.get("/")
+def audits_list(request: Request, viewer: ViewerDep, session: SessionDep) -> Response:
+    context = audits_page(session, viewer, dict(request.query_params))
+    return render(request, "audits.html.j2", {"viewer": viewer, **context})
+
+
+@router.get("/audits/{audit_id}")
+def audit_detail(
+    audit_id: str, request: Request, viewer: ViewerDep, session: SessionDep
+) -> Response:
+    context = audit_page(session, viewer, audit_id)
+    return render(request, "audit.html.j2", {"viewer": viewer, **context})
+
+
+@router.post("/audits/{audit_id}/review")
+async def review(
+    audit_id: str, request: Request, viewer: ViewerDep, session: SessionDep
+) -> Response:
+    fields = await checked_form(request, viewer)
+
+    def act() -> None:
+        submit_review(
+            session=session,
+            token=viewer.token,
+            audit_id=audit_id,
+            decision=fields.get("decision", ""),
+            comment=fields.get("comment", ""),
+        )
+
+    await run_in_threadpool(act)
+    return see_other(f"/ui/audits/{audit_id}#reviews")
+
+
+__all__ = ["UiError", "router"]
