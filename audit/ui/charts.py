@@ -8,6 +8,7 @@ and a legend, not by colour alone.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -22,6 +23,7 @@ PLOT_H = 220
 BOTTOM = 46
 # Okabe-Ito colours (distinguishable with colour-vision deficiencies), dark enough on white.
 PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#8a6d00", "#56b4e9", "#000000", "#e69f00")
+TICK = 0.2
 MARKERS = ("circle", "square", "diamond", "triangle")
 
 
@@ -59,11 +61,12 @@ def _marker(kind: str, x: float, y: float, color: str) -> str:
 
 
 def _ymax(series: Sequence[Series]) -> float:
+    """The top of the value axis: the highest value or CI end, up to the next 0.2 (>= 1.2)."""
     top = max(
         (v for s in series for p in s.points for v in (p.value, p.high) if v is not None),
         default=1.0,
     )
-    return max(1.0, float(top)) * 1.05
+    return max(1.2, math.ceil(float(top) / TICK) * TICK)
 
 
 def trend_chart(series: Sequence[Series], run_labels: Sequence[str], *, title: str) -> str:
@@ -84,8 +87,8 @@ def trend_chart(series: Sequence[Series], run_labels: Sequence[str], *, title: s
         f'width="100%" font-family="system-ui, sans-serif" font-size="12">',
         f"<title>{escape(title)}</title>",
     ]
-    for k in range(6):
-        v = ymax * k / 5
+    for k in range(round(ymax / TICK) + 1):
+        v = k * TICK
         out.append(
             f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y_of(v):.1f}" y2="{y_of(v):.1f}" '
             f'stroke="{COLOR_GRID}"/><text x="{LEFT - 6}" y="{y_of(v) + 4:.1f}" '
@@ -94,6 +97,8 @@ def trend_chart(series: Sequence[Series], run_labels: Sequence[str], *, title: s
     out.append(
         f'<line class="four-fifths" x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y_of(FOUR_FIFTHS):.1f}" '
         f'y2="{y_of(FOUR_FIFTHS):.1f}" stroke="{COLOR_TEXT}" stroke-dasharray="5 3"/>'
+        f'<text x="{LEFT + plot_w - 4}" y="{y_of(FOUR_FIFTHS) - 5:.1f}" text-anchor="end" '
+        f'fill="{COLOR_TEXT}">four-fifths (0.8)</text>'
     )
     for i, label in enumerate(run_labels):
         out.append(

@@ -8,11 +8,13 @@ work runs in the thread pool; every POST checks its CSRF token first.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from audit.api.deps import SessionDep, SettingsDep
+from audit.api.errors import ApiError
+from audit.api.middleware import CSP
 from audit.settings import Settings
 from audit.storage.repo import verify_token
 from audit.storage.ui_sessions import create_ui_session, delete_ui_session, get_ui_user
@@ -30,7 +32,7 @@ from audit.ui.security import (
     set_cookie,
 )
 from audit.ui.trail import submit_review
-from audit.ui.views import audit_page, audits_page
+from audit.ui.views import audit_page, audits_page, load_audit
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 LOGIN_CSRF_SECONDS = 3600
@@ -141,4 +143,33 @@ async def review(
     return see_other(f"/ui/audits/{audit_id}#reviews")
 
 
-__all__ = ["UiError", "router"]
+@router.get("/audits/{audit_id}/report")
+def report(
+    audit_id: str, request: Request, viewer: ViewerDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """The audit's report for the signed-in viewer (HTML as stored; ``?format=pdf``)."""
+    audit = load_audit(session, viewer, audit_id)
+    if audit.status != "succeeded":
+        raise UiError(409, f"audit {audit.id} is {audit.status}: it has no report yet.")
+    headers = {"Content-Security-Policy": CSP, "Cache-Control": "no-store"}
+    if request.query_params.get("format") == "pdf":
+        from audit.reports.pdf import render_pdf
+        from audit.storage.repo import get_results
+
+        results = get_results(session=session, project=viewer.user.project, audit_id=audit.id)
+        assert results is not None
+        headers["Content-Disposition"] = f'inline; filename="audit-{audit.id}.pdf"'
+        return Response(render_pdf(results), media_type="application/pdf", headers=headers)
+    session.close()  # the stream reads in short sessions of its own
+    from audit.api.routes.audits import _stored_report
+    from audit.storage.reports import iter_report
+
+    try:
+        stored = _stored_report(viewer.user.project, audit.id)
+    except ApiError as exc:
+        raise UiError(exc.status_code, exc.detail) from None
+    return StreamingResponse(
+        iter_report(stored, url=settings.db_url, decompress=True),
+        media_type=stored.media_type,
+        headers=headers,
+    )

@@ -152,8 +152,11 @@ def summary_sentence(header: Mapping[str, Any], findings: list[Mapping[str, Any]
         worst = next((f for f in findings if f.get("status_class") == "fail"), None)
         where = ""
         if worst is not None:
+            metric = str(worst.get("metric") or "")
+            if metric[1:2].islower():  # "Impact ratio" -> "impact ratio"; "TPR" stays
+                metric = metric[:1].lower() + metric[1:]
             where = (
-                f" The first is {worst.get('metric')} for {worst.get('attribute')} = "
+                f" The first is {metric} for {worst.get('attribute')} = "
                 f"{worst.get('group')}: {worst.get('value')} against a threshold of "
                 f"{worst.get('threshold')}."
             )

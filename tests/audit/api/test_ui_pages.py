@@ -89,6 +89,13 @@ def test_audit_page_shows_verdict_summary_chart_and_tables(
     assert "Impact ratio (95% CI)" in html
     assert html.index("status-fail") < html.index('<details class="passing">')
     assert "Submit review" not in html  # a submitter gets no review form
+    report = client.get(f"/ui/audits/{audits['alpha']}/report")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert "LL144" in report.text or "Local Law 144" in report.text
+    assert "form-action 'none'" in report.headers["content-security-policy"]
+    pdf = client.get(f"/ui/audits/{audits['alpha']}/report?format=pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert client.get(f"/ui/audits/{audits['gamma']}/report").status_code == 409
 
 
 def test_reviewer_approves_through_the_form(
@@ -141,6 +148,8 @@ def test_another_tenants_audit_is_not_found(
     csrf = sign_in(client, make_token("admin", project="other"))
     assert _names(client.get("/ui/").text) == set()
     assert client.get(f"/ui/audits/{audits['alpha']}").status_code == 404
+    assert client.get(f"/ui/audits/{audits['alpha']}/report").status_code == 404
+    assert client.get(f"/ui/audits/{audits['alpha']}/report?format=pdf").status_code == 404
     posted = client.post(
         f"/ui/audits/{audits['alpha']}/review", data={"decision": "reject", "csrf_token": csrf}
     )
