@@ -39,7 +39,7 @@ def render(
 
 def safe_next(value: str | None) -> str:
     """Where to go after sign-in: a path inside /ui/ only (no open redirect)."""
-    if not value or not value.startswith("/ui/") or value.startswith("//") or "\\" in value:
+    if not value or not value.startswith("/ui/") or "\\" in value or "/.." in value:
         return "/ui/"
     return value
 

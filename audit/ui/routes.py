@@ -67,10 +67,13 @@ def login_page(request: Request, session: SessionDep, settings: SettingsDep) -> 
     return _login_form(request, settings, next_path=next_path)
 
 
-def _sign_in(session: Session, settings: Settings, token: str) -> str | None:
+def _sign_in(session: Session, settings: Settings, token: str, previous: str) -> str | None:
+    """A new session for a live token (a session this browser held before is ended)."""
     row = verify_token(session=session, token=token.strip())
     if row is None:
         return None
+    if previous:
+        delete_ui_session(session=session, session_id=previous)
     from datetime import timedelta
 
     lifetime = timedelta(seconds=settings.ui_session_seconds)
@@ -86,7 +89,10 @@ async def login(request: Request, session: SessionDep, settings: SettingsDep) ->
     next_path = safe_next(fields.get("next"))
     if not same_token(request.cookies.get(LOGIN_CSRF_COOKIE), fields.get(CSRF_FIELD)):
         return _login_form(request, settings, next_path=next_path, error=MSG_CSRF, status=403)
-    session_id = await run_in_threadpool(_sign_in, session, settings, fields.get("token", ""))
+    previous = request.cookies.get(SESSION_COOKIE, "")
+    session_id = await run_in_threadpool(
+        _sign_in, session, settings, fields.get("token", ""), previous
+    )
     if session_id is None:
         return _login_form(request, settings, next_path=next_path, error=MSG_BAD_LOGIN, status=401)
     response = see_other(next_path)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from audit.settings import Settings
 from audit.storage import db
 from audit.storage.models import Review
+from audit.storage.repo import create_audit
 from tests.audit.api.helpers import auth, finish_audit, spec_for
 from tests.audit.api.ui_helpers import sign_in
 
@@ -74,6 +75,28 @@ def test_filters_narrow_the_list(
         bad = client.get(f"/ui/?{query}")
         assert bad.status_code == 422
         assert f"{field}:" in bad.text
+
+
+def test_pages_of_twenty(
+    client: TestClient, make_token: Callable[..., str], api_settings: Settings
+) -> None:
+    with db.session_scope(api_settings.db_url) as session:
+        for i in range(23):
+            create_audit(
+                session=session,
+                project="acme",
+                spec={"name": f"a{i}"},
+                name=f"audit-{i:02d}",
+                domain="hiring",
+                spec_sha256=f"{i:064d}",
+            )
+    sign_in(client, make_token("reviewer"))
+    first = client.get("/ui/?status=queued")
+    assert first.text.count('href="/ui/audits/') == 20 and "Page 1 of 2" in first.text
+    assert 'href="/ui/?status=queued&amp;page=2"' in first.text
+    second = client.get("/ui/?status=queued&page=2")
+    assert second.text.count('href="/ui/audits/') == 3 and "audit-00" in second.text
+    assert client.get("/ui/?page=0").status_code == 422
 
 
 def test_audit_page_shows_verdict_summary_chart_and_tables(

@@ -101,7 +101,13 @@ def test_bad_token_and_missing_csrf_are_refused(
 def test_next_never_leaves_the_dashboard(
     client: TestClient, make_token: Callable[..., str]
 ) -> None:
-    for target, expected in (("//evil.example/x", "/ui/"), ("/ui/audits/x", "/ui/audits/x")):
+    targets = (
+        ("//evil.example/x", "/ui/"),
+        ("https://evil.example/ui/", "/ui/"),
+        ("/ui/../v1/audits", "/ui/"),
+        ("/ui/audits/x", "/ui/audits/x"),
+    )
+    for target, expected in targets:
         form = client.get("/ui/login")
         answer = client.post(
             "/ui/login",
@@ -110,6 +116,25 @@ def test_next_never_leaves_the_dashboard(
         )
         assert answer.headers["location"] == expected
         client.cookies.clear()
+
+
+def test_signing_in_again_ends_the_previous_session(
+    client: TestClient, make_token: Callable[..., str], api_settings: Settings
+) -> None:
+    sign_in(client, make_token("reviewer"))
+    before = _session_rows(api_settings.db_url)
+    # a sign-in form left open in another tab, sent while the browser still has a session
+    assert client.get("/ui/login", follow_redirects=False).status_code == 303
+    client.cookies.set("biasaudit_login_csrf", "c" * 32, path="/ui")
+    answer = client.post(
+        "/ui/login",
+        data={"csrf_token": "c" * 32, "token": make_token("admin")},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    after = _session_rows(api_settings.db_url)
+    assert len(before) == len(after) == 1 and before != after
+    assert "admin · acme" in client.get("/ui/").text
 
 
 def test_sign_out_needs_csrf_and_deletes_the_session(
