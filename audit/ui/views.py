@@ -7,7 +7,7 @@ from another tenant is simply not found (404).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -142,7 +142,7 @@ def load_audit(session: Session, viewer: Viewer, audit_id: str) -> Audit:
     return audit
 
 
-def summary_sentence(header: Mapping[str, Any], findings: list[Mapping[str, Any]]) -> str:
+def summary_sentence(header: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]) -> str:
     """One plain sentence saying what the verdict means, naming the worst failed check."""
     total, failed = header.get("n_findings", 0), header.get("n_fail", 0)
     unsure = header.get("n_insufficient", 0)
