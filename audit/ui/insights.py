@@ -3,7 +3,7 @@
 Both read stored results only. The comparison lines up every policy check the
 two audits share (same probe, attribute, group and metric) with both values,
 the change and whether the two 95% CIs are separate; the significance test of
-the service's compare API is added when it is available
+the service's compare API is used instead when it is available
 (:func:`audit.ui.trail.compare_significance`).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from audit.reports.svg import fmt_ci, fmt_rate, fmt_signed, num
+from audit.reports.svg import fmt_ci, fmt_p, fmt_rate, fmt_signed, num
 from audit.storage.dashboard import audit_runs
 from audit.storage.models import Audit, Schedule, plausible_id
 from audit.storage.repo import get_results
@@ -59,12 +59,46 @@ def recent_succeeded(session: Session, project: str) -> list[dict[str, str]]:
     return [{"id": a.id, "label": f"{a.name} · {when(a.created_at)} · {a.id[:8]}"} for a in rows]
 
 
-def _findings(session: Session, viewer: Viewer, audit_id: str) -> tuple[Audit, list[Any]]:
+def _document(session: Session, viewer: Viewer, audit_id: str) -> tuple[Audit, dict[str, Any]]:
     audit = load_audit(session, viewer, audit_id)
     results = get_results(session=session, project=viewer.user.project, audit_id=audit.id)
     if results is None:
         raise UiError(409, f"audit {audit.id} has no results yet ({audit.status}).")
-    return audit, [f for f in results.get("findings") or [] if isinstance(f, Mapping)]
+    return audit, results
+
+
+def _checks(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [f for f in document.get("findings") or [] if isinstance(f, Mapping)]
+
+
+def _tests(significance: Mapping[str, Any] | None) -> dict[Key, Mapping[str, Any]]:
+    """The significance test of each shared metric, by (probe, attribute, group, metric)."""
+    rows = (significance or {}).get("metrics") or []
+    return {_key(r): r for r in rows if isinstance(r, Mapping)}
+
+
+def _compare_row(f: Mapping[str, Any], g: Mapping[str, Any], test: Any) -> dict[str, Any]:
+    va, vb = num(f.get("value")), num(g.get("value"))
+    significant = "—"
+    if isinstance(test, Mapping) and test.get("significant") is not None:
+        significant = "yes" if test.get("significant") else "no"
+    return {
+        "probe": f.get("probe"),
+        "attribute": f.get("attribute"),
+        "group": f.get("group"),
+        "metric": f.get("metric"),
+        "a": fmt_rate(va),
+        "a_ci": fmt_ci(f.get("ci")),
+        "b": fmt_rate(vb),
+        "b_ci": fmt_ci(g.get("ci")),
+        "change": fmt_signed(vb - va) if va is not None and vb is not None else "—",
+        "status_a": str(f.get("status")),
+        "status_b": str(g.get("status")),
+        "separate": _separate(f, g),
+        "significant": significant,
+        "p_value": fmt_p(test.get("p_value")) if isinstance(test, Mapping) else "—",
+        "moved": f.get("status") != g.get("status"),
+    }
 
 
 def compare_page(session: Session, viewer: Viewer, a: str, b: str) -> dict[str, Any]:
@@ -73,42 +107,21 @@ def compare_page(session: Session, viewer: Viewer, a: str, b: str) -> dict[str, 
     context.update(a=a, b=b, rows=None)
     if not a or not b:
         return context
-    audit_a, found_a = _findings(session, viewer, a)
-    audit_b, found_b = _findings(session, viewer, b)
-    by_b = {_key(f): f for f in found_b}
-    rows = []
-    for f in found_a:
-        g = by_b.get(_key(f))
-        if g is None:
-            continue
-        va, vb = num(f.get("value")), num(g.get("value"))
-        rows.append(
-            {
-                "probe": f.get("probe"),
-                "attribute": f.get("attribute"),
-                "group": f.get("group"),
-                "metric": f.get("metric"),
-                "a": fmt_rate(va),
-                "a_ci": fmt_ci(f.get("ci")),
-                "b": fmt_rate(vb),
-                "b_ci": fmt_ci(g.get("ci")),
-                "change": fmt_signed(vb - va) if va is not None and vb is not None else "—",
-                "status_a": str(f.get("status")),
-                "status_b": str(g.get("status")),
-                "separate": _separate(f, g),
-                "moved": f.get("status") != g.get("status"),
-            }
-        )
-    rows.sort(key=lambda r: (not r["moved"], r["separate"] != "yes"))
+    audit_a, doc_a = _document(session, viewer, a)
+    audit_b, doc_b = _document(session, viewer, b)
+    significance = compare_significance(doc_a, doc_b)
+    tests = _tests(significance)
+    found_a, by_b = _checks(doc_a), {_key(g): g for g in _checks(doc_b)}
+    rows = [_compare_row(f, by_b[_key(f)], tests.get(_key(f))) for f in found_a if _key(f) in by_b]
+    mark = "significant" if significance is not None else "separate"
+    rows.sort(key=lambda r: (not r["moved"], r[mark] != "yes"))
     context.update(
         audit_a={"id": audit_a.id, "name": audit_a.name, "verdict": audit_a.verdict or ""},
         audit_b={"id": audit_b.id, "name": audit_b.name, "verdict": audit_b.verdict or ""},
         rows=rows,
         only_a=len(found_a) - len(rows),
-        only_b=len(found_b) - len(rows),
-        significance=compare_significance(
-            session=session, project=viewer.user.project, audit_a=audit_a.id, audit_b=audit_b.id
-        ),
+        only_b=len(by_b) - len(rows),
+        significance=significance,
     )
     return context
 

@@ -7,11 +7,13 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from audit.api.deps import SessionDep, SettingsDep, authorize
+from audit.storage.models import plausible_id
 from audit.ui.insights import compare_page, history_page
 from audit.ui.render import render, see_other
 from audit.ui.schedule_views import create_from_form, disable, schedules_page
 from audit.ui.security import UiError, ViewerDep, checked_form
 from audit.ui.trail import list_events
+from audit.ui.views import when
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 EVENT_ROLES = ("admin", "reviewer")
@@ -65,6 +67,8 @@ def events(request: Request, viewer: ViewerDep, session: SessionDep) -> Response
     if not raw_page.isdigit() or not 1 <= int(raw_page) <= 100_000:
         raise UiError(422, f"page: {raw_page[:20]!r} is not a page number")
     audit_id = request.query_params.get("audit_id") or None
+    if audit_id is not None and not plausible_id(audit_id):
+        raise UiError(422, f"audit_id: {audit_id[:40]!r} is not an audit id")
     page = list_events(
         session=session,
         project=viewer.user.project,
@@ -72,5 +76,14 @@ def events(request: Request, viewer: ViewerDep, session: SessionDep) -> Response
         limit=EVENTS_PAGE,
         offset=(int(raw_page) - 1) * EVENTS_PAGE,
     )
-    context = {"viewer": viewer, "events": page, "audit_id": audit_id or "", "page": int(raw_page)}
+    if page is not None:
+        for entry in page.entries:
+            entry["at"] = when(entry.get("at"))
+    context = {
+        "viewer": viewer,
+        "events": page,
+        "audit_id": audit_id or "",
+        "page": int(raw_page),
+        "per_page": EVENTS_PAGE,
+    }
     return render(request, "events.html.j2", context)

@@ -9,13 +9,18 @@ when those land, in one place:
   and any separation-of-duties rule the API enforces);
 - :func:`list_events` returns the event log page, or None while the
   service has no event log ("not available" on the page);
-- :func:`compare_significance` returns the API's comparison document
-  (``GET /v1/audits/{a}/compare/{b}``), or None while there is none: the
-  page then shows the values side by side without a significance test.
+- :func:`compare_significance` returns the comparison document of
+  ``GET /v1/audits/{a}/compare/{b}`` (a test per shared metric), or None while
+  there is none: the page then shows the values side by side without a test.
+
+The event log (``audit.storage.events``: ``list_events``, ``event_dict``) and the
+comparison (``audit.compare``: ``compare_results``) are used when this build
+has them; :func:`trail_module` is the one place that looks.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +33,19 @@ from audit.api.schemas import ReviewCreate
 from audit.ui.security import UiError
 
 REVIEW_ROLES = ("reviewer", "admin")
+EVENTS_MODULE = "audit.storage.events"
+COMPARE_MODULE = "audit.compare"
+
+
+def trail_module(name: str, *functions: str) -> Any | None:
+    """The trail module ``name`` when this build has it with ``functions``, else None."""
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:  # the module exists but one of its imports is missing
+            raise
+        return None
+    return module if all(callable(getattr(module, f, None)) for f in functions) else None
 
 
 def submit_review(
@@ -60,15 +78,23 @@ class EventsPage:
 def list_events(
     *, session: Session, project: str, audit_id: str | None, limit: int, offset: int
 ) -> EventsPage | None:
-    """The project's event log entries (``seq, at, actor, action, subject, sha256,
-    prev_sha256``), or None: this build has no event log yet."""
-    del session, project, audit_id, limit, offset
-    return None
+    """The project's event log entries, newest first (``seq, at, actor, action, subject,
+    audit_id, sha256, prev_sha256``), or None: this build has no event log."""
+    log = trail_module(EVENTS_MODULE, "list_events", "event_dict")
+    if log is None:
+        return None
+    rows, total = log.list_events(
+        session=session, project=project, audit_id=audit_id, limit=limit, offset=offset
+    )
+    return EventsPage(entries=[dict(log.event_dict(r)) for r in rows], total=int(total))
 
 
 def compare_significance(
-    *, session: Session, project: str, audit_a: str, audit_b: str
+    document_a: dict[str, Any], document_b: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """The comparison with significance per shared metric, or None: not available yet."""
-    del session, project, audit_a, audit_b
-    return None
+    """The comparison with a significance test per shared metric (``metrics`` rows with
+    ``probe, attribute, group, metric, p_value, significant``), or None: not available."""
+    compare = trail_module(COMPARE_MODULE, "compare_results")
+    if compare is None:
+        return None
+    return dict(compare.compare_results(document_a, document_b))

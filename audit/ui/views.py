@@ -28,10 +28,12 @@ MSG_DATE = "{field}: {value!r} is not a date; use YYYY-MM-DD"
 MSG_MODEL = "model: {value!r} is not a model fingerprint; give 4 to 64 hex digits of its SHA-256"
 
 
-def when(value: datetime | None) -> str:
-    """A timestamp as ``YYYY-MM-DD HH:MM UTC`` (— when missing)."""
+def when(value: datetime | str | None) -> str:
+    """A timestamp as ``YYYY-MM-DD HH:MM UTC`` (— when missing; text is shown as it is)."""
     if value is None:
         return "—"
+    if isinstance(value, str):
+        return value
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from audit.ui import trail
 from audit.ui.charts import Point, Series, trend_chart
 from audit.ui.render import _env, safe_next
 from audit.ui.security import UiError, csrf_for, same_token
@@ -124,3 +128,28 @@ def test_names_from_results_are_escaped() -> None:
         filtered=False,
     )
     assert "<script>alert" not in html and "&lt;script&gt;" in html
+
+
+def test_trail_seams_use_the_trail_modules_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = {"seq": 2, "at": datetime(2026, 1, 2, tzinfo=UTC), "actor": "Rita", "action": "x"}
+    calls: list[dict[str, Any]] = []
+
+    def list_events(**kw: Any) -> tuple[list[str], int]:
+        calls.append(kw)
+        return ["row"], 7
+
+    log = SimpleNamespace(list_events=list_events, event_dict=lambda row: dict(entry))
+    monkeypatch.setitem(sys.modules, trail.EVENTS_MODULE, log)
+    page = trail.list_events(session=None, project="acme", audit_id=None, limit=5, offset=10)  # type: ignore[arg-type]
+    assert page is not None and page.total == 7 and page.entries == [entry]
+    assert calls == [
+        {"session": None, "project": "acme", "audit_id": None, "limit": 5, "offset": 10}
+    ]
+    compare = SimpleNamespace(compare_results=lambda a, b: {"metrics": [], "n": (a, b)})
+    monkeypatch.setitem(sys.modules, trail.COMPARE_MODULE, compare)
+    assert trail.compare_significance({"a": 1}, {"b": 2}) == {
+        "metrics": [],
+        "n": ({"a": 1}, {"b": 2}),
+    }
+    monkeypatch.setitem(sys.modules, trail.COMPARE_MODULE, SimpleNamespace())  # lacks the function
+    assert trail.compare_significance({}, {}) is None
