@@ -8,12 +8,11 @@ work runs in the thread pool; every POST checks its CSRF token first.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from audit.api.deps import SessionDep, SettingsDep
-from audit.api.errors import ApiError
 from audit.api.middleware import CSP
 from audit.settings import Settings
 from audit.storage.repo import verify_token
@@ -31,7 +30,7 @@ from audit.ui.security import (
     same_token,
     set_cookie,
 )
-from audit.ui.trail import submit_review
+from audit.ui.trail import REPORT_FORMATS, api_report, submit_review
 from audit.ui.views import audit_page, audits_page, load_audit
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -150,32 +149,16 @@ async def review(
 
 
 @router.get("/audits/{audit_id}/report")
-def report(
-    audit_id: str, request: Request, viewer: ViewerDep, session: SessionDep, settings: SettingsDep
-) -> Response:
-    """The audit's report for the signed-in viewer (HTML as stored; ``?format=pdf``)."""
-    audit = load_audit(session, viewer, audit_id)
-    if audit.status != "succeeded":
-        raise UiError(409, f"audit {audit.id} is {audit.status}: it has no report yet.")
-    headers = {"Content-Security-Policy": CSP, "Cache-Control": "no-store"}
-    if request.query_params.get("format") == "pdf":
-        from audit.reports.pdf import render_pdf
-        from audit.storage.repo import get_results
-
-        results = get_results(session=session, project=viewer.user.project, audit_id=audit.id)
-        assert results is not None
-        headers["Content-Disposition"] = f'inline; filename="audit-{audit.id}.pdf"'
-        return Response(render_pdf(results), media_type="application/pdf", headers=headers)
-    session.close()  # the stream reads in short sessions of its own
-    from audit.api.routes.audits import _stored_report
-    from audit.storage.reports import iter_report
-
-    try:
-        stored = _stored_report(viewer.user.project, audit.id)
-    except ApiError as exc:
-        raise UiError(exc.status_code, exc.detail) from None
-    return StreamingResponse(
-        iter_report(stored, url=settings.db_url, decompress=True),
-        media_type=stored.media_type,
-        headers=headers,
+def report(audit_id: str, request: Request, viewer: ViewerDep, session: SessionDep) -> Response:
+    """The audit's report for the signed-in viewer (HTML; ``?format=pdf``), exactly as
+    ``GET /v1/audits/{id}/report`` answers it (with the report's own, stricter-for-it CSP)."""
+    load_audit(session, viewer, audit_id)  # 404 page for another project's id
+    fmt = request.query_params.get("format", "html")
+    if fmt not in REPORT_FORMATS:
+        raise UiError(422, f"format: {fmt[:20]!r} is not one of {', '.join(REPORT_FORMATS)}")
+    response = api_report(
+        request=request, session=session, token=viewer.token, audit_id=audit_id, format=fmt
     )
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -7,6 +7,8 @@ when those land, in one place:
 
 - :func:`submit_review` runs the API's review path (role, tenancy, status,
   and any separation-of-duties rule the API enforces);
+- :func:`api_report` answers with the API's own report route (stored HTML,
+  PDF with its size bound, reviews);
 - :func:`list_events` returns the event log page, or None while the
   service has no event log ("not available" on the page);
 - :func:`compare_significance` returns the comparison document of
@@ -24,6 +26,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi import Request
+from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
@@ -33,6 +37,9 @@ from audit.api.schemas import ReviewCreate
 from audit.ui.security import UiError
 
 REVIEW_ROLES = ("reviewer", "admin")
+# where the API's report route lives (its own module once reports have more formats)
+REPORT_MODULES = ("audit.api.routes.reports", "audit.api.routes.audits")
+REPORT_FORMATS = ("html", "pdf")
 EVENTS_MODULE = "audit.storage.events"
 COMPARE_MODULE = "audit.compare"
 
@@ -65,6 +72,25 @@ def submit_review(
         _review(session, token, audit_id, body)
     except ApiError as exc:
         raise UiError(exc.status_code, exc.detail) from None
+
+
+def api_report(
+    *, request: Request, session: Session, token: TokenInfo, audit_id: str, format: str
+) -> Response:
+    """The answer of ``GET /v1/audits/{id}/report?format=`` for ``token`` (errors as pages):
+    the dashboard serves exactly what the API serves (rendering, bounds, sign-off)."""
+    endpoint = next(
+        module.read_report
+        for module in (trail_module(name, "read_report") for name in REPORT_MODULES)
+        if module is not None
+    )
+    try:
+        response: Response = endpoint(
+            audit_id=audit_id, token=token, session=session, request=request, format=format
+        )
+    except ApiError as exc:
+        raise UiError(exc.status_code, exc.detail) from None
+    return response
 
 
 @dataclass(frozen=True)

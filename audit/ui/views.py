@@ -208,7 +208,8 @@ def audit_page(session: Session, viewer: Viewer, audit_id: str) -> dict[str, Any
             report["failing"] = [f for f in findings if f.get("status_class") != "pass"]
             report["passing"] = [f for f in findings if f.get("status_class") == "pass"]
             context["report"] = report
-            context["summary"] = summary_sentence(report["h"], findings)
+            # the report's own sentence when it has one: page and report say the same
+            context["summary"] = report.get("summary") or summary_sentence(report["h"], findings)
     if audit.schedule_id:
         schedule = get_schedule(
             session=session, project=viewer.user.project, schedule_id=audit.schedule_id
