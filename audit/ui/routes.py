@@ -7,6 +7,8 @@ work runs in the thread pool; every POST checks its CSRF token first.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
@@ -27,6 +29,7 @@ from audit.ui.security import (
     ViewerDep,
     checked_form,
     new_login_csrf,
+    read_form,
     same_token,
     set_cookie,
 )
@@ -73,8 +76,6 @@ def _sign_in(session: Session, settings: Settings, token: str, previous: str) ->
         return None
     if previous:
         delete_ui_session(session=session, session_id=previous)
-    from datetime import timedelta
-
     lifetime = timedelta(seconds=settings.ui_session_seconds)
     session_id = create_ui_session(session=session, token_id=row.id, lifetime=lifetime)
     session.commit()
@@ -83,8 +84,7 @@ def _sign_in(session: Session, settings: Settings, token: str, previous: str) ->
 
 @router.post("/login")
 async def login(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    form = await request.form()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    fields = await read_form(request)
     next_path = safe_next(fields.get("next"))
     if not same_token(request.cookies.get(LOGIN_CSRF_COOKIE), fields.get(CSRF_FIELD)):
         return _login_form(request, settings, next_path=next_path, error=MSG_CSRF, status=403)

@@ -7,12 +7,12 @@ the page and the API cannot drift apart.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from audit.api.body import check_tree, parse_json
 from audit.api.deps import authorize
 from audit.api.errors import ApiError
 from audit.api.schemas import ScheduleCreate
@@ -75,9 +75,13 @@ def create_from_form(
 
     require_admin(viewer)
     try:
-        spec = json.loads(fields.get("spec") or "")
-    except ValueError as exc:
-        raise UiError(422, MSG_SPEC_JSON.format(error=str(exc)[:120])) from None
+        spec = parse_json((fields.get("spec") or "").encode("utf-8"))
+        check_tree(spec, prefix="spec.")
+    except ApiError as exc:
+        if exc.detail.startswith("spec"):  # nested too deep, or a NUL character: names where
+            raise UiError(422, exc.detail) from None
+        detail = exc.detail.removeprefix("body: ")
+        raise UiError(422, MSG_SPEC_JSON.format(error=detail[:160])) from None
     try:
         body = ScheduleCreate(
             name=fields.get("name", "").strip(),

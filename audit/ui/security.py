@@ -19,6 +19,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
@@ -31,6 +32,12 @@ SESSION_COOKIE = "biasaudit_session"
 LOGIN_CSRF_COOKIE = "biasaudit_login_csrf"
 CSRF_FIELD = "csrf_token"
 MSG_CSRF = "The form's security token is missing or out of date: reload the page and try again."
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_FORM_BYTES = 1024 * 1024  # as a JSON body of the API (a schedule's spec is the largest)
+MAX_FORM_FIELDS = 20
+MSG_FORM_TYPE = "The form was not sent as a web form ({ctype!r}); use the page's own form."
+MSG_FORM_NUL = "A form field holds a NUL character; remove it and send the form again."
+MSG_FORM_SIZE = f"The form is larger than {MAX_FORM_BYTES} bytes or has too many fields."
 
 
 class UiError(Exception):
@@ -124,10 +131,39 @@ def current_viewer(request: Request, session: SessionDep) -> Viewer:
 ViewerDep = Annotated[Viewer, Depends(current_viewer)]
 
 
+async def read_form(request: Request) -> dict[str, str]:
+    """The text fields of a POSTed web form, bounded before anything is parsed.
+
+    Only ``application/x-www-form-urlencoded`` (what the pages send); at most
+    :data:`MAX_FORM_BYTES` (refused from ``Content-Length``, then while reading)
+    and :data:`MAX_FORM_FIELDS` fields. The sign-in form is reachable without a
+    session, so its body must not be read without a bound.
+    """
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in (FORM_TYPE, ""):  # no type: an empty form (e.g. a bare POST)
+        raise UiError(415, MSG_FORM_TYPE.format(ctype=ctype[:60]))
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise UiError(413, MSG_FORM_SIZE)
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_FORM_BYTES:
+            raise UiError(413, MSG_FORM_SIZE)
+    try:
+        pairs = parse_qsl(
+            raw.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise UiError(413, MSG_FORM_SIZE) from None
+    if any("\x00" in key or "\x00" in value for key, value in pairs):
+        raise UiError(422, MSG_FORM_NUL)
+    return dict(pairs)
+
+
 async def checked_form(request: Request, viewer: Viewer) -> dict[str, str]:
-    """The POSTed form's text fields, after its CSRF token was checked (403 otherwise)."""
-    form = await request.form()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    """The POSTed form's fields, after its CSRF token was checked (403 otherwise)."""
+    fields = await read_form(request)
     if not same_token(viewer.csrf, fields.get(CSRF_FIELD)):
         raise UiError(403, MSG_CSRF)
     return fields

@@ -123,6 +123,10 @@ def test_schedules_page_creates_refuses_and_disables(
     assert bad_cron.status_code == 422 and "cron:" in bad_cron.text
     bad_spec = client.post("/ui/schedules", data={**form, "spec": "{", "csrf_token": csrf})
     assert bad_spec.status_code == 422 and "spec: not valid JSON" in bad_spec.text
+    deep = client.post(
+        "/ui/schedules", data={**form, "spec": "[" * 70 + "]" * 70, "csrf_token": csrf}
+    )
+    assert deep.status_code == 422 and "nested deeper" in deep.text
     assert client.post("/ui/schedules", data={**form, "csrf_token": csrf}).status_code == 200
     page = client.get("/ui/schedules").text
     assert "weekly" in page and "0 3 * * 1" in page

@@ -170,3 +170,23 @@ def test_revoked_token_and_expired_session_sign_the_browser_out(
         )
     client.cookies.set("biasaudit_session", expired, path="/ui")
     assert client.get("/ui/", follow_redirects=False).status_code == 303
+
+
+def test_forms_are_bounded_before_they_are_read(client: TestClient) -> None:
+    from audit.ui.security import MAX_FORM_BYTES
+
+    form = client.get("/ui/login")
+    csrf = csrf_of(form.text)
+    huge = client.post(
+        "/ui/login", content=b"token=" + b"a" * (MAX_FORM_BYTES + 1),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    assert huge.status_code == 413
+    as_json = client.post("/ui/login", json={"csrf_token": csrf, "token": "x"})
+    assert as_json.status_code == 415
+    multipart = client.post("/ui/login", files={"token": ("t", b"x")}, data={"csrf_token": csrf})
+    assert multipart.status_code == 415
+    many = client.post("/ui/login", data={f"f{i}": "x" for i in range(50)})
+    assert many.status_code == 413
+    nul = client.post("/ui/login", data={"csrf_token": csrf, "token": "ba_\x00"})
+    assert nul.status_code == 422 and "NUL" in nul.text
