@@ -109,6 +109,11 @@ def _reviewer_journey(
     page = _sign_in(browser, base, tokens["reviewer"])
     rows = page.locator("table.audits tbody tr")
     assert rows.count() == 2
+    page.keyboard.press("Tab")  # keyboard users: the skip link comes first, with a visible focus
+    focused = page.evaluate(
+        "(e => [e.textContent, getComputedStyle(e).outlineStyle])(document.activeElement)"
+    )
+    assert focused == ["Skip to content", "solid"]
     page.get_by_label("Review").select_option("awaiting")
     page.get_by_label("Status").select_option("succeeded")
     page.get_by_role("button", name="Filter").click()
