@@ -41,11 +41,21 @@ def _shots(tmp_path: Path) -> Path:
     return folder
 
 
+def _save(page: Page, path: Path) -> None:
+    """A screenshot as a small palette PNG (the docs keep them; UI colours fit in 128)."""
+    from PIL import Image
+
+    page.screenshot(path=str(path))
+    with Image.open(path) as shot:
+        small = shot.convert("RGB").quantize(colors=128, method=Image.Quantize.FASTOCTREE)
+    small.save(path, optimize=True)
+
+
 def _shoot(page: Page, folder: Path, name: str) -> None:
     """The page's viewport at desktop and phone width (then back to desktop)."""
     for width, height in WIDTHS.items():
         page.set_viewport_size({"width": width, "height": height})
-        page.screenshot(path=str(folder / f"{name}-{width}.png"))
+        _save(page, folder / f"{name}-{width}.png")
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"{name} scrolls sideways at {width} px ({overflow} px)"
     page.set_viewport_size({"width": 1280, "height": 900})
@@ -128,7 +138,7 @@ def _reviewer_journey(
     assert "Impact ratio" in page.locator("table.groups").first.inner_text()
     _shoot(page, shots, "audit")
     page.locator("figure.chart-wrap").first.scroll_into_view_if_needed()
-    page.screenshot(path=str(shots / "audit-chart-1280.png"))
+    _save(page, shots / "audit-chart-1280.png")
     page.get_by_label("Approve").check()
     page.get_by_label("Comment (optional)").fill("Gap for women documented; mitigation filed.")
     page.get_by_role("button", name="Submit review").click()
