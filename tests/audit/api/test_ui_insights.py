@@ -111,6 +111,10 @@ def test_history_of_a_schedule_draws_the_trend(
     assert page.text.count('data-group="female"') == 1
     assert all(f"/ui/audits/{run}" in page.text for run in runs)
     assert client.get("/ui/history?model=zz").status_code == 422
+    unknown = client.get("/ui/history?model=" + "a" * 64)
+    assert unknown.status_code == 200 and "No succeeded runs yet" in unknown.text
+    picker = client.get("/ui/history")
+    assert picker.status_code == 200 and f'value="{schedule_id}"' in picker.text
 
 
 def test_schedules_page_creates_refuses_and_disables(

@@ -142,6 +142,7 @@ def test_reviewer_approves_through_the_form(
     assert [d for d, _ in _reviews(api_settings.db_url, audits["alpha"])] == ["approve"]
     page = client.get(f"/ui/audits/{audits['alpha']}")
     assert "badge-approved" in page.text and "Submit review" in page.text
+    assert "Recorded as <strong>token " in page.text  # a token created without a name
     queued = client.post(
         f"/ui/audits/{audits['gamma']}/review", data={"decision": "approve", "csrf_token": csrf}
     )
