@@ -97,6 +97,7 @@ class _Sink:
     """python-multipart callbacks: collect the ``file`` part's bytes; skip other parts."""
 
     limit: int
+    allowed: frozenset[str] | None = ALLOWED_PART_TYPES  # None: any declared type
     header_field: bytearray = field(default_factory=bytearray)
     header_value: bytearray = field(default_factory=bytearray)
     headers: dict[str, str] = field(default_factory=dict)
@@ -134,7 +135,7 @@ class _Sink:
         self.filename = raw_name.decode("utf-8", "replace")[:255] if raw_name else None
         ctype, _ = parse_options_header(self.headers.get("content-type", ""))
         self.content_type = ctype.decode("latin-1").lower()
-        if self.content_type not in ALLOWED_PART_TYPES:
+        if self.allowed is not None and self.content_type not in self.allowed:
             raise ApiError(415, MSG_PART_TYPE.format(ctype=self.content_type), field=FIELD)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -149,7 +150,7 @@ class _Sink:
         self.in_file = False
 
 
-def _check_request(request: Request, limit: int) -> bytes:
+def check_request(request: Request, limit: int) -> bytes:
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     if ctype.lower() != b"multipart/form-data" or b"boundary" not in params:
         raise ApiError(415, MSG_NOT_MULTIPART, field=FIELD)
@@ -209,10 +210,18 @@ async def _sniff(request: Request, tmp: Path, limits: Limits) -> Sniffed:
         watcher.cancel()
 
 
-async def _receive_file(request: Request, boundary: bytes, tmp: Path, limit: int) -> _Sink:
+async def receive_file(
+    request: Request,
+    boundary: bytes,
+    tmp: Path,
+    limit: int,
+    *,
+    allowed: frozenset[str] | None = ALLOWED_PART_TYPES,
+    no_file: str = MSG_NO_FILE,
+) -> _Sink:
     """Stream the body's ``file`` part into ``tmp`` (413/422 on the way); the sink holds
-    its size, name, type and SHA-256."""
-    sink = _Sink(limit=limit)
+    its size, name, type and SHA-256. Shared with model uploads (:mod:`audit.api.model_upload`)."""
+    sink = _Sink(limit=limit, allowed=allowed)
     callbacks = {name: getattr(sink, name) for name in _CALLBACKS}
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
     total = 0
@@ -237,7 +246,7 @@ async def _receive_file(request: Request, boundary: bytes, tmp: Path, limit: int
         out.flush()
         os.fsync(out.fileno())
     if not sink.seen_file:
-        raise ApiError(422, MSG_NO_FILE, field=FIELD)
+        raise ApiError(422, no_file, field=FIELD)
     return sink
 
 
@@ -248,13 +257,13 @@ async def receive_upload(request: Request, *, settings: Settings, project: str) 
     exit: error, client gone, or cancellation.
     """
     limit = settings.max_upload_bytes
-    boundary = _check_request(request, limit)
+    boundary = check_request(request, limit)
     folder = project_dir(settings, project)
     await run_in_threadpool(folder.mkdir, parents=True, exist_ok=True)
     dataset_id = new_id()
     tmp = folder / f".{dataset_id}.upload.tmp"
     try:
-        sink = await _receive_file(request, boundary, tmp, limit)
+        sink = await receive_file(request, boundary, tmp, limit)
         sniffed = await _sniff(request, tmp, Limits.from_settings(settings))
         final = folder / f"{dataset_id}{sniffed.extension}"
         os.replace(tmp, final)

@@ -28,6 +28,10 @@ from probes.counts import GroupCounts
 from probes.inference import InferenceCancelled
 
 SCHEMA_VERSION = 1
+MSG_MODEL_ID_EMBEDDED = (
+    "model.id: names a model stored by the API (POST /v1/models); an audit run here needs "
+    "model.path (the .skops file or model folder)"
+)
 
 
 def _now() -> str:
@@ -39,6 +43,8 @@ def _load_model(spec: AuditSpec, base_dir: Path) -> Any:
         return None
     from probes.models import load_model
 
+    if spec.model.id and not spec.model.path:
+        raise AuditInputError(MSG_MODEL_ID_EMBEDDED, field="model.id")
     path = None
     if spec.model.path:
         path = Path(spec.model.path)

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
-from audit.api.body import parse_json, read_json_bytes
+from audit.api.body import media_type, parse_json, read_json_bytes
 from audit.api.deps import (
     ReaderToken,
     SessionDep,
@@ -39,6 +39,7 @@ from audit.api.schemas import (
     Verdict,
 )
 from audit.api.submission import parse_submitted
+from audit.api.yaml_body import YAML_TYPES, parse_yaml
 from audit.settings import get_settings
 from audit.storage.accounts import plausible_token
 from audit.storage.audits import MAX_OFFSET, MAX_PAGE
@@ -62,7 +63,10 @@ MSG_KEY_LENGTH = f"Idempotency-Key: must be 1 to {MAX_KEY} characters"
 SPEC_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AuditCreate"}}},
+        "content": {
+            media: {"schema": {"$ref": "#/components/schemas/AuditCreate"}}
+            for media in ("application/json", "application/yaml")
+        },
     },
     # Read by the route itself (after the token check), so declared here for the schema.
     "parameters": [
@@ -99,7 +103,7 @@ def _utc(value: datetime | None) -> datetime | None:
     "",
     status_code=202,
     response_model=AuditQueued,
-    summary="Submit an audit (spec as JSON body)",
+    summary="Submit an audit (spec as JSON or YAML body)",
     openapi_extra=SPEC_BODY,
     responses={
         401: {"model": ErrorPublic, "description": "missing, invalid or revoked token"},
@@ -107,7 +111,7 @@ def _utc(value: datetime | None) -> datetime | None:
         404: {"model": ErrorPublic, "description": "dataset.id not found in this project"},
         409: {"model": ErrorPublic, "description": "Idempotency-Key reused with another spec"},
         413: {"model": ErrorPublic, "description": "body larger than 1 MiB"},
-        415: {"model": ErrorPublic, "description": "body is not application/json"},
+        415: {"model": ErrorPublic, "description": "body is not JSON or YAML"},
         422: {"model": ErrorPublic, "description": "invalid spec; 'field' is the path"},
         503: {"model": ErrorPublic, "description": "database unavailable; nothing recorded"},
     },
@@ -131,12 +135,13 @@ async def submit_audit(request: Request) -> JSONResponse:
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY:
         key_error = ApiError(422, MSG_KEY_LENGTH, field="Idempotency-Key")
+    is_yaml = media_type(request) in YAML_TYPES
     try:
-        body = await read_json_bytes(request)
+        body = await read_json_bytes(request, also=YAML_TYPES)
         if len(body) > EAGER_PARSE_BYTES:
             deferred = body  # parsed in the batch, after the token check
         else:
-            raw = parse_json(body)
+            raw = parse_yaml(body) if is_yaml else parse_json(body)
             spec = parse_submitted(raw)
     except ApiError as exc:
         error = exc
@@ -149,6 +154,7 @@ async def submit_audit(request: Request) -> JSONResponse:
             spec_error=error,
             idempotency_key=idempotency_key,
             body=deferred,
+            body_yaml=is_yaml,
             key_error=key_error,
             request_id=context().get("request_id"),
         )
