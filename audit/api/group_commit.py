@@ -44,7 +44,6 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from audit.api.body import parse_json
-from audit.api.yaml_body import parse_yaml
 from audit.api.deps import SUBMIT_ACTION, SUBMIT_ROLES, authorize, bad_token
 from audit.api.errors import (
     MSG_INTERNAL,
@@ -55,6 +54,7 @@ from audit.api.errors import (
     unreachable,
 )
 from audit.api.submission import PreparedSpec, model_finder, parse_submitted, resolve_spec
+from audit.api.yaml_body import parse_yaml
 from audit.engine.spec import AuditSpec
 from audit.queue import publish_many, queue_for
 from audit.settings import Settings
