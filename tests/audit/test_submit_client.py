@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -80,7 +81,7 @@ def test_upload_inputs_replaces_paths_with_the_uploads_ids(tmp_path: Path) -> No
         seen.append((request.url.path, request.read()))
         return httpx.Response(201, json={"id": f"id-{len(seen)}"})
 
-    raw = {
+    raw: dict[str, Any] = {
         "name": "x",
         "dataset": {"path": "data.csv", "protected": ["sex"]},
         "model": {"kind": "sklearn", "path": "m.skops"},
