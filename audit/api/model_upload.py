@@ -222,7 +222,8 @@ def _check_folder(root: Path) -> None:
     try:
         check_model_folder(root)
     except ModelLoadError as exc:  # name the archive's entries, never the server's folders
-        message = str(exc).replace(str(root) + os.sep, "").replace(str(root), "the archive")
+        message = str(exc).removeprefix("model.path: ")
+        message = message.replace(str(root) + os.sep, "").replace(str(root), "the archive")
         raise _reject(422, MSG_FOLDER.format(error=message)) from None
     for path in sorted(root.rglob("*")):
         reason = pickle_reason(path) if path.is_file() else None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ ALLOWED_PART_TYPES = frozenset(
     }
 )
 STALE_UPLOAD_SECONDS = 6 * 3600.0
+UNPACK_GLOB = "*/models/.*.unpack.tmp"  # model archives being unpacked (audit.api.model_upload)
 MSG_GONE = "file: the client disconnected before the upload was checked; nothing was stored"
 _CALLBACKS = (
     "on_part_begin",
@@ -167,16 +169,18 @@ def _write(f: object, chunks: list[bytes]) -> None:
 def remove_stale_uploads(settings: Settings, *, older_than: float = STALE_UPLOAD_SECONDS) -> int:
     """Delete upload temporary files older than ``older_than`` seconds; returns how many.
 
+    Model archives unpacked into ``models/.<id>.unpack.tmp`` folders count too.
     Every exit path of a request removes its own file; only a process killed outright
     (SIGKILL, power loss) leaves one, which the next ``serve`` start removes here. No
     upload in progress is that old: body and check timeouts bound it.
     """
     removed = 0
     cutoff = time.time() - older_than
-    for tmp in settings.data_path.glob("*/.*.upload.tmp"):
+    stale = [*settings.data_path.glob("*/.*.upload.tmp"), *settings.data_path.glob(UNPACK_GLOB)]
+    for tmp in stale:
         try:
             if tmp.stat().st_mtime < cutoff:
-                tmp.unlink()
+                shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
                 removed += 1
         except OSError:  # removed by someone else meanwhile
             continue
