@@ -148,3 +148,54 @@ def test_submit_refusals_exit_2_with_the_servers_message(local: Stack, tmp_path:
         row = repo.get_audit(session=session, project="acme", audit_id=audit_id)
         assert row is not None and row.status == "queued"  # no worker in this test
         assert "id" in row.spec["model"] and "path" not in row.spec["model"]
+
+
+def test_submit_of_a_hugging_face_folder_returns_the_results_of_run(
+    local: Stack, tmp_path: Path
+) -> None:
+    """The folder is sent as a .tar.gz, unpacked and checked by the API, loaded by the
+    worker through transformers: same fingerprint, same scores, same document."""
+    from tests.probes.conftest import build_bert
+
+    local.worker("submit-hf", queues="gpu,cpu")
+    _, base = local.api()
+    folder = tmp_path / "screening"
+    build_bert(
+        folder / "screener",
+        "text-classification",
+        num_labels=2,
+        id2label={0: "reject", 1: "accept"},
+        label2id={"reject": 0, "accept": 1},
+    )
+    spec = {
+        "name": "screener-templates",
+        "domain": "hiring",
+        "model": {
+            "kind": "huggingface",
+            "path": "screener",
+            "task": "text-classification",
+            "positive_label": "accept",
+            "device": "cpu",
+        },
+        "probes": [
+            {"kind": "counterfactual-text", "templates": "hiring", "swap": "names", "max_texts": 20}
+        ],
+    }
+    spec_path = folder / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    ran = _cli(
+        "run", str(spec_path), "--out", str(tmp_path / "run"), "--no-store",
+        env=_embedded_env(tmp_path / "home"), cwd=tmp_path,
+    )  # fmt: skip
+    assert ran.returncode in (0, 1), ran.stderr
+    env = {**_embedded_env(tmp_path / "client"), "BIASAUDIT_TOKEN": _token()}
+    submitted = _cli(
+        "submit", str(spec_path), "--api", base, "--out", str(tmp_path / "submit"),
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert submitted.returncode == ran.returncode, submitted.stderr
+    assert "uploading model screener" in submitted.stderr
+    local_doc = json.loads((tmp_path / "run" / "results.json").read_text())
+    served = json.loads((tmp_path / "submit" / "results.json").read_text())
+    assert served["model"]["sha256"] == local_doc["model"]["sha256"]
+    assert _comparable(served) == _comparable(local_doc)
