@@ -6,8 +6,11 @@ A spec is refused at submission whenever the worker would refuse it at once:
 - the body: more than 100 probes, nesting deeper than 64 levels, NUL characters
   (:mod:`audit.api.body`), then :func:`audit.engine.spec.parse_spec`; errors are
   ``422`` naming the field path (``dataset.protected``, ``probes[0].attributes``);
+- ``model.id`` must be a model of the caller's project (``404`` otherwise) of the
+  spec's ``model.kind`` (``422``);
 - ``dataset.id`` must be a dataset of the caller's project (``404`` otherwise,
-  also for another project's id); the spec's columns must exist in it, and a
+  also for another project's id); the spec's columns (dataset fields, ``model.features``,
+  each probe's ``*_column``) must exist in it, and a
   protected column may not have more distinct values than ``policy.max_levels``
   (counted at upload);
 - a spec with no dataset is accepted when none of its probes reads one
@@ -62,6 +65,7 @@ MSG_MODEL_KIND = (
     "model.kind: model {id} is a {kind!r} model (uploaded with POST /v1/models), not "
     "{given!r}; set model.kind: {kind}"
 )
+MSG_MISSING_INPUT = "{field}: column {column!r} not found in dataset {id}; columns are: {columns}"
 _COLUMNS_SHOWN = 50
 
 
@@ -161,6 +165,21 @@ def _refuse(message: str, field: str, prefix: str) -> ApiError:
     return ApiError(422, prefix + message, field=prefix + field)
 
 
+def _shown(columns: list[str]) -> str:
+    more = ", ..." if len(columns) > _COLUMNS_SHOWN else ""
+    return ", ".join(columns[:_COLUMNS_SHOWN]) + more
+
+
+def _input_columns(spec: AuditSpec) -> list[tuple[str, str]]:
+    """Other columns the audit reads: the model's features, and each probe's ``*_column``."""
+    named = [(f"model.features[{i}]", c) for i, c in enumerate(spec.model.features or [])]
+    for i, probe in enumerate(spec.probes):
+        for key, value in probe.items():
+            if key.endswith("_column") and isinstance(value, str) and value:
+                named.append((f"probes[{i}].{key}", value))
+    return named
+
+
 def check_dataset(spec: AuditSpec, row: DatasetRef, *, prefix: str = "") -> None:
     """The stored dataset has every column the spec names, and protected columns with
     at most ``policy.max_levels`` distinct values (as counted at upload)."""
@@ -181,6 +200,12 @@ def check_dataset(spec: AuditSpec, row: DatasetRef, *, prefix: str = "") -> None
                 field=field, column=column, file=f"dataset {row.id}", columns=shown
             )
             raise _refuse(message, f"dataset.{field}", prefix)
+    for field, column in _input_columns(spec):
+        if column not in known:
+            message = MSG_MISSING_INPUT.format(
+                field=field, column=column, id=row.id, columns=_shown(columns)
+            )
+            raise _refuse(message, field, prefix)
     levels = row.column_levels or {}
     for i, column in enumerate(ds.protected):
         count = levels.get(column)
