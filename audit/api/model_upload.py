@@ -28,11 +28,13 @@ shows as ``model.sha256`` for the same file or folder run locally.
 
 from __future__ import annotations
 
+import lzma
 import os
 import re
 import shutil
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -49,6 +51,17 @@ from audit.settings import Settings
 from audit.storage.models import new_id
 
 MODELS_FOLDER = "models"
+# What a corrupt, encrypted or exotic archive raises while it is read.
+_UNREADABLE = (
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    EOFError,
+    OSError,
+    zlib.error,
+    lzma.LZMAError,
+    RuntimeError,  # an encrypted zip entry
+    NotImplementedError,  # a compression method zipfile does not know
+)
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _SKIPPED_TOP = "__MACOSX"  # resource forks macOS adds to zips: not part of the model
@@ -283,7 +296,7 @@ def inspect_model(tmp: Path, unpack_dir: Path, settings: Settings) -> tuple[str,
         )
         unpack_dir.mkdir()
         files = _unpack(entries, unpack_dir, settings)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+    except _UNREADABLE as exc:
         raise _reject(422, MSG_BAD_ARCHIVE.format(error=type(exc).__name__)) from None
     finally:
         if archive is not None:

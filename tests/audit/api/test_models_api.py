@@ -195,6 +195,29 @@ def test_unsafe_archives_are_refused_with_nothing_kept(
     _assert_nothing_stored(api_settings)
 
 
+def test_corrupt_and_encrypted_archives_are_422(
+    client: TestClient, token: str, api_settings: Settings
+) -> None:
+    good = _zip(_hf_files())
+    at = good.index(b"model.safetensors") + 40  # inside the first compressed member
+    corrupt = good[:at] + bytes(b ^ 0xFF for b in good[at : at + 20]) + good[at + 20 :]
+    encrypted = bytearray(good)
+    for offset in range(len(good) - 4):  # set the "encrypted" flag of every entry
+        if good[offset : offset + 4] in (b"PK\x03\x04", b"PK\x01\x02"):
+            flag_at = offset + (6 if good[offset + 2] == 3 else 8)
+            encrypted[flag_at] |= 1
+    truncated = good[: len(good) // 2] + b"\0" * 10  # no central directory: not a zip
+    for content, status, needle in (
+        (corrupt, 422, "unreadable archive (BadZipFile)"),
+        (bytes(encrypted), 422, "unreadable archive (RuntimeError)"),
+        (truncated, 415, "not a model this service accepts"),
+    ):
+        response = _post(client, token, content)
+        assert response.status_code == status, response.text
+        assert needle in response.json()["detail"]
+    _assert_nothing_stored(api_settings)
+
+
 def test_zip_symlink_entry_is_refused(
     client: TestClient, token: str, api_settings: Settings
 ) -> None:
