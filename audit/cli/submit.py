@@ -36,6 +36,11 @@ import yaml
 from audit.cli.api_client import ApiClient, ApiRequestError
 
 EXIT_PASS, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
+EXIT_INTERRUPTED = 130
+MSG_INTERRUPTED = (
+    "biasaudit: interrupted; an audit already submitted goes on on the service "
+    "(GET /v1/audits/ID, or POST /v1/audits/ID/cancel)"
+)
 DEFAULT_TIMEOUT = 3600.0
 POLL_MIN, POLL_MAX = 0.5, 5.0
 MSG_NO_TOKEN = (
@@ -68,7 +73,7 @@ def add_parser(sub: Any) -> None:
     )
     s.add_argument(
         "--timeout",
-        type=float,
+        type=_positive,
         default=DEFAULT_TIMEOUT,
         help=f"seconds to wait for the audit (default {DEFAULT_TIMEOUT:.0f})",
     )
@@ -192,6 +197,16 @@ def download(client: ApiClient, audit_id: str, out: Path | None) -> dict[str, An
     return results
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
 def _api_url(args: argparse.Namespace) -> str:
     url = (args.api or os.environ.get("BIASAUDIT_API") or "").strip()
     if not url:
@@ -245,4 +260,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"biasaudit: error: {exc}", file=sys.stderr)
     except OSError as exc:
         print(f"biasaudit: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(MSG_INTERRUPTED, file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_INVALID

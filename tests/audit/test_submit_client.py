@@ -116,3 +116,64 @@ def test_a_packed_model_folder_passes_the_servers_checks_with_the_same_fingerpri
     kind, root, files = inspect_model(archive, tmp_path / "unpacked", settings)
     assert (kind, files) == ("huggingface", 3)  # .git left out, the card kept
     assert fingerprint(root) == fingerprint(folder)
+
+
+def test_follow_prints_each_change_until_the_end(capsys: pytest.CaptureFixture[str]) -> None:
+    from audit.cli.submit import follow
+
+    states = iter([("queued", 0.0), ("running", 0.25), ("running", 0.25), ("succeeded", 1.0)])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status, progress = next(states)
+        return httpx.Response(200, json={"id": "a1", "status": status, "progress": progress})
+
+    with _client(handler, []) as client:
+        assert follow(client, "a1", timeout=60.0)["status"] == "succeeded"
+    err = capsys.readouterr().err.splitlines()
+    # an unchanged state is not printed again
+    assert err == ["audit a1: queued 0%", "audit a1: running 25%", "audit a1: succeeded 100%"]
+
+
+def test_follow_gives_up_at_the_timeout_without_cancelling() -> None:
+    from audit.cli.submit import follow
+
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        return httpx.Response(200, json={"id": "a1", "status": "running", "progress": 0.5})
+
+    with _client(handler, []) as client:
+        with pytest.raises(TimeoutError, match="audit a1 is still running after 0 s"):
+            follow(client, "a1", timeout=0.001)
+    assert set(seen) == {"GET /v1/audits/a1"}  # no cancel request
+
+
+def test_a_failed_audit_exits_2_with_its_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    from audit.cli import submit
+
+    (tmp_path / "data.csv").write_text("sex,advanced\nF,1\nM,0\n")
+    (tmp_path / "spec.yaml").write_text(
+        "name: x\ndataset: {path: data.csv, prediction: advanced, protected: [sex]}\n"
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(201 if "datasets" in request.url.path else 202, json={"id": "a1"})
+        error = "dataset.protected: column 'sex' has only one group"
+        body = {"id": "a1", "status": "failed", "progress": 0.1, "error": error}
+        return httpx.Response(200, json=body)
+
+    client = _client(handler, [])
+    monkeypatch.setattr(submit, "ApiClient", lambda *a, **k: client)
+    monkeypatch.setenv("BIASAUDIT_TOKEN", "ba_token")
+    args = argparse.Namespace(
+        spec=str(tmp_path / "spec.yaml"), api="http://api.test", out=None, wait=True, timeout=5.0
+    )
+    assert submit.cmd_submit(args) == 2
+    err = capsys.readouterr().err
+    assert "audit a1 failed: dataset.protected: column 'sex' has only one group" in err
