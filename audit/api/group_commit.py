@@ -54,7 +54,6 @@ from audit.api.errors import (
     unreachable,
 )
 from audit.api.submission import PreparedSpec, model_finder, parse_submitted, resolve_spec
-from audit.api.yaml_body import parse_yaml
 from audit.engine.spec import AuditSpec
 from audit.queue import publish_many, queue_for
 from audit.settings import Settings
@@ -87,7 +86,6 @@ class Submission:
     # A large body is parsed only once its token has passed (here, in the batch):
     # an unauthenticated caller cannot make the server parse a megabyte of JSON.
     body: bytes | None = field(default=None, repr=False)
-    body_yaml: bool = False  # the body is YAML (audit.api.yaml_body), not JSON
     key_error: ApiError | None = None  # an invalid Idempotency-Key header (after the body)
     request_id: str | None = None  # for log lines written on the database thread
 
@@ -112,7 +110,7 @@ def _parse_deferred(sub: Submission) -> ApiError | None:
     """Parse a body kept for after the token check; its error (or the header's), if any."""
     if sub.body is not None:
         try:
-            raw = parse_yaml(sub.body) if sub.body_yaml else parse_json(sub.body)
+            raw = parse_json(sub.body)
             sub.spec = parse_submitted(raw)
             sub.raw = raw
         except ApiError as exc:

@@ -1,7 +1,13 @@
 """YAML request bodies (``POST /v1/audits`` with ``Content-Type: application/yaml``).
 
-A spec file can be sent as it is. The same limits as JSON apply (1 MiB,
-64 levels, no NUL; :mod:`audit.api.body`), and YAML's own risks are bounded:
+A spec file can be sent as it is. The JSON limits apply (64 levels, no NUL;
+:mod:`audit.api.body`), and YAML's own risks are bounded:
+
+- YAML is parsed by PyYAML's pure-Python parser (its C parser crashes the process on
+  deep nesting), about a hundred times slower than JSON: a YAML body is at most
+  :data:`MAX_YAML_BYTES` (``413``; a spec is a few KiB, a larger one goes as JSON)
+  with at most :data:`MAX_YAML_MARKS` structural characters (``422``), counted before
+  parsing, and is parsed in a worker thread, never on the event loop;
 
 - only ``yaml.SafeLoader`` (plain scalars, lists, mappings: no Python objects);
 - aliases are expanded by reference, so an "anchor bomb" (a billion laughs) costs
@@ -27,6 +33,17 @@ from audit.api.errors import ApiError
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 MAX_NODES = 100_000
+MAX_YAML_BYTES = 64 * 1024
+MAX_YAML_MARKS = 10_000
+_MARKS = (b",", b"-", b":", b"[", b"{")
+MSG_YAML_TOO_LARGE = (
+    f"body: a YAML spec is at most {MAX_YAML_BYTES} bytes; send a larger spec as JSON "
+    "(application/json, up to 1 MiB)"
+)
+MSG_YAML_TOO_MANY = (
+    f"body: more than {MAX_YAML_MARKS} YAML items (counted as ',', '-', ':', '[', '{{'); "
+    "send a spec this large as JSON"
+)
 MSG_NOT_YAML = "body: not valid YAML: {error}"
 MSG_EXPANDS = (
     f"body: the YAML document expands to more than {MAX_NODES} values through its aliases "
@@ -74,8 +91,17 @@ def expanded_size(doc: Any, *, limit: int = MAX_NODES) -> int:
     return sizes.get(id(doc), 1)
 
 
+def check_yaml_size(raw: bytes) -> None:
+    """Refuse a YAML body too large to parse cheaply (see the module docstring)."""
+    if len(raw) > MAX_YAML_BYTES:
+        raise ApiError(413, MSG_YAML_TOO_LARGE, field="body")
+    if sum(raw.count(mark) for mark in _MARKS) > MAX_YAML_MARKS:
+        raise _refuse(MSG_YAML_TOO_MANY)
+
+
 def parse_yaml(raw: bytes) -> Any:
     """``raw`` parsed as one YAML document and turned into plain JSON values (see above)."""
+    check_yaml_size(raw)
     if not raw.strip():
         raise _refuse(MSG_EMPTY)
     try:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from audit.api.yaml_body import MAX_NODES, expanded_size
+from audit.api.yaml_body import MAX_NODES, MAX_YAML_BYTES, MAX_YAML_MARKS, expanded_size
 from audit.settings import Settings
 from audit.storage import db
 from audit.storage.models import Audit
@@ -37,14 +37,26 @@ def test_a_yaml_spec_is_stored_as_the_same_json_spec(
     for ctype in ("application/yaml", "text/yaml", "application/x-yaml"):
         response = _post_yaml(client, token, yaml.safe_dump(spec), ctype)
         assert response.status_code == 202, response.text
-    # a body above the eager-parse size is parsed in the batch, after the token check
-    padded = "# " + "x" * 70_000 + "\n" + yaml.safe_dump(spec)
+    padded = "# " + "x" * 60_000 + "\n" + yaml.safe_dump(spec)  # just under the limit
     response = _post_yaml(client, token, padded)
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "queued"
     assert client.post("/v1/audits", json=spec, headers=auth(token)).status_code == 202
     stored = _stored_specs(api_settings)
     assert len(stored) == 5 and all(s == stored[-1] for s in stored)
+
+
+def test_yaml_bodies_too_costly_to_parse_are_refused_before_parsing(
+    client: TestClient, token: str, dataset_id: str, api_settings: Settings
+) -> None:
+    spec = yaml.safe_dump(spec_for(dataset_id))
+    response = _post_yaml(client, token, "# " + "x" * (MAX_YAML_BYTES + 10) + "\n" + spec)
+    assert response.status_code == 413, response.text
+    assert "send a larger spec as JSON" in response.json()["detail"]
+    response = _post_yaml(client, token, spec + "seed: 0 # " + "," * (MAX_YAML_MARKS + 1) + "\n")
+    assert response.status_code == 422, response.text
+    assert f"more than {MAX_YAML_MARKS} YAML items" in response.json()["detail"]
+    assert _stored_specs(api_settings) == []
 
 
 @pytest.mark.parametrize(
