@@ -109,7 +109,7 @@ def _utc(value: datetime | None) -> datetime | None:
     responses={
         401: {"model": ErrorPublic, "description": "missing, invalid or revoked token"},
         403: {"model": ErrorPublic, "description": "the token's role may not submit"},
-        404: {"model": ErrorPublic, "description": "dataset.id not found in this project"},
+        404: {"model": ErrorPublic, "description": "dataset.id or model.id not in this project"},
         409: {"model": ErrorPublic, "description": "Idempotency-Key reused with another spec"},
         413: {"model": ErrorPublic, "description": "body larger than 1 MiB"},
         415: {"model": ErrorPublic, "description": "body is not JSON or YAML"},
