@@ -287,3 +287,21 @@ def test_a_spec_names_an_uploaded_model_by_id(
     response = client.post("/v1/audits", json=theirs, headers=auth(other))
     assert response.status_code == 404, response.text
     assert response.json()["field"] == "model.id"
+
+
+def test_a_schedule_names_an_uploaded_model_of_its_own_project_only(
+    client: TestClient, token: str, make_token: Callable[..., str], dataset_id: str
+) -> None:
+    model_id = _post(client, token, _skops_bytes(), "m.skops").json()["id"]
+    spec = spec_for(dataset_id, model={"kind": "sklearn", "id": model_id})
+    body = {"name": "weekly", "cron": "0 3 * * 1", "spec": spec}
+    created = client.post("/v1/schedules", json=body, headers=auth(make_token("admin")))
+    assert created.status_code == 201, created.text
+    from tests.audit.api.helpers import make_csv, upload
+
+    their_data = upload(client, make_token("submitter", project="globex"), make_csv())
+    their_spec = spec_for(their_data.json()["id"], model={"kind": "sklearn", "id": model_id})
+    theirs = make_token("admin", project="globex")
+    response = client.post("/v1/schedules", json={**body, "spec": their_spec}, headers=auth(theirs))
+    assert response.status_code == 404, response.text
+    assert response.json()["field"] == "spec.model.id"
