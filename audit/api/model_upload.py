@@ -245,8 +245,19 @@ def _check_folder(root: Path) -> None:
             raise _reject(415, MSG_ENTRY_PICKLE.format(name=name, reason=reason))
 
 
-def _open_archive(tmp: Path) -> Any:
-    if zipfile.is_zipfile(tmp):
+def _zip_entries_declared(tmp: Path) -> int | None:
+    """The entry count a zip's end record declares (None: not a zip), read before
+    ``ZipFile`` parses the whole central directory (millions of entries cost minutes)."""
+    with open(tmp, "rb") as fh:
+        record = zipfile._EndRecData(fh)  # type: ignore[attr-defined]  # stable since 2.x
+    return None if record is None else int(record[zipfile._ECD_ENTRIES_TOTAL])  # type: ignore[attr-defined]
+
+
+def _open_archive(tmp: Path, settings: Settings) -> Any:
+    declared = _zip_entries_declared(tmp)
+    if declared is not None:
+        if declared > settings.max_model_files:
+            raise _reject(413, MSG_TOO_MANY.format(limit=settings.max_model_files))
         return zipfile.ZipFile(tmp)
     try:
         return tarfile.open(tmp, "r:*")
@@ -284,7 +295,7 @@ def inspect_model(tmp: Path, unpack_dir: Path, settings: Settings) -> tuple[str,
         raise _reject(415, MSG_PICKLE.format(reason=f"this is a pickle ({reason})"))
     archive = None
     try:
-        archive = _open_archive(tmp)
+        archive = _open_archive(tmp, settings)
         if archive is None:
             raise _reject(415, MSG_FORMAT)
         if isinstance(archive, zipfile.ZipFile) and "schema.json" in archive.namelist():
