@@ -43,6 +43,7 @@ MSG_INTERRUPTED = (
 )
 DEFAULT_TIMEOUT = 3600.0
 POLL_MIN, POLL_MAX = 0.5, 5.0
+BAR_WIDTH = 30
 MSG_NO_TOKEN = (
     "BIASAUDIT_TOKEN: not set; ask the service's admin for a submitter token "
     "('biasaudit keys create --role submitter --project NAME' on the server) and export it"
@@ -158,6 +159,18 @@ def submit_spec(client: ApiClient, spec: dict[str, Any]) -> str:
     return str(response.json()["id"])
 
 
+def _progress(audit_id: str, status: str, percent: int, *, final: bool) -> None:
+    """One line per change when stderr is piped; on a terminal, one line redrawn as a bar."""
+    line = f"audit {audit_id}: {status} {percent}%"
+    if not sys.stderr.isatty():
+        _say(line)
+        return
+    filled = percent * BAR_WIDTH // 100
+    bar = "#" * filled + "." * (BAR_WIDTH - filled)
+    end = "\n" if final else ""
+    print(f"\r\x1b[2K[{bar}] {line}", end=end, file=sys.stderr, flush=True)
+
+
 def follow(client: ApiClient, audit_id: str, *, timeout: float) -> dict[str, Any]:
     """Poll the audit until it ends (or ``timeout``); progress lines on stderr."""
     deadline = time.monotonic() + timeout
@@ -168,12 +181,14 @@ def follow(client: ApiClient, audit_id: str, *, timeout: float) -> dict[str, Any
         status = str(state.get("status"))
         percent = int(round(100 * float(state.get("progress") or 0.0)))
         if (status, percent) != shown:
-            _say(f"audit {audit_id}: {status} {percent}%")
+            _progress(audit_id, status, percent, final=status in FINISHED)
             shown = (status, percent)
             pause = POLL_MIN
         if status in FINISHED:
             return state
         if time.monotonic() >= deadline:
+            if sys.stderr.isatty():
+                print(file=sys.stderr)  # end the bar's line
             raise TimeoutError(MSG_TIMEOUT.format(id=audit_id, status=status, timeout=timeout))
         time.sleep(min(pause, max(deadline - time.monotonic(), 0.05)))
         pause = min(pause * 1.5, POLL_MAX)

@@ -177,3 +177,24 @@ def test_a_failed_audit_exits_2_with_its_error(
     assert submit.cmd_submit(args) == 2
     err = capsys.readouterr().err
     assert "audit a1 failed: dataset.protected: column 'sex' has only one group" in err
+
+
+def test_on_a_terminal_progress_is_one_redrawn_bar(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from audit.cli.submit import follow
+
+    states = iter([("running", 0.5), ("succeeded", 1.0)])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status, progress = next(states)
+        return httpx.Response(200, json={"id": "a1", "status": status, "progress": progress})
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with _client(handler, []) as client:
+        follow(client, "a1", timeout=60.0)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("audit a1: succeeded 100%\n")
+    assert "\r\x1b[2K[" + "#" * 15 + "." * 15 + "] audit a1: running 50%" in err
