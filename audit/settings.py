@@ -91,6 +91,22 @@ class Settings(BaseSettings):
     max_columns: int = Field(
         default=2_000, ge=1, description="most columns accepted in an uploaded dataset"
     )
+    max_model_upload_bytes: int = Field(
+        default=4 * 1024 * 1024 * 1024,
+        ge=1,
+        description="largest model upload accepted (POST /v1/models: .skops, .zip, .tar), in bytes",
+    )
+    max_model_unpacked_bytes: int = Field(
+        default=8 * 1024 * 1024 * 1024,
+        ge=1,
+        description=(
+            "largest total size of the files in an uploaded model archive (or .skops file), "
+            "in bytes: a larger one is refused as a decompression bomb"
+        ),
+    )
+    max_model_files: int = Field(
+        default=1_000, ge=1, description="most entries accepted in an uploaded model archive"
+    )
     max_csv_header_bytes: int = Field(
         default=1024 * 1024,
         ge=1,

@@ -28,7 +28,17 @@ from audit.api.group_commit import SubmitQueue
 from audit.api.metrics import Metrics
 from audit.api.middleware import RequestContextMiddleware
 from audit.api.openapi import build_openapi
-from audit.api.routes import audits, datasets, events, health, history, reports, reviews, schedules
+from audit.api.routes import (
+    audits,
+    datasets,
+    events,
+    health,
+    history,
+    models,
+    reports,
+    reviews,
+    schedules,
+)
 from audit.api.uploads import remove_stale_uploads
 from audit.settings import Settings, get_settings
 from audit.ui import install_ui
@@ -103,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=[
             {"name": "datasets", "description": "upload and inspect datasets"},
+            {"name": "models", "description": "upload models (.skops, Hugging Face folders)"},
             {"name": "audits", "description": "submit audits, follow them, read results"},
             {"name": "reviews", "description": "reviewer sign-off"},
             {"name": "schedules", "description": "recurring compliance audits (admin)"},
@@ -115,7 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.submit_queue = submit_queue
     app.state.metrics = metrics
     install_error_handlers(app)
-    for module in (health, datasets, audits, reports, reviews, schedules, events, history):
+    for module in (health, datasets, models, audits, reports, reviews, schedules, events, history):
         app.include_router(module.router)
     install_ui(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

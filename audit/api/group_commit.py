@@ -53,7 +53,7 @@ from audit.api.errors import (
     unavailable_error,
     unreachable,
 )
-from audit.api.submission import PreparedSpec, parse_submitted, resolve_spec
+from audit.api.submission import PreparedSpec, model_finder, parse_submitted, resolve_spec
 from audit.engine.spec import AuditSpec
 from audit.queue import publish_many, queue_for
 from audit.settings import Settings
@@ -177,6 +177,7 @@ def record_batch(
                 project=project,
                 settings=settings,
                 find_dataset=partial(_dataset_of, datasets, project),
+                find_model=model_finder(session, project),
             )
             values = _row(prepared, token=row, key=sub.idempotency_key)
             queue = queue_for(prepared.stored)

@@ -99,6 +99,21 @@ class DatasetPublic(_Public):
     created_at: datetime
 
 
+class ModelPublic(_Public):
+    """A stored model: its kind and fingerprint (no server path). A spec names it as
+    ``model: {kind: ..., id: ...}``."""
+
+    id: str
+    kind: str = Field(description="sklearn (a .skops file) or huggingface (a model folder)")
+    sha256: str = Field(
+        description="the model's fingerprint, as results.json model.sha256 shows it"
+    )
+    size_bytes: int | None = None
+    filename: str | None = None
+    files: int | None = Field(default=None, description="files in the model (1 for .skops)")
+    created_at: datetime
+
+
 class ReviewCreate(BaseModel):
     """A reviewer's sign-off on a succeeded audit."""
 

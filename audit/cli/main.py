@@ -218,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None, help="uvicorn processes (WEB_CONCURRENCY)")
     s.set_defaults(func=_service("serve"))
 
+    from audit.cli.submit import add_parser as add_submit
+
+    add_submit(sub)
+
     k = sub.add_parser("keys", help="API tokens")
     ks = k.add_subparsers(dest="keys_command", required=True)
     kc = ks.add_parser("create", help="create a token (printed once, stored hashed)")

@@ -6,7 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from audit.engine.spec import AuditSpec
+from audit.errors import AuditInputError
 from audit.settings import get_settings
+
+MSG_MODEL_ID_EMBEDDED = (
+    "model.id: names a model stored by the API (POST /v1/models); an audit run here needs "
+    "model.path (the .skops file or model folder)"
+)
 
 
 def load_spec_model(spec: AuditSpec, base_dir: Path) -> Any:
@@ -14,6 +20,8 @@ def load_spec_model(spec: AuditSpec, base_dir: Path) -> Any:
         return None
     from probes.models import load_model
 
+    if spec.model.id and not spec.model.path:
+        raise AuditInputError(MSG_MODEL_ID_EMBEDDED, field="model.id")
     path = None
     if spec.model.path:
         path = Path(spec.model.path)

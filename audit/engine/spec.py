@@ -87,6 +87,9 @@ class ModelSpec(_Strict):
         default="predictions", description="where decisions come from"
     )
     path: str | None = None
+    id: str | None = Field(
+        default=None, description="a model stored by the API (POST /v1/models; replaces path)"
+    )
     trusted: bool = Field(
         default=False, description="allow pickle/joblib files you created yourself (runs code)"
     )
@@ -129,6 +132,8 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _generative(self) -> ModelSpec:
+        if self.id is not None and self.path is not None:
+            raise ValueError("model.path: give model.id or model.path, not both")
         if self.precision != "auto" and self.kind != "huggingface":
             raise ValueError(f"model.precision: only for model.kind huggingface, not {self.kind!r}")
         if self.prompt is not None and self.task != "causal-lm":

@@ -354,11 +354,21 @@ def create_model(
     sha256: str,
     path: str,
     model_id: str | None = None,
+    filename: str | None = None,
+    size_bytes: int | None = None,
+    files: int | None = None,
 ) -> ModelArtifact:
     """Register a stored model (file or folder) for ``project``."""
     ensure_project(session=session, name=project)
     model = ModelArtifact(
-        id=model_id or new_id(), project=project, kind=kind, sha256=sha256, path=path
+        id=model_id or new_id(),
+        project=project,
+        kind=kind,
+        sha256=sha256,
+        path=path,
+        filename=filename,
+        size_bytes=size_bytes,
+        files=files,
     )
     session.add(model)
     session.flush()

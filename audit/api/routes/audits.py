@@ -17,8 +17,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from audit.api.body import parse_json, read_json_bytes
+from audit.api.body import media_type, parse_json, read_json_bytes
 from audit.api.deps import (
     ReaderToken,
     SessionDep,
@@ -40,6 +41,7 @@ from audit.api.schemas import (
     Verdict,
 )
 from audit.api.submission import parse_submitted
+from audit.api.yaml_body import YAML_TYPES, parse_yaml
 from audit.storage.accounts import plausible_token
 from audit.storage.audits import MAX_OFFSET, MAX_PAGE
 from audit.storage.models import Audit, plausible_id
@@ -62,7 +64,10 @@ MSG_KEY_LENGTH = f"Idempotency-Key: must be 1 to {MAX_KEY} characters"
 SPEC_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AuditCreate"}}},
+        "content": {
+            media: {"schema": {"$ref": "#/components/schemas/AuditCreate"}}
+            for media in ("application/json", "application/yaml")
+        },
     },
     # Read by the route itself (after the token check), so declared here for the schema.
     "parameters": [
@@ -99,15 +104,15 @@ def _utc(value: datetime | None) -> datetime | None:
     "",
     status_code=202,
     response_model=AuditQueued,
-    summary="Submit an audit (spec as JSON body)",
+    summary="Submit an audit (spec as JSON or YAML body)",
     openapi_extra=SPEC_BODY,
     responses={
         401: {"model": ErrorPublic, "description": "missing, invalid or revoked token"},
         403: {"model": ErrorPublic, "description": "the token's role may not submit"},
-        404: {"model": ErrorPublic, "description": "dataset.id not found in this project"},
+        404: {"model": ErrorPublic, "description": "dataset.id or model.id not in this project"},
         409: {"model": ErrorPublic, "description": "Idempotency-Key reused with another spec"},
         413: {"model": ErrorPublic, "description": "body larger than 1 MiB"},
-        415: {"model": ErrorPublic, "description": "body is not application/json"},
+        415: {"model": ErrorPublic, "description": "body is not JSON or YAML"},
         422: {"model": ErrorPublic, "description": "invalid spec; 'field' is the path"},
         503: {"model": ErrorPublic, "description": "database unavailable; nothing recorded"},
     },
@@ -131,9 +136,13 @@ async def submit_audit(request: Request) -> JSONResponse:
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY:
         key_error = ApiError(422, MSG_KEY_LENGTH, field="Idempotency-Key")
+    is_yaml = media_type(request) in YAML_TYPES
     try:
-        body = await read_json_bytes(request)
-        if len(body) > EAGER_PARSE_BYTES:
+        body = await read_json_bytes(request, also=YAML_TYPES)
+        if is_yaml:  # bounded (audit.api.yaml_body), but slow: off the event loop
+            raw = await run_in_threadpool(parse_yaml, body)
+            spec = parse_submitted(raw)
+        elif len(body) > EAGER_PARSE_BYTES:
             deferred = body  # parsed in the batch, after the token check
         else:
             raw = parse_json(body)
