@@ -43,7 +43,8 @@ MSG_TOO_MANY_GROUPS = (
 
 MSG_TOO_MANY_TOTAL = (
     "dataset.protected: the attributes and intersections audited have {count} observed groups "
-    "in all ({sets} sets; largest: {largest}), more than policy.max_total_groups={limit}; "
+    "in all ({sets} attribute sets counted; largest: {largest}), more than "
+    "policy.max_total_groups={limit}; "
     "audit fewer attributes or intersections (intersectional: false) or raise "
     "policy.max_total_groups"
 )
@@ -110,12 +111,35 @@ class GroupCounts:
         if keep == list(range(len(self.attributes))):
             return self, np.arange(self.n_groups)
         sizes = [len(self.levels[i]) for i in keep]
-        index, inverse = _lexsorted(self.index[:, keep], sizes)
-        table = group_sum(self.table, inverse, len(index)) if len(index) else self.table[:0]
+        space = float(np.prod([float(max(k, 1)) for k in sizes]))
+        if self.n_groups and space <= max(self.n_groups, DENSE_CELLS):
+            index, inverse, table = self._small_marginal(keep, sizes)
+        else:
+            index, inverse = _lexsorted(self.index[:, keep], sizes)
+            table = group_sum(self.table, inverse, len(index)) if len(index) else self.table[:0]
         sub = GroupCounts(
             tuple(attrs), tuple(self.levels[i] for i in keep), index, table, self.has_label
         )
         return sub, inverse
+
+    def _small_marginal(
+        self, keep: list[int], sizes: list[int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A marginal whose key space is no larger than the groups: bincount, no sort."""
+        key = np.ravel_multi_index(tuple(self.index[:, keep].T), sizes)
+        counts = np.stack(
+            [
+                np.bincount(key, weights=self.table[:, c], minlength=int(np.prod(sizes)))
+                for c in range(4)
+            ],
+            axis=1,
+        )
+        used = np.bincount(key, minlength=int(np.prod(sizes))) > 0
+        observed = np.flatnonzero(used)
+        rank = np.full(used.size, -1, dtype=np.int64)
+        rank[observed] = np.arange(observed.size)
+        index = np.stack(np.unravel_index(observed, sizes), axis=1).astype(np.int64)
+        return index, rank[key], np.rint(counts[observed]).astype(np.int64)
 
     def marginal(self, attrs: Sequence[str]) -> GroupCounts:
         """Counts for a subset of the attributes (summed over the others)."""
@@ -256,24 +280,41 @@ def check_levels(counts: GroupCounts, max_levels: int | None, *, partial: bool =
             raise ProbeError(message)
 
 
-def check_groups_limit(
-    subs: Sequence[GroupCounts], max_groups: int | None, max_total: int | None = None
-) -> None:
-    """Refuse, before any entry is built, an attribute set with more than ``max_groups``
-    observed groups, or more than ``max_total`` groups over all the sets of one probe."""
-    for counts in subs:
-        if max_groups is not None and counts.n_groups > max_groups:
-            name = "&".join(counts.attributes)
-            raise ProbeError(
-                MSG_TOO_MANY_GROUPS.format(attribute=name, count=counts.n_groups, limit=max_groups)
+def limited_marginals(
+    full: GroupCounts,
+    sets: Sequence[Sequence[str]],
+    max_groups: int | None,
+    max_total: int | None = None,
+) -> list[tuple[GroupCounts, np.ndarray]]:
+    """The marginal (and inverse) of each attribute set, refusing as soon as one set has
+    more than ``max_groups`` observed groups or the sets more than ``max_total`` in all.
+
+    Larger sets come first (the full intersection costs nothing), so an audit that
+    will be refused is refused before the expensive group-bys.
+    """
+    order = sorted(range(len(sets)), key=lambda i: -len(sets[i]))
+    done: dict[int, tuple[GroupCounts, np.ndarray]] = {}
+    total = 0
+    for k, i in enumerate(order, start=1):
+        sub, inverse = full.marginal_inverse(sets[i])
+        name = "&".join(sub.attributes)
+        if max_groups is not None and sub.n_groups > max_groups:
+            message = MSG_TOO_MANY_GROUPS.format(
+                attribute=name, count=sub.n_groups, limit=max_groups
             )
-    total = sum(c.n_groups for c in subs)
-    if max_total is not None and total > max_total:
-        largest = sorted(subs, key=lambda c: -c.n_groups)[:3]
-        shown = ", ".join(f"{'&'.join(c.attributes)!r} ({c.n_groups})" for c in largest)
-        raise ProbeError(
-            MSG_TOO_MANY_TOTAL.format(count=total, sets=len(subs), limit=max_total, largest=shown)
-        )
+            raise ProbeError(message)
+        done[i] = (sub, inverse)
+        total += sub.n_groups
+        if max_total is not None and total > max_total:
+            largest = sorted((s for s, _ in done.values()), key=lambda c: -c.n_groups)[:3]
+            shown = ", ".join(f"{'&'.join(c.attributes)!r} ({c.n_groups})" for c in largest)
+            count = f"{total}" if k == len(sets) else f"at least {total}"
+            raise ProbeError(
+                MSG_TOO_MANY_TOTAL.format(
+                    count=count, sets=f"{k} of {len(sets)}", limit=max_total, largest=shown
+                )
+            )
+    return [done[i] for i in range(len(sets))]
 
 
 def _dense_pass(

@@ -32,9 +32,9 @@ from probes.counts import (
     TP,
     GroupCounts,
     attribute_sets,
-    check_groups_limit,
     count_groups,
     group_sum,
+    limited_marginals,
     rates,
 )
 from probes.impact import exclusions, impact, privileged_metrics
@@ -268,8 +268,7 @@ def entries_from_counts(
     entry is built.
     """
     sets = attribute_sets(list(full.attributes), config.intersectional)
-    subs = [full.marginal_inverse(attrs) for attrs in sets]
-    check_groups_limit([sub for sub, _ in subs], max_groups, max_total_groups)
+    subs = limited_marginals(full, sets, max_groups, max_total_groups)
     boot_full = full.bootstrap(replicates=config.bootstrap, seed=seed) if config.bootstrap else None
     entries = []
     for sub, inverse in subs:

@@ -55,27 +55,30 @@ def group_category(
     ``max_levels`` levels (``policy.max_levels``: an id column by mistake) is an input
     error naming the column, raised before anything else is built.
     """
-    if isinstance(series.dtype, pd.CategoricalDtype):
+    categorical = isinstance(series.dtype, pd.CategoricalDtype)
+    if categorical:
         codes = series.cat.codes.to_numpy()
-        values = list(series.cat.categories)
+        values = series.cat.categories.tolist()
     else:
         codes, uniques = pd.factorize(series, use_na_sentinel=True)
-        values = list(uniques)
+        values = uniques.tolist()
     labels = [str(v).strip() for v in values]
     labels = [unknown if lab == "" else lab for lab in labels]
     missing = int((codes < 0).sum())
+    if max_levels is not None and len(labels) > max_levels:  # before sorting or recoding
+        # declared categories may outnumber the values present: count those present
+        present = np.unique(codes[codes >= 0]) if categorical else range(len(labels))
+        seen = {labels[i] for i in present}
+        count = len(seen - {unknown}) + (1 if missing or unknown in seen else 0)
+        if count > max_levels:
+            message = MSG_TOO_MANY_LEVELS.format(column=series.name, count=count, limit=max_levels)
+            raise AuditInputError(message, field=field or "dataset.protected")
     levels = sorted(set(labels) - {unknown})
     if missing or unknown in labels:
         levels.append(unknown)
     index = {lab: i for i, lab in enumerate(levels)}
     remap = np.array([index[lab] for lab in labels] + [index.get(unknown, -1)], dtype=np.int32)
     new_codes = remap[codes]  # code -1 picks the last entry: unknown
-    # declared categories may outnumber the values present: count those only when over
-    if max_levels is not None and len(levels) > max_levels:
-        count = int(np.unique(new_codes).size)
-        if count > max_levels:
-            message = MSG_TOO_MANY_LEVELS.format(column=series.name, count=count, limit=max_levels)
-            raise AuditInputError(message, field=field or "dataset.protected")
     return pd.Categorical.from_codes(new_codes, categories=levels), missing
 
 
