@@ -33,11 +33,11 @@ from probes.counts import (
     GroupCounts,
     attribute_sets,
     count_groups,
-    group_sum,
     limited_marginals,
     rates,
 )
 from probes.impact import exclusions, impact, privileged_metrics
+from probes.keys import group_sum
 from probes.scores import score_metrics
 from probes.stats import homogeneity_pvalue, proportion_ci
 from probes.util import finite_or_none

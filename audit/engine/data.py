@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from audit.errors import (
     MSG_ONE_GROUP,
     AuditInputError,
 )
-from probes.counts import MSG_TOO_MANY_LEVELS
+from probes.base import ProbeError
+from probes.counts import MSG_TOO_MANY_LEVELS, GroupCounts, check_levels
 from probes.util import canonical_label, file_sha256
 
 canonical = canonical_label  # 1 == "1" == 1.0 == True == "true"
@@ -319,3 +321,36 @@ def iter_chunks(
         for df in reader:
             yield df, offset
             offset += len(df)
+
+
+def refuse_levels(total: GroupCounts, max_levels: int, *, partial: bool = False) -> None:
+    """Merged counts (chunks, shards) with a column over ``policy.max_levels``: input error."""
+    try:
+        check_levels(total, max_levels, partial=partial)
+    except ProbeError as exc:
+        raise AuditInputError(str(exc), field="dataset.protected") from None
+
+
+def count_chunks(
+    spec: DatasetSpec, path: Path, *, chunk_rows: int, max_levels: int
+) -> tuple[GroupCounts | None, int, dict[str, int]]:
+    """Counts of a file read in chunks (they add): merged counts, rows, unknowns per column."""
+    from probes.counts import count_groups
+
+    total = None
+    rows = 0
+    unknown: dict[str, int] = {c: 0 for c in spec.protected}
+    chunks = iter_chunks(spec, path, chunk_rows=chunk_rows)
+    with closing(chunks):  # the file is closed also when a chunk is refused
+        for raw, offset in chunks:
+            frame, y_true, y_pred, _, unk = prepare(
+                raw, spec, need_prediction=True, row_offset=offset, max_levels=max_levels
+            )
+            assert y_pred is not None
+            part = count_groups(frame, list(spec.protected), y_pred=y_pred, y_true=y_true)
+            total = part if total is None else total + part
+            refuse_levels(total, max_levels, partial=True)  # each chunk may be under, not all
+            rows += len(frame)
+            for k, v in unk.items():
+                unknown[k] += v
+    return total, rows, unknown
