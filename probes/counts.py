@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from probes.base import ProbeError
+from probes.keys import dense_pass, drop_unused, group_sum, lexsorted, sparse_pass
 
 TN, FP, FN, TP = 0, 1, 2, 3
 
@@ -43,42 +44,13 @@ MSG_TOO_MANY_GROUPS = (
 
 MSG_TOO_MANY_TOTAL = (
     "dataset.protected: the attributes and intersections audited have {count} observed groups "
-    "in all ({sets} sets; largest: {largest}), more than policy.max_total_groups={limit}; "
+    "in all ({sets} attribute sets counted; largest: {largest}), more than "
+    "policy.max_total_groups={limit}; "
     "audit fewer attributes or intersections (intersectional: false) or raise "
     "policy.max_total_groups"
 )
 
-_INT64_HEADROOM = 1 << 62
 DENSE_CELLS = 1 << 20  # count over the key space directly when it has <= max(rows, this) cells
-BLOCK_ROWS = 1 << 18  # temporaries of the dense pass stay O(block), whatever the rows
-
-
-def group_sum(values: np.ndarray, inverse: np.ndarray, groups: int, axis: int = 0) -> np.ndarray:
-    """Sum ``values`` along ``axis`` into ``groups`` bins given by ``inverse`` (exact ints).
-
-    Every bin must be hit at least once (true for group-bys of observed groups).
-    """
-    order = np.argsort(inverse, kind="stable")
-    starts = np.searchsorted(inverse[order], np.arange(groups))
-    return np.add.reduceat(np.take(values, order, axis=axis), starts, axis=axis)
-
-
-def _lexsorted(index: np.ndarray, sizes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Unique rows of an integer ``(n, k)`` array in lexicographic order, and the inverse."""
-    n, k = index.shape
-    if k == 0:
-        return np.zeros((1 if n else 0, 0), dtype=np.int64), np.zeros(n, dtype=np.int64)
-    key = np.zeros(n, dtype=np.int64)
-    space = 1
-    for j in range(k):
-        size = max(int(sizes[j]), 1)
-        if space * size >= _INT64_HEADROOM:  # re-rank: order is kept, the space shrinks to <= n
-            uniq, key = np.unique(key, return_inverse=True)
-            space = len(uniq)
-        key = key * size + index[:, j]
-        space *= size
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    return index[first], inverse.reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -110,12 +82,35 @@ class GroupCounts:
         if keep == list(range(len(self.attributes))):
             return self, np.arange(self.n_groups)
         sizes = [len(self.levels[i]) for i in keep]
-        index, inverse = _lexsorted(self.index[:, keep], sizes)
-        table = group_sum(self.table, inverse, len(index)) if len(index) else self.table[:0]
+        space = float(np.prod([float(max(k, 1)) for k in sizes]))
+        if self.n_groups and space <= max(self.n_groups, DENSE_CELLS):
+            index, inverse, table = self._small_marginal(keep, sizes)
+        else:
+            index, inverse = lexsorted(self.index[:, keep], sizes)
+            table = group_sum(self.table, inverse, len(index)) if len(index) else self.table[:0]
         sub = GroupCounts(
             tuple(attrs), tuple(self.levels[i] for i in keep), index, table, self.has_label
         )
         return sub, inverse
+
+    def _small_marginal(
+        self, keep: list[int], sizes: list[int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A marginal whose key space is no larger than the groups: bincount, no sort."""
+        key = np.ravel_multi_index(tuple(self.index[:, keep].T), sizes)
+        counts = np.stack(
+            [
+                np.bincount(key, weights=self.table[:, c], minlength=int(np.prod(sizes)))
+                for c in range(4)
+            ],
+            axis=1,
+        )
+        used = np.bincount(key, minlength=int(np.prod(sizes))) > 0
+        observed = np.flatnonzero(used)
+        rank = np.full(used.size, -1, dtype=np.int64)
+        rank[observed] = np.arange(observed.size)
+        index = np.stack(np.unravel_index(observed, sizes), axis=1).astype(np.int64)
+        return index, rank[key], np.rint(counts[observed]).astype(np.int64)
 
     def marginal(self, attrs: Sequence[str]) -> GroupCounts:
         """Counts for a subset of the attributes (summed over the others)."""
@@ -189,7 +184,7 @@ class GroupCounts:
             parts.append(np.stack(cols, axis=1) if cols else part.index)
         both = np.concatenate(parts)
         table = np.concatenate([self.table, other.table])
-        index, inverse = _lexsorted(both, [len(lv) for lv in levels])
+        index, inverse = lexsorted(both, [len(lv) for lv in levels])
         summed = group_sum(table, inverse, len(index)) if len(index) else table
         return GroupCounts(
             self.attributes, levels, index, summed, self.has_label and other.has_label
@@ -256,64 +251,41 @@ def check_levels(counts: GroupCounts, max_levels: int | None, *, partial: bool =
             raise ProbeError(message)
 
 
-def check_groups_limit(
-    subs: Sequence[GroupCounts], max_groups: int | None, max_total: int | None = None
-) -> None:
-    """Refuse, before any entry is built, an attribute set with more than ``max_groups``
-    observed groups, or more than ``max_total`` groups over all the sets of one probe."""
-    for counts in subs:
-        if max_groups is not None and counts.n_groups > max_groups:
-            name = "&".join(counts.attributes)
-            raise ProbeError(
-                MSG_TOO_MANY_GROUPS.format(attribute=name, count=counts.n_groups, limit=max_groups)
+def limited_marginals(
+    full: GroupCounts,
+    sets: Sequence[Sequence[str]],
+    max_groups: int | None,
+    max_total: int | None = None,
+) -> list[tuple[GroupCounts, np.ndarray]]:
+    """The marginal (and inverse) of each attribute set, refusing as soon as one set has
+    more than ``max_groups`` observed groups or the sets more than ``max_total`` in all.
+
+    Larger sets come first (the full intersection costs nothing), so an audit that
+    will be refused is refused before the expensive group-bys.
+    """
+    order = sorted(range(len(sets)), key=lambda i: -len(sets[i]))
+    done: dict[int, tuple[GroupCounts, np.ndarray]] = {}
+    total = 0
+    for k, i in enumerate(order, start=1):
+        sub, inverse = full.marginal_inverse(sets[i])
+        name = "&".join(sub.attributes)
+        if max_groups is not None and sub.n_groups > max_groups:
+            message = MSG_TOO_MANY_GROUPS.format(
+                attribute=name, count=sub.n_groups, limit=max_groups
             )
-    total = sum(c.n_groups for c in subs)
-    if max_total is not None and total > max_total:
-        largest = sorted(subs, key=lambda c: -c.n_groups)[:3]
-        shown = ", ".join(f"{'&'.join(c.attributes)!r} ({c.n_groups})" for c in largest)
-        raise ProbeError(
-            MSG_TOO_MANY_TOTAL.format(count=total, sets=len(subs), limit=max_total, largest=shown)
-        )
-
-
-def _dense_pass(
-    coded: list[np.ndarray], sizes: list[int], y_pred: np.ndarray, y_true: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Counts over the whole (small) key space in blocks; only observed groups returned."""
-    n = len(y_pred)
-    size = int(np.prod(sizes)) * 4
-    dtype = np.int32 if size < 2**31 else np.int64
-    flat = np.zeros(size, dtype=np.int64)
-    for start in range(0, n, BLOCK_ROWS):
-        stop = min(start + BLOCK_ROWS, n)
-        key: np.ndarray[Any, np.dtype[np.signedinteger[Any]]] = np.zeros(stop - start, dtype=dtype)
-        for codes, k in zip(coded, sizes):
-            key *= k
-            key += codes[start:stop]  # type: ignore[arg-type]
-        key *= 4
-        if y_true is not None:
-            key += 2 * np.asarray(y_true[start:stop], dtype=dtype)  # type: ignore[arg-type]
-        key += np.asarray(y_pred[start:stop], dtype=dtype)
-        flat += np.bincount(key, minlength=size)
-    table = flat.reshape(-1, 4)
-    observed = np.flatnonzero(table.sum(axis=1) > 0)
-    index = np.stack(np.unravel_index(observed, sizes), axis=1).astype(np.int64)
-    return index, table[observed]
-
-
-def _sparse_pass(
-    coded: list[np.ndarray], sizes: list[int], y_pred: np.ndarray, y_true: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of the observed groups only: row keys, ``np.unique``, one ``bincount``."""
-    stacked = np.stack([np.asarray(c, dtype=np.int64) for c in coded], axis=1)
-    index, inverse = _lexsorted(stacked, sizes)
-    del stacked
-    cell = 4 * inverse
-    if y_true is not None:
-        cell += 2 * np.asarray(y_true, dtype=np.int64)
-    cell += np.asarray(y_pred, dtype=np.int64)
-    table = np.bincount(cell, minlength=4 * len(index)).reshape(-1, 4)
-    return index, table
+            raise ProbeError(message)
+        done[i] = (sub, inverse)
+        total += sub.n_groups
+        if max_total is not None and total > max_total:
+            largest = sorted((s for s, _ in done.values()), key=lambda c: -c.n_groups)[:3]
+            shown = ", ".join(f"{'&'.join(c.attributes)!r} ({c.n_groups})" for c in largest)
+            count = f"{total}" if k == len(sets) else f"at least {total}"
+            raise ProbeError(
+                MSG_TOO_MANY_TOTAL.format(
+                    count=count, sets=f"{k} of {len(sets)}", limit=max_total, largest=shown
+                )
+            )
+    return [done[i] for i in range(len(sets))]
 
 
 def count_groups(
@@ -348,25 +320,11 @@ def count_groups(
         index = np.zeros((0, len(attributes)), dtype=np.int64)
         table = np.zeros((0, 4), dtype=np.int64)
     elif space <= max(n, DENSE_CELLS):
-        index, table = _dense_pass(coded, sizes, y_pred, y_true)
+        index, table = dense_pass(coded, sizes, y_pred, y_true)
     else:
-        index, table = _sparse_pass(coded, sizes, y_pred, y_true)
-    index, kept = _drop_unused(index, levels)
+        index, table = sparse_pass(coded, sizes, y_pred, y_true)
+    index, kept = drop_unused(index, levels)
     return GroupCounts(tuple(attributes), kept, index, table, y_true is not None)
-
-
-def _drop_unused(
-    index: np.ndarray, levels: list[tuple[str, ...]]
-) -> tuple[np.ndarray, tuple[tuple[str, ...], ...]]:
-    """Levels no observed group uses are dropped (a monotone renumbering keeps the order)."""
-    kept = []
-    for d, lv in enumerate(levels):
-        used = np.unique(index[:, d])
-        if len(used) < len(lv):
-            index[:, d] = np.searchsorted(used, index[:, d])
-            lv = tuple(lv[i] for i in used)
-        kept.append(lv)
-    return index, tuple(kept)
 
 
 def attribute_sets(attributes: Sequence[str], intersectional: bool) -> list[tuple[str, ...]]:

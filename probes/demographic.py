@@ -32,14 +32,15 @@ from probes.counts import (
     TP,
     GroupCounts,
     attribute_sets,
-    check_groups_limit,
     count_groups,
-    group_sum,
+    limited_marginals,
     rates,
 )
+from probes.demographic_summary import entry_summary
 from probes.impact import exclusions, impact, privileged_metrics
+from probes.keys import group_sum
 from probes.scores import score_metrics
-from probes.stats import homogeneity_pvalue, proportion_ci
+from probes.stats import proportion_ci
 from probes.util import finite_or_none
 
 
@@ -76,15 +77,6 @@ def _ci(lo: float, hi: float) -> list[float] | None:
     return None if lo_ is None or hi_ is None else [lo_, hi_]
 
 
-def _spread(values: np.ndarray) -> tuple[float | None, float | None]:
-    """fairlearn's between-group difference (max - min) and ratio (min / max)."""
-    v = values[~np.isnan(values)]
-    if v.size == 0:
-        return None, None
-    hi, lo = float(v.max()), float(v.min())
-    return hi - lo, (lo / hi if hi > 0 else None)
-
-
 def _quantiles(x: np.ndarray, alpha: float) -> np.ndarray:
     """Percentile interval over replicates (axis 0); nan-aware only when needed."""
     q = [alpha, 1 - alpha]
@@ -102,6 +94,51 @@ MSG_NO_ROWS = (
     "dataset: no rows to audit for {attribute!r}; the dataset (or the slice given to "
     "this probe) is empty"
 )
+
+
+def _boot_bounds(
+    boot: np.ndarray | None, ref: int, confidence: float
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Percentile intervals of the selection rates and impact ratios over the replicates."""
+    if boot is None:
+        return None, None
+    bn = boot.sum(axis=-1).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bsel = (boot[..., FP] + boot[..., TP]) / bn
+        bimp = bsel / bsel[:, [ref]]
+    alpha = (1 - confidence) / 2
+    return _quantiles(bsel, alpha), _quantiles(bimp, alpha)
+
+
+def _as_entry(
+    counts: GroupCounts,
+    ref_key: tuple[str, ...],
+    groups: list[dict[str, Any]],
+    summary: dict[str, Any],
+    reasons: list[str | None],
+    min_group_size: int,
+) -> ProbeEntry:
+    return ProbeEntry.model_validate(
+        dict(
+            kind="demographic",
+            attribute="&".join(counts.attributes),
+            attributes=list(counts.attributes),
+            reference_group="&".join(ref_key),
+            groups=groups,
+            summary=summary,
+            excluded_groups=[
+                {"group": g["group"], "n": g["n"], "share": g["share"]}
+                for g in groups
+                if g["insufficient_data"]
+            ],
+            impact_ratio_excluded=[
+                {"group": g["group"], "n": g["n"], "share": g["share"], "reason": reason}
+                for g, reason in zip(groups, reasons)
+                if reason is not None
+            ],
+            min_group_size=min_group_size,
+        )
+    )
 
 
 def entry_from_counts(
@@ -137,15 +174,7 @@ def entry_from_counts(
             ("fpr", cells[:, FP], cells[:, FP] + cells[:, TN]),
         )
     }
-    boot_sel = boot_imp = None
-    if boot is not None:
-        bn = boot.sum(axis=-1).astype(float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            bsel = (boot[..., FP] + boot[..., TP]) / bn
-            bimp = bsel / bsel[:, [ref]]
-        alpha = (1 - config.confidence) / 2
-        boot_sel = _quantiles(bsel, alpha)
-        boot_imp = _quantiles(bimp, alpha)
+    boot_sel, boot_imp = _boot_bounds(boot, ref, config.confidence)
     clarify = _clarify_all(cells) if counts.has_label and len(keys) > 1 else None
     groups: list[dict[str, Any]] = []
     for i, key in enumerate(keys):
@@ -182,72 +211,15 @@ def entry_from_counts(
                 None if i == ref or reasons[i] else _ci(boot_imp[0, i], boot_imp[1, i])
             )
         groups.append(g)
-    dpd, dpr = _spread(sel)
-    summary: dict[str, Any] = {
-        "demographic_parity_difference": dpd,
-        "demographic_parity_ratio": dpr,
-        "selection_rate_homogeneity_p_value": homogeneity_pvalue(selected, n),
-        "equalized_odds_difference": None,
-        "equalized_odds_ratio": None,
-        "equal_opportunity_difference": None,
-        "equal_opportunity_ratio": None,
-    }
-    if counts.has_label:
-        tpr_d, tpr_r = _spread(r["tpr"])
-        fpr_d, fpr_r = _spread(r["fpr"])
-        acc_d, acc_r = _spread(r["accuracy"])
-        summary.update(
-            equal_opportunity_difference=tpr_d,
-            equal_opportunity_ratio=tpr_r,
-            equalized_odds_difference=None if tpr_d is None or fpr_d is None else max(tpr_d, fpr_d),
-            equalized_odds_ratio=None if tpr_r is None or fpr_r is None else min(tpr_r, fpr_r),
-            true_positive_rate_difference=tpr_d,
-            false_positive_rate_difference=fpr_d,
-            accuracy_difference=acc_d,
-            accuracy_ratio=acc_r,
-        )
-        try:
-            from probes.clarify import generalized_entropy_index
-
-            summary["generalized_entropy_index"] = generalized_entropy_index(cells, alpha=2)
-        except ImportError:  # pragma: no cover
-            pass
-    if boot is not None:
-        bn = boot.sum(axis=-1).astype(float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            bsel = (boot[..., FP] + boot[..., TP]) / bn
-        diffs = np.nanmax(bsel, axis=1) - np.nanmin(bsel, axis=1)
-        alpha = (1 - config.confidence) / 2
-        summary["demographic_parity_difference_ci_bootstrap"] = _ci(
-            *np.quantile(diffs, [alpha, 1 - alpha])
-        )
-        summary["bootstrap_replicates"] = int(boot.shape[0])
+    summary = entry_summary(
+        r, cells, boot, has_label=counts.has_label, confidence=config.confidence
+    )
     if privileged and len(counts.attributes) == 1 and counts.attributes[0] in privileged:
         attr = counts.attributes[0]
         summary["privileged"] = privileged_metrics(
             keys, cells, attr, str(privileged[attr]), counts.has_label, unknown_label
         )
-    return ProbeEntry.model_validate(
-        dict(
-            kind="demographic",
-            attribute="&".join(counts.attributes),
-            attributes=list(counts.attributes),
-            reference_group="&".join(keys[ref]),
-            groups=groups,
-            summary=summary,
-            excluded_groups=[
-                {"group": g["group"], "n": g["n"], "share": g["share"]}
-                for g in groups
-                if g["insufficient_data"]
-            ],
-            impact_ratio_excluded=[
-                {"group": g["group"], "n": g["n"], "share": g["share"], "reason": reason}
-                for g, reason in zip(groups, reasons)
-                if reason is not None
-            ],
-            min_group_size=min_group_size,
-        )
-    )
+    return _as_entry(counts, keys[ref], groups, summary, reasons, min_group_size)
 
 
 def entries_from_counts(
@@ -268,8 +240,7 @@ def entries_from_counts(
     entry is built.
     """
     sets = attribute_sets(list(full.attributes), config.intersectional)
-    subs = [full.marginal_inverse(attrs) for attrs in sets]
-    check_groups_limit([sub for sub, _ in subs], max_groups, max_total_groups)
+    subs = limited_marginals(full, sets, max_groups, max_total_groups)
     boot_full = full.bootstrap(replicates=config.bootstrap, seed=seed) if config.bootstrap else None
     entries = []
     for sub, inverse in subs:

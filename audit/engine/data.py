@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ from audit.errors import (
     AuditInputError,
     did_you_mean,
 )
-from probes.counts import MSG_TOO_MANY_LEVELS
+from probes.base import ProbeError
+from probes.counts import MSG_TOO_MANY_LEVELS, GroupCounts, check_levels
 from probes.util import canonical_label, file_sha256
 
 canonical = canonical_label  # 1 == "1" == 1.0 == True == "true"
@@ -61,27 +63,30 @@ def group_category(
     ``max_levels`` levels (``policy.max_levels``: an id column by mistake) is an input
     error naming the column, raised before anything else is built.
     """
-    if isinstance(series.dtype, pd.CategoricalDtype):
+    categorical = isinstance(series.dtype, pd.CategoricalDtype)
+    if categorical:
         codes = series.cat.codes.to_numpy()
-        values = list(series.cat.categories)
+        values = series.cat.categories.tolist()
     else:
         codes, uniques = pd.factorize(series, use_na_sentinel=True)
-        values = list(uniques)
+        values = uniques.tolist()
     labels = [str(v).strip() for v in values]
     labels = [unknown if lab == "" else lab for lab in labels]
     missing = int((codes < 0).sum())
+    if max_levels is not None and len(labels) > max_levels:  # before sorting or recoding
+        # declared categories may outnumber the values present: count those present
+        present = np.unique(codes[codes >= 0]) if categorical else range(len(labels))
+        seen = {labels[i] for i in present}
+        count = len(seen - {unknown}) + (1 if missing or unknown in seen else 0)
+        if count > max_levels:
+            message = MSG_TOO_MANY_LEVELS.format(column=series.name, count=count, limit=max_levels)
+            raise AuditInputError(message, field=field or "dataset.protected")
     levels = sorted(set(labels) - {unknown})
     if missing or unknown in labels:
         levels.append(unknown)
     index = {lab: i for i, lab in enumerate(levels)}
     remap = np.array([index[lab] for lab in labels] + [index.get(unknown, -1)], dtype=np.int32)
     new_codes = remap[codes]  # code -1 picks the last entry: unknown
-    # declared categories may outnumber the values present: count those only when over
-    if max_levels is not None and len(levels) > max_levels:
-        count = int(np.unique(new_codes).size)
-        if count > max_levels:
-            message = MSG_TOO_MANY_LEVELS.format(column=series.name, count=count, limit=max_levels)
-            raise AuditInputError(message, field=field or "dataset.protected")
     return pd.Categorical.from_codes(new_codes, categories=levels), missing
 
 
@@ -343,3 +348,36 @@ def iter_chunks(
         for df in reader:
             yield df, offset
             offset += len(df)
+
+
+def refuse_levels(total: GroupCounts, max_levels: int, *, partial: bool = False) -> None:
+    """Merged counts (chunks, shards) with a column over ``policy.max_levels``: input error."""
+    try:
+        check_levels(total, max_levels, partial=partial)
+    except ProbeError as exc:
+        raise AuditInputError(str(exc), field="dataset.protected") from None
+
+
+def count_chunks(
+    spec: DatasetSpec, path: Path, *, chunk_rows: int, max_levels: int
+) -> tuple[GroupCounts | None, int, dict[str, int]]:
+    """Counts of a file read in chunks (they add): merged counts, rows, unknowns per column."""
+    from probes.counts import count_groups
+
+    total = None
+    rows = 0
+    unknown: dict[str, int] = {c: 0 for c in spec.protected}
+    chunks = iter_chunks(spec, path, chunk_rows=chunk_rows)
+    with closing(chunks):  # the file is closed also when a chunk is refused
+        for raw, offset in chunks:
+            frame, y_true, y_pred, _, unk = prepare(
+                raw, spec, need_prediction=True, row_offset=offset, max_levels=max_levels
+            )
+            assert y_pred is not None
+            part = count_groups(frame, list(spec.protected), y_pred=y_pred, y_true=y_true)
+            total = part if total is None else total + part
+            refuse_levels(total, max_levels, partial=True)  # each chunk may be under, not all
+            rows += len(frame)
+            for k, v in unk.items():
+                unknown[k] += v
+    return total, rows, unknown

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from audit.engine.spec import AuditSpec, parse_spec, validate_probe_configs
 from audit.errors import AuditCancelled, AuditInputError
 from audit.settings import get_settings
 from probes.base import CountContext, ProbeEntry, ProbeError, ProbeInput, get_probe
-from probes.counts import GroupCounts, check_levels
+from probes.counts import GroupCounts
 from probes.inference import InferenceCancelled
 
 __all__ = [
@@ -56,37 +55,12 @@ def _chunked_entries(
     spec: AuditSpec, path: Path, configs: list[Any], min_size: int
 ) -> tuple[list[ProbeEntry], int, dict[str, int]]:
     """Count-only audit of a file too large for memory: counts add across chunks."""
-    from probes.counts import count_groups
-
-    total = None
-    rows = 0
-    unknown: dict[str, int] = {c: 0 for c in spec.dataset.protected}
-    chunk_rows = get_settings().chunk_rows
-    max_levels = spec.policy.max_levels
-    chunks = data_mod.iter_chunks(spec.dataset, path, chunk_rows=chunk_rows)
-    with closing(chunks):  # the file is closed also when a chunk is refused
-        for raw, offset in chunks:
-            frame, y_true, y_pred, _, unk = data_mod.prepare(
-                raw, spec.dataset, need_prediction=True, row_offset=offset, max_levels=max_levels
-            )
-            assert y_pred is not None
-            part = count_groups(frame, list(spec.dataset.protected), y_pred=y_pred, y_true=y_true)
-            total = part if total is None else total + part
-            refuse_levels(total, max_levels, partial=True)  # each chunk may be under, not all
-            rows += len(frame)
-            for k, v in unk.items():
-                unknown[k] += v
+    total, rows, unknown = data_mod.count_chunks(
+        spec.dataset, path, chunk_rows=get_settings().chunk_rows, max_levels=spec.policy.max_levels
+    )
     if total is None:
         raise AuditInputError(f"dataset.path: {path.name} has no rows", field="dataset.path")
     return entries_from_total(spec, configs, total), rows, unknown
-
-
-def refuse_levels(total: GroupCounts, max_levels: int, *, partial: bool = False) -> None:
-    """Merged counts (chunks, shards) with a column over ``policy.max_levels``: input error."""
-    try:
-        check_levels(total, max_levels, partial=partial)
-    except ProbeError as exc:
-        raise AuditInputError(str(exc), field="dataset.protected") from None
 
 
 def entries_from_total(spec: AuditSpec, configs: list[Any], total: GroupCounts) -> list[ProbeEntry]:
