@@ -34,13 +34,21 @@ def _status(
     p_value: float | None,
     alpha: float,
     require_significance: bool,
+    baseline: float | None = None,
+    flagged: bool = False,
 ) -> str:
     if insufficient or value is None:
         return "insufficient_data"
-    breached = value < threshold if direction == "min" else value > threshold
+    breached = _breaches(value, threshold, direction) or flagged
+    if baseline is not None and _breaches(baseline, threshold, direction):
+        return "pass"  # a change judged from a baseline already past the threshold
     if breached and require_significance and (p_value is None or p_value >= alpha):
         return "pass"
     return "fail" if breached else "pass"
+
+
+def _breaches(value: float, threshold: float, direction: str) -> bool:
+    return value < threshold if direction == "min" else value > threshold
 
 
 def _finding(
@@ -67,6 +75,8 @@ def _finding(
             p_value=p,
             alpha=spec.policy.alpha,
             require_significance=spec.policy.require_significance or check.require_significance,
+            baseline=g.get(check.baseline_field) if check.baseline_field else None,
+            flagged=bool(check.fail_flag and g.get(check.fail_flag)),
         ),
         p_value=p,
         ci=tuple(g[check.ci]) if check.ci and g.get(check.ci) else None,

@@ -140,8 +140,13 @@ def compute_results(
     progress: Callable[[float], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     base_dir: Path | None = None,
+    artifacts: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
-    """Run the probes and policy; return the results.json document (nothing stored)."""
+    """Run the probes and policy; return the results.json document (nothing stored).
+
+    Files a probe produces (e.g. the best alternative model of ``lda-search``) are
+    added to ``artifacts`` (name -> bytes) when a dict is given.
+    """
     started = _now()
     spec, spec_dir = parse_spec(spec_source)
     base = base_dir or spec_dir
@@ -216,6 +221,8 @@ def compute_results(
             min_group_size=min_size,
             progress=None,
             should_cancel=should_cancel,
+            label=spec.dataset.label,
+            base_dir=base,
         )
         for i, cfg in enumerate(configs):
             if should_cancel is not None and should_cancel():
@@ -239,6 +246,8 @@ def compute_results(
             except InferenceCancelled:
                 raise AuditCancelled("audit cancelled") from None
             entries.extend(result.entries)
+            if artifacts is not None:
+                artifacts.update(result.artifacts)
             if progress is not None:
                 progress((i + 1) / len(configs))
     model_info, precision = _model_info(spec, model)
@@ -315,15 +324,24 @@ def _json_default(o: Any) -> Any:
 
 
 def write_outputs(
-    results: dict[str, Any], out_dir: Path, *, html: str | None = None
+    results: dict[str, Any],
+    out_dir: Path,
+    *,
+    html: str | None = None,
+    artifacts: dict[str, bytes] | None = None,
 ) -> dict[str, Path]:
-    """Write results.json and report.html (``html``, else rendered) atomically into ``out_dir``."""
+    """Write results.json, report.html (``html``, else rendered) and probe artifacts atomically."""
     from audit.reports.html import render_html
 
     out_dir.mkdir(parents=True, exist_ok=True)
     html = render_html(results) if html is None else html
     text = json.dumps(results, indent=2, sort_keys=False)
     paths = {"results": out_dir / "results.json", "report": out_dir / "report.html"}
+    for name, blob in (artifacts or {}).items():
+        paths[name] = out_dir / Path(name).name  # a bare file name: never outside out_dir
+        tmp = paths[name].with_name(f".{paths[name].name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_bytes(blob)
+        os.replace(tmp, paths[name])
     _write_atomic(paths["report"], html)
     _write_atomic(paths["results"], text)
     return paths
@@ -363,14 +381,19 @@ def run_audit(
         recorder = EmbeddedRecorder.start(parsed, project=project)
         audit_id = recorder.audit_id
     written: dict[str, Path] = {}
+    artifacts: dict[str, bytes] = {}
     try:
-        results = compute_results(source, audit_id=audit_id, progress=progress, base_dir=base)
+        results = compute_results(
+            source, audit_id=audit_id, progress=progress, base_dir=base, artifacts=artifacts
+        )
         reports: dict[str, str] = {}
         if out_dir is not None:  # rendered once: written, and stored with the results
             from audit.reports.html import render_html
 
             reports["html"] = render_html(results)
-            written = write_outputs(results, Path(out_dir), html=reports["html"])
+            written = write_outputs(
+                results, Path(out_dir), html=reports["html"], artifacts=artifacts
+            )
         if recorder is not None:
             recorder.succeed(results, reports=reports)
     except BaseException as exc:
