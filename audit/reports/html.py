@@ -27,6 +27,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from audit.reports.frontier import frontier_section
 from audit.reports.ll144 import ll144_section
 from audit.reports.svg import (
     DASH,
@@ -347,16 +348,18 @@ def _generic(entry: Mapping[str, Any], index: Mapping[tuple[str, str, str], str]
     }
 
 
+def _frontier(entry: Mapping[str, Any], index: Mapping[tuple[str, str, str], str]) -> dict:
+    status = _group_status(entry, (entry.get("groups") or [{}])[-1], index)  # the judged row
+    summary = _summary_rows(entry.get("summary"))
+    return {**frontier_section(entry, status), "title": _title(entry), "summary": summary}
+
+
 def _section(entry: Mapping[str, Any], index: Mapping[tuple[str, str, str], str]) -> dict:
     kind = str(entry.get("kind", ""))
     cls = _probe_class(kind)
     layout = cls.layout if cls else "table"
-    if layout == "rates":
-        section = _demographic(entry, index)
-    elif layout == "counterfactual":
-        section = _counterfactual(entry, index)
-    else:
-        section = _generic(entry, index)
+    builders = {"rates": _demographic, "counterfactual": _counterfactual, "frontier": _frontier}
+    section = builders.get(layout, _generic)(entry, index)
     section["kind"] = kind
     return section
 

@@ -34,11 +34,13 @@ from probes.base import (
     register_probe,
 )
 from probes.lda import candidates as cands_mod
-from probes.lda.evaluate import Evaluation, evaluate, make_holdout, paired_gain_ci
+from probes.lda.candidates import Candidate
+from probes.lda.evaluate import Evaluation, Holdout, evaluate, make_holdout, paired_gain_ci
 from probes.lda.frontier import choose_best, drivers, loss, pareto
-from probes.lda.search import run_search
+from probes.lda.search import SearchOutcome, run_search
 from probes.util import canonical_label
 
+BASELINE = "model in use"
 MSG_NEEDS_SKLEARN = (
     "model.kind: lda-search refits the model in use, so it needs model.kind: sklearn "
     "(a fitted scikit-learn pipeline in a .skops file)"
@@ -187,18 +189,7 @@ class LdaSearchProbe(Probe):
         sel, score = model.predict_with_score(data.frame)  # type: ignore[attr-defined]
         if score is None:
             raise ProbeError(MSG_NO_PROBA)
-        holdout = make_holdout(
-            y=data.y_true,
-            groups=data.frame[attr].astype(str),
-            n_boot=config.bootstrap,
-            seed=seed,
-            confidence=config.confidence,
-            min_group_size=data.min_group_size,
-            weights=getattr(data, "weights", None),  # hook: dataset.weight (section 8)
-            reference=getattr(data, "reference", {}).get(attr)  # hook: dataset.reference
-            if isinstance(getattr(data, "reference", None), dict)
-            else None,
-        )
+        holdout = _holdout(config, data, seed)
         base = evaluate(holdout, score=score, selected=sel, metric=config.metric)
         specs = cands_mod.plan(
             est,
@@ -224,77 +215,98 @@ class LdaSearchProbe(Probe):
             progress=data.progress,
             should_cancel=data.should_cancel,
         )
-        found = list(outcome.candidates)
-        refit = next((c for c in found if c.name == "refit"), None)
-        if refit is not None:
-            for k in range(-config.threshold_steps, config.threshold_steps + 1):
-                t = round(0.5 + k * config.threshold_step, 6)
-                if k != 0 and 0 < t < 1:
-                    found.append(cands_mod.with_threshold(refit, t))
-        x_hold = _model_frame(data.frame, features)
-        return _result(config, data, base, holdout, found, outcome, x_hold)
+        found = _with_thresholds(config, list(outcome.candidates))
+        return _result(config, base, holdout, found, outcome, _model_frame(data.frame, features))
+
+
+def _holdout(config: LdaSearchConfig, data: ProbeInput, seed: int) -> Holdout:
+    """The holdout's groups and bootstrap; weights and control group when the dataset sets them."""
+    reference = getattr(data, "reference", None)  # hook: dataset.reference (section 8)
+    return make_holdout(
+        y=np.asarray(data.y_true, dtype=bool),
+        groups=data.frame[config.attribute].astype(str),
+        n_boot=config.bootstrap,
+        seed=seed,
+        confidence=config.confidence,
+        min_group_size=data.min_group_size,
+        weights=getattr(data, "weights", None),  # hook: dataset.weight (section 8)
+        reference=reference.get(config.attribute) if isinstance(reference, dict) else None,
+    )
+
+
+def _with_thresholds(config: LdaSearchConfig, found: list[Candidate]) -> list[Candidate]:
+    """``found`` plus the "refit" candidate at each moved threshold."""
+    refit = next((c for c in found if c.name == "refit"), None)
+    if refit is None:
+        return found
+    for k in range(-config.threshold_steps, config.threshold_steps + 1):
+        t = round(0.5 + k * config.threshold_step, 6)
+        if k != 0 and 0 < t < 1:
+            found.append(cands_mod.with_threshold(refit, t))
+    return found
+
+
+def _decide(
+    config: LdaSearchConfig, baseline: dict[str, Any], records: list[dict[str, Any]]
+) -> tuple[dict[str, Any] | None, dict[str, bool]]:
+    """``best`` and the flags: needed (baseline below target), significant, lifted."""
+    best = choose_best(baseline, records, max_loss=config.max_performance_loss)
+    base_ir = baseline["min_impact_ratio"]
+    needed = base_ir is not None and base_ir < config.target_impact_ratio
+    gain_lo = None if best is None else best["min_impact_ratio_gain_ci"][0]
+    significant = bool(best is not None and needed and gain_lo is not None and gain_lo > 0)
+    lifted = bool(
+        best is not None and needed and best["min_impact_ratio"] >= config.target_impact_ratio
+    )
+    return best, {"needed": needed, "significant": significant, "lifted": lifted}
+
+
+def _groups(
+    baseline: dict[str, Any], best: dict[str, Any] | None, n: int, significant: bool
+) -> list[dict[str, Any]]:
+    """Rows for the policy: the model in use and the best alternative (which is judged)."""
+    keys = ("performance", "performance_ci", "min_impact_ratio", "min_impact_ratio_ci")
+    base_row = {"group": baseline["name"], "n": n, **{k: baseline[k] for k in keys}}
+    judged = best or baseline
+    row = {
+        "group": judged["name"],
+        "n": n,
+        **{k: judged[k] for k in keys},
+        "lda_min_impact_ratio": judged["min_impact_ratio"],
+        "lda_min_impact_ratio_ci": judged["min_impact_ratio_ci"],
+        "baseline_min_impact_ratio": baseline["min_impact_ratio"],
+        "lda_significant": significant,
+    }
+    return [row] if best is None else [base_row, row]
 
 
 def _result(
     config: LdaSearchConfig,
-    data: ProbeInput,
     base: Evaluation,
-    holdout: Any,
-    found: list[Any],
-    outcome: Any,
+    holdout: Holdout,
+    found: list[Candidate],
+    outcome: SearchOutcome,
     x_hold: pd.DataFrame,
 ) -> ProbeResult:
     """Evaluate every candidate, decide, and build the entry and the saved best model."""
-    conf = config.confidence
     evals = []
     for c in found:
         sel, score = c.decide(x_hold)
         evals.append(evaluate(holdout, score=score, selected=sel, metric=config.metric))
-    records = [_record(c, ev, base, conf) for c, ev in zip(found, evals, strict=True)]
-    baseline = {"name": "model in use", **base.record}
-    best = choose_best(baseline, records, max_loss=config.max_performance_loss)
-    base_ir = baseline["min_impact_ratio"]
-    needed = base_ir is not None and base_ir < config.target_impact_ratio
-    significant = bool(
-        best is not None and (best["min_impact_ratio_gain_ci"][0] or 0.0) > 0.0 and needed
+    records = [_record(c, ev, base, config.confidence) for c, ev in zip(found, evals, strict=True)]
+    baseline = {"name": BASELINE, **base.record}
+    best, flags = _decide(config, baseline, records)
+    best_full = (
+        None if best is None else {**best, "groups": evals[records.index(best)].record["groups"]}
     )
-    lifted = bool(
-        best is not None and needed and best["min_impact_ratio"] >= config.target_impact_ratio
-    )
-    best_full = None
-    if best is not None:
-        i = records.index(best)
-        best_full = {**best, "groups": evals[i].record["groups"]}
-    judged = best or baseline
-    row = {
-        "group": judged["name"],
-        "n": int(len(x_hold)),
-        "performance": judged["performance"],
-        "performance_ci": judged["performance_ci"],
-        "lda_min_impact_ratio": judged["min_impact_ratio"],
-        "lda_min_impact_ratio_ci": judged["min_impact_ratio_ci"],
-        "baseline_min_impact_ratio": base_ir,
-        "lda_significant": significant,
-    }
-    base_row = {
-        "group": "model in use",
-        "n": int(len(x_hold)),
-        "performance": baseline["performance"],
-        "performance_ci": baseline["performance_ci"],
-        "min_impact_ratio": base_ir,
-        "min_impact_ratio_ci": baseline["min_impact_ratio_ci"],
-    }
-    groups = [row] if best is None else [base_row, row]
-    if best is None:
-        groups[0] = {**base_row, **row}
     file_name = f"lda-best-{re.sub(r'[^A-Za-z0-9_.-]', '_', config.attribute)}.skops"
     summary = {
-        "lda_found": bool(best is not None and (lifted or significant)),
-        "lda_needed": bool(needed),
+        "lda_found": bool(best is not None and (flags["lifted"] or flags["significant"])),
+        "lda_needed": flags["needed"],
         "metric": config.metric,
         "max_performance_loss": config.max_performance_loss,
         "target_impact_ratio": config.target_impact_ratio,
-        "baseline_min_impact_ratio": base_ir,
+        "baseline_min_impact_ratio": baseline["min_impact_ratio"],
         "best": None if best is None else best["name"],
         "best_min_impact_ratio": None if best is None else best["min_impact_ratio"],
         "best_performance_loss": None if best is None else best["performance_loss"],
@@ -306,18 +318,17 @@ def _result(
         "time_budget_s": config.time_budget_s,
         "best_model_file": None if best is None else file_name,
     }
-    drv = drivers(baseline, records)
     entry = ProbeEntry.model_validate(
         {
             "kind": "lda-search",
             "attribute": config.attribute,
-            "groups": groups,
+            "groups": _groups(baseline, best, len(x_hold), flags["significant"]),
             "summary": summary,
             "baseline": baseline,
             "alternatives": records,
             "best": best_full,
             "frontier": pareto([baseline, *records]),
-            "drivers": drv[:10],
+            "drivers": drivers(baseline, records)[:10],
             "failed": outcome.failed,
         }
     )
