@@ -115,7 +115,8 @@ def _row(r: Mapping[str, Any]) -> dict[str, str]:
 def frontier_section(entry: Mapping[str, Any], status: str | None) -> dict[str, Any]:
     """The template's data for an lda-search entry (``status``: its finding's status)."""
     summary = entry.get("summary") or {}
-    alts = {str(a.get("name")): a for a in entry.get("alternatives") or [] if isinstance(a, Mapping)}
+    records = [a for a in entry.get("alternatives") or [] if isinstance(a, Mapping)]
+    alts = {str(a.get("name")): a for a in records}
     frontier = [alts[n] for n in entry.get("frontier") or [] if n in alts]
     best = entry.get("best")
     return {

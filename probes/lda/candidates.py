@@ -23,6 +23,7 @@ The protected attribute is used by the reductions in training only.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -166,12 +167,17 @@ def _constraint(name: str, bound: float | None) -> Any:
 
 
 def _split(estimator: Any) -> tuple[Any, Any]:
-    """(preprocessing pipeline or None, final classifier) of a clone of ``estimator``."""
+    """(preprocessing, final classifier) of a clone of ``estimator``.
+
+    A bare classifier gets ``numpy.asarray`` as its preprocessing: the reductions fit
+    it on an array, so it must predict on one.
+    """
     from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
 
     if isinstance(estimator, Pipeline) and len(estimator.steps) > 1:
         return Pipeline(estimator.steps[:-1]), estimator.steps[-1][1]
-    return None, estimator
+    return FunctionTransformer(np.asarray), estimator
 
 
 def _fit_reduction(
@@ -184,7 +190,7 @@ def _fit_reduction(
     assert spec.reduction is not None
     red = spec.reduction
     pre, final = _split(base)
-    z = x if pre is None else pre.fit_transform(x, y)
+    z = pre.fit_transform(x, y)
     if hasattr(z, "toarray"):
         z = z.toarray()
     z = np.asarray(z, dtype=float)
@@ -192,15 +198,20 @@ def _fit_reduction(
     constraint = _constraint(red["constraint"], bound)
 
     def wrap(p: Any) -> Any:
-        return p if pre is None else Pipeline([("preprocess", pre), ("classifier", p)])
+        return Pipeline([("preprocess", pre), ("classifier", p)])
 
-    if red["method"] == "grid_search":
-        gs = GridSearch(final, constraints=constraint, grid_size=int(red["grid_size"]))
-        gs.fit(z, y, sensitive_features=s)
-        return [(f"{spec.name}:{i}", wrap(p)) for i, p in enumerate(gs.predictors_)]
-    eg = ExponentiatedGradient(final, constraints=constraint, max_iter=30)
-    np.random.seed(seed)  # noqa: NPY002 - fairlearn draws from the global state in fit
-    eg.fit(z, y, sensitive_features=s)
+    with warnings.catch_warnings():
+        # fairlearn 0.15 expands Series through .at and mixes dtypes (deprecated in pandas 3)
+        warnings.filterwarnings(
+            "ignore", category=getattr(pd.errors, "Pandas4Warning", FutureWarning)
+        )
+        if red["method"] == "grid_search":
+            gs = GridSearch(final, constraints=constraint, grid_size=int(red["grid_size"]))
+            gs.fit(z, y, sensitive_features=s)
+            return [(f"{spec.name}:{i}", wrap(p)) for i, p in enumerate(gs.predictors_)]
+        eg = ExponentiatedGradient(final, constraints=constraint, max_iter=30)
+        np.random.seed(seed)  # noqa: NPY002 - fairlearn draws from the global state in fit
+        eg.fit(z, y, sensitive_features=s)
     top = int(np.argmax(np.asarray(eg.weights_)))
     return [(spec.name, wrap(eg.predictors_[top]))]
 

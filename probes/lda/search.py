@@ -40,7 +40,7 @@ def _fit_one(
 ) -> list[Candidate] | str:
     try:
         return fit(spec, model, x=x, y=y, sensitive=s, excluded=excluded, seed=seed)
-    except (ValueError, TypeError, np.linalg.LinAlgError) as exc:  # one recipe, not the search
+    except (ValueError, TypeError, ArithmeticError) as exc:  # one recipe fails, not the search
         return f"{type(exc).__name__}: {exc}"
 
 

@@ -15,7 +15,7 @@ from audit import run_audit
 from probes.lda.candidates import plan
 from probes.lda.probe import LdaSearchConfig, _with_thresholds
 from probes.lda.search import run_search
-from probes.models import load_model
+from probes.models.sklearn import load_sklearn
 from tests.probes.lda_data import german_case
 
 pytestmark = pytest.mark.slow  # each search fits ~50 candidates
@@ -71,7 +71,7 @@ def test_best_alternative_is_saved_and_loads_as_a_model(
     out, results = planted
     entry = _lda(results)
     path = out / entry["summary"]["best_model_file"]
-    model = load_model(kind="sklearn", path=path)  # the safe loader: skops allowlist
+    model = load_sklearn(path=path)  # the safe loader: skops allowlist
     hold = pd.read_csv(out.parent / "holdout.csv")
     score = model.score(hold)
     assert score is not None and np.all((score >= 0) & (score <= 1))
@@ -103,7 +103,7 @@ def test_one_seed_gives_identical_results(tmp_path: Path) -> None:
 def test_no_candidate_reads_the_protected_column(tmp_path: Path) -> None:
     # the model in use takes sex as an input: every candidate must neutralize it
     german_case(tmp_path, planted=True, extra_features=("sex",))
-    model = load_model(kind="sklearn", path=tmp_path / "model.skops")
+    model = load_sklearn(path=tmp_path / "model.skops")
     train = pd.read_csv(tmp_path / "train.csv")
     hold = pd.read_csv(tmp_path / "holdout.csv")
     features = model.features
