@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 from fairlearn.metrics import MetricFrame, demographic_parity_ratio, selection_rate
 from sklearn.metrics import accuracy_score, roc_auc_score
 
+from audit.engine.run import compute_results
 from audit.engine.policy import _status
+from audit.errors import AuditInputError
 from probes.lda.evaluate import evaluate, make_holdout, paired_gain_ci
 from probes.lda.frontier import choose_best, drivers, pareto
 
@@ -116,3 +124,22 @@ def test_lda_available_rule(value: float, baseline: float, flag: bool, status: s
         require_significance=False, baseline=baseline, flagged=flag,
     )  # fmt: skip
     assert got == status
+
+
+def test_bad_train_file_is_an_input_error_naming_the_field(tmp_path: Path) -> None:
+    from tests.probes.lda_data import german_case
+
+    spec = german_case(tmp_path, planted=False)
+    spec["probes"][0]["train"] = "missing.csv"
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    proc = subprocess.run(
+        [sys.executable, "-m", "audit.cli", "run", str(tmp_path / "spec.yaml")],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "BIASAUDIT_ARTIFACT_DIR": str(tmp_path / "art")},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "probes[].train: file not found: missing.csv" in proc.stderr
+    (tmp_path / "bad.csv").write_text("duration\n1\n")
+    spec["probes"][0]["train"] = "bad.csv"
+    with pytest.raises(AuditInputError, match=r"probes\[\]\.train: bad.csv lacks column"):
+        compute_results(spec, base_dir=tmp_path)
