@@ -13,8 +13,8 @@ import yaml
 from fairlearn.metrics import MetricFrame, demographic_parity_ratio, selection_rate
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from audit.engine.run import compute_results
 from audit.engine.policy import _status
+from audit.engine.run import compute_results
 from audit.errors import AuditInputError
 from probes.lda.evaluate import evaluate, make_holdout, paired_gain_ci
 from probes.lda.frontier import choose_best, drivers, pareto
