@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+EG_MAX_ITER = 30  # ExponentiatedGradient iterations (each one fit)
 Family = Literal["refit", "hyperparameter", "drop", "reduction", "threshold"]
 
 #: hyperparameters moved to neighbour values: multiplicative steps (floats) or +/- steps
@@ -47,6 +48,7 @@ class CandidateSpec:
     params: dict[str, Any] = field(default_factory=dict)
     drop: tuple[str, ...] = ()
     reduction: dict[str, Any] | None = None
+    cost: int = 1  # model fits it takes (for the time budget)
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,9 @@ def plan(
                 "constraint": c,
                 "grid_size": grid_size,
             }
-            out.append(CandidateSpec(f"grid_search:{c}", "reduction", reduction=grid))
+            out.append(
+                CandidateSpec(f"grid_search:{c}", "reduction", reduction=grid, cost=grid_size + 1)
+            )
         for c in ("demographic_parity", "true_positive_rate_parity"):
             for b in bounds:
                 red: dict[str, Any] = {
@@ -149,9 +153,8 @@ def plan(
                     "constraint": c,
                     "bound": b,
                 }
-                out.append(
-                    CandidateSpec(f"exponentiated_gradient:{c}:{b:g}", "reduction", reduction=red)
-                )
+                name = f"exponentiated_gradient:{c}:{b:g}"
+                out.append(CandidateSpec(name, "reduction", reduction=red, cost=EG_MAX_ITER))
     return out
 
 
@@ -209,7 +212,7 @@ def _fit_reduction(
             gs = GridSearch(final, constraints=constraint, grid_size=int(red["grid_size"]))
             gs.fit(z, y, sensitive_features=s)
             return [(f"{spec.name}:{i}", wrap(p)) for i, p in enumerate(gs.predictors_)]
-        eg = ExponentiatedGradient(final, constraints=constraint, max_iter=30)
+        eg = ExponentiatedGradient(final, constraints=constraint, max_iter=EG_MAX_ITER)
         np.random.seed(seed)  # noqa: NPY002 - fairlearn draws from the global state in fit
         eg.fit(z, y, sensitive_features=s)
     top = int(np.argmax(np.asarray(eg.weights_)))

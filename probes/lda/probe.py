@@ -13,7 +13,9 @@ drive the disparity (:mod:`probes.lda.frontier`). See docs/lda.md.
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -164,6 +166,7 @@ class LdaSearchProbe(Probe):
     def run(
         self, *, data: ProbeInput, model: ModelAdapter | None, config: LdaSearchConfig
     ) -> ProbeResult:
+        started = time.monotonic()
         est = getattr(model, "estimator", None)
         if model is None or est is None or not hasattr(model, "predict_with_score"):
             raise ProbeError(MSG_NEEDS_SKLEARN)
@@ -186,11 +189,13 @@ class LdaSearchProbe(Probe):
                 "holdout needs rows"
             )
         seed = data.seed if config.seed is None else config.seed
+        t_eval = time.monotonic()  # predicting and evaluating one candidate
         sel, score = model.predict_with_score(data.frame)  # type: ignore[attr-defined]
         if score is None:
             raise ProbeError(MSG_NO_PROBA)
         holdout = _holdout(config, data, seed)
         base = evaluate(holdout, score=score, selected=sel, metric=config.metric)
+        t_eval = time.monotonic() - t_eval
         specs = cands_mod.plan(
             est,
             features=features,
@@ -202,21 +207,45 @@ class LdaSearchProbe(Probe):
             bounds=tuple(config.bounds),
             grid_size=config.grid_size,
         )
-        outcome = run_search(
-            specs,
-            est,
-            x=_model_frame(train, features),
-            y=y_train,
-            sensitive=train[attr].astype(str).fillna("unknown").to_numpy(),
-            excluded=excluded,
-            seed=seed,
-            n_jobs=config.n_jobs,
-            budget_s=config.time_budget_s,
-            progress=data.progress,
-            should_cancel=data.should_cancel,
-        )
-        found = _with_thresholds(config, list(outcome.candidates))
-        return _result(config, base, holdout, found, outcome, _model_frame(data.frame, features))
+        from threadpoolctl import threadpool_limits
+
+        # parallel across candidates, one BLAS/OpenMP thread each: nested threads on
+        # busy cores spin (a gradient-boosting fit ran 50x slower on a loaded machine)
+        with threadpool_limits(limits=_threads(config.n_jobs)):
+            outcome = run_search(
+                specs,
+                est,
+                x=_model_frame(train, features),
+                y=y_train,
+                sensitive=train[attr].astype(str).fillna("unknown").to_numpy(),
+                excluded=excluded,
+                seed=seed,
+                n_jobs=config.n_jobs,
+                budget_s=_fit_budget(config, started, t_eval, len(specs)),
+                progress=data.progress,
+                should_cancel=data.should_cancel,
+            )
+            found = _with_thresholds(config, list(outcome.candidates))
+            return _result(
+                config, base, holdout, found, outcome, _model_frame(data.frame, features)
+            )
+
+
+def _threads(n_jobs: int | None) -> int:
+    cpus = os.cpu_count() or 1
+    jobs = n_jobs if n_jobs and n_jobs > 0 else cpus
+    return max(1, cpus // jobs)
+
+
+def _fit_budget(config: LdaSearchConfig, started: float, t_eval: float, n_specs: int) -> float:
+    """Time left for fitting: the budget less what was spent and what evaluating will take.
+
+    Each recipe is counted as 1.5 candidates to predict and evaluate (grids give
+    several); a moved threshold reuses its model's scores and costs little.
+    """
+    to_evaluate = 1.5 * n_specs + 0.2 * config.threshold_steps
+    spent = time.monotonic() - started
+    return max(0.0, config.time_budget_s - spent - t_eval * to_evaluate)
 
 
 def _holdout(config: LdaSearchConfig, data: ProbeInput, seed: int) -> Holdout:
@@ -290,8 +319,12 @@ def _result(
 ) -> ProbeResult:
     """Evaluate every candidate, decide, and build the entry and the saved best model."""
     evals = []
+    scores: dict[int, np.ndarray] = {}  # by fitted pipeline: moved thresholds share one
     for c in found:
-        sel, score = c.decide(x_hold)
+        if id(c.estimator) not in scores:
+            scores[id(c.estimator)] = c.score(x_hold)
+        score = scores[id(c.estimator)]
+        sel = score >= c.threshold
         evals.append(evaluate(holdout, score=score, selected=sel, metric=config.metric))
     records = [_record(c, ev, base, config.confidence) for c, ev in zip(found, evals, strict=True)]
     baseline = {"name": BASELINE, **base.record}

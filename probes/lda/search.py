@@ -1,10 +1,11 @@
 """Fit the planned candidates in parallel (joblib) within a time budget, reporting progress.
 
-Recipes are fitted in batches of ``2 x n_jobs``; before each batch the search
-checks the clock: when the time spent plus the slowest batch so far would pass
-the budget, the remaining recipes are skipped (and counted). The candidates
-come back in plan order whatever the worker order, so one seed gives one
-result when the budget is not reached.
+Recipes are fitted in batches of ``2 x n_jobs``. Each recipe declares its cost
+in model fits (a GridSearch fits its grid, an ExponentiatedGradient up to its
+iterations); after the first batch the search knows the time of one fit, and
+leaves out every recipe that would not finish within what is left of the
+budget (counted as skipped). The candidates come back in plan order whatever
+the worker order, so one seed gives one result when the budget is not reached.
 """
 
 from __future__ import annotations
@@ -58,38 +59,44 @@ def run_search(
     progress: Callable[[float], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> SearchOutcome:
-    """Fit ``specs`` in order, in parallel batches, until done or out of time."""
+    """Fit ``specs`` in order, in parallel batches, leaving out what would pass the budget."""
     jobs = n_jobs if n_jobs and n_jobs > 0 else max(1, os.cpu_count() or 1)
-    batch = max(1, 2 * jobs) if jobs > 1 else 1
+    batch = 2 * jobs if jobs > 1 else 1
     start = time.monotonic()
-    slowest = 0.0
-    results: list[list[Candidate] | str] = []
-    i = 0
-    while i < len(specs):
+    units: list[float] = []  # seconds per model fit of each batch
+    unit: float | None = None  # the slowest after the first batch (which starts the workers)
+    done: dict[int, list[Candidate] | str] = {}
+    skipped = 0
+    for lo in range(0, len(specs), batch):
         if should_cancel is not None and should_cancel():
             raise InferenceCancelled("lda-search cancelled between candidates")
-        if i > 0 and time.monotonic() - start + slowest > budget_s:
-            break
-        chunk = specs[i : i + batch]
+        chunk = list(range(lo, min(lo + batch, len(specs))))
+        if unit is not None:  # the first batch (the plain refit) always runs
+            left = budget_s - (time.monotonic() - start)
+            keep = [k for k in chunk if unit * specs[k].cost <= left]
+            skipped += len(chunk) - len(keep)
+            chunk = keep
+        if not chunk:
+            continue
         t0 = time.monotonic()
-        args = [(sp, model, x, y, sensitive, excluded, seed) for sp in chunk]
+        args = [(specs[k], model, x, y, sensitive, excluded, seed) for k in chunk]
         if jobs == 1:
-            results += [_fit_one(*a) for a in args]
+            out = [_fit_one(*a) for a in args]
         else:
             from joblib import Parallel, delayed
 
-            results += Parallel(n_jobs=jobs)(delayed(_fit_one)(*a) for a in args)
-        slowest = max(slowest, time.monotonic() - t0)
-        i += len(chunk)
+            out = Parallel(n_jobs=jobs)(delayed(_fit_one)(*a) for a in args)
+        units.append((time.monotonic() - t0) / max(specs[k].cost for k in chunk))
+        unit = max(units[1:]) if len(units) > 1 else units[0]
+        done.update(zip(chunk, out, strict=True))
         if progress is not None:
-            progress(0.9 * i / len(specs))
+            progress(0.9 * (lo + batch) / len(specs))
     cands: list[Candidate] = []
     failed = []
-    for sp, r in zip(specs, results, strict=False):
+    for k in sorted(done):
+        r = done[k]
         if isinstance(r, str):
-            failed.append({"name": sp.name, "error": r})
+            failed.append({"name": specs[k].name, "error": r})
         else:
             cands += r
-    return SearchOutcome(
-        cands, tried=len(results), skipped=len(specs) - len(results), failed=failed
-    )
+    return SearchOutcome(cands, tried=len(done), skipped=skipped, failed=failed)
