@@ -127,9 +127,9 @@ def count_only(configs: list[Any]) -> bool:
     return bool(configs) and all(get_probe(c.kind).from_counts for c in configs)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, data: str | bytes) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     os.replace(tmp, path)
 
 
@@ -142,11 +142,7 @@ def compute_results(
     base_dir: Path | None = None,
     artifacts: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
-    """Run the probes and policy; return the results.json document (nothing stored).
-
-    Files a probe produces (e.g. the best alternative model of ``lda-search``) are
-    added to ``artifacts`` (name -> bytes) when a dict is given.
-    """
+    """Run the probes and policy; return results.json (probe files go into ``artifacts``)."""
     started = _now()
     spec, spec_dir = parse_spec(spec_source)
     base = base_dir or spec_dir
@@ -339,9 +335,7 @@ def write_outputs(
     paths = {"results": out_dir / "results.json", "report": out_dir / "report.html"}
     for name, blob in (artifacts or {}).items():
         paths[name] = out_dir / Path(name).name  # a bare file name: never outside out_dir
-        tmp = paths[name].with_name(f".{paths[name].name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(blob)
-        os.replace(tmp, paths[name])
+        _write_atomic(paths[name], blob)
     _write_atomic(paths["report"], html)
     _write_atomic(paths["results"], text)
     return paths

@@ -213,7 +213,6 @@ def _fit_reduction(
             gs.fit(z, y, sensitive_features=s)
             return [(f"{spec.name}:{i}", wrap(p)) for i, p in enumerate(gs.predictors_)]
         eg = ExponentiatedGradient(final, constraints=constraint, max_iter=EG_MAX_ITER)
-        np.random.seed(seed)  # noqa: NPY002 - fairlearn draws from the global state in fit
         eg.fit(z, y, sensitive_features=s)
     top = int(np.argmax(np.asarray(eg.weights_)))
     return [(spec.name, wrap(eg.predictors_[top]))]

@@ -217,7 +217,7 @@ class LdaSearchProbe(Probe):
                 est,
                 x=_model_frame(train, features),
                 y=y_train,
-                sensitive=train[attr].astype(str).fillna("unknown").to_numpy(),
+                sensitive=train[attr].fillna("unknown").astype(str).to_numpy(),
                 excluded=excluded,
                 seed=seed,
                 n_jobs=config.n_jobs,

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from audit import run_audit
+from audit.reports.html import render_html
 from probes.lda.candidates import plan
 from probes.lda.probe import LdaSearchConfig, _with_thresholds
 from probes.lda.search import run_search
@@ -89,6 +90,8 @@ def test_no_proxy_no_disparity_needs_no_alternative(tmp_path: Path) -> None:
     assert entry["summary"]["lda_needed"] is False
     assert entry["summary"]["lda_found"] is False
     assert _finding(results)["status"] == "pass"
+    html = render_html(results)
+    assert "No alternative is needed" in html and "<svg" in html
 
 
 def test_one_seed_gives_identical_results(tmp_path: Path) -> None:
