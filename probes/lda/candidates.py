@@ -8,12 +8,13 @@ does with its inputs. The pipeline is plain scikit-learn (a ``ColumnTransformer`
 with ``FunctionTransformer(numpy.zeros_like)``), so it saves with skops and
 loads with ``model.kind: sklearn`` for a follow-up audit.
 
-Families, in the order they are tried (cheap first, so a time budget keeps
-the most informative ones):
+Families, in the order they are tried (cheap and informative first, so a time
+budget keeps them):
 
-- ``refit``: the model in use, cloned and refitted with other seeds;
-- ``hyperparameter``: one hyperparameter moved to a neighbour value;
+- ``refit``: the model in use, cloned and refitted as is;
 - ``drop``: one feature neutralized (its gain shows which features drive the disparity);
+- ``refit:seed=k``: refitted with other seeds;
+- ``hyperparameter``: one hyperparameter moved to a neighbour value;
 - ``reduction``: fairlearn's ``GridSearch`` (every grid predictor) and
   ``ExponentiatedGradient`` (the predictor of highest weight: deterministic);
 - ``threshold``: one decision threshold for everyone, applied to ``refit``.
@@ -126,16 +127,16 @@ def plan(
     params = model.get_params(deep=True) if hasattr(model, "get_params") else {}
     seeded = [k for k in params if k == "random_state" or k.endswith("__random_state")]
     out = [CandidateSpec("refit", "refit")]
+    if drop_features:
+        for f in features:
+            if f not in excluded:
+                out.append(CandidateSpec(f"drop:{f}", "drop", drop=(f,)))
     for s in range(1, seeds + 1 if seeded else 1):
         out.append(CandidateSpec(f"refit:seed={s}", "refit", {k: s for k in seeded}))
     if hyperparameters:
         for k in sorted(params):
             for v in _neighbours(k, params[k]):
                 out.append(CandidateSpec(f"{k}={v:g}", "hyperparameter", {k: v}))
-    if drop_features:
-        for f in features:
-            if f not in excluded:
-                out.append(CandidateSpec(f"drop:{f}", "drop", drop=(f,)))
     if reductions:
         for c in ("demographic_parity", "equalized_odds"):
             grid: dict[str, Any] = {

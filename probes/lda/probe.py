@@ -166,69 +166,72 @@ class LdaSearchProbe(Probe):
     def run(
         self, *, data: ProbeInput, model: ModelAdapter | None, config: LdaSearchConfig
     ) -> ProbeResult:
-        started = time.monotonic()
-        est = getattr(model, "estimator", None)
-        if model is None or est is None or not hasattr(model, "predict_with_score"):
-            raise ProbeError(MSG_NEEDS_SKLEARN)
-        attr = config.attribute
-        if attr not in data.frame.columns:
-            raise ProbeError(
-                f"probes[].attribute: column {attr!r} not found; protected columns are: "
-                f"{', '.join(data.protected)}"
-            )
-        if data.y_true is None or data.label is None:
-            raise ProbeError(MSG_NO_LABEL)
-        features = tuple(getattr(model, "features", ()))
-        excluded = tuple(c for c in features if c in data.protected or c == attr)
-        train = _train_frame(config, data, [*features, data.label, attr])
-        fav = canonical_label(data.favorable_label)
-        y_train = np.array([canonical_label(v) == fav for v in train[data.label]], dtype=int)
-        if len(np.unique(y_train)) < 2 or len(data.frame) == 0:
-            raise ProbeError(
-                f"probes[].train: {config.train} needs both outcomes of {data.label!r}, and the "
-                "holdout needs rows"
-            )
-        seed = data.seed if config.seed is None else config.seed
-        t_eval = time.monotonic()  # predicting and evaluating one candidate
-        sel, score = model.predict_with_score(data.frame)  # type: ignore[attr-defined]
-        if score is None:
-            raise ProbeError(MSG_NO_PROBA)
-        holdout = _holdout(config, data, seed)
-        base = evaluate(holdout, score=score, selected=sel, metric=config.metric)
-        t_eval = time.monotonic() - t_eval
-        specs = cands_mod.plan(
-            est,
-            features=features,
-            excluded=excluded,
-            seeds=config.seeds,
-            hyperparameters=config.hyperparameters,
-            drop_features=config.drop_features,
-            reductions=config.reductions,
-            bounds=tuple(config.bounds),
-            grid_size=config.grid_size,
-        )
         from threadpoolctl import threadpool_limits
 
         # parallel across candidates, one BLAS/OpenMP thread each: nested threads on
         # busy cores spin (a gradient-boosting fit ran 50x slower on a loaded machine)
         with threadpool_limits(limits=_threads(config.n_jobs)):
-            outcome = run_search(
-                specs,
-                est,
-                x=_model_frame(train, features),
-                y=y_train,
-                sensitive=train[attr].fillna("unknown").astype(str).to_numpy(),
-                excluded=excluded,
-                seed=seed,
-                n_jobs=config.n_jobs,
-                budget_s=_fit_budget(config, started, t_eval, len(specs)),
-                progress=data.progress,
-                should_cancel=data.should_cancel,
-            )
-            found = _with_thresholds(config, list(outcome.candidates))
-            return _result(
-                config, base, holdout, found, outcome, _model_frame(data.frame, features)
-            )
+            return _search(data, model, config)
+
+
+def _search(data: ProbeInput, model: ModelAdapter | None, config: LdaSearchConfig) -> ProbeResult:
+    """Validate, evaluate the model in use, fit and evaluate the candidates, decide."""
+    started = time.monotonic()
+    est = getattr(model, "estimator", None)
+    if model is None or est is None or not hasattr(model, "predict_with_score"):
+        raise ProbeError(MSG_NEEDS_SKLEARN)
+    attr = config.attribute
+    if attr not in data.frame.columns:
+        raise ProbeError(
+            f"probes[].attribute: column {attr!r} not found; protected columns are: "
+            f"{', '.join(data.protected)}"
+        )
+    if data.y_true is None or data.label is None:
+        raise ProbeError(MSG_NO_LABEL)
+    features = tuple(getattr(model, "features", ()))
+    excluded = tuple(c for c in features if c in data.protected or c == attr)
+    train = _train_frame(config, data, [*features, data.label, attr])
+    fav = canonical_label(data.favorable_label)
+    y_train = np.array([canonical_label(v) == fav for v in train[data.label]], dtype=int)
+    if len(np.unique(y_train)) < 2 or len(data.frame) == 0:
+        raise ProbeError(
+            f"probes[].train: {config.train} needs both outcomes of {data.label!r}, and the "
+            "holdout needs rows"
+        )
+    seed = data.seed if config.seed is None else config.seed
+    t_eval = time.monotonic()  # predicting and evaluating one candidate
+    sel, score = model.predict_with_score(data.frame)  # type: ignore[attr-defined]
+    if score is None:
+        raise ProbeError(MSG_NO_PROBA)
+    holdout = _holdout(config, data, seed)
+    base = evaluate(holdout, score=score, selected=sel, metric=config.metric)
+    t_eval = time.monotonic() - t_eval
+    specs = cands_mod.plan(
+        est,
+        features=features,
+        excluded=excluded,
+        seeds=config.seeds,
+        hyperparameters=config.hyperparameters,
+        drop_features=config.drop_features,
+        reductions=config.reductions,
+        bounds=tuple(config.bounds),
+        grid_size=config.grid_size,
+    )
+    outcome = run_search(
+        specs,
+        est,
+        x=_model_frame(train, features),
+        y=y_train,
+        sensitive=train[attr].fillna("unknown").astype(str).to_numpy(),
+        excluded=excluded,
+        seed=seed,
+        n_jobs=config.n_jobs,
+        budget_s=_fit_budget(config, started, t_eval, len(specs)),
+        progress=data.progress,
+        should_cancel=data.should_cancel,
+    )
+    found = _with_thresholds(config, list(outcome.candidates))
+    return _result(config, base, holdout, found, outcome, _model_frame(data.frame, features))
 
 
 def _threads(n_jobs: int | None) -> int:

@@ -2,8 +2,9 @@
 
 Recipes are fitted in batches of ``2 x n_jobs``. Each recipe declares its cost
 in model fits (a GridSearch fits its grid, an ExponentiatedGradient up to its
-iterations); after the first batch the search knows the time of one fit, and
-leaves out every recipe that would not finish within what is left of the
+iterations); a batch takes about ``max(largest cost, total cost / n_jobs)`` fits
+one after another. After the first batch the search knows the time of one fit,
+and leaves out every recipe that would not finish within what is left of the
 budget (counted as skipped). The candidates come back in plan order whatever
 the worker order, so one seed gives one result when the budget is not reached.
 """
@@ -45,6 +46,11 @@ def _fit_one(
         return f"{type(exc).__name__}: {exc}"
 
 
+def _span(costs: list[int], jobs: int) -> float:
+    """Fits one after another that a batch of recipes takes on ``jobs`` workers (about)."""
+    return max(max(costs), sum(costs) / jobs)
+
+
 def run_search(
     specs: list[CandidateSpec],
     model: object,
@@ -73,7 +79,10 @@ def run_search(
         chunk = list(range(lo, min(lo + batch, len(specs))))
         if unit is not None:  # the first batch (the plain refit) always runs
             left = budget_s - (time.monotonic() - start)
-            keep = [k for k in chunk if unit * specs[k].cost <= left]
+            keep: list[int] = []
+            for k in chunk:
+                if unit * _span([specs[j].cost for j in [*keep, k]], jobs) <= left:
+                    keep.append(k)
             skipped += len(chunk) - len(keep)
             chunk = keep
         if not chunk:
@@ -86,7 +95,7 @@ def run_search(
             from joblib import Parallel, delayed
 
             out = Parallel(n_jobs=jobs)(delayed(_fit_one)(*a) for a in args)
-        units.append((time.monotonic() - t0) / max(specs[k].cost for k in chunk))
+        units.append((time.monotonic() - t0) / _span([specs[k].cost for k in chunk], jobs))
         unit = max(units[1:]) if len(units) > 1 else units[0]
         done.update(zip(chunk, out, strict=True))
         if progress is not None:
