@@ -29,7 +29,7 @@ from audit.reports.svg import (
 )
 
 W, H = 640, 340
-LEFT, RIGHT, TOP, BOTTOM = 60, 20, 20, 44
+LEFT, RIGHT, TOP, BOTTOM = 70, 20, 24, 44
 COLOR_FRONTIER = "#2e8b57"
 
 
@@ -38,7 +38,7 @@ def _scale(lo: float, hi: float, a: float, b: float):  # type: ignore[no-untyped
     return lambda v: a + (v - lo) / span * (b - a)
 
 
-def frontier_chart(entry: Mapping[str, Any]) -> str:
+def frontier_chart(entry: Mapping[str, Any], metric: str = "performance") -> str:
     """SVG scatter of performance against lowest impact ratio for every candidate."""
     base = entry.get("baseline") or {}
     alts = [a for a in entry.get("alternatives") or [] if isinstance(a, Mapping)]
@@ -50,7 +50,9 @@ def frontier_chart(entry: Mapping[str, Any]) -> str:
     if not pts_ok:
         return ""
     ys = [y for _, _, y in pts_ok]
-    y_lo, y_hi = min(ys), max(ys)
+    # candidates far below the model in use (degenerate grid points) sit on the bottom edge
+    y_hi = max(ys)
+    y_lo = max(min(ys), min(y_hi - 0.02, (pts_ok[0][2] if pts_ok else y_hi) - 0.1))
     pad = (y_hi - y_lo) * 0.05 or 0.01
     sx = _scale(0.0, 1.0, LEFT, W - RIGHT)
     sy = _scale(y_lo - pad, y_hi + pad, H - BOTTOM, TOP)
@@ -74,6 +76,10 @@ def frontier_chart(entry: Mapping[str, Any]) -> str:
         f'<text x="{(LEFT + W - RIGHT) / 2}" y="{H - 8}" text-anchor="middle">'
         "lowest impact ratio</text>"
     )
+    parts.append(
+        f'<text x="14" y="{(TOP + H - BOTTOM) / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {(TOP + H - BOTTOM) / 2})">{escape(metric)}</text>'
+    )
     for v in (y_lo, y_hi):
         parts.append(
             f'<text x="{LEFT - 6}" y="{sy(v):.1f}" text-anchor="end" '
@@ -87,14 +93,18 @@ def frontier_chart(entry: Mapping[str, Any]) -> str:
         is_base, is_best = i == 0 and name == str(base.get("name")), name == best
         color = COLOR_FAIL if is_base else COLOR_FRONTIER if is_best else COLOR_BAR
         r = 5 if is_base or is_best else 3
+        fill = color if y >= y_lo else "none"  # hollow: below the plotted range
         parts.append(
-            f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{r}" fill="{color}" '
-            f'fill-opacity="0.8"><title>{escape(name)}</title></circle>'
+            f'<circle cx="{sx(x):.1f}" cy="{sy(max(y, y_lo - pad)):.1f}" r="{r}" fill="{fill}" '
+            f'stroke="{color}" fill-opacity="0.8"><title>{escape(name)}</title></circle>'
         )
         if is_base or is_best:
-            label = "model in use" if is_base else f"best: {name}"
+            label = escape(("model in use" if is_base else f"best: {name}")[:48])
+            left = x > 0.6  # labels on the right half run leftwards
+            anchor, dx = ("end", -7) if left else ("start", 7)
             parts.append(
-                f'<text x="{sx(x) + 7:.1f}" y="{sy(y) - 6:.1f}">{escape(label[:48])}</text>'
+                f'<text x="{sx(x) + dx:.1f}" y="{sy(y) - 7:.1f}" text-anchor="{anchor}">'
+                f"{label}</text>"
             )
     parts.append("</svg>")
     return "".join(parts)
@@ -121,7 +131,9 @@ def frontier_section(entry: Mapping[str, Any], status: str | None) -> dict[str, 
     best = entry.get("best")
     return {
         "type": "frontier",
-        "chart": Markup(frontier_chart(entry)),  # built from escaped parts only
+        "chart": Markup(
+            frontier_chart(entry, str(summary.get("metric") or "performance"))
+        ),  # built from escaped parts only
         "baseline": _row(entry.get("baseline") or {}),
         "best": _row(best) if isinstance(best, Mapping) else None,
         "frontier_rows": [_row(r) for r in frontier],
