@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     from probes.counts import GroupCounts
 
-Status = Literal["pass", "fail", "insufficient_data"]
+Status = Literal["pass", "fail", "insufficient_data", "not_applicable"]
 
 
 class ProbeError(ValueError):
@@ -91,6 +91,9 @@ class ProbeInput:
     domain: str | None = None
     seed: int = 0
     min_group_size: int = 30
+    max_groups: int | None = None  # policy.max_groups: most observed groups per attribute set
+    max_total_groups: int | None = None  # policy.max_total_groups: over all sets of a probe
+    unknown_label: str = "unknown"  # dataset.unknown_label: the level of missing values
     progress: Callable[[float], None] | None = None
     should_cancel: Callable[[], bool] | None = None
     label: str | None = None  # the ground-truth column's name (dataset.label)
@@ -125,6 +128,8 @@ class Check:
     require_significance: bool = False  # a breach fails only when p < policy.alpha
     skip_missing: bool = False  # no finding when the group has no value
     skip_reference: bool = False  # no finding for the entry's ``reference_group``
+    skip_flag: str | None = None  # group field that, when set, means no finding (left out)
+    optional: bool = False  # judged only when the spec's policy sets the threshold
     domains: tuple[str, ...] | None = None  # only audits of these domains
     # a change judged against a baseline: no breach while the baseline (this group field)
     # is itself past the threshold (e.g. no alternative is needed when the model passes)
@@ -146,6 +151,9 @@ class CountContext:
     min_group_size: int = 30
     privileged: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    max_groups: int | None = None  # policy.max_groups: most observed groups per attribute set
+    max_total_groups: int | None = None  # policy.max_total_groups: over all sets of a probe
+    unknown_label: str = "unknown"  # dataset.unknown_label: the level of missing values
 
 
 class ModelAdapter(Protocol):
@@ -172,7 +180,8 @@ class Probe:
     probe's name:
 
     - ``needs``: ``"model"`` when it calls a model; ``uses_dataset`` says whether a
-      given config reads the audited dataset (default: unless it needs a model only).
+      given config reads the audited dataset (default: unless it needs a model only),
+      ``uses_protected`` whether it compares groups of ``dataset.protected`` columns.
     - ``title`` and ``layout`` (``rates``, ``counterfactual``, ``table`` or ``frontier``):
       how the report shows its entries.
     - ``file_fields``: config keys naming files the probe opens (service audits confine
@@ -203,6 +212,12 @@ class Probe:
     @classmethod
     def uses_dataset(cls, raw: Mapping[str, Any]) -> bool:
         """Whether the probe, configured as ``raw`` (a spec's ``probes[i]``), reads the dataset."""
+        return "model" not in cls.needs
+
+    @classmethod
+    def uses_protected(cls, raw: Mapping[str, Any]) -> bool:
+        """Whether the probe, configured as ``raw``, compares groups of ``dataset.protected``
+        columns (default: unless it needs a model, whose probes bring their own groups)."""
         return "model" not in cls.needs
 
     @classmethod

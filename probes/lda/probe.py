@@ -163,6 +163,10 @@ class LdaSearchProbe(Probe):
     def uses_dataset(cls, raw: Mapping[str, Any]) -> bool:
         return True
 
+    @classmethod
+    def uses_protected(cls, raw: Mapping[str, Any]) -> bool:
+        return True
+
     def run(
         self, *, data: ProbeInput, model: ModelAdapter | None, config: LdaSearchConfig
     ) -> ProbeResult:

@@ -13,9 +13,11 @@ import yaml
 from fairlearn.metrics import MetricFrame, demographic_parity_ratio, selection_rate
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from audit.engine.policy import _status
+from audit.engine.policy import findings_for
 from audit.engine.run import compute_results
+from audit.engine.spec import parse_spec
 from audit.errors import AuditInputError
+from probes.base import ProbeEntry
 from probes.lda.evaluate import evaluate, make_holdout, paired_gain_ci
 from probes.lda.frontier import choose_best, drivers, pareto
 
@@ -119,11 +121,18 @@ def test_frontier_best_and_drivers() -> None:
     ],
 )
 def test_lda_available_rule(value: float, baseline: float, flag: bool, status: str) -> None:
-    got = _status(
-        value, 0.8, direction="max", insufficient=False, p_value=None, alpha=0.05,
-        require_significance=False, baseline=baseline, flagged=flag,
-    )  # fmt: skip
-    assert got == status
+    row = {
+        "group": "best",
+        "n": 400,
+        "lda_min_impact_ratio": value,
+        "baseline_min_impact_ratio": baseline,
+        "lda_significant": flag,
+    }
+    entry = ProbeEntry(kind="lda-search", attribute="sex", groups=[row])
+    spec, _ = parse_spec({"name": "x", "dataset": {"path": "d.csv", "protected": ["sex"]}})
+    (finding,) = findings_for([entry], spec, min_group_size=30)
+    assert finding.metric == "lda_available" and finding.status == status
+    assert finding.value == value and finding.threshold == 0.8
 
 
 def test_bad_train_file_is_an_input_error_naming_the_field(tmp_path: Path) -> None:
