@@ -53,6 +53,7 @@ def make_holdout(
     min_group_size: int,
     weights: np.ndarray | None = None,
     reference: str | None = None,
+    unknown_label: str = UNKNOWN,
 ) -> Holdout:
     """Factorize the groups once and draw the bootstrap weights once (seeded)."""
     values = np.asarray([str(g) for g in groups], dtype=object)
@@ -63,7 +64,8 @@ def make_holdout(
     onehot[np.arange(len(values)), codes] = 1.0
     sizes = onehot.sum(axis=0)
     eligible = np.array(
-        [lv != UNKNOWN and sizes[i] >= min_group_size for i, lv in enumerate(levels_t)], dtype=bool
+        [lv != unknown_label and sizes[i] >= min_group_size for i, lv in enumerate(levels_t)],
+        dtype=bool,
     )
     ref = levels_t.index(reference) if reference is not None and reference in levels_t else None
     rng = np.random.default_rng(seed)

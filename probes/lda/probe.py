@@ -267,6 +267,7 @@ def _holdout(config: LdaSearchConfig, data: ProbeInput, seed: int) -> Holdout:
         min_group_size=data.min_group_size,
         weights=getattr(data, "weights", None),  # hook: dataset.weight (section 8)
         reference=reference.get(config.attribute) if isinstance(reference, dict) else None,
+        unknown_label=data.unknown_label,
     )
 
 
