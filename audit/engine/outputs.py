@@ -27,9 +27,9 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, data: str | bytes) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     os.replace(tmp, path)
 
 
@@ -93,15 +93,22 @@ def _json_default(o: Any) -> Any:
 
 
 def write_outputs(
-    results: dict[str, Any], out_dir: Path, *, html: str | None = None
+    results: dict[str, Any],
+    out_dir: Path,
+    *,
+    html: str | None = None,
+    artifacts: dict[str, bytes] | None = None,
 ) -> dict[str, Path]:
-    """Write results.json and report.html (``html``, else rendered) atomically into ``out_dir``."""
+    """Write results.json, report.html (``html``, else rendered) and probe files atomically."""
     from audit.reports.html import render_html
 
     out_dir.mkdir(parents=True, exist_ok=True)
     html = render_html(results) if html is None else html
     text = json.dumps(results, indent=2, sort_keys=False)
     paths = {"results": out_dir / "results.json", "report": out_dir / "report.html"}
+    for name, blob in (artifacts or {}).items():
+        paths[name] = out_dir / Path(name).name  # a bare file name: never outside out_dir
+        _write_atomic(paths[name], blob)
     _write_atomic(paths["report"], html)
     _write_atomic(paths["results"], text)
     return paths

@@ -57,6 +57,29 @@ def _status(
     return "fail", None
 
 
+def _breaches(value: float, threshold: float, direction: str) -> bool:
+    return value < threshold if direction == "min" else value > threshold
+
+
+def _judged_change(
+    check: Check, g: dict[str, Any], threshold: float, status: str, note: str | None
+) -> tuple[str, str | None]:
+    """A check on a change from a baseline (``Check.baseline_field``, ``Check.fail_flag``).
+
+    No breach while the baseline is itself past the threshold (nothing to change: e.g. no
+    less discriminatory alternative is needed when the model in use passes); otherwise
+    the probe's flag (e.g. a gain beyond its CI) fails the finding whatever the threshold.
+    """
+    if status == "insufficient_data":
+        return status, note
+    base = g.get(check.baseline_field) if check.baseline_field else None
+    if base is not None and _breaches(float(base), threshold, check.direction):
+        return "pass", "the baseline already meets the threshold"
+    if check.fail_flag and g.get(check.fail_flag):
+        return "fail", note
+    return status, note
+
+
 def _finding(
     entry: ProbeEntry, g: dict[str, Any], check: Check, spec: AuditSpec, threshold: float
 ) -> Finding:
@@ -78,6 +101,7 @@ def _finding(
         alpha=spec.policy.alpha,
         require_significance=spec.policy.require_significance or check.require_significance,
     )
+    status, note = _judged_change(check, g, threshold, status, note)
     reason = (entry.summary or {}).get("not_applicable")
     if reason and status != "insufficient_data":
         status, note = "not_applicable", str(reason)

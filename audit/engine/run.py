@@ -99,13 +99,13 @@ def compute_results(
     step: Step | None = None,
     data: Any = None,
     model: Any = None,
+    artifacts: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """Run the probes and policy; return the results.json document (nothing stored).
 
     ``step`` is told each long step as it starts (the CLI shows it); ``data`` (a
     pandas DataFrame) and ``model`` (an in-memory model) replace ``dataset.path``
-    and ``model.path``.
-    """
+    and ``model.path``; probe files (name -> bytes) go into ``artifacts``."""
     started = now()
     say: Step = step or (lambda _label: None)
     spec, spec_dir = parse_spec(spec_source)
@@ -137,6 +137,7 @@ def compute_results(
         progress=progress,
         should_cancel=should_cancel,
         say=say,
+        artifacts=artifacts,
     )
     say("policy and findings")
     model_info, precision = _model_info(spec, loaded)
@@ -195,13 +196,8 @@ def _load_data(
     else:
         ds = None
     if ds is not None:
-        frame, y_true, y_pred, score, unknown = (
-            ds.frame,
-            ds.y_true,
-            ds.y_pred,
-            ds.score,
-            ds.unknown_counts,
-        )
+        frame, y_true, y_pred, score = ds.frame, ds.y_true, ds.y_pred, ds.score
+        unknown = ds.unknown_counts
         dataset_info = {"sha256": ds.sha256, "rows": int(len(frame)), "path": ds.path.name}
         if spec.model.kind in ("sklearn", "onnx") and model is not None:
             say(f"predicting {len(frame)} rows with the model")
@@ -226,6 +222,8 @@ def _load_data(
         max_groups=spec.policy.max_groups,
         max_total_groups=spec.policy.max_total_groups,
         unknown_label=spec.dataset.unknown_label,
+        label=spec.dataset.label,
+        base_dir=base,
     )
     return pinput, dataset_info, unknown
 
@@ -248,6 +246,7 @@ def _run_probes(
     progress: Callable[[float], None] | None,
     should_cancel: Callable[[], bool] | None,
     say: Step,
+    artifacts: dict[str, bytes] | None = None,
 ) -> tuple[list[ProbeEntry], dict[str, Any], dict[str, int]]:
     """Entries of every probe (counts in chunks for a large file), dataset info, unknowns."""
     path = (
@@ -288,6 +287,8 @@ def _run_probes(
         except InferenceCancelled:
             raise AuditCancelled("audit cancelled") from None
         entries.extend(result.entries)
+        if artifacts is not None:
+            artifacts.update(result.artifacts)
         if progress is not None:
             progress((i + 1) / len(configs))
     return entries, info, unknown
@@ -340,6 +341,7 @@ def run_audit(
         recorder = EmbeddedRecorder.start(parsed, project=project)
         audit_id = recorder.audit_id
     written: dict[str, Path] = {}
+    artifacts: dict[str, bytes] = {}
     try:
         results = compute_results(
             source,
@@ -349,6 +351,7 @@ def run_audit(
             step=step,
             data=data,
             model=model,
+            artifacts=artifacts,
         )
         reports: dict[str, str] = {}
         if out_dir is not None:  # rendered once: written, and stored with the results
@@ -357,7 +360,9 @@ def run_audit(
             if step is not None:
                 step("writing results.json and report.html")
             reports["html"] = render_html(results)
-            written = write_outputs(results, Path(out_dir), html=reports["html"])
+            written = write_outputs(
+                results, Path(out_dir), html=reports["html"], artifacts=artifacts
+            )
         if recorder is not None:
             recorder.succeed(results, reports=reports)
     except BaseException as exc:
