@@ -164,6 +164,15 @@ class Settings(BaseSettings):
             "audit as an input error (no retry). At most PostgreSQL's jsonb limit (256 MiB)"
         ),
     )
+    pdf_max_html_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description=(
+            "largest report (bytes of HTML) the API lays out as PDF on request; print layout "
+            "takes about 3 s of CPU per 100 KiB of HTML (docs/performance.md). Larger "
+            "reports: ?format=html or csv, or `biasaudit report ID --format pdf` (no limit)"
+        ),
+    )
     # ---- workers (Celery); see docs/service.md for why each value
     task_soft_time_limit: int = Field(
         default=3600, ge=1, description="seconds before a running audit is asked to stop (failed)"

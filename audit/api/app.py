@@ -28,7 +28,7 @@ from audit.api.group_commit import SubmitQueue
 from audit.api.metrics import Metrics
 from audit.api.middleware import RequestContextMiddleware
 from audit.api.openapi import build_openapi
-from audit.api.routes import audits, datasets, events, health, history, reviews, schedules
+from audit.api.routes import audits, datasets, events, health, history, reports, reviews, schedules
 from audit.api.uploads import remove_stale_uploads
 from audit.settings import Settings, get_settings
 
@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.submit_queue = submit_queue
     app.state.metrics = metrics
     install_error_handlers(app)
-    for module in (health, datasets, audits, reviews, schedules, events, history):
+    for module in (health, datasets, audits, reports, reviews, schedules, events, history):
         app.include_router(module.router)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
 

@@ -24,7 +24,7 @@ class _Public(BaseModel):
 
 
 class AuditCreate(AuditSpec):
-    """An audit spec (contract §3). ``dataset.id`` (from ``POST /v1/datasets``) replaces
+    """An audit spec (docs/spec.md). ``dataset.id`` (from ``POST /v1/datasets``) replaces
     ``dataset.path``; a ``dataset.path`` must lie inside the project's data folder."""
 
 

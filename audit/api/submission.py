@@ -33,7 +33,7 @@ from audit.api.errors import ApiError, not_found
 from audit.api.levels import LEVELS_CAP
 from audit.engine.confine import confine_spec, project_roots
 from audit.engine.spec import MAX_PROBES, AuditSpec, parse_spec
-from audit.errors import MSG_MISSING_COLUMN, AuditInputError, SpecError
+from audit.errors import MSG_MISSING_COLUMN, AuditInputError, SpecError, did_you_mean
 from audit.settings import Settings
 from audit.storage.repo import get_dataset
 
@@ -157,7 +157,11 @@ def check_dataset(spec: AuditSpec, row: DatasetRef, *, prefix: str = "") -> None
                 ", ..." if len(columns) > _COLUMNS_SHOWN else ""
             )
             message = MSG_MISSING_COLUMN.format(
-                field=field, column=column, file=f"dataset {row.id}", columns=shown
+                field=field,
+                column=column,
+                file=f"dataset {row.id}",
+                columns=shown,
+                hint=did_you_mean(column, columns),
             )
             raise _refuse(message, f"dataset.{field}", prefix)
     levels = row.column_levels or {}

@@ -241,6 +241,82 @@ def reference_rate(bars: Sequence[Bar]) -> float | None:
     return max(found) if found else None
 
 
+def _axis(xmax: float, step: float, plot_h: float) -> list[str]:
+    """Grid lines, tick labels and the axis title."""
+    out = []
+    for i in range(round(xmax / step) + 1):
+        v = i * step
+        x = _x(v, xmax)
+        out.append(
+            f'<line x1="{x:.2f}" y1="{TOP}" x2="{x:.2f}" y2="{TOP + plot_h}" '
+            f'stroke="{COLOR_GRID}" stroke-width="1"/>'
+        )
+        out.append(
+            f'<text x="{x:.2f}" y="{TOP + plot_h + 15}" text-anchor="middle" '
+            f'fill="{COLOR_MUTED}">{v:.2f}</text>'
+        )
+    out.append(
+        f'<text x="{PLOT_LEFT + PLOT_WIDTH / 2:.2f}" y="{TOP + plot_h + 33}" '
+        f'text-anchor="middle" fill="{COLOR_MUTED}">selection rate (bars: 95% CI)</text>'
+    )
+    return out
+
+
+def _bar_row(i: int, b: Bar, xmax: float) -> list[str]:
+    """One group: its label, bar, CI error bar and value text."""
+    y = TOP + i * ROW_HEIGHT + (ROW_HEIGHT - BAR_HEIGHT) / 2
+    cy = y + BAR_HEIGHT / 2
+    color = COLOR_FAIL if b.failing else COLOR_INSUFFICIENT if b.insufficient else COLOR_BAR
+    weight = ' font-weight="600"' if b.failing or b.reference else ""
+    out = [
+        f'<text x="{LABEL_WIDTH}" y="{cy + 4:.2f}" text-anchor="end" '
+        f'fill="{COLOR_FAIL if b.failing else COLOR_TEXT}"{weight}>'
+        f"<title>{escape(b.label)}</title>{escape(_short(b.label))}</text>"
+    ]
+    classes = "bar" + (" fail" if b.failing else "") + (" insufficient" if b.insufficient else "")
+    opacity = ' fill-opacity="0.55"' if b.insufficient else ""
+    value = num(b.value)
+    if value is not None:
+        w = _x(value, xmax) - PLOT_LEFT
+        out.append(
+            f'<rect class="{classes}" data-group="{escape(b.label)}" x="{PLOT_LEFT}" '
+            f'y="{y:.2f}" width="{w:.2f}" height="{BAR_HEIGHT}" fill="{color}"'
+            f"{opacity}/>"
+        )
+    lo_v, hi_v = (num(b.ci[0]), num(b.ci[1])) if b.ci else (None, None)
+    if lo_v is not None and hi_v is not None:
+        lo, hi = _x(lo_v, xmax), _x(hi_v, xmax)
+        out.append(
+            f'<g class="errorbar" stroke="{COLOR_TEXT}" stroke-width="1.2">'
+            f'<line x1="{lo:.2f}" y1="{cy:.2f}" x2="{hi:.2f}" y2="{cy:.2f}"/>'
+            f'<line x1="{lo:.2f}" y1="{cy - 4:.2f}" x2="{lo:.2f}" y2="{cy + 4:.2f}"/>'
+            f'<line x1="{hi:.2f}" y1="{cy - 4:.2f}" x2="{hi:.2f}" y2="{cy + 4:.2f}"/></g>'
+        )
+    note = " FAIL" if b.failing else " (small n)" if b.insufficient else ""
+    ci = f" {fmt_ci(b.ci)}" if fmt_ci(b.ci) != DASH else ""
+    out.append(
+        f'<text x="{VALUE_LEFT}" y="{cy + 4:.2f}" fill="{color if note else COLOR_TEXT}">'
+        f'{fmt_rate(b.value)}<tspan fill="{COLOR_MUTED}">{ci}</tspan>{note}</text>'
+    )
+    return out
+
+
+def _four_fifths(top: float, xmax: float, plot_h: float, ref_name: str | None) -> list[str]:
+    """The dashed line at 0.8 x the reference rate, with its label."""
+    ref = FOUR_FIFTHS * top
+    x = _x(ref, xmax)
+    anchor = "end" if x > PLOT_LEFT + PLOT_WIDTH * 0.6 else "start"
+    dx = -4 if anchor == "end" else 4
+    return [
+        f'<line class="four-fifths" x1="{x:.2f}" y1="{TOP - 6}" x2="{x:.2f}" '
+        f'y2="{TOP + plot_h}" stroke="{COLOR_TEXT}" stroke-width="1.5" '
+        f'stroke-dasharray="5 3" data-value="{ref:.6f}"/>',
+        f'<text x="{x + dx:.2f}" y="{TOP - 10}" text-anchor="{anchor}" '
+        f'fill="{COLOR_TEXT}">four-fifths line: 0.8 × '
+        f"{escape(_short(ref_name)) if ref_name else 'highest'} = {ref:.3f}</text>",
+    ]
+
+
 def selection_rate_chart(bars: Sequence[Bar], *, title: str) -> str:
     """Horizontal bar chart of rates with CI error bars and the four-fifths line.
 
@@ -260,77 +336,12 @@ def selection_rate_chart(bars: Sequence[Bar], *, title: str) -> str:
         f'preserveAspectRatio="xMinYMin meet" font-family="system-ui, sans-serif" '
         f'font-size="12" data-xmax="{xmax:g}">',
         f"<title>{escape(title)}</title>",
+        *_axis(xmax, step, plot_h),
     ]
-    # grid and axis ticks
-    n_ticks = round(xmax / step)
-    for i in range(n_ticks + 1):
-        v = i * step
-        x = _x(v, xmax)
-        out.append(
-            f'<line x1="{x:.2f}" y1="{TOP}" x2="{x:.2f}" y2="{TOP + plot_h}" '
-            f'stroke="{COLOR_GRID}" stroke-width="1"/>'
-        )
-        out.append(
-            f'<text x="{x:.2f}" y="{TOP + plot_h + 15}" text-anchor="middle" '
-            f'fill="{COLOR_MUTED}">{v:.2f}</text>'
-        )
-    out.append(
-        f'<text x="{PLOT_LEFT + PLOT_WIDTH / 2:.2f}" y="{TOP + plot_h + 33}" '
-        f'text-anchor="middle" fill="{COLOR_MUTED}">selection rate (bars: 95% CI)</text>'
-    )
     for i, b in enumerate(bars):
-        y = TOP + i * ROW_HEIGHT + (ROW_HEIGHT - BAR_HEIGHT) / 2
-        cy = y + BAR_HEIGHT / 2
-        color = COLOR_FAIL if b.failing else COLOR_INSUFFICIENT if b.insufficient else COLOR_BAR
-        weight = ' font-weight="600"' if b.failing or b.reference else ""
-        label = escape(_short(b.label))
-        out.append(
-            f'<text x="{LABEL_WIDTH}" y="{cy + 4:.2f}" text-anchor="end" '
-            f'fill="{COLOR_FAIL if b.failing else COLOR_TEXT}"{weight}>'
-            f"<title>{escape(b.label)}</title>{label}</text>"
-        )
-        classes = (
-            "bar" + (" fail" if b.failing else "") + (" insufficient" if b.insufficient else "")
-        )
-        opacity = ' fill-opacity="0.55"' if b.insufficient else ""
-        value = num(b.value)
-        if value is not None:
-            w = _x(value, xmax) - PLOT_LEFT
-            out.append(
-                f'<rect class="{classes}" data-group="{escape(b.label)}" x="{PLOT_LEFT}" '
-                f'y="{y:.2f}" width="{w:.2f}" height="{BAR_HEIGHT}" fill="{color}"'
-                f"{opacity}/>"
-            )
-        lo_v, hi_v = (num(b.ci[0]), num(b.ci[1])) if b.ci else (None, None)
-        if lo_v is not None and hi_v is not None:
-            lo, hi = _x(lo_v, xmax), _x(hi_v, xmax)
-            out.append(
-                f'<g class="errorbar" stroke="{COLOR_TEXT}" stroke-width="1.2">'
-                f'<line x1="{lo:.2f}" y1="{cy:.2f}" x2="{hi:.2f}" y2="{cy:.2f}"/>'
-                f'<line x1="{lo:.2f}" y1="{cy - 4:.2f}" x2="{lo:.2f}" y2="{cy + 4:.2f}"/>'
-                f'<line x1="{hi:.2f}" y1="{cy - 4:.2f}" x2="{hi:.2f}" y2="{cy + 4:.2f}"/></g>'
-            )
-        note = " FAIL" if b.failing else " (small n)" if b.insufficient else ""
-        ci = f" {fmt_ci(b.ci)}" if fmt_ci(b.ci) != DASH else ""
-        out.append(
-            f'<text x="{VALUE_LEFT}" y="{cy + 4:.2f}" fill="{color if note else COLOR_TEXT}">'
-            f'{fmt_rate(b.value)}<tspan fill="{COLOR_MUTED}">{ci}</tspan>{note}</text>'
-        )
+        out += _bar_row(i, b, xmax)
     if top:
-        ref = FOUR_FIFTHS * top
-        x = _x(ref, xmax)
-        out.append(
-            f'<line class="four-fifths" x1="{x:.2f}" y1="{TOP - 6}" x2="{x:.2f}" '
-            f'y2="{TOP + plot_h}" stroke="{COLOR_TEXT}" stroke-width="1.5" '
-            f'stroke-dasharray="5 3" data-value="{ref:.6f}"/>'
-        )
-        anchor = "end" if x > PLOT_LEFT + PLOT_WIDTH * 0.6 else "start"
-        dx = -4 if anchor == "end" else 4
-        out.append(
-            f'<text x="{x + dx:.2f}" y="{TOP - 10}" text-anchor="{anchor}" '
-            f'fill="{COLOR_TEXT}">four-fifths line: 0.8 × '
-            f"{escape(_short(ref_name)) if ref_name else 'highest'} = {ref:.3f}</text>"
-        )
+        out += _four_fifths(top, xmax, plot_h, ref_name)
     out.append(
         f'<line x1="{PLOT_LEFT}" y1="{TOP - 2}" x2="{PLOT_LEFT}" y2="{TOP + plot_h}" '
         f'stroke="{COLOR_MUTED}" stroke-width="1"/>'

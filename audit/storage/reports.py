@@ -13,6 +13,8 @@ import hashlib
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -156,3 +158,26 @@ def iter_report(
         tail = inflater.flush()
         if tail:
             yield tail
+
+
+def _utc(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC (SQLite hands back naive datetimes; they were stored as UTC)."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def report_reviews(*, session: Session, project: str, audit_id: str) -> list[dict[str, Any]]:
+    """A project's audit's reviews as the report renderers take them, oldest first:
+    ``{decision, reviewer, comment, created_at}`` (reviewer: the name recorded, else the token)."""
+    from audit.storage.audits import list_reviews
+
+    return [
+        {
+            "decision": r.decision,
+            "reviewer": r.reviewer or (f"token {r.token_id}" if r.token_id else None),
+            "comment": r.comment,
+            "created_at": _utc(r.created_at),
+        }
+        for r in list_reviews(session=session, project=project, audit_id=audit_id)
+    ]

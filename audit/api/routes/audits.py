@@ -11,12 +11,11 @@ different spec is ``409``.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from audit.api.body import parse_json, read_json_bytes
@@ -41,7 +40,6 @@ from audit.api.schemas import (
     Verdict,
 )
 from audit.api.submission import parse_submitted
-from audit.settings import get_settings
 from audit.storage.accounts import plausible_token
 from audit.storage.audits import MAX_OFFSET, MAX_PAGE
 from audit.storage.models import Audit, plausible_id
@@ -51,7 +49,6 @@ from audit.storage.repo import (
     list_audits,
     request_cancel,
 )
-from audit.storage.reports import StoredReport, get_report, iter_report, store_report
 from audit.storage.reviews import list_reviews, review_state, review_states
 
 log = logging.getLogger("audit.api.audits")
@@ -251,100 +248,6 @@ def _results(session: Session, project: str, audit_id: str) -> dict[str, Any]:
 )
 def read_results(audit_id: str, token: ReaderToken, session: SessionDep) -> dict[str, Any]:
     return _results(session, token.project, audit_id)
-
-
-def _accepts_gzip(header: str | None) -> bool:
-    """True when an ``Accept-Encoding`` header allows gzip (``q=0`` refuses it)."""
-    for part in (header or "").split(","):
-        coding, _, params = part.strip().partition(";")
-        if coding.strip().lower() in ("gzip", "x-gzip", "*"):
-            q = params.strip().lower().removeprefix("q=").strip() if params else "1"
-            try:
-                return float(q or "1") > 0
-            except ValueError:
-                return False
-    return False
-
-
-_LEGACY_RENDER = threading.Lock()  # one on-demand rendering at a time per API process
-
-
-def _stored_report(project: str, audit_id: str) -> StoredReport:
-    """The stored HTML report; rendered and stored once for results stored without one."""
-    from audit.storage.db import session_scope
-
-    url = get_settings().db_url
-    with session_scope(url) as session:
-        stored = get_report(session=session, project=project, audit_id=audit_id, format="html")
-    if stored is not None:
-        return stored
-    with _LEGACY_RENDER:  # results stored before reports were rendered with them
-        with session_scope(url) as session:
-            stored = get_report(session=session, project=project, audit_id=audit_id, format="html")
-            if stored is None:
-                from audit.reports.html import render_html
-
-                results = get_results(session=session, project=project, audit_id=audit_id)
-                if results is None:
-                    raise ApiError(409, MSG_NOT_SUCCEEDED.format(id=audit_id, status="missing"))
-                from audit.reports.signoff import with_reviews
-
-                html = with_reviews(render_html(results), list_reviews(session, audit_id))
-                del results
-                store_report(session=session, audit_id=audit_id, format="html", content=html)
-                del html
-        with session_scope(url) as session:
-            stored = get_report(session=session, project=project, audit_id=audit_id, format="html")
-    assert stored is not None
-    return stored
-
-
-@router.get(
-    "/{audit_id}/report",
-    summary="The audit report: HTML, or a PDF summary with ?format=pdf",
-    response_class=HTMLResponse,
-    responses={
-        200: {"content": {"text/html": {}, "application/pdf": {}}},
-        409: {"model": ErrorPublic, "description": "the audit has not succeeded"},
-    },
-)
-def read_report(
-    audit_id: str,
-    token: ReaderToken,
-    session: SessionDep,
-    request: Request,
-    format: Literal["html", "pdf"] = "html",
-) -> Response:
-    """The HTML report is rendered once, when the results are stored, and streamed from
-    the database piece by piece (gzip as stored when the client accepts it), so large
-    reports read concurrently cost one piece of memory each."""
-    if format == "pdf":
-        results = _results(session, token.project, audit_id)
-        from audit.reports.pdf import render_pdf
-
-        return Response(
-            render_pdf(results),
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'inline; filename="audit-{audit_id}.pdf"'},
-        )
-    audit = _load(session, token.project, audit_id)
-    if audit.status != "succeeded":
-        raise ApiError(409, MSG_NOT_SUCCEEDED.format(id=audit_id, status=audit.status))
-    session.close()  # the stream opens a short session per piece
-    stored = _stored_report(token.project, audit_id)
-    gzip = _accepts_gzip(request.headers.get("accept-encoding")) and stored.encoding == "gzip"
-    headers = {
-        "Content-Length": str(stored.stored_bytes if gzip else stored.size_bytes),
-        "ETag": f'"{stored.sha256}"',
-        "Vary": "Accept-Encoding",
-    }
-    if gzip:
-        headers["Content-Encoding"] = "gzip"
-    return StreamingResponse(
-        iter_report(stored, url=get_settings().db_url, decompress=not gzip),
-        media_type=stored.media_type,
-        headers=headers,
-    )
 
 
 @router.post(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import redis
@@ -26,6 +26,7 @@ from tests.audit.api.helpers import (
     queued_messages,
     spec_for,
 )
+from tests.pdf_tools import pdf_text
 
 pytestmark = pytest.mark.postgres
 
@@ -344,7 +345,7 @@ def test_list_pagination_and_filters(
 
 
 def test_status_results_and_report(
-    client: TestClient, token: str, dataset_id: str, api_settings: Settings
+    client: TestClient, token: str, dataset_id: str, api_settings: Settings, tmp_path: Path
 ) -> None:
     audit_id = _submit(client, token, dataset_id, "r")
     status = client.get(f"/v1/audits/{audit_id}", headers=auth(token)).json()
@@ -375,38 +376,16 @@ def test_status_results_and_report(
     pdf = client.get(f"/v1/audits/{audit_id}/report", params={"format": "pdf"}, headers=auth(token))
     assert pdf.status_code == 200
     assert pdf.headers["content-type"] == "application/pdf"
-    assert pdf.content.startswith(b"%PDF-1.4")
-    assert f"Verdict: {results['verdict'].upper()}".encode() in pdf.content
+    assert pdf.content.startswith(b"%PDF-")
+    text = pdf_text(pdf.content, tmp_path)
+    assert results["verdict"].upper() in text and "Findings" in text
+    csv = client.get(f"/v1/audits/{audit_id}/report", params={"format": "csv"}, headers=auth(token))
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.startswith("probe,attribute,group,metric,value,ci_low,ci_high,n,p_value")
     bad = client.get(
         f"/v1/audits/{audit_id}/report", params={"format": "docx"}, headers=auth(token)
     )
     assert bad.status_code == 422 and bad.json()["field"] == "format"
-
-
-def test_pdf_cross_reference_table_points_at_objects() -> None:
-    from audit.reports.pdf import render_pdf
-
-    findings = [
-        {
-            "probe": "demographic",
-            "attribute": "sex",
-            "group": f"g{i} (é)",
-            "metric": "impact_ratio",
-            "value": 0.5,
-            "threshold": 0.8,
-            "status": "fail",
-            "p_value": 0.01,
-        }
-        for i in range(150)
-    ]
-    pdf = render_pdf({"verdict": "fail", "audit": {"name": "x (y)"}, "findings": findings})
-    start = int(re.search(rb"startxref\n(\d+)", pdf).group(1))  # type: ignore[union-attr]
-    assert pdf[start:].startswith(b"xref")
-    offsets = [int(m) for m in re.findall(rb"(\d{10}) 00000 n", pdf)]
-    for number, offset in enumerate(offsets, start=1):
-        assert pdf[offset:].startswith(f"{number} 0 obj".encode())
-    assert b"/Count 3" in pdf  # 150 findings need three pages
-    assert b"x \\(y\\)" in pdf  # parentheses escaped
 
 
 def test_cancel(client: TestClient, token: str, dataset_id: str, api_settings: Settings) -> None:

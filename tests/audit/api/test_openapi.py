@@ -41,7 +41,7 @@ def test_errors_have_the_servers_body_and_are_json() -> None:
                 if status[0] in "45":
                     assert response["content"] == {"application/json": {"schema": ERROR}}
     report = doc["paths"]["/v1/audits/{audit_id}/report"]["get"]["responses"]
-    assert set(report["200"]["content"]) == {"text/html", "application/pdf"}
+    assert set(report["200"]["content"]) == {"text/html", "application/pdf", "text/csv"}
     assert set(report["409"]["content"]) == {"application/json"}
 
 

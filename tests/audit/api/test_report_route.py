@@ -1,21 +1,24 @@
-"""GET /v1/audits/{id}/report: the stored report streamed, never rendered per request."""
+"""GET /v1/audits/{id}/report: the stored report streamed (rendered again only with reviews);
+PDF and CSV from the stored results."""
 
 from __future__ import annotations
 
 import gzip
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from audit.api.routes.audits import _accepts_gzip
+from audit.api.routes.reports import _accepts_gzip
 from audit.settings import Settings
 from audit.storage import db
 from audit.storage.models import Report
 from audit.storage.repo import store_results
 from audit.storage.reports import store_report
 from tests.audit.api.helpers import auth, claim, finish_audit, spec_for
+from tests.pdf_tools import pdf_text
 
 
 def _submit(client: TestClient, token: str, dataset_id: str) -> str:
@@ -71,6 +74,64 @@ def test_results_stored_without_a_report_are_rendered_once_then_streamed(
         f"/v1/audits/{audit_id}/report", headers={**auth(token), "Accept-Encoding": "identity"}
     )
     assert again.text == first.text and _reports(api_settings) == 1
+
+
+def test_reviews_appear_in_the_html_and_pdf_reports(
+    client: TestClient,
+    make_token: Callable[..., str],
+    dataset_id: str,
+    api_settings: Settings,
+    tmp_path: Path,
+) -> None:
+    reviewer = make_token("reviewer")
+    audit_id = _submit(client, make_token("submitter"), dataset_id)
+    results = finish_audit(api_settings.db_url, audit_id)
+    url = f"/v1/audits/{audit_id}/report"
+    before = client.get(url, headers=auth(reviewer)).text
+    assert 'id="signoff"' not in before  # the stored report: rendered before any review
+    pdf = client.get(url, params={"format": "pdf"}, headers=auth(reviewer))
+    assert "awaiting review" in pdf_text(pdf.content, tmp_path)
+    review = client.post(
+        f"/v1/audits/{audit_id}/reviews",
+        json={"decision": "approve", "comment": "checked by hand"},
+        headers=auth(reviewer),
+    )
+    assert review.status_code == 201, review.text
+    name = review.json().get("reviewer") or "token"
+    html = client.get(url, headers=auth(reviewer)).text
+    signoff = html[html.index('id="signoff"') :]
+    assert ">approved<" in signoff and "checked by hand" in signoff and name in signoff
+    pdf = client.get(url, params={"format": "pdf"}, headers=auth(reviewer))
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.headers["content-disposition"] == f'inline; filename="audit-{audit_id}.pdf"'
+    text = " ".join(pdf_text(pdf.content, tmp_path).split())
+    assert "Review state: approved" in text and "checked by hand" in text and name in text
+    assert results["verdict"].upper() in text
+    csv = client.get(url, params={"format": "csv"}, headers=auth(reviewer))
+    assert csv.headers["content-disposition"] == f'attachment; filename="audit-{audit_id}.csv"'
+    foreign = client.get(url, params={"format": "pdf"}, headers=auth(make_token("admin", "b")))
+    assert foreign.status_code == 404
+
+
+def test_pdf_of_a_report_over_the_size_limit_is_refused(
+    client: TestClient,
+    make_token: Callable[..., str],
+    dataset_id: str,
+    api_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from audit.settings import get_settings
+
+    token = make_token("reviewer")
+    audit_id = _submit(client, make_token("submitter"), dataset_id)
+    finish_audit(api_settings.db_url, audit_id)
+    monkeypatch.setenv("BIASAUDIT_PDF_MAX_HTML_BYTES", "2048")
+    get_settings.cache_clear()
+    url = f"/v1/audits/{audit_id}/report"
+    refused = client.get(url, params={"format": "pdf"}, headers=auth(token))
+    assert refused.status_code == 422 and refused.json()["field"] == "format"
+    assert "larger than the 2048 bytes of HTML" in refused.json()["detail"]
+    assert client.get(url, params={"format": "csv"}, headers=auth(token)).status_code == 200
 
 
 def test_report_of_an_unfinished_or_foreign_audit(
