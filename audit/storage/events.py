@@ -125,14 +125,14 @@ _INSERT_EVENTS = insert(cast(Table, Event.__table__))
 
 def _lock_head(session: Session) -> tuple[int, str]:
     """Take the chain's head (created on first use) and return (last seq, its hash)."""
-    head = session.execute(_TAKE_HEAD).first()
+    head = session.connection().execute(_TAKE_HEAD).first()
     if head is None:  # a new database (or emptied tables): create the head, then take it
         session.execute(
             insert_ignore(session, EventHead, index_elements=["id"]).values(
                 id=HEAD_ID, seq=0, sha256=GENESIS
             )
         )
-        head = session.execute(_TAKE_HEAD).one()
+        head = session.connection().execute(_TAKE_HEAD).one()
     return int(head.seq), str(head.sha256)
 
 
@@ -206,8 +206,9 @@ def _write(session: Session, rows: list[dict[str, Any]], seq: int, sha256: str) 
 
     (A single PostgreSQL statement, the insert as a CTE of the head's update, was
     slower: its multi-row VALUES is compiled anew for every batch.)"""
-    session.execute(_INSERT_EVENTS, rows)
-    session.execute(_MOVE_HEAD, {"new_seq": seq, "new_sha256": sha256})
+    connection = session.connection()  # Core on the connection: no ORM execute path
+    connection.execute(_INSERT_EVENTS, rows)
+    connection.execute(_MOVE_HEAD, {"new_seq": seq, "new_sha256": sha256})
 
 
 def list_events(
