@@ -57,4 +57,8 @@ MSG_NAN_PREDICTIONS = (
     "dataset.prediction: column {column!r} has {count} missing value(s) (first at row {row}); "
     "every row needs a prediction"
 )
+MSG_NONFINITE_SCORES = (
+    "dataset.score: column {column!r} has {count} non-finite value(s) (inf, -inf, or a number "
+    "too large for a float such as 1e400; first at row {row}); scores must be finite numbers"
+)
 MSG_PICKLE_REFUSED = PICKLE_REFUSED

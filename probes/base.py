@@ -87,6 +87,9 @@ class ProbeInput:
     domain: str | None = None
     seed: int = 0
     min_group_size: int = 30
+    max_groups: int | None = None  # policy.max_groups: most observed groups per attribute set
+    max_total_groups: int | None = None  # policy.max_total_groups: over all sets of a probe
+    unknown_label: str = "unknown"  # dataset.unknown_label: the level of missing values
     progress: Callable[[float], None] | None = None
     should_cancel: Callable[[], bool] | None = None
 
@@ -119,6 +122,8 @@ class Check:
     require_significance: bool = False  # a breach fails only when p < policy.alpha
     skip_missing: bool = False  # no finding when the group has no value
     skip_reference: bool = False  # no finding for the entry's ``reference_group``
+    skip_flag: str | None = None  # group field that, when set, means no finding (left out)
+    optional: bool = False  # judged only when the spec's policy sets the threshold
     domains: tuple[str, ...] | None = None  # only audits of these domains
     ge: float | None = None  # valid thresholds (spec validation)
     gt: float | None = None
@@ -136,6 +141,9 @@ class CountContext:
     min_group_size: int = 30
     privileged: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    max_groups: int | None = None  # policy.max_groups: most observed groups per attribute set
+    max_total_groups: int | None = None  # policy.max_total_groups: over all sets of a probe
+    unknown_label: str = "unknown"  # dataset.unknown_label: the level of missing values
 
 
 class ModelAdapter(Protocol):

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from probes.counts import FN, FP, TN, TP
+from probes.base import ProbeEntry, ProbeInput
+from probes.counts import FN, FP, TN, TP, count_groups
 
 POST_TRAINING = ("DPPL", "DI", "DCA", "DCR", "RD", "SD", "DAR", "DRR", "AD", "TE")
 PRE_TRAINING = ("CI", "DPL", "KL", "JS", "LP", "TVD", "KS")
@@ -286,3 +287,25 @@ def between_group_generalized_entropy_index(cells: np.ndarray, alpha: float = 2)
     group_mean = _div(c @ _BENEFIT, n)
     keep = n > 0
     return _entropy_index(n[keep], group_mean[keep], alpha)
+
+
+def with_cddpl(entry: ProbeEntry, data: ProbeInput) -> ProbeEntry:
+    """Add Clarify's CDDPL (predicted labels, conditioned on ``data.strata``) per group."""
+    attrs = list(entry.model_extra.get("attributes", [entry.attribute]))  # type: ignore[union-attr]
+    if data.strata is None or data.strata in attrs or data.y_pred is None:
+        return entry
+    frame = data.frame[[*attrs, data.strata]].copy()
+    frame[data.strata] = frame[data.strata].astype("string").fillna("unknown").astype("category")
+    counts = count_groups(frame, [*attrs, data.strata], y_pred=data.y_pred)
+    by_attrs, cube = counts.by_last()  # (groups, strata, 4)
+    keys = ["&".join(k) for k in by_attrs.flat()[0]]
+    by_group = dict(zip(keys, cube))
+    total = cube.sum(axis=0)
+    groups = []
+    for g in entry.groups:
+        facet = by_group.get(g["group"])
+        value = (
+            None if facet is None else cddpl(facet_by_stratum=facet, rest_by_stratum=total - facet)
+        )
+        groups.append({**g, "cddpl": value})
+    return entry.model_copy(update={"groups": groups})

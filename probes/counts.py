@@ -1,18 +1,24 @@
 """Confusion-cell counts per group: the single source of truth for group metrics.
 
-One vectorised pass (``np.bincount``) counts the four confusion cells for every
-cell of the full intersection of the protected attributes. Every attribute and
-every smaller intersection is then a sum over the other axes, and counts from
-chunks or shards merge by addition (:meth:`GroupCounts.__add__`).
+Only the combinations of protected levels that occur are counted: one pass builds
+a key per row (mixed radix over the level codes, re-ranked whenever the next
+column would overflow int64), the observed keys are found (``np.bincount`` over
+the key space when it has no more cells than rows, else ``np.unique``) and the
+four confusion cells are counted per observed group.
+Memory is O(rows + observed groups), never the product of the level counts.
+Every attribute and every smaller intersection is a group-by of the observed
+table, and counts from chunks or shards merge by addition
+(:meth:`GroupCounts.__add__`).
 
-Cell order on the last axis: ``[tn, fp, fn, tp]`` = ``2 * y_true + y_pred``.
-Without labels, ``y_true`` is taken as 0 (only ``tn``/``fp`` are used, i.e.
-not-selected / selected).
+Cell order: ``[tn, fp, fn, tp]`` = ``2 * y_true + y_pred``. Without labels,
+``y_true`` is taken as 0 (only ``tn``/``fp`` are used, i.e. not-selected /
+selected). Groups are listed in lexicographic order of their level indices (the
+C order of the full cube), so every consumer sees the order it always saw.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -20,46 +26,150 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from probes.base import ProbeError
+
 TN, FP, FN, TP = 0, 1, 2, 3
+
+MSG_TOO_MANY_LEVELS = (
+    "dataset.protected: column {column!r} has {count} distinct values, more than "
+    "policy.max_levels={limit}; a protected attribute has a few groups (is it an id column?). "
+    "Raise policy.max_levels if this is intended"
+)
+MSG_TOO_MANY_GROUPS = (
+    "dataset.protected: {attribute!r} has {count} observed groups, more than "
+    "policy.max_groups={limit}; audit fewer or coarser attributes (intersectional: false, "
+    "dataset.bins) or raise policy.max_groups"
+)
+
+MSG_TOO_MANY_TOTAL = (
+    "dataset.protected: the attributes and intersections audited have {count} observed groups "
+    "in all ({sets} sets; largest: {largest}), more than policy.max_total_groups={limit}; "
+    "audit fewer attributes or intersections (intersectional: false) or raise "
+    "policy.max_total_groups"
+)
+
+_INT64_HEADROOM = 1 << 62
+DENSE_CELLS = 1 << 20  # count over the key space directly when it has <= max(rows, this) cells
+BLOCK_ROWS = 1 << 18  # temporaries of the dense pass stay O(block), whatever the rows
+
+
+def group_sum(values: np.ndarray, inverse: np.ndarray, groups: int, axis: int = 0) -> np.ndarray:
+    """Sum ``values`` along ``axis`` into ``groups`` bins given by ``inverse`` (exact ints).
+
+    Every bin must be hit at least once (true for group-bys of observed groups).
+    """
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(groups))
+    return np.add.reduceat(np.take(values, order, axis=axis), starts, axis=axis)
+
+
+def _lexsorted(index: np.ndarray, sizes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Unique rows of an integer ``(n, k)`` array in lexicographic order, and the inverse."""
+    n, k = index.shape
+    if k == 0:
+        return np.zeros((1 if n else 0, 0), dtype=np.int64), np.zeros(n, dtype=np.int64)
+    key = np.zeros(n, dtype=np.int64)
+    space = 1
+    for j in range(k):
+        size = max(int(sizes[j]), 1)
+        if space * size >= _INT64_HEADROOM:  # re-rank: order is kept, the space shrinks to <= n
+            uniq, key = np.unique(key, return_inverse=True)
+            space = len(uniq)
+        key = key * size + index[:, j]
+        space *= size
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return index[first], inverse.reshape(-1)
 
 
 @dataclass(frozen=True)
 class GroupCounts:
-    """Counts over the full intersection of ``attributes``.
+    """Confusion counts of the observed groups of the intersection of ``attributes``.
 
-    ``cells`` has shape ``(len(levels[0]), ..., len(levels[-1]), 4)``.
+    ``index`` is ``(groups, len(attributes))``: each group's level index per
+    attribute, rows unique and in lexicographic order; ``table`` is
+    ``(groups, 4)`` int64 counts. Only groups with at least one row are listed.
     """
 
     attributes: tuple[str, ...]
     levels: tuple[tuple[str, ...], ...]
-    cells: np.ndarray
+    index: np.ndarray
+    table: np.ndarray
     has_label: bool
 
     @property
     def rows(self) -> int:
-        return int(self.cells.sum())
+        return int(self.table.sum())
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.table.shape[0])
+
+    def marginal_inverse(self, attrs: Sequence[str]) -> tuple[GroupCounts, np.ndarray]:
+        """Counts for a subset of the attributes, and which sub-group each group falls in."""
+        keep = [self.attributes.index(a) for a in attrs]
+        if keep == list(range(len(self.attributes))):
+            return self, np.arange(self.n_groups)
+        sizes = [len(self.levels[i]) for i in keep]
+        index, inverse = _lexsorted(self.index[:, keep], sizes)
+        table = group_sum(self.table, inverse, len(index)) if len(index) else self.table[:0]
+        sub = GroupCounts(
+            tuple(attrs), tuple(self.levels[i] for i in keep), index, table, self.has_label
+        )
+        return sub, inverse
 
     def marginal(self, attrs: Sequence[str]) -> GroupCounts:
-        """Counts for a subset of the attributes (sum over the others)."""
-        keep = [self.attributes.index(a) for a in attrs]
-        drop = tuple(i for i in range(len(self.attributes)) if i not in keep)
-        cube = self.cells.sum(axis=drop) if drop else self.cells
-        # sum keeps the remaining axes in their original order; reorder to attrs
-        order = sorted(keep)
-        perm = [order.index(i) for i in keep] + [len(keep)]
-        cube = np.transpose(cube, perm)
-        return GroupCounts(
-            attributes=tuple(attrs),
-            levels=tuple(self.levels[i] for i in keep),
-            cells=cube,
-            has_label=self.has_label,
-        )
+        """Counts for a subset of the attributes (summed over the others)."""
+        return self.marginal_inverse(attrs)[0]
 
     def flat(self) -> tuple[list[tuple[str, ...]], np.ndarray]:
-        """Groups (tuples of levels, C order) and a ``(groups, 4)`` count matrix."""
-        shape = self.cells.shape[:-1]
-        keys = [tuple(self.levels[d][i] for d, i in enumerate(idx)) for idx in np.ndindex(*shape)]
-        return keys, self.cells.reshape(-1, 4)
+        """Observed groups (tuples of levels) and their ``(groups, 4)`` count matrix."""
+        cols = [np.asarray(lv, dtype=object)[self.index[:, d]] for d, lv in enumerate(self.levels)]
+        keys: list[tuple[str, ...]] = (
+            list(zip(*cols)) if cols else [() for _ in range(self.n_groups)]
+        )
+        return keys, self.table
+
+    def by_last(self) -> tuple[GroupCounts, np.ndarray]:
+        """Counts over all attributes but the last, and ``(groups, last levels, 4)`` counts."""
+        sub, inverse = self.marginal_inverse(self.attributes[:-1])
+        out = np.zeros((sub.n_groups, len(self.levels[-1]), 4), dtype=np.int64)
+        out[inverse, self.index[:, -1]] = self.table  # (group, last level) pairs are unique
+        return sub, out
+
+    def dense(self) -> np.ndarray:
+        """The full cube ``(len(levels[0]), ..., 4)``: for small tables and tests only."""
+        cube = np.zeros((*(len(lv) for lv in self.levels), 4), dtype=np.int64)
+        cube[tuple(self.index.T)] = self.table
+        return cube
+
+    def bootstrap(self, *, replicates: int, seed: int) -> np.ndarray:
+        """Row-bootstrap draws of ``table``: ``(replicates, groups, 4)``.
+
+        The draws equal those of a multinomial over the full cube in C order (a
+        zero-probability cell draws nothing and uses no randomness; the trailing
+        zero cell the cube would end with is kept, so the random stream matches).
+        """
+        from probes.stats import bootstrap_counts
+
+        corner = [len(lv) - 1 for lv in self.levels]
+        pad = self.n_groups > 0 and list(self.index[-1]) != corner
+        cells = np.concatenate([self.table.ravel(), [0]]) if pad else self.table.ravel()
+        draws = bootstrap_counts(cells, replicates=replicates, seed=seed)
+        return draws[:, : self.table.size].reshape(replicates, self.n_groups, 4)
+
+    def sorted_levels(self, key: Callable[[str], Any]) -> GroupCounts:
+        """The same counts with each attribute's levels ordered by ``key``."""
+        levels, index = [], self.index.copy()
+        for d, lv in enumerate(self.levels):
+            order = sorted(range(len(lv)), key=lambda i, lv=lv: key(lv[i]))  # type: ignore[misc]
+            rank = np.empty(len(lv), dtype=np.int64)
+            rank[order] = np.arange(len(lv))
+            index[:, d] = rank[self.index[:, d]]
+            levels.append(tuple(lv[i] for i in order))
+        rows = np.lexsort(index.T[::-1]) if index.shape[1] else np.arange(self.n_groups)
+        return GroupCounts(
+            self.attributes, tuple(levels), index[rows], self.table[rows], self.has_label
+        )
 
     def __add__(self, other: GroupCounts) -> GroupCounts:
         """Merge counts from two chunks/shards (levels aligned by label)."""
@@ -69,30 +179,52 @@ class GroupCounts:
             tuple(sorted(set(a) | set(b), key=_level_key))
             for a, b in zip(self.levels, other.levels)
         )
-        out = np.zeros(tuple(len(lv) for lv in levels) + (4,), dtype=np.int64)
+        parts = []
         for part in (self, other):
-            index = tuple(
-                np.array([lv.index(x) for x in plv]) for lv, plv in zip(levels, part.levels)
-            )
-            out[np.ix_(*index, np.arange(4))] += part.cells
-        return GroupCounts(self.attributes, levels, out, self.has_label and other.has_label)
+            remap = [
+                np.array([lv.index(x) for x in plv], dtype=np.int64)
+                for lv, plv in zip(levels, part.levels)
+            ]
+            cols = [m[part.index[:, d]] for d, m in enumerate(remap)]
+            parts.append(np.stack(cols, axis=1) if cols else part.index)
+        both = np.concatenate(parts)
+        table = np.concatenate([self.table, other.table])
+        index, inverse = _lexsorted(both, [len(lv) for lv in levels])
+        summed = group_sum(table, inverse, len(index)) if len(index) else table
+        return GroupCounts(
+            self.attributes, levels, index, summed, self.has_label and other.has_label
+        )
 
     def to_dict(self) -> dict[str, object]:
+        """JSON form: ``groups`` are level indices, ``cells`` the four counts of each."""
         return {
             "attributes": list(self.attributes),
             "levels": [list(lv) for lv in self.levels],
-            "cells": self.cells.tolist(),
+            "groups": self.index.tolist(),
+            "cells": self.table.tolist(),
             "has_label": self.has_label,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> GroupCounts:
-        return cls(
-            attributes=tuple(d["attributes"]),  # type: ignore[arg-type]
-            levels=tuple(tuple(lv) for lv in d["levels"]),  # type: ignore[attr-defined]
-            cells=np.asarray(d["cells"], dtype=np.int64),
-            has_label=bool(d["has_label"]),
-        )
+        """Read :meth:`to_dict` (and the older dense form: ``cells`` as a full cube)."""
+        attributes: tuple[str, ...] = tuple(d["attributes"])  # type: ignore[arg-type]
+        levels = tuple(tuple(lv) for lv in d["levels"])  # type: ignore[attr-defined]
+        cells = np.asarray(d["cells"], dtype=np.int64)
+        if "groups" in d:
+            index = np.asarray(d["groups"], dtype=np.int64).reshape(-1, len(attributes))
+            return cls(attributes, levels, index, cells.reshape(-1, 4), bool(d["has_label"]))
+        return _from_cube(attributes, levels, cells, bool(d["has_label"]))
+
+
+def _from_cube(
+    attributes: tuple[str, ...], levels: tuple[tuple[str, ...], ...], cube: np.ndarray, label: bool
+) -> GroupCounts:
+    flat = cube.reshape(-1, 4)
+    observed = np.flatnonzero(flat.sum(axis=1) > 0)
+    shape = tuple(len(lv) for lv in levels)
+    index = np.stack(np.unravel_index(observed, shape), axis=1) if shape else observed[:, None]
+    return GroupCounts(attributes, levels, index.astype(np.int64), flat[observed], label)
 
 
 def _level_key(x: str) -> tuple[int, str]:
@@ -112,7 +244,76 @@ def codes_of(column: pd.Series) -> tuple[np.ndarray, tuple[str, ...]]:
     return codes, levels
 
 
-BLOCK_ROWS = 1 << 18  # temporaries stay O(block), whatever the number of rows
+def check_levels(counts: GroupCounts, max_levels: int | None, *, partial: bool = False) -> None:
+    """Refuse a column with more than ``max_levels`` levels (an id column by mistake).
+
+    ``partial``: the counts cover part of the data so far (chunks): "at least" that many.
+    """
+    for column, lv in zip(counts.attributes, counts.levels):
+        if max_levels is not None and len(lv) > max_levels:
+            count = f"at least {len(lv)}" if partial else str(len(lv))
+            message = MSG_TOO_MANY_LEVELS.format(column=column, count=count, limit=max_levels)
+            raise ProbeError(message)
+
+
+def check_groups_limit(
+    subs: Sequence[GroupCounts], max_groups: int | None, max_total: int | None = None
+) -> None:
+    """Refuse, before any entry is built, an attribute set with more than ``max_groups``
+    observed groups, or more than ``max_total`` groups over all the sets of one probe."""
+    for counts in subs:
+        if max_groups is not None and counts.n_groups > max_groups:
+            name = "&".join(counts.attributes)
+            raise ProbeError(
+                MSG_TOO_MANY_GROUPS.format(attribute=name, count=counts.n_groups, limit=max_groups)
+            )
+    total = sum(c.n_groups for c in subs)
+    if max_total is not None and total > max_total:
+        largest = sorted(subs, key=lambda c: -c.n_groups)[:3]
+        shown = ", ".join(f"{'&'.join(c.attributes)!r} ({c.n_groups})" for c in largest)
+        raise ProbeError(
+            MSG_TOO_MANY_TOTAL.format(count=total, sets=len(subs), limit=max_total, largest=shown)
+        )
+
+
+def _dense_pass(
+    coded: list[np.ndarray], sizes: list[int], y_pred: np.ndarray, y_true: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts over the whole (small) key space in blocks; only observed groups returned."""
+    n = len(y_pred)
+    size = int(np.prod(sizes)) * 4
+    dtype = np.int32 if size < 2**31 else np.int64
+    flat = np.zeros(size, dtype=np.int64)
+    for start in range(0, n, BLOCK_ROWS):
+        stop = min(start + BLOCK_ROWS, n)
+        key: np.ndarray[Any, np.dtype[np.signedinteger[Any]]] = np.zeros(stop - start, dtype=dtype)
+        for codes, k in zip(coded, sizes):
+            key *= k
+            key += codes[start:stop]  # type: ignore[arg-type]
+        key *= 4
+        if y_true is not None:
+            key += 2 * np.asarray(y_true[start:stop], dtype=dtype)  # type: ignore[arg-type]
+        key += np.asarray(y_pred[start:stop], dtype=dtype)
+        flat += np.bincount(key, minlength=size)
+    table = flat.reshape(-1, 4)
+    observed = np.flatnonzero(table.sum(axis=1) > 0)
+    index = np.stack(np.unravel_index(observed, sizes), axis=1).astype(np.int64)
+    return index, table[observed]
+
+
+def _sparse_pass(
+    coded: list[np.ndarray], sizes: list[int], y_pred: np.ndarray, y_true: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of the observed groups only: row keys, ``np.unique``, one ``bincount``."""
+    stacked = np.stack([np.asarray(c, dtype=np.int64) for c in coded], axis=1)
+    index, inverse = _lexsorted(stacked, sizes)
+    del stacked
+    cell = 4 * inverse
+    if y_true is not None:
+        cell += 2 * np.asarray(y_true, dtype=np.int64)
+    cell += np.asarray(y_pred, dtype=np.int64)
+    table = np.bincount(cell, minlength=4 * len(index)).reshape(-1, 4)
+    return index, table
 
 
 def count_groups(
@@ -121,41 +322,51 @@ def count_groups(
     *,
     y_pred: np.ndarray,
     y_true: np.ndarray | None = None,
+    max_levels: int | None = None,
 ) -> GroupCounts:
-    """Count confusion cells for every intersection cell of ``attributes`` in one pass.
+    """Count confusion cells for every observed group of the intersection of ``attributes``.
 
-    Rows are processed in blocks so that peak memory beyond the input stays
-    bounded; levels that never occur are dropped from the cube afterwards.
+    ``max_levels`` (``policy.max_levels``) is checked per column before any key is built.
     """
     n = len(frame)
     if len(y_pred) != n:
         raise ValueError("y_pred length differs from the number of rows")
     if y_true is not None and len(y_true) != n:
         raise ValueError("y_true length differs from the number of rows")
-    coded = [codes_of(frame[a]) for a in attributes]
-    sizes = [max(len(lv), 1) for _, lv in coded]
-    size = int(np.prod(sizes)) * 4
-    dtype = np.int32 if size < 2**31 else np.int64
-    flat = np.zeros(size, dtype=np.int64)
-    for start in range(0, n, BLOCK_ROWS):
-        stop = min(start + BLOCK_ROWS, n)
-        key: np.ndarray[Any, np.dtype[np.signedinteger[Any]]] = np.zeros(stop - start, dtype=dtype)
-        for (codes, _), k in zip(coded, sizes):
-            key *= k
-            key += codes[start:stop]  # type: ignore[arg-type]
-        key *= 4
-        if y_true is not None:
-            key += 2 * np.asarray(y_true[start:stop], dtype=dtype)  # type: ignore[arg-type]
-        key += np.asarray(y_pred[start:stop], dtype=dtype)
-        flat += np.bincount(key, minlength=size)
-    cube = flat.reshape((*sizes, 4))
-    levels = []
-    for axis, (_, lv) in enumerate(coded):
-        other = tuple(i for i in range(cube.ndim) if i != axis)
-        used = np.flatnonzero(cube.sum(axis=other) > 0) if lv else np.array([], dtype=int)
-        cube = np.take(cube, used, axis=axis)
-        levels.append(tuple(lv[i] for i in used))
-    return GroupCounts(tuple(attributes), tuple(levels), cube, y_true is not None)
+    coded, levels = [], []
+    for a in attributes:
+        codes, lv = codes_of(frame[a])
+        # declared categories may outnumber the observed ones: count those only when over
+        if max_levels is not None and len(lv) > max_levels and np.unique(codes).size > max_levels:
+            count = np.unique(codes).size
+            raise ProbeError(MSG_TOO_MANY_LEVELS.format(column=a, count=count, limit=max_levels))
+        coded.append(codes)
+        levels.append(lv)
+    sizes = [max(len(lv), 1) for lv in levels]
+    space = 4.0 * float(np.prod([float(s) for s in sizes]))
+    if n == 0:
+        index = np.zeros((0, len(attributes)), dtype=np.int64)
+        table = np.zeros((0, 4), dtype=np.int64)
+    elif space <= max(n, DENSE_CELLS):
+        index, table = _dense_pass(coded, sizes, y_pred, y_true)
+    else:
+        index, table = _sparse_pass(coded, sizes, y_pred, y_true)
+    index, kept = _drop_unused(index, levels)
+    return GroupCounts(tuple(attributes), kept, index, table, y_true is not None)
+
+
+def _drop_unused(
+    index: np.ndarray, levels: list[tuple[str, ...]]
+) -> tuple[np.ndarray, tuple[tuple[str, ...], ...]]:
+    """Levels no observed group uses are dropped (a monotone renumbering keeps the order)."""
+    kept = []
+    for d, lv in enumerate(levels):
+        used = np.unique(index[:, d])
+        if len(used) < len(lv):
+            index[:, d] = np.searchsorted(used, index[:, d])
+            lv = tuple(lv[i] for i in used)
+        kept.append(lv)
+    return index, tuple(kept)
 
 
 def attribute_sets(attributes: Sequence[str], intersectional: bool) -> list[tuple[str, ...]]:

@@ -35,7 +35,7 @@ from probes.clarify import (
     pre_training_arrays,
     to_optional,
 )
-from probes.counts import GroupCounts, attribute_sets, count_groups
+from probes.counts import GroupCounts, attribute_sets, check_groups_limit, count_groups
 from probes.stats import holm, proportion_ci, two_proportion_pvalue
 
 MSG_NO_LABEL = (
@@ -129,28 +129,23 @@ def entry_from_counts(
     over the audited attributes, followed by the ``strata`` attribute if given.
     """
     attrs = counts.attributes[:-1] if strata else counts.attributes
+    per_stratum = None
     if strata:
-        per_stratum = np.moveaxis(counts.cells, -2, 0)  # (strata, *groups, 4)
-        cube = per_stratum.sum(axis=0)
+        groups_counts, per_stratum = counts.by_last()  # (groups, strata, 4)
     else:
-        cube = counts.cells
-    n_groups = int(np.prod(cube.shape[:-1]))
-    lab = cube.reshape(n_groups, 4)[:, :2].astype(float)
-    keys = [
-        "&".join(counts.levels[d][i] for d, i in enumerate(idx))
-        for idx in np.ndindex(*cube.shape[:-1])
-    ]
-    levels = [
-        dict(zip(attrs, (counts.levels[d][i] for d, i in enumerate(idx)), strict=True))
-        for idx in np.ndindex(*cube.shape[:-1])
-    ]
+        groups_counts = counts
+    n_groups = groups_counts.n_groups
+    lab = groups_counts.table[:, :2].astype(float)
+    tuples = groups_counts.flat()[0]
+    keys = ["&".join(k) for k in tuples]
+    levels = [dict(zip(attrs, k, strict=True)) for k in tuples]
     present = lab.sum(axis=1) > 0
     total = lab.sum(axis=0)
     rest = total - lab
     metrics = pre_training_arrays(lab, rest)
     cddl = np.full(n_groups, np.nan)
-    if strata:
-        s = np.moveaxis(per_stratum.reshape(per_stratum.shape[0], n_groups, 4), 0, 1)
+    if per_stratum is not None:
+        s = per_stratum
         s_total = s.sum(axis=0)
         cddl = conditional_demographic_disparity_arrays(
             facet_pos=s[..., POS],
@@ -258,8 +253,11 @@ class DatasetProbe(Probe):
             ]
             return ProbeResult(entries=entries)
         full = count_groups(frame, list(frame.columns), y_pred=y)
+        sets = attribute_sets(attrs, config.intersectional)
+        subs = [full.marginal(attr_set) for attr_set in sets]
+        check_groups_limit(subs, data.max_groups, data.max_total_groups)
         entries = []
-        for attr_set in attribute_sets(attrs, config.intersectional):
+        for attr_set in sets:
             wanted = list(attr_set) + ([config.strata] if config.strata else [])
             entries.append(
                 entry_from_counts(

@@ -24,16 +24,22 @@ from probes.base import (
     ProbeResult,
     register_probe,
 )
-from probes.counts import FN, FP, TN, TP, GroupCounts, attribute_sets, count_groups, rates
-from probes.scores import score_metrics
-from probes.stats import (
-    bootstrap_counts,
-    holm,
-    homogeneity_pvalue,
-    proportion_ci,
-    ratio_ci,
-    two_proportion_pvalues,
+from probes.clarify import with_cddpl
+from probes.counts import (
+    FN,
+    FP,
+    TN,
+    TP,
+    GroupCounts,
+    attribute_sets,
+    check_groups_limit,
+    count_groups,
+    group_sum,
+    rates,
 )
+from probes.impact import exclusions, impact, privileged_metrics
+from probes.scores import score_metrics
+from probes.stats import homogeneity_pvalue, proportion_ci
 from probes.util import finite_or_none
 
 
@@ -54,6 +60,14 @@ class DemographicConfig(ProbeConfig):
     )
     min_group_size: int | None = Field(
         default=None, ge=1, description="groups smaller than this are insufficient_data"
+    )
+    impact_ratio_min_share: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="groups under this share of the rows are left out of impact ratios and "
+        "their findings (reported, marked impact_ratio_excluded); NYC LL144 allows 0.02. The "
+        "unknown category is always left out",
     )
 
 
@@ -77,43 +91,6 @@ def _quantiles(x: np.ndarray, alpha: float) -> np.ndarray:
     return np.nanquantile(x, q, axis=0) if np.isnan(x).any() else np.quantile(x, q, axis=0)
 
 
-def _privileged_metrics(
-    keys: list[tuple[str, ...]], cells: np.ndarray, attr: str, value: str, has_label: bool
-) -> dict[str, Any]:
-    """aif360-style metrics: unprivileged (all other known levels) minus privileged."""
-    names = [k[0] for k in keys]
-    if value not in names:
-        raise ProbeError(
-            f"dataset.privileged.{attr}: value {value!r} is not a group of column {attr!r} "
-            f"(groups: {', '.join(names)})"
-        )
-    priv = cells[names.index(value)]
-    unpriv = sum(
-        (cells[i] for i, nm in enumerate(names) if nm not in (value, "unknown")),
-        np.zeros(4, dtype=np.int64),
-    )
-    rp, ru = rates(priv), rates(unpriv)
-    out: dict[str, Any] = {
-        "privileged_group": value,
-        "disparate_impact": finite_or_none(ru["selection_rate"] / rp["selection_rate"])
-        if rp["selection_rate"] > 0
-        else None,
-        "statistical_parity_difference": finite_or_none(
-            ru["selection_rate"] - rp["selection_rate"]
-        ),
-    }
-    if has_label:
-        tpr_d = ru["tpr"] - rp["tpr"]
-        fpr_d = ru["fpr"] - rp["fpr"]
-        out.update(
-            equal_opportunity_difference=finite_or_none(tpr_d),
-            average_odds_difference=finite_or_none(0.5 * (fpr_d + tpr_d)),
-            average_abs_odds_difference=finite_or_none(0.5 * (abs(fpr_d) + abs(tpr_d))),
-            error_rate_difference=finite_or_none((1 - ru["accuracy"]) - (1 - rp["accuracy"])),
-        )
-    return out
-
-
 def _clarify_all(cells: np.ndarray) -> list[dict[str, Any]]:
     """SageMaker Clarify post-training metrics of every group vs the rest (vectorised)."""
     from probes.clarify import one_vs_rest
@@ -134,6 +111,7 @@ def entry_from_counts(
     min_group_size: int,
     privileged: dict[str, Any] | None = None,
     boot: np.ndarray | None = None,
+    unknown_label: str = "unknown",
 ) -> ProbeEntry:
     """Every group metric, CI and test for one attribute (or intersection)."""
     keys, cells = counts.flat()
@@ -145,16 +123,13 @@ def entry_from_counts(
     r = rates(cells)
     n, selected, sel = r["n"], r["selected"], r["selection_rate"]
     eligible = n >= min_group_size
-    pool = np.where(eligible if eligible.any() else n > 0, sel, -np.inf)
-    ref = int(np.argmax(pool))
-    ref_rate = sel[ref]
+    total = float(n.sum())
+    reasons = exclusions(
+        keys, n / total, unknown_label=unknown_label, min_share=config.impact_ratio_min_share
+    )
+    imp = impact(selected, n, eligible=eligible, excluded=reasons, confidence=config.confidence)
+    ref = imp.ref
     lo, hi = proportion_ci(selected, n, confidence=config.confidence, method=config.ci_method)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        impact = sel / ref_rate if ref_rate > 0 else np.full_like(sel, np.nan)
-    ilo, ihi = ratio_ci(selected, n, selected[ref], n[ref], confidence=config.confidence)
-    pvals = two_proportion_pvalues(selected, n, selected[ref], n[ref])
-    pvals[ref] = None
-    adjusted = holm(pvals)
     label_ci = {
         m: proportion_ci(num, den, confidence=config.confidence, method=config.ci_method)
         for m, num, den in (
@@ -171,7 +146,6 @@ def entry_from_counts(
         alpha = (1 - config.confidence) / 2
         boot_sel = _quantiles(bsel, alpha)
         boot_imp = _quantiles(bimp, alpha)
-    total = float(n.sum())
     clarify = _clarify_all(cells) if counts.has_label and len(keys) > 1 else None
     groups: list[dict[str, Any]] = []
     for i, key in enumerate(keys):
@@ -183,12 +157,15 @@ def entry_from_counts(
             "selected": int(selected[i]),
             "selection_rate": finite_or_none(sel[i]),
             "selection_rate_ci": _ci(lo[i], hi[i]),
-            "impact_ratio": finite_or_none(impact[i]),
-            "impact_ratio_ci": None if i == ref else _ci(ilo[i], ihi[i]),
-            "p_value": pvals[i],
-            "p_value_adjusted": adjusted[i],
+            "impact_ratio": finite_or_none(imp.ratio[i]),
+            "impact_ratio_ci": None if i == ref else _ci(imp.lo[i], imp.hi[i]),
+            "p_value": imp.p_values[i],
+            "p_value_adjusted": imp.adjusted[i],
+            "selection_rate_sd": finite_or_none(imp.sd[i]),
             "insufficient_data": bool(not eligible[i]),
         }
+        if reasons[i] is not None:
+            g["impact_ratio_excluded"] = reasons[i]
         if counts.has_label:
             for m in ("tpr", "fpr", "fnr", "tnr", "precision", "npv", "accuracy", "base_rate"):
                 g[m] = finite_or_none(r[m][i])
@@ -202,7 +179,7 @@ def entry_from_counts(
         if boot_sel is not None and boot_imp is not None:
             g["selection_rate_ci_bootstrap"] = _ci(boot_sel[0, i], boot_sel[1, i])
             g["impact_ratio_ci_bootstrap"] = (
-                None if i == ref else _ci(boot_imp[0, i], boot_imp[1, i])
+                None if i == ref or reasons[i] else _ci(boot_imp[0, i], boot_imp[1, i])
             )
         groups.append(g)
     dpd, dpr = _spread(sel)
@@ -247,8 +224,8 @@ def entry_from_counts(
         summary["bootstrap_replicates"] = int(boot.shape[0])
     if privileged and len(counts.attributes) == 1 and counts.attributes[0] in privileged:
         attr = counts.attributes[0]
-        summary["privileged"] = _privileged_metrics(
-            keys, cells, attr, str(privileged[attr]), counts.has_label
+        summary["privileged"] = privileged_metrics(
+            keys, cells, attr, str(privileged[attr]), counts.has_label, unknown_label
         )
     return ProbeEntry.model_validate(
         dict(
@@ -263,6 +240,11 @@ def entry_from_counts(
                 for g in groups
                 if g["insufficient_data"]
             ],
+            impact_ratio_excluded=[
+                {"group": g["group"], "n": g["n"], "share": g["share"], "reason": reason}
+                for g, reason in zip(groups, reasons)
+                if reason is not None
+            ],
             min_group_size=min_group_size,
         )
     )
@@ -275,56 +257,36 @@ def entries_from_counts(
     min_group_size: int,
     privileged: dict[str, Any] | None = None,
     seed: int = 0,
+    max_groups: int | None = None,
+    max_total_groups: int | None = None,
+    unknown_label: str = "unknown",
 ) -> list[ProbeEntry]:
-    """Entries for each attribute (and intersection) from the full-intersection counts."""
-    boot_full = (
-        bootstrap_counts(full.cells, replicates=config.bootstrap, seed=seed)
-        if config.bootstrap
-        else None
-    )
+    """Entries for each attribute (and intersection) from the full-intersection counts.
+
+    An attribute or intersection with more than ``max_groups`` observed groups, or
+    more than ``max_total_groups`` over all of them, is refused by name before any
+    entry is built.
+    """
+    sets = attribute_sets(list(full.attributes), config.intersectional)
+    subs = [full.marginal_inverse(attrs) for attrs in sets]
+    check_groups_limit([sub for sub, _ in subs], max_groups, max_total_groups)
+    boot_full = full.bootstrap(replicates=config.bootstrap, seed=seed) if config.bootstrap else None
     entries = []
-    for attrs in attribute_sets(list(full.attributes), config.intersectional):
-        sub = full.marginal(attrs)
+    for sub, inverse in subs:
         boot = None
         if boot_full is not None:
-            drop = tuple(1 + i for i, a in enumerate(full.attributes) if a not in attrs)
-            b = boot_full.sum(axis=drop) if drop else boot_full
-            keep = [full.attributes.index(a) for a in attrs]
-            order = sorted(keep)
-            b = np.transpose(b, [0] + [1 + order.index(i) for i in keep] + [len(keep) + 1])
-            b = b.reshape(b.shape[0], -1, 4)
-            present = sub.cells.reshape(-1, 4).sum(axis=1) > 0
-            boot = b[:, present, :]
+            boot = group_sum(boot_full, inverse, sub.n_groups, axis=1)
         entries.append(
             entry_from_counts(
-                sub, config=config, min_group_size=min_group_size, privileged=privileged, boot=boot
+                sub,
+                config=config,
+                min_group_size=min_group_size,
+                privileged=privileged,
+                boot=boot,
+                unknown_label=unknown_label,
             )
         )
     return entries
-
-
-def _with_cddpl(entry: ProbeEntry, data: ProbeInput) -> ProbeEntry:
-    """Add Clarify's CDDPL (predicted labels, conditioned on ``data.strata``) per group."""
-    from probes.clarify import cddpl
-
-    attrs = list(entry.model_extra.get("attributes", [entry.attribute]))  # type: ignore[union-attr]
-    if data.strata is None or data.strata in attrs or data.y_pred is None:
-        return entry
-    frame = data.frame[[*attrs, data.strata]].copy()
-    frame[data.strata] = frame[data.strata].astype("string").fillna("unknown").astype("category")
-    counts = count_groups(frame, [*attrs, data.strata], y_pred=data.y_pred)
-    cube = counts.cells.reshape(-1, counts.cells.shape[-2], 4)  # (groups, strata, 4)
-    keys = ["&".join(k) for k in counts.marginal(attrs).flat()[0]]
-    by_group = dict(zip(keys, cube))
-    total = cube.sum(axis=0)
-    groups = []
-    for g in entry.groups:
-        facet = by_group.get(g["group"])
-        value = (
-            None if facet is None else cddpl(facet_by_stratum=facet, rest_by_stratum=total - facet)
-        )
-        groups.append({**g, "cddpl": value})
-    return entry.model_copy(update={"groups": groups})
 
 
 @register_probe("demographic", kind="group", tags=("decisions", "counts", "ll144"))
@@ -349,6 +311,7 @@ class DemographicProbe(Probe):
             "lowest impact ratio tolerated (four-fifths rule)",
             ci="impact_ratio_ci",
             insufficient_flag="insufficient_data",
+            skip_flag="impact_ratio_excluded",
             gt=0,
             le=1,
         ),
@@ -361,9 +324,26 @@ class DemographicProbe(Probe):
             p_value=None,
             insufficient_flag="insufficient_data",
             skip_missing=True,
+            skip_flag="impact_ratio_excluded",
             domains=("hiring",),
             gt=0,
             le=1,
+        ),
+        Check(
+            "selection_rate_sd",
+            "max_selection_rate_sd",
+            2.0,
+            "max",
+            "EEOC two-standard-deviation rule, off unless set (2 is the rule): largest "
+            "shortfall of a group's selection rate below the reference's, in standard "
+            "deviations of the difference",
+            p_value=None,
+            insufficient_flag="insufficient_data",
+            skip_missing=True,
+            skip_reference=True,
+            skip_flag="impact_ratio_excluded",
+            optional=True,
+            gt=0,
         ),
     )
     from_counts = True
@@ -378,6 +358,9 @@ class DemographicProbe(Probe):
             min_group_size=config.min_group_size or context.min_group_size,
             privileged=context.privileged,
             seed=context.seed,
+            max_groups=context.max_groups,
+            max_total_groups=context.max_total_groups,
+            unknown_label=context.unknown_label,
         )
 
     def run(self, *, data: ProbeInput, model: Any = None, config: DemographicConfig) -> ProbeResult:
@@ -398,9 +381,12 @@ class DemographicProbe(Probe):
             min_group_size=min_size,
             privileged=data.privileged,
             seed=data.seed,
+            max_groups=data.max_groups,
+            max_total_groups=data.max_total_groups,
+            unknown_label=data.unknown_label,
         )
         if data.strata and data.y_true is not None:
-            entries = [_with_cddpl(e, data) for e in entries]
+            entries = [with_cddpl(e, data) for e in entries]
         if data.score is not None:
             entries = [
                 score_metrics(e, frame=data.frame, score=data.score, y_true=data.y_true)

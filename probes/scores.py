@@ -34,6 +34,38 @@ def calibration_error(score: np.ndarray, y: np.ndarray, bins: int = 10) -> float
     return float(np.abs(s[nz] - k[nz]).sum() / score.size)
 
 
+KS_BLOCK_CELLS = 1 << 22  # ECDF values held at once (groups x points)
+
+
+def max_ks_distance(samples: list[np.ndarray]) -> float | None:
+    """The largest two-sample Kolmogorov-Smirnov statistic over every pair of samples.
+
+    Equal to ``max(ks_2samp(a, b).statistic)`` over all pairs, without the pairs:
+    ``max_ij sup_x |F_i(x) - F_j(x)| = sup_x (max_i F_i(x) - min_i F_i(x))`` over the
+    pooled points (each ECDF evaluated as scipy does, ``searchsorted(side="right") / n``),
+    so the cost is O(groups x distinct scores), not O(groups^2), in blocks of groups;
+    scipy is then asked once, for the farthest pair.
+    """
+    kept = [np.sort(s) for s in samples if s.size]
+    if len(kept) < 2:
+        return None
+    points = np.unique(np.concatenate(kept))
+    hi = np.full(points.size, -np.inf)
+    lo = np.full(points.size, np.inf)
+    step = max(1, KS_BLOCK_CELLS // max(points.size, 1))
+    for start in range(0, len(kept), step):
+        block = np.stack(
+            [np.searchsorted(s, points, side="right") / s.size for s in kept[start : start + step]]
+        )
+        hi = np.maximum(hi, block.max(axis=0))
+        lo = np.minimum(lo, block.min(axis=0))
+    x = points[int(np.argmax(hi - lo))]
+    at_x = np.array([np.searchsorted(s, x, side="right") / s.size for s in kept])
+    # the statistic of the farthest pair as scipy states it (exact mode rounds it to h/lcm)
+    pair = kept[int(np.argmax(at_x))], kept[int(np.argmin(at_x))]
+    return float(_st.ks_2samp(*pair).statistic)
+
+
 def score_metrics(
     entry: ProbeEntry, *, frame: pd.DataFrame, score: np.ndarray, y_true: np.ndarray | None
 ) -> ProbeEntry:
@@ -60,26 +92,25 @@ def score_metrics(
         extra[name] = m
     # reference: the highest scoring rate among groups large enough for a decision,
     # as for the selection impact ratio
-    eligible = [g["group"] for g in entry.groups if not g.get("insufficient_data")]
-    pool = eligible or [g["group"] for g in entry.groups]
+    # (groups left out of impact ratios, e.g. the unknown category, are left out here too)
+    kept = [g for g in entry.groups if not g.get("impact_ratio_excluded")]
+    eligible = [g["group"] for g in kept if not g.get("insufficient_data")]
+    pool = eligible or [g["group"] for g in kept] or [g["group"] for g in entry.groups]
     best = max(((extra.get(name) or {}).get("scoring_rate") or 0.0) for name in pool)
     groups = []
     for g in entry.groups:
         m = dict(extra.get(g["group"], {}))
         sr = m.get("scoring_rate")
         m["scoring_impact_ratio"] = (
-            finite_or_none(sr / best) if sr is not None and best > 0 else None
+            finite_or_none(sr / best)
+            if sr is not None and best > 0 and not g.get("impact_ratio_excluded")
+            else None
         )
         groups.append({**g, **m})
-    ks = [
-        _st.ks_2samp(a, b).statistic
-        for i, a in enumerate(samples)
-        for b in samples[i + 1 :]
-        if a.size and b.size
-    ]
+    ks = max_ks_distance(samples)
     summary = {
         **entry.summary,
         "median_score": median,
-        "score_ks_max": finite_or_none(max(ks)) if ks else None,
+        "score_ks_max": finite_or_none(ks) if ks is not None else None,
     }
     return entry.model_copy(update={"groups": groups, "summary": summary})

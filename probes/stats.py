@@ -103,13 +103,17 @@ def two_proportion_pvalues(
         chi2 = (a - ea) ** 2 / ea + (b - eb) ** 2 / eb + (c - ec) ** 2 / ec + (d - ed) ** 2 / ed
     p = _st.chi2.sf(chi2, 1)
     out: list[float | None] = []
+    exact: dict[tuple[int, int], float | None] = {}  # small groups repeat the same tables
     for i in range(len(k1)):
         if n1[i] <= 0:
             out.append(None)
         elif col1[i] == 0 or col2[i] == 0:
             out.append(1.0)
         elif min(ea[i], eb[i], ec[i], ed[i]) < 5:
-            out.append(two_proportion_pvalue(int(k1[i]), int(n1[i]), int(k2), int(n2)))
+            key = (int(k1[i]), int(n1[i]))
+            if key not in exact:
+                exact[key] = two_proportion_pvalue(key[0], key[1], int(k2), int(n2))
+            out.append(exact[key])
         else:
             out.append(float(p[i]))
     return out

@@ -28,7 +28,7 @@ from audit.api.group_commit import SubmitQueue
 from audit.api.metrics import Metrics
 from audit.api.middleware import RequestContextMiddleware
 from audit.api.openapi import build_openapi
-from audit.api.routes import audits, datasets, health, reports, reviews, schedules
+from audit.api.routes import audits, datasets, events, health, history, reports, reviews, schedules
 from audit.api.uploads import remove_stale_uploads
 from audit.settings import Settings, get_settings
 
@@ -105,6 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "audits", "description": "submit audits, follow them, read results"},
             {"name": "reviews", "description": "reviewer sign-off"},
             {"name": "schedules", "description": "recurring compliance audits (admin)"},
+            {"name": "events", "description": "the tamper-evident event log (admin, reviewer)"},
+            {"name": "history", "description": "compare audits, a model's or schedule's runs"},
             {"name": "health", "description": "liveness, readiness, metrics (no auth)"},
         ],
     )
@@ -112,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.submit_queue = submit_queue
     app.state.metrics = metrics
     install_error_handlers(app)
-    for module in (health, datasets, audits, reports, reviews, schedules):
+    for module in (health, datasets, audits, reports, reviews, schedules, events, history):
         app.include_router(module.router)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
 

@@ -35,6 +35,9 @@ class AuditQueued(BaseModel):
     status: AuditStatus
 
 
+ReviewState = Literal["awaiting review", "approved", "rejected"]
+
+
 class AuditPublic(_Public):
     """An audit's state: status, progress (0..1) and the error of a failed audit."""
 
@@ -53,6 +56,22 @@ class AuditPublic(_Public):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    submitted_by: str | None = Field(default=None, description="the person who submitted it")
+    review_state: ReviewState = Field(
+        default="awaiting review", description="follows the latest review (latest wins)"
+    )
+    reviews: list[ReviewSummary] = Field(
+        default_factory=list, description="sign-offs, oldest first (in GET /v1/audits/{id})"
+    )
+
+
+class ReviewSummary(BaseModel):
+    """One sign-off as shown with an audit."""
+
+    decision: Literal["approve", "reject"]
+    reviewer: str | None = None
+    comment: str | None = None
+    created_at: datetime
 
 
 class AuditsPublic(BaseModel):

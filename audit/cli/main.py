@@ -223,7 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     kc = ks.add_parser("create", help="create a token (printed once, stored hashed)")
     kc.add_argument("--role", required=True, choices=["submitter", "reviewer", "admin"])
     kc.add_argument("--project", default="default")
+    kc.add_argument(
+        "--name", default=None, help='the person holding it, e.g. "Ada Lovelace <ada@example.org>"'
+    )
     kc.set_defaults(func=_service("keys_create"))
+    from audit.cli import trail
+
+    trail.add_key_commands(ks)
+    trail.add_commands(sub)
     _plugin_commands(sub)
     return p
 

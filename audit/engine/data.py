@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,12 @@ from audit.errors import (
     MSG_FILE_NOT_FOUND,
     MSG_MISSING_COLUMN,
     MSG_NAN_PREDICTIONS,
+    MSG_NONFINITE_SCORES,
     MSG_ONE_GROUP,
     AuditInputError,
     did_you_mean,
 )
+from probes.counts import MSG_TOO_MANY_LEVELS
 from probes.util import canonical_label, file_sha256
 
 canonical = canonical_label  # 1 == "1" == 1.0 == True == "true"
@@ -48,12 +50,16 @@ def favorable_mask(series: pd.Series, favorable: Any) -> np.ndarray:
     return series.isin(list(hits)).to_numpy(dtype=bool)
 
 
-def group_category(series: pd.Series, unknown: str) -> tuple[pd.Categorical, int]:
+def group_category(
+    series: pd.Series, unknown: str, *, max_levels: int | None = None, field: str | None = None
+) -> tuple[pd.Categorical, int]:
     """Protected column as a categorical of stripped text levels, sorted, ``unknown`` last.
 
     Works on the distinct values only (factorize / existing categories), so it costs
     one hash pass over the rows whatever their type. Missing or empty values become
-    ``unknown``; returns the categorical and how many rows were missing.
+    ``unknown``; returns the categorical and how many rows were missing. More than
+    ``max_levels`` levels (``policy.max_levels``: an id column by mistake) is an input
+    error naming the column, raised before anything else is built.
     """
     if isinstance(series.dtype, pd.CategoricalDtype):
         codes = series.cat.codes.to_numpy()
@@ -70,6 +76,12 @@ def group_category(series: pd.Series, unknown: str) -> tuple[pd.Categorical, int
     index = {lab: i for i, lab in enumerate(levels)}
     remap = np.array([index[lab] for lab in labels] + [index.get(unknown, -1)], dtype=np.int32)
     new_codes = remap[codes]  # code -1 picks the last entry: unknown
+    # declared categories may outnumber the values present: count those only when over
+    if max_levels is not None and len(levels) > max_levels:
+        count = int(np.unique(new_codes).size)
+        if count > max_levels:
+            message = MSG_TOO_MANY_LEVELS.format(column=series.name, count=count, limit=max_levels)
+            raise AuditInputError(message, field=field or "dataset.protected")
     return pd.Categorical.from_codes(new_codes, categories=levels), missing
 
 
@@ -180,13 +192,24 @@ def check_columns(spec: DatasetSpec, path: Path, columns: list[str]) -> None:
 
 
 def prepare(
-    frame: pd.DataFrame, spec: DatasetSpec, *, need_prediction: bool, row_offset: int = 0
+    frame: pd.DataFrame,
+    spec: DatasetSpec,
+    *,
+    need_prediction: bool,
+    row_offset: int = 0,
+    max_levels: int | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray | None, np.ndarray | None, np.ndarray | None, dict[str, int]]:
-    """Validate and type one frame (or chunk): protected as category, label arrays as bool."""
+    """Validate and type one frame (or chunk): protected as category, label arrays as bool.
+
+    ``max_levels`` (``policy.max_levels``) bounds each protected column's distinct values;
+    scores must be finite numbers (``inf``, ``1e400``, NaN are refused naming the column).
+    """
     unknown_counts: dict[str, int] = {}
     out = frame.copy(deep=False)
-    for col in spec.protected:
-        out[col], unknown_counts[col] = group_category(out[col], spec.unknown_label)
+    for i, col in enumerate(spec.protected):
+        out[col], unknown_counts[col] = group_category(
+            out[col], spec.unknown_label, max_levels=max_levels, field=f"dataset.protected[{i}]"
+        )
     y_true = None
     if spec.label:
         lab = out[spec.label]
@@ -229,6 +252,16 @@ def prepare(
                 field="dataset.score",
             )
         score = sc.to_numpy(dtype=float)
+        infinite = ~np.isfinite(score)
+        if infinite.any():
+            raise AuditInputError(
+                MSG_NONFINITE_SCORES.format(
+                    column=spec.score,
+                    count=int(infinite.sum()),
+                    row=int(np.argmax(infinite)) + row_offset,
+                ),
+                field="dataset.score",
+            )
     return out, y_true, y_pred, score, unknown_counts
 
 
@@ -259,6 +292,7 @@ def load_dataset(
     *,
     need_prediction: bool,
     extra_columns: list[str] | None = None,
+    max_levels: int | None = None,
 ) -> LoadedDataset:
     """Load, validate and type the whole dataset in memory."""
     path = resolve_path(spec, base_dir)
@@ -278,14 +312,16 @@ def load_dataset(
     frame = read_frame(spec, path)
     if frame.empty:
         raise AuditInputError(f"dataset.path: {path.name} has no rows", field="dataset.path")
-    frame, y_true, y_pred, score, unknown = prepare(frame, spec, need_prediction=need_prediction)
+    frame, y_true, y_pred, score, unknown = prepare(
+        frame, spec, need_prediction=need_prediction, max_levels=max_levels
+    )
     check_groups(frame, spec, y_true)
     return LoadedDataset(frame, path, digest, y_true, y_pred, score, unknown)
 
 
 def iter_chunks(
     spec: DatasetSpec, path: Path, *, chunk_rows: int
-) -> Iterator[tuple[pd.DataFrame, int]]:
+) -> Generator[tuple[pd.DataFrame, int], None, None]:
     """Yield (raw chunk, row offset) with only the columns the spec names."""
     columns = header(spec, path)
     check_columns(spec, path, columns)
@@ -301,6 +337,9 @@ def iter_chunks(
         return
     offset = 0
     text = {c: str for c in spec.protected}
-    for df in pd.read_csv(path, usecols=cols, chunksize=chunk_rows, low_memory=False, dtype=text):
-        yield df, offset
-        offset += len(df)
+    with pd.read_csv(
+        path, usecols=cols, chunksize=chunk_rows, low_memory=False, dtype=text
+    ) as reader:
+        for df in reader:
+            yield df, offset
+            offset += len(df)

@@ -142,7 +142,7 @@ def frame_sha256(frame: Any) -> str:
 
 
 def frame_dataset(
-    spec: DatasetSpec, frame: Any, *, need_prediction: bool
+    spec: DatasetSpec, frame: Any, *, need_prediction: bool, max_levels: int | None = None
 ) -> data_mod.LoadedDataset:
     """Validate and type a DataFrame as :func:`audit.engine.data.load_dataset` does a file."""
     import pandas as pd
@@ -157,7 +157,7 @@ def frame_dataset(
     typed = frame.reset_index(drop=True)
     typed.columns = [str(c) for c in typed.columns]
     typed, y_true, y_pred, score, unknown = data_mod.prepare(
-        typed, spec, need_prediction=need_prediction
+        typed, spec, need_prediction=need_prediction, max_levels=max_levels
     )
     data_mod.check_groups(typed, spec, y_true)
     y_pred = None if y_pred is None else np.asarray(y_pred, dtype=bool)

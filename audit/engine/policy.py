@@ -105,7 +105,10 @@ def findings_for(
     out: list[Finding] = []
     for entry in entries:
         checks = [
-            c for c in get_probe(entry.kind).checks if c.domains is None or spec.domain in c.domains
+            c
+            for c in get_probe(entry.kind).checks
+            if (c.domains is None or spec.domain in c.domains)
+            and (not c.optional or (spec.policy.model_extra or {}).get(c.threshold) is not None)
         ]
         ref = (entry.model_extra or {}).get("reference_group")
         for g in entry.groups:
@@ -113,6 +116,8 @@ def findings_for(
                 if check.skip_reference and g.get("group") == ref:
                     continue
                 if check.skip_missing and g.get(check.value_field) is None:
+                    continue
+                if check.skip_flag and g.get(check.skip_flag):
                     continue
                 out.append(_finding(entry, g, check, spec, thresholds[check.threshold]))
     return out

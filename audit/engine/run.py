@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from audit.engine.spec import AuditSpec, parse_spec, validate_probe_configs
 from audit.errors import AuditCancelled, AuditInputError
 from audit.settings import get_settings
 from probes.base import CountContext, ProbeEntry, ProbeError, ProbeInput, get_probe
-from probes.counts import GroupCounts
+from probes.counts import GroupCounts, check_levels
 from probes.inference import InferenceCancelled
 
 __all__ = [
@@ -61,19 +62,31 @@ def _chunked_entries(
     rows = 0
     unknown: dict[str, int] = {c: 0 for c in spec.dataset.protected}
     chunk_rows = get_settings().chunk_rows
-    for raw, offset in data_mod.iter_chunks(spec.dataset, path, chunk_rows=chunk_rows):
-        frame, y_true, y_pred, _, unk = data_mod.prepare(
-            raw, spec.dataset, need_prediction=True, row_offset=offset
-        )
-        assert y_pred is not None
-        part = count_groups(frame, list(spec.dataset.protected), y_pred=y_pred, y_true=y_true)
-        total = part if total is None else total + part
-        rows += len(frame)
-        for k, v in unk.items():
-            unknown[k] += v
+    max_levels = spec.policy.max_levels
+    chunks = data_mod.iter_chunks(spec.dataset, path, chunk_rows=chunk_rows)
+    with closing(chunks):  # the file is closed also when a chunk is refused
+        for raw, offset in chunks:
+            frame, y_true, y_pred, _, unk = data_mod.prepare(
+                raw, spec.dataset, need_prediction=True, row_offset=offset, max_levels=max_levels
+            )
+            assert y_pred is not None
+            part = count_groups(frame, list(spec.dataset.protected), y_pred=y_pred, y_true=y_true)
+            total = part if total is None else total + part
+            refuse_levels(total, max_levels, partial=True)  # each chunk may be under, not all
+            rows += len(frame)
+            for k, v in unk.items():
+                unknown[k] += v
     if total is None:
         raise AuditInputError(f"dataset.path: {path.name} has no rows", field="dataset.path")
     return entries_from_total(spec, configs, total), rows, unknown
+
+
+def refuse_levels(total: GroupCounts, max_levels: int, *, partial: bool = False) -> None:
+    """Merged counts (chunks, shards) with a column over ``policy.max_levels``: input error."""
+    try:
+        check_levels(total, max_levels, partial=partial)
+    except ProbeError as exc:
+        raise AuditInputError(str(exc), field="dataset.protected") from None
 
 
 def entries_from_total(spec: AuditSpec, configs: list[Any], total: GroupCounts) -> list[ProbeEntry]:
@@ -82,12 +95,18 @@ def entries_from_total(spec: AuditSpec, configs: list[Any], total: GroupCounts) 
         min_group_size=spec.policy.min_group_size,
         privileged={k: str(v) for k, v in spec.dataset.privileged.items()},
         seed=spec.seed,
+        max_groups=spec.policy.max_groups,
+        max_total_groups=spec.policy.max_total_groups,
+        unknown_label=spec.dataset.unknown_label,
     )
     entries: list[ProbeEntry] = []
     for cfg in configs:
         cls = get_probe(cfg.kind)
         attrs = cls.count_attributes(cfg, spec.dataset.protected)
-        entries += cls().entries_from_counts(total.marginal(attrs), config=cfg, context=context)
+        try:
+            entries += cls().entries_from_counts(total.marginal(attrs), config=cfg, context=context)
+        except ProbeError as exc:  # an input error (privileged value, too many groups)
+            raise AuditInputError(str(exc)) from None
     return entries
 
 
@@ -185,10 +204,20 @@ def _load_data(
         from audit.engine.inmemory import frame_dataset
 
         say(f"checking the DataFrame ({len(frame_in)} rows)")
-        ds = frame_dataset(spec.dataset, frame_in, need_prediction=need_prediction)
+        ds = frame_dataset(
+            spec.dataset,
+            frame_in,
+            need_prediction=need_prediction,
+            max_levels=spec.policy.max_levels,
+        )
     elif _uses_dataset(spec):
         say(f"loading dataset {spec.dataset.path}")
-        ds = data_mod.load_dataset(spec.dataset, base, need_prediction=need_prediction)
+        ds = data_mod.load_dataset(
+            spec.dataset,
+            base,
+            need_prediction=need_prediction,
+            max_levels=spec.policy.max_levels,
+        )
     else:
         ds = None
     if ds is not None:
@@ -220,6 +249,9 @@ def _load_data(
         domain=spec.domain,
         seed=spec.seed,
         min_group_size=spec.policy.min_group_size,
+        max_groups=spec.policy.max_groups,
+        max_total_groups=spec.policy.max_total_groups,
+        unknown_label=spec.dataset.unknown_label,
     )
     return pinput, dataset_info, unknown
 

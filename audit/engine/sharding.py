@@ -22,13 +22,13 @@ shard results are plain JSON so they travel through the result backend.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from audit.engine import data as data_mod
@@ -145,7 +145,7 @@ def _columns(spec: AuditSpec) -> list[str]:
 
 def _read_rows(
     spec: AuditSpec, path: Path, start: int, stop: int, *, chunk_rows: int
-) -> Iterator[pd.DataFrame]:
+) -> Generator[pd.DataFrame, None, None]:
     """Rows ``[start, stop)`` in chunks of at most ``chunk_rows``, only the needed columns."""
     cols = _columns(spec)
     if is_parquet(spec, path):
@@ -163,7 +163,7 @@ def _read_rows(
         return
     # Protected columns are read as text so every shard sees the same group names
     # whatever the other values of its rows (no per-chunk int/float inference).
-    reader = pd.read_csv(
+    with pd.read_csv(
         path,
         usecols=cols,
         skiprows=range(1, start + 1),
@@ -171,8 +171,8 @@ def _read_rows(
         chunksize=chunk_rows,
         dtype={c: "string" for c in spec.dataset.protected},
         low_memory=False,
-    )
-    yield from reader
+    ) as reader:
+        yield from reader
 
 
 def count_shard(
@@ -189,6 +189,7 @@ def count_shard(
     with the row number in the whole file; a cancel request between chunks
     raises ``AuditCancelled``.
     """
+    from audit.engine.run import refuse_levels
     from probes.counts import count_groups
 
     data_mod.check_columns(spec.dataset, path, data_mod.header(spec.dataset, path))
@@ -197,24 +198,31 @@ def count_shard(
     unknown = {c: 0 for c in spec.dataset.protected}
     label_values: list[str] = []
     offset = shard.start
-    for raw in _read_rows(spec, path, shard.start, shard.stop, chunk_rows=chunk_rows):
-        if should_cancel is not None and should_cancel():
-            raise AuditCancelled("audit cancelled")
-        frame, y_true, y_pred, _, unk = data_mod.prepare(
-            raw, spec.dataset, need_prediction=True, row_offset=offset
-        )
-        assert y_pred is not None
-        part = count_groups(frame, list(spec.dataset.protected), y_pred=y_pred, y_true=y_true)
-        total = part if total is None else total + part
-        rows += len(frame)
-        offset += len(frame)
-        for k, v in unk.items():
-            unknown[k] += v
-        if spec.dataset.label and len(label_values) < MAX_LABEL_VALUES:
-            for value in pd.unique(raw[spec.dataset.label]):
-                text = repr(value)
-                if text not in label_values and len(label_values) < MAX_LABEL_VALUES:
-                    label_values.append(text)
+    chunks = _read_rows(spec, path, shard.start, shard.stop, chunk_rows=chunk_rows)
+    with closing(chunks):  # the file is closed also when a chunk is refused
+        for raw in chunks:
+            if should_cancel is not None and should_cancel():
+                raise AuditCancelled("audit cancelled")
+            frame, y_true, y_pred, _, unk = data_mod.prepare(
+                raw,
+                spec.dataset,
+                need_prediction=True,
+                row_offset=offset,
+                max_levels=spec.policy.max_levels,
+            )
+            assert y_pred is not None
+            part = count_groups(frame, list(spec.dataset.protected), y_pred=y_pred, y_true=y_true)
+            total = part if total is None else total + part
+            refuse_levels(total, spec.policy.max_levels, partial=True)
+            rows += len(frame)
+            offset += len(frame)
+            for k, v in unk.items():
+                unknown[k] += v
+            if spec.dataset.label and len(label_values) < MAX_LABEL_VALUES:
+                for value in pd.unique(raw[spec.dataset.label]):
+                    text = repr(value)
+                    if text not in label_values and len(label_values) < MAX_LABEL_VALUES:
+                        label_values.append(text)
     return {
         "index": shard.index,
         "start": shard.start,
@@ -232,16 +240,7 @@ def _sorted_levels(counts: Any, unknown_label: str) -> Any:
     ``audit.engine.data.group_category`` orders groups that way in memory; the merged
     cube is reordered to match, whatever order the shards' levels came in.
     """
-    from probes.counts import GroupCounts
-
-    cells = counts.cells
-    levels = []
-    for axis, lv in enumerate(counts.levels):
-        keys = [(level == unknown_label, level) for level in lv]
-        order = sorted(range(len(lv)), key=keys.__getitem__)
-        cells = np.take(cells, order, axis=axis)
-        levels.append(tuple(lv[i] for i in order))
-    return GroupCounts(counts.attributes, tuple(levels), cells, counts.has_label)
+    return counts.sorted_levels(lambda level: (level == unknown_label, level))
 
 
 def merge_parts(
@@ -282,7 +281,7 @@ def _check_groups(spec: AuditSpec, total: Any, label_values: list[str]) -> None:
     if spec.dataset.label and total.has_label:
         from probes.counts import FN, TP
 
-        if int(total.cells[..., TP].sum() + total.cells[..., FN].sum()) == 0:
+        if int(total.table[:, TP].sum() + total.table[:, FN].sum()) == 0:
             raise AuditInputError(
                 MSG_FAVORABLE_NOT_IN_LABELS.format(
                     value=spec.dataset.favorable_label,
@@ -309,7 +308,7 @@ def results_from_parts(
 
     ``path`` is the dataset file (its name and sha256 go into ``dataset``).
     """
-    from audit.engine.run import assemble_results, entries_from_total
+    from audit.engine.run import assemble_results, entries_from_total, refuse_levels
 
     spec, _ = parse_spec(spec_source)
     configs = validate_probe_configs(spec)
@@ -318,6 +317,7 @@ def results_from_parts(
     )
     if total is None or rows == 0:
         raise AuditInputError(f"dataset.path: {path.name} has no rows", field="dataset.path")
+    refuse_levels(total, spec.policy.max_levels)
     _check_groups(spec, total, label_values)
     return assemble_results(
         spec,

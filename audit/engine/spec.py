@@ -163,6 +163,13 @@ class PolicySpec(_Strict):
         description="most observed groups an attribute or intersection may have (more is an "
         "input error naming the intersection)",
     )
+    max_total_groups: int = Field(
+        default=20_000,
+        ge=2,
+        description="most groups one probe may report over all its attributes and "
+        "intersections (each is a row of results.json, of the findings and of the report; "
+        "more is an input error naming the largest intersections)",
+    )
 
     @model_validator(mode="after")
     def _thresholds(self) -> PolicySpec:

@@ -2,7 +2,10 @@
 
 Selection and scoring rates with impact ratios by sex, race/ethnicity and their
 intersection; categories under 2% of the data (which 6 RCNY § 5-301 lets an audit
-leave out), groups excluded for size and rows of unknown category are listed.
+leave out), groups excluded for size and rows of unknown category are listed. Rows the
+probe left out of impact ratios (the unknown category always; small categories when
+the audit set ``impact_ratio_min_share``) say "excluded from impact ratios" in place of
+a ratio.
 :func:`audit.reports.html.build_context` puts it under ``ll144`` for the template.
 """
 
@@ -24,6 +27,10 @@ from audit.reports.svg import (
 )
 
 LL144_SMALL_SHARE = 0.02  # categories under 2% of the data may be excluded (6 RCNY § 5-301)
+# the probe marks groups left out of impact ratios (``impact_ratio_excluded``: the unknown
+# category, and categories under ``impact_ratio_min_share`` when the audit asks for it)
+EXCLUDED = "excluded from impact ratios"
+RATIO_KEYS = ("impact_ratio", "scoring_impact_ratio")
 _LL144_NAMES = {"sex": "Sex", "race": "Race/Ethnicity"}
 _LL144_ORDER = {"sex": 0, "race": 1, "intersectional": 2}
 
@@ -52,24 +59,37 @@ def _ll144_table(entry: Mapping[str, Any], kind: str) -> dict[str, Any]:
     total = sum(num(g.get("n")) or 0 for g in groups)
     inter = kind == "intersectional"
     rows, small, unknown = [], {}, []
+    left_out = {str(g.get("group")): g.get("impact_ratio_excluded") for g in groups}
     for g in [*groups, *(x for x in excluded if isinstance(x, Mapping))]:
         share = num(g.get("share"))
         if share is None and total:
             share = (num(g.get("n")) or 0) / total
         if share is not None and share < LL144_SMALL_SHARE:
-            small[str(g.get("group"))] = excluded_label({**g, "share": share}, intersection=inter)
+            label = excluded_label({**g, "share": share}, intersection=inter)
+            if left_out.get(str(g.get("group"))):
+                label += f" ({EXCLUDED})"
+            small[str(g.get("group"))] = label
     for g in groups:
         levels = g.get("levels")
         if not isinstance(levels, Mapping) or not all(a in levels for a in attrs):
             parts = str(g.get("group", DASH)).split("&") if len(attrs) > 1 else [g.get("group")]
             levels = dict(zip(attrs, parts, strict=False))
-        if any(str(v).lower() == "unknown" for v in levels.values()):
-            unknown.append(f"{group_label(g)}: {fmt_int(g.get('n'))}")
+        reason = g.get("impact_ratio_excluded")
+        if (
+            any(str(v).lower() == "unknown" for v in levels.values())
+            or reason == "unknown category"
+        ):
+            note = f" ({EXCLUDED})" if reason else ""
+            unknown.append(f"{group_label(g)}: {fmt_int(g.get('n'))}{note}")
         rows.append(
             {
                 "cells": [str(levels.get(a, DASH)) for a in attrs],
                 "n": fmt_int(g.get("n")),
-                "rates": [fmt_rate(g.get(k)) for pair in metrics for k in pair],
+                "rates": [
+                    EXCLUDED if reason and k in RATIO_KEYS else fmt_rate(g.get(k))
+                    for pair in metrics
+                    for k in pair
+                ],
                 "small": str(g.get("group")) in small,
             }
         )

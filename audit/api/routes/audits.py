@@ -35,6 +35,8 @@ from audit.api.schemas import (
     AuditsPublic,
     AuditStatus,
     ErrorPublic,
+    ReviewState,
+    ReviewSummary,
     Verdict,
 )
 from audit.api.submission import parse_submitted
@@ -47,6 +49,7 @@ from audit.storage.repo import (
     list_audits,
     request_cancel,
 )
+from audit.storage.reviews import list_reviews, review_state, review_states
 
 log = logging.getLogger("audit.api.audits")
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
@@ -182,6 +185,10 @@ def list_audits_route(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    review_state: Annotated[
+        ReviewState | None, Query(description="the latest review decides")
+    ] = None,
+    schedule: Annotated[str | None, Query(max_length=36, description="schedule id")] = None,
 ) -> AuditsPublic:
     rows, total = list_audits(
         session=session,
@@ -193,15 +200,35 @@ def list_audits_route(
         created_before=_utc(created_before),
         limit=limit,
         offset=offset,
+        review_state=review_state,
+        schedule_id=schedule,
     )
+    states = review_states(session, [r.id for r in rows])
     return AuditsPublic(
-        data=[AuditPublic.model_validate(r) for r in rows], count=total, limit=limit, offset=offset
+        data=[
+            AuditPublic.model_validate(r).model_copy(update={"review_state": states[r.id]})
+            for r in rows
+        ],
+        count=total,
+        limit=limit,
+        offset=offset,
     )
 
 
 @router.get("/{audit_id}", response_model=AuditPublic, summary="An audit's status and progress")
 def read_audit(audit_id: str, token: ReaderToken, session: SessionDep) -> AuditPublic:
-    return AuditPublic.model_validate(_load(session, token.project, audit_id))
+    return audit_view(session, _load(session, token.project, audit_id))
+
+
+def audit_view(session: Session, audit: Audit) -> AuditPublic:
+    """An audit with its reviews and review state (the caller checked the tenant)."""
+    reviews = list_reviews(session, audit.id)
+    return AuditPublic.model_validate(audit).model_copy(
+        update={
+            "reviews": [ReviewSummary.model_validate(r) for r in reviews],
+            "review_state": review_state(reviews),
+        }
+    )
 
 
 def _results(session: Session, project: str, audit_id: str) -> dict[str, Any]:
@@ -238,7 +265,9 @@ def cancel_audit(
     bind(audit_id=audit_id)
     audit = None
     if plausible_id(audit_id):
-        audit = request_cancel(session=session, project=token.project, audit_id=audit_id)
+        audit = request_cancel(
+            session=session, project=token.project, audit_id=audit_id, actor=token.actor
+        )
     if audit is None:
         raise not_found("audit", audit_id)
     if audit.status in ("succeeded", "failed"):
