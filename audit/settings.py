@@ -212,6 +212,19 @@ class Settings(BaseSettings):
     )
     shard_rows: int = Field(default=1_000_000, ge=1, description="rows per shard")
     max_shards: int = Field(default=64, ge=1, description="most shards one audit is split into")
+    ui_session_seconds: int = Field(
+        default=8 * 3600,
+        ge=60,
+        le=30 * 24 * 3600,
+        description="how long a dashboard sign-in (/ui/) lasts before it must sign in again",
+    )
+    behind_https_proxy: bool = Field(
+        default=False,
+        description=(
+            "the API is served through a TLS-terminating proxy: dashboard cookies are always "
+            "Secure (without it they are Secure when the request itself is https)"
+        ),
+    )
 
     @field_validator("artifact_dir", "data_dir", "trusted_model_dir", mode="after")
     @classmethod

@@ -31,6 +31,7 @@ from audit.api.openapi import build_openapi
 from audit.api.routes import audits, datasets, events, health, history, reports, reviews, schedules
 from audit.api.uploads import remove_stale_uploads
 from audit.settings import Settings, get_settings
+from audit.ui import install_ui
 
 # Young-generation threshold of a server process (CPython's default is 700, 10, 10).
 GC_THRESHOLDS = (10_000, 10, 10)
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (health, datasets, audits, reports, reviews, schedules, events, history):
         app.include_router(module.router)
+    install_ui(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
 
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
