@@ -110,8 +110,12 @@ def test_progress_lines_in_a_pipe(resume_audit: Path, tmp_path: Path) -> None:
 
     reader = threading.Thread(target=read)
     reader.start()
-    out, _ = proc.communicate(timeout=300)
+    assert proc.stdout is not None and proc.stderr is not None
+    out = proc.stdout.read()  # not communicate(): it would read stderr too, racing the thread
+    proc.wait(timeout=300)
     reader.join()
+    proc.stdout.close()
+    proc.stderr.close()
     end = time.monotonic()
     text = "".join(line for _, line in lines)
     assert proc.returncode in (0, 1), text
