@@ -43,7 +43,7 @@ FENCE = re.compile(
     r"(?P<skip><!-- docs-test: skip(?P<reason>[^>]*)-->\s*\n)?```(?P<lang>\w+)\n(?P<body>.*?)```",
     re.S,
 )
-MAX_SKIPPED = 4
+MAX_SKIPPED = 6
 NOT_RUN = {"make test": "this test is part of `make test`"}
 DEMO_DONE = "make demo"  # the fixture below made (or reused) the demo output
 
