@@ -242,6 +242,26 @@ class Settings(BaseSettings):
         ),
     )
 
+    webhook_allowlist: str = Field(
+        default="",
+        description=(
+            "comma-separated hosts schedule webhooks may post to: an exact host or "
+            "*.suffix; empty = no webhooks. Hosts resolving to private or loopback "
+            "addresses are refused unless listed exactly"
+        ),
+    )
+    webhook_timeout: float = Field(
+        default=10.0, gt=0, description="seconds one webhook delivery may take"
+    )
+    webhook_max_attempts: int = Field(
+        default=6, ge=1, description="delivery attempts per alert before it is marked failed"
+    )
+    webhook_backoff: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds before the first retry of a failed webhook; doubled each time",
+    )
+
     @field_validator("artifact_dir", "data_dir", "trusted_model_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:

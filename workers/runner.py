@@ -154,7 +154,19 @@ def _store(audit_id: str, results: dict[str, Any]) -> str:
         ) from None
     if outcome != "skipped":
         log.info("audit succeeded" if outcome == "succeeded" else "duplicate run ignored")
+    if outcome == "succeeded":
+        _alert(audit_id)
     return outcome
+
+
+def _alert(audit_id: str) -> None:
+    """Raise a scheduled run's alerts and try their webhooks; never fails the audit."""
+    from audit.monitoring.notify import after_success
+
+    try:
+        after_success(audit_id)
+    except Exception as exc:  # noqa: BLE001 - the beat retries pending deliveries
+        log.warning("alerts of audit %s not raised: %s", audit_id, exc, exc_info=True)
 
 
 def _claim(audit_id: str, worker: str) -> tuple[dict[str, Any], str, int] | None:

@@ -50,7 +50,18 @@ def fire_due_schedules(
             publish(audit_id, queue=queue)
         except Exception as exc:  # noqa: BLE001 - the reconciler publishes it later
             log.warning("publish of scheduled audit %s failed: %s", audit_id, type(exc).__name__)
+    _retry_alerts()
     return created
+
+
+def _retry_alerts() -> None:
+    """Retry the webhook deliveries whose back-off has passed (each attempt claimed once)."""
+    from audit.monitoring.notify import deliver_due
+
+    try:
+        deliver_due()
+    except Exception as exc:  # noqa: BLE001 - the next tick tries again
+        log.warning("webhook retries failed: %s", type(exc).__name__)
 
 
 def _fire_one(schedule_id: str, now: datetime) -> tuple[str, str] | None:
