@@ -13,6 +13,7 @@ refused outside ``development``.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -285,6 +286,11 @@ class Settings(BaseSettings):
             what = "empty" if not secret else "default"
             raise ValueError(MSG_DEFAULT_SECRET.format(what=what, environment=self.environment))
         return self
+
+    def source_url(self, name: str) -> str | None:
+        """``BIASAUDIT_SOURCE_<NAME>_URL`` (read at use): a read-only database for
+        ``dataset.source``, or None when the server has no such source."""
+        return os.environ.get(f"BIASAUDIT_SOURCE_{name.upper()}_URL") or None
 
     @property
     def embedded(self) -> bool:

@@ -95,3 +95,38 @@ def test_private_address_through_wildcard_refused(
     with pytest.raises(WebhookRefused, match="private or loopback"):
         check_webhook("http://127.0.0.1/x", "*.0.0.1")
     assert check_webhook("http://127.0.0.1/x", "127.0.0.1")[3] == "127.0.0.1"
+
+
+def test_source_checked_at_submission(
+    client: TestClient,
+    make_token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BIASAUDIT_SOURCE_HIRING_URL", "sqlite:///never-opened-here.db")
+    admin = make_token("admin")
+    dataset = {
+        "label": "qualified",
+        "prediction": "advanced",
+        "protected": ["sex"],
+        "query": "select * from decisions where decided_at < :window_end",
+    }
+    cases = {
+        "dataset.source": ({"source": "nowhere"}, "no source 'nowhere' is configured"),
+        "dataset.query": (
+            {"source": "hiring", "query": "select 1; delete from decisions"},
+            "one statement only",
+        ),
+    }
+    for field, (extra, message) in cases.items():
+        spec = {"name": "s", "domain": "hiring", "dataset": {**dataset, **extra},
+                "probes": [{"kind": "demographic"}]}  # fmt: skip
+        for url, body in (("/v1/audits", spec), ("/v1/schedules",
+                          {"name": "w", "cron": "0 3 * * 1", "spec": spec})):  # fmt: skip
+            response = client.post(url, json=body, headers=auth(admin))
+            assert response.status_code == 422, (url, response.text)
+            assert message in response.json()["detail"], response.text
+            assert response.json()["field"].removeprefix("spec.") == field
+    both = {"name": "s", "domain": "hiring", "probes": [{"kind": "demographic"}],
+            "dataset": {**dataset, "source": "hiring", "path": "x.csv"}}  # fmt: skip
+    response = client.post("/v1/audits", json=both, headers=auth(admin))
+    assert response.status_code == 422 and "not both" in response.json()["detail"]
