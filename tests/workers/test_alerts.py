@@ -163,3 +163,58 @@ def test_new_data_changes_the_verdict_alert_signed_webhook_retried(
         assert list_alerts(session=session, project="other") == []  # tenants see their own
     fire_due_schedules(publish=lambda *a, **k: None)
     assert len(receiver.received) == 2  # delivered: never posted again
+
+
+def test_baseline_pinned_and_refused_again_at_delivery(
+    service_env: dict[str, Any], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = service_env["data"] / "acme" / "decisions.csv"
+    _fair_pool(data)
+    with session_scope() as session:
+        schedule = repo.create_schedule(
+            session=session, project="acme", name="weekly", cron="0 3 * * 1",
+            spec=spec_for(data), now=utcnow() - timedelta(days=8),
+        )  # fmt: skip
+        schedule_id = schedule.id
+    first = _scheduled_run(schedule_id)
+    write_pool(data, n=6000, seed=5)
+    second = _scheduled_run(schedule_id)
+    third = _scheduled_run(schedule_id)  # same data as the second: nothing moved vs previous
+    with session_scope() as session:
+        alerts = list_alerts(session=session, project="acme", audit_id=third)
+        # against the default baseline (the first run) the verdict still differs
+        assert [(a.kind, a.details["against"], a.details["against_audit_id"]) for a in alerts] == [
+            ("verdict_changed", "baseline", first)
+        ]
+        assert alerts[0].delivery is None  # no webhook on this schedule
+        row = session.get(Schedule, schedule_id)
+        assert row is not None
+        row.baseline_audit_id = second  # pin the baseline (PATCH /v1/schedules/{id} does this)
+        row.alert = {"webhook": receiver.url}
+        row.webhook_salt = new_webhook_salt()
+    fourth = _scheduled_run(schedule_id)
+    with session_scope() as session:
+        assert list_alerts(session=session, project="acme", audit_id=fourth) == []
+
+    # a webhook host taken off the allowlist after saving is refused at delivery, and recorded
+    from audit.monitoring.notify import deliver_alert
+
+    _fair_pool(data)
+    monkeypatch.setenv("BIASAUDIT_WEBHOOK_ALLOWLIST", "hooks.example.com")
+    monkeypatch.setenv("BIASAUDIT_WEBHOOK_MAX_ATTEMPTS", "1")
+    get_settings.cache_clear()
+    fifth = _scheduled_run(schedule_id)
+    with session_scope() as session:
+        alerts = list_alerts(session=session, project="acme", audit_id=fifth)
+        assert sorted((a.details["against"], a.details["against_audit_id"]) for a in alerts) == [
+            ("baseline", second),
+            ("previous", fourth),
+        ]
+        for alert in alerts:
+            assert (alert.kind, alert.delivery, alert.attempts) == ("verdict_changed", "failed", 1)
+            (attempt,) = list_deliveries(session=session, alert_id=alert.id)
+            assert attempt.status_code is None and attempt.error is not None
+            assert "not on the server's webhook allowlist" in attempt.error
+        alert_id = alerts[0].id
+    assert receiver.received == []
+    assert deliver_alert(alert_id) is None  # failed: never tried again
