@@ -248,13 +248,17 @@ def _run_claimed(
             if shards:
                 _launch(audit_id, worker, hb, shards, launch_shards)
                 return "sharded"
-        results = compute_results(
-            spec,
-            audit_id=audit_id,
-            progress=hb.progress,
-            should_cancel=hb.should_cancel,
-            base_dir=base_dir,
-        )
+        try:
+            results = compute_results(
+                spec,
+                audit_id=audit_id,
+                progress=hb.progress,
+                should_cancel=hb.should_cancel,
+                base_dir=base_dir,
+            )
+        finally:
+            if source is not None:  # the query's rows were a copy for this run only
+                (base_dir / spec["dataset"]["path"]).unlink(missing_ok=True)
         if source is not None:  # what was read: name, query, window, rows (never the URL)
             results.setdefault("manifest", {})["dataset_source"] = source
         return _store(audit_id, results)
@@ -280,7 +284,7 @@ def read_source(
         )
     root = project_roots(settings, project).project
     out = root / ".sources" / f"{audit_id}.csv"
-    info = materialize(dataset, url, out)
+    info = materialize(dataset, url, out, max_rows=settings.max_upload_rows)
     spec = copy.deepcopy(spec)
     for key in ("source", "query", "window_start", "window_end"):
         spec["dataset"].pop(key, None)

@@ -56,8 +56,12 @@ def _params(query: str, dataset: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def materialize(dataset: dict[str, Any], url: str, out: Path) -> dict[str, Any]:
-    """Run the query read-only, stream its rows to ``out`` (CSV); what the manifest records."""
+def materialize(
+    dataset: dict[str, Any], url: str, out: Path, *, max_rows: int = 10_000_000
+) -> dict[str, Any]:
+    """Run the query read-only, stream its rows to ``out`` (CSV); what the manifest records.
+
+    More than ``max_rows`` rows (``BIASAUDIT_MAX_UPLOAD_ROWS``) fail the audit."""
     from sqlalchemy import create_engine, text
 
     query = str(dataset["query"]).strip().rstrip(";")
@@ -78,8 +82,15 @@ def materialize(dataset: dict[str, Any], url: str, out: Path) -> dict[str, Any]:
                 while batch := result.fetchmany(BATCH_ROWS):
                     writer.writerows(batch)
                     rows += len(batch)
+                    if rows > max_rows:
+                        raise AuditInputError(
+                            f"dataset.query: more than {max_rows} rows from source "
+                            f"{dataset['source']!r} (BIASAUDIT_MAX_UPLOAD_ROWS); narrow the query",
+                            field="dataset.query",
+                        )
             conn.rollback()
     except AuditInputError:
+        out.unlink(missing_ok=True)
         raise
     except Exception as exc:  # noqa: BLE001 - the database's message, without the URL
         raise AuditInputError(

@@ -84,6 +84,14 @@ def _insert(url: str, at: datetime, *, female_rate: float, seed: int, n: int = 4
         cur.executemany("insert into decisions values (%s, %s, %s, %s, %s)", rows)
 
 
+def service_env_data(_: str) -> list[str]:
+    from audit.engine.confine import project_roots
+
+    folder = project_roots(get_settings(), "acme").project / ".sources"
+    assert folder.is_dir()  # the run wrote its copy here
+    return sorted(p.name for p in folder.glob("*"))
+
+
 def _spec(query: str = QUERY) -> dict[str, Any]:
     return {
         "name": "hiring-decisions",
@@ -132,6 +140,8 @@ def test_new_rows_in_the_window_change_the_verdict(decisions: str) -> None:
     second = _fire(schedule_id, due=utcnow() - timedelta(seconds=1))
     assert (second.status, second.verdict) == ("succeeded", "fail"), second.error
     assert second.spec["dataset"]["window_start"] == due1.isoformat()
+    copies = service_env_data(decisions)
+    assert copies == []  # the rows copied for a run are deleted after it
     with session_scope() as session:
         results = repo.get_results(session=session, project="acme", audit_id=second.id)
         assert results is not None
