@@ -130,3 +130,11 @@ def test_source_checked_at_submission(
             "dataset": {**dataset, "source": "hiring", "path": "x.csv"}}  # fmt: skip
     response = client.post("/v1/audits", json=both, headers=auth(admin))
     assert response.status_code == 422 and "not both" in response.json()["detail"]
+    good = {"name": "s", "domain": "hiring", "probes": [{"kind": "demographic"}],
+            "dataset": {**dataset, "source": "hiring"}}  # fmt: skip
+    saved = client.post(
+        "/v1/schedules", json={"name": "w", "cron": "0 3 * * 1", "spec": good}, headers=auth(admin)
+    )
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["spec"]["dataset"]["source"] == "hiring"
+    assert "sqlite" not in saved.text  # the URL is the server's, never in the spec
