@@ -13,6 +13,7 @@ refused outside ``development``.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -242,6 +243,26 @@ class Settings(BaseSettings):
         ),
     )
 
+    webhook_allowlist: str = Field(
+        default="",
+        description=(
+            "comma-separated hosts schedule webhooks may post to: an exact host or "
+            "*.suffix; empty = no webhooks. Hosts resolving to private or loopback "
+            "addresses are refused unless listed exactly"
+        ),
+    )
+    webhook_timeout: float = Field(
+        default=10.0, gt=0, description="seconds one webhook delivery may take"
+    )
+    webhook_max_attempts: int = Field(
+        default=6, ge=1, description="delivery attempts per alert before it is marked failed"
+    )
+    webhook_backoff: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds before the first retry of a failed webhook; doubled each time",
+    )
+
     @field_validator("artifact_dir", "data_dir", "trusted_model_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
@@ -265,6 +286,11 @@ class Settings(BaseSettings):
             what = "empty" if not secret else "default"
             raise ValueError(MSG_DEFAULT_SECRET.format(what=what, environment=self.environment))
         return self
+
+    def source_url(self, name: str) -> str | None:
+        """``BIASAUDIT_SOURCE_<NAME>_URL`` (read at use): a read-only database for
+        ``dataset.source``, or None when the server has no such source."""
+        return os.environ.get(f"BIASAUDIT_SOURCE_{name.upper()}_URL") or None
 
     @property
     def embedded(self) -> bool:

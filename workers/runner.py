@@ -154,7 +154,19 @@ def _store(audit_id: str, results: dict[str, Any]) -> str:
         ) from None
     if outcome != "skipped":
         log.info("audit succeeded" if outcome == "succeeded" else "duplicate run ignored")
+    if outcome == "succeeded":
+        _alert(audit_id)
     return outcome
+
+
+def _alert(audit_id: str) -> None:
+    """Raise a scheduled run's alerts and try their webhooks; never fails the audit."""
+    from audit.monitoring.notify import after_success
+
+    try:
+        after_success(audit_id)
+    except Exception as exc:  # noqa: BLE001 - the beat retries pending deliveries
+        log.warning("alerts of audit %s not raised: %s", audit_id, exc, exc_info=True)
 
 
 def _claim(audit_id: str, worker: str) -> tuple[dict[str, Any], str, int] | None:
@@ -224,25 +236,60 @@ def _run_claimed(
 
     settings = get_settings()
     with Heartbeat(audit_id, worker=worker, lease_seconds=settings.lease_seconds) as hb:
+        raw_spec, source = read_source(raw_spec, project=project, audit_id=audit_id)
         spec, base_dir, rows = retry_transient(
             lambda: resolve_dataset(raw_spec, project=project),
             what="the dataset lookup",
             budget=_budget(),
         )
         hooks.run_after_claim(audit_id, spec, hb)
-        if launch_shards is not None:
+        if launch_shards is not None and source is None:
             shards = _plan(spec, base_dir, rows)
             if shards:
                 _launch(audit_id, worker, hb, shards, launch_shards)
                 return "sharded"
-        results = compute_results(
-            spec,
-            audit_id=audit_id,
-            progress=hb.progress,
-            should_cancel=hb.should_cancel,
-            base_dir=base_dir,
-        )
+        try:
+            results = compute_results(
+                spec,
+                audit_id=audit_id,
+                progress=hb.progress,
+                should_cancel=hb.should_cancel,
+                base_dir=base_dir,
+            )
+        finally:
+            if source is not None:  # the query's rows were a copy for this run only
+                (base_dir / spec["dataset"]["path"]).unlink(missing_ok=True)
+        if source is not None:  # what was read: name, query, window, rows (never the URL)
+            results.setdefault("manifest", {})["dataset_source"] = source
         return _store(audit_id, results)
+
+
+def read_source(
+    spec: dict[str, Any], *, project: str, audit_id: str
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A ``dataset.source`` spec with its query's rows in a project CSV file instead."""
+    from audit.engine.confine import project_roots
+    from audit.engine.dbsource import materialize
+
+    dataset = spec.get("dataset") or {}
+    if not dataset.get("source"):
+        return spec, None
+    settings = get_settings()
+    url = settings.source_url(str(dataset["source"]))
+    if url is None:
+        raise AuditInputError(
+            f"dataset.source: no source {dataset['source']!r} is configured on this server "
+            f"(BIASAUDIT_SOURCE_{str(dataset['source']).upper()}_URL)",
+            field="dataset.source",
+        )
+    root = project_roots(settings, project).project
+    out = root / ".sources" / f"{audit_id}.csv"
+    info = materialize(dataset, url, out, max_rows=settings.max_upload_rows)
+    spec = copy.deepcopy(spec)
+    for key in ("source", "query", "window_start", "window_end"):
+        spec["dataset"].pop(key, None)
+    spec["dataset"]["path"] = os.path.relpath(out, root)
+    return spec, info
 
 
 def _launch(

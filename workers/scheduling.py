@@ -50,7 +50,18 @@ def fire_due_schedules(
             publish(audit_id, queue=queue)
         except Exception as exc:  # noqa: BLE001 - the reconciler publishes it later
             log.warning("publish of scheduled audit %s failed: %s", audit_id, type(exc).__name__)
+    _retry_alerts()
     return created
+
+
+def _retry_alerts() -> None:
+    """Retry the webhook deliveries whose back-off has passed (each attempt claimed once)."""
+    from audit.monitoring.notify import deliver_due
+
+    try:
+        deliver_due()
+    except Exception as exc:  # noqa: BLE001 - the next tick tries again
+        log.warning("webhook retries failed: %s", type(exc).__name__)
 
 
 def _fire_one(schedule_id: str, now: datetime) -> tuple[str, str] | None:
@@ -58,11 +69,12 @@ def _fire_one(schedule_id: str, now: datetime) -> tuple[str, str] | None:
         schedule = session.get(Schedule, schedule_id)
         if schedule is None:
             return None
+        due, previous = schedule.next_run_at, schedule.last_audit_id
         if not repo.advance_schedule(
             session=session, schedule_id=schedule_id, audit_id=None, now=now
         ):
             return None  # another scheduler fired it first
-        spec_dict: dict[str, Any] = dict(schedule.spec)
+        spec_dict: dict[str, Any] = _with_window(session, schedule, previous, due or now)
         try:
             spec, _ = parse_spec(spec_dict)
         except AuditInputError as exc:
@@ -83,3 +95,23 @@ def _fire_one(schedule_id: str, now: datetime) -> tuple[str, str] | None:
         log_schedule(session, schedule, "schedule.fired", "scheduler", audit_id=audit.id)
         log.info("schedule %s fired: audit %s", schedule.name, audit.id)
         return audit.id, queue_for(spec_dict)
+
+
+def _with_window(
+    session: Any, schedule: Schedule, previous: str | None, due: datetime
+) -> dict[str, Any]:
+    """A ``dataset.source`` spec gets this run's window: the previous run's end (or the
+    cron's previous time) .. this due time, as ISO-8601 UTC."""
+    spec = dict(schedule.spec)
+    dataset = spec.get("dataset")
+    if not isinstance(dataset, dict) or not dataset.get("source"):
+        return spec
+    from croniter import croniter
+
+    start = None
+    if previous:
+        last = repo.load_audit(session=session, audit_id=previous)
+        start = ((last.spec if last else {}).get("dataset") or {}).get("window_end")
+    if start is None:
+        start = croniter(schedule.cron, due).get_prev(datetime).isoformat()
+    return {**spec, "dataset": {**dataset, "window_start": start, "window_end": due.isoformat()}}

@@ -23,7 +23,13 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from audit.api.schemas import AuditCreate, ErrorPublic, ReviewCreate, ScheduleCreate
+from audit.api.schemas import (
+    AuditCreate,
+    ErrorPublic,
+    ReviewCreate,
+    ScheduleCreate,
+    ScheduleUpdate,
+)
 
 SCHEME = "bearerAuth"
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -44,6 +50,7 @@ BODY_ROUTES = {
     ("post", "/v1/datasets"): ("413", "415", "422"),
     ("post", "/v1/audits/{audit_id}/reviews"): ("413", "415", "422"),
     ("post", "/v1/schedules"): ("413", "415", "422"),
+    ("patch", "/v1/schedules/{schedule_id}"): ("413", "415", "422"),
 }
 NOT_FOUND_WITHOUT_PATH_ID = frozenset({("post", "/v1/audits"), ("post", "/v1/schedules")})
 
@@ -62,7 +69,7 @@ def _roles_of(route: APIRoute) -> tuple[str, ...] | None:
 
 def _components(schema: dict[str, Any]) -> dict[str, Any]:
     components: dict[str, Any] = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (AuditCreate, ReviewCreate, ScheduleCreate, ErrorPublic):
+    for model in (AuditCreate, ReviewCreate, ScheduleCreate, ScheduleUpdate, ErrorPublic):
         definition = model.model_json_schema(ref_template=REF)
         for name, sub in definition.pop("$defs", {}).items():
             components.setdefault(name, sub)

@@ -137,6 +137,14 @@ class ReviewsPublic(BaseModel):
     count: int
 
 
+class AlertConfig(BaseModel):
+    """A schedule's alert target: a webhook on the server's allowlist."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook: str = Field(min_length=1, max_length=2000, examples=["https://hooks.example.com/x"])
+
+
 class ScheduleCreate(BaseModel):
     """A recurring audit: ``spec`` is submitted each time the cron expression (UTC) fires."""
 
@@ -151,6 +159,23 @@ class ScheduleCreate(BaseModel):
     )
     spec: dict[str, Any] = Field(description="an audit spec, as for POST /v1/audits")
     enabled: bool = True
+    alert: AlertConfig | None = Field(
+        default=None, description="where alerts of this schedule are posted (docs/monitoring.md)"
+    )
+    baseline_audit_id: str | None = Field(
+        default=None,
+        max_length=36,
+        description="the run each run is also compared with (default: the first run)",
+    )
+
+
+class ScheduleUpdate(BaseModel):
+    """``PATCH /v1/schedules/{id}``: the fields given are changed (``null`` clears)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert: AlertConfig | None = None
+    baseline_audit_id: str | None = Field(default=None, max_length=36)
 
 
 class SchedulePublic(_Public):
@@ -163,6 +188,28 @@ class SchedulePublic(_Public):
     last_run_at: datetime | None = None
     last_audit_id: str | None = None
     created_at: datetime
+    alert: dict[str, Any] | None = None
+    baseline_audit_id: str | None = None
+    webhook_secret: str | None = Field(
+        default=None,
+        description="the HMAC secret of the webhook: returned only when it is set, never again",
+    )
+
+
+class AlertPublic(_Public):
+    id: str
+    schedule_id: str
+    audit_id: str
+    kind: str
+    details: dict[str, Any]
+    created_at: datetime
+    delivery: str | None = None
+    attempts: int
+
+
+class AlertsPublic(BaseModel):
+    data: list[AlertPublic]
+    count: int
 
 
 class SchedulesPublic(BaseModel):

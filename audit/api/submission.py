@@ -42,6 +42,10 @@ from audit.storage.models import plausible_id
 from audit.storage.repo import get_dataset, get_model
 
 MSG_BOTH = "dataset.path: give dataset.id or dataset.path, not both"
+MSG_NO_SOURCE = (
+    "dataset.source: no source {name!r} is configured on this server "
+    "(an administrator sets BIASAUDIT_SOURCE_{env}_URL)"
+)
 MSG_SHA_MISMATCH = "dataset.sha256: {given} does not match dataset {id} (sha256 {actual})"
 MSG_TOO_MANY_PROBES = "probes: at most {limit} probes in one spec, got {count}"
 MSG_TOO_MANY_LEVELS = (
@@ -253,6 +257,9 @@ def resolve_spec(
     ds = spec.dataset
     if ds.id is not None and ds.path is not None:
         raise _refuse(MSG_BOTH, "dataset.path", prefix)
+    if ds.source is not None and settings.source_url(ds.source) is None:
+        message = MSG_NO_SOURCE.format(name=ds.source, env=ds.source.upper())
+        raise _refuse(message, "dataset.source", prefix)
     if ds.id is not None:
         row = find_dataset(ds.id)
         if row is None:

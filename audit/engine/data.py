@@ -104,6 +104,12 @@ class LoadedDataset:
 
 
 def resolve_path(spec: DatasetSpec, base_dir: Path) -> Path:
+    if spec.source:
+        raise AuditInputError(
+            "dataset.source: only the service's workers read server sources (submit the "
+            "spec to the API or schedule it); here, export the rows to CSV and use dataset.path",
+            field="dataset.source",
+        )
     if not spec.path:
         raise AuditInputError(
             "dataset.path: required (or dataset.id via the API)", field="dataset.path"

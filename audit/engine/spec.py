@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from audit.engine.dbsource import QUERY_DOC, SOURCE_DOC, SOURCE_NAME, check_source_fields
 from audit.engine.specio import load_spec_source
 from audit.errors import SpecError, did_you_mean
 from probes.models.prompt import PromptConfig
@@ -73,6 +74,10 @@ class DatasetSpec(_Strict):
         default="unknown", description="group name given to missing protected values"
     )
     sha256: str | None = Field(default=None, description="expected file hash (checked if given)")
+    source: str | None = Field(default=None, pattern=SOURCE_NAME, description=SOURCE_DOC)
+    query: str | None = Field(default=None, max_length=20_000, description=QUERY_DOC)
+    window_start: str | None = Field(default=None, description="bound to :window_start")
+    window_end: str | None = Field(default=None, description="bound to :window_end")
 
     @field_validator("protected")
     @classmethod
@@ -80,6 +85,11 @@ class DatasetSpec(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("protected columns must be distinct")
         return v
+
+    @model_validator(mode="after")
+    def _source_and_query(self) -> DatasetSpec:
+        check_source_fields(self.source, self.query, has_file=bool(self.path or self.id))
+        return self
 
 
 class ModelSpec(_Strict):
@@ -265,7 +275,7 @@ class AuditSpec(_Strict):
 
     @model_validator(mode="after")
     def _dataset_needed(self) -> AuditSpec:
-        has_data = bool(self.dataset.path or self.dataset.id)
+        has_data = bool(self.dataset.path or self.dataset.id or self.dataset.source)
         if has_data and not self.dataset.protected:
             for i, probe in enumerate(self.probes):
                 if needs_protected(probe):

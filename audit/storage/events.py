@@ -42,6 +42,7 @@ ACTIONS = (
     "schedule.created",
     "schedule.changed",
     "schedule.fired",
+    "alert.raised",
     "key.created",
     "key.revoked",
 )

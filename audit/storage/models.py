@@ -192,6 +192,10 @@ class Schedule(Base):
     last_run_at: Mapped[datetime | None] = mapped_column()
     last_audit_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # monitoring: {"webhook": URL} or None; the webhook secret is derived (see alerts.py)
+    alert: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    webhook_salt: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    baseline_audit_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 class Audit(Base):
@@ -380,3 +384,8 @@ class UiSession(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+from audit.storage.alert_models import Alert, AlertDelivery  # noqa: E402
+
+__all__ = ["Alert", "AlertDelivery"]

@@ -17,6 +17,7 @@ from audit.api.deps import authorize
 from audit.api.errors import ApiError
 from audit.api.schemas import ScheduleCreate
 from audit.settings import Settings
+from audit.storage.alerts import list_alerts
 from audit.storage.dashboard import audits_by_id
 from audit.storage.repo import list_schedules
 from audit.ui.security import UiError, Viewer
@@ -42,9 +43,11 @@ def schedules_page(session: Session, viewer: Viewer) -> dict[str, Any]:
         project=viewer.user.project,
         ids=[s.last_audit_id for s in rows if s.last_audit_id],
     )
+    alerts = list_alerts(session=session, project=viewer.user.project)
     out = []
     for s in rows:
         audit = last.get(s.last_audit_id or "")
+        mine = [a for a in alerts if a.schedule_id == s.id]
         out.append(
             {
                 "id": s.id,
@@ -56,9 +59,31 @@ def schedules_page(session: Session, viewer: Viewer) -> dict[str, Any]:
                 "last_audit": audit.id if audit else "",
                 "last_status": audit.status if audit else "",
                 "last_verdict": (audit.verdict or "") if audit else "",
+                "alerts": len(mine),
+                "webhook": (s.alert or {}).get("webhook", ""),
             }
         )
-    return {"schedules": out}
+    names = {s.id: s.name for s in rows}
+    return {"schedules": out, "alerts": [alert_row(a, names) for a in alerts[:20]]}
+
+
+def alert_row(alert: Any, names: dict[str, str]) -> dict[str, Any]:
+    """One alert for a page: schedule, audit, kind, what moved, delivery state."""
+    details = alert.details or {}
+    verdict = details.get("verdict") or {}
+    return {
+        "schedule": names.get(alert.schedule_id, ""),
+        "schedule_id": alert.schedule_id,
+        "audit": alert.audit_id,
+        "kind": alert.kind.replace("_", " "),
+        "against": details.get("against", ""),
+        "against_audit": details.get("against_audit_id", ""),
+        "verdict": f"{verdict.get('a')} → {verdict.get('b')}" if verdict.get("changed") else "",
+        "significant": details.get("significant", 0),
+        "delivery": alert.delivery or "no webhook",
+        "attempts": alert.attempts,
+        "at": when(alert.created_at),
+    }
 
 
 def _field(error: ValidationError) -> str:

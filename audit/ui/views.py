@@ -215,4 +215,14 @@ def audit_page(session: Session, viewer: Viewer, audit_id: str) -> dict[str, Any
             session=session, project=viewer.user.project, schedule_id=audit.schedule_id
         )
         context["schedule_name"] = schedule.name if schedule else ""
+        context["alerts"] = _alerts(session, viewer, audit.id, schedule)
     return context
+
+
+def _alerts(session: Session, viewer: Viewer, audit_id: str, schedule: Any) -> list[Any]:
+    from audit.storage.alerts import list_alerts
+    from audit.ui.schedule_views import alert_row
+
+    names = {schedule.id: schedule.name} if schedule else {}
+    rows = list_alerts(session=session, project=viewer.user.project, audit_id=audit_id)
+    return [alert_row(a, names) for a in rows]

@@ -16,9 +16,21 @@ from starlette.concurrency import run_in_threadpool
 from audit.api.body import json_body
 from audit.api.deps import AdminToken, SessionDep, SettingsDep, TokenInfo
 from audit.api.errors import ApiError, not_found
-from audit.api.schemas import ScheduleCreate, SchedulePublic, SchedulesPublic, json_request_body
+from audit.api.schemas import (
+    AlertConfig,
+    AlertPublic,
+    AlertsPublic,
+    ScheduleCreate,
+    SchedulePublic,
+    SchedulesPublic,
+    ScheduleUpdate,
+    json_request_body,
+)
 from audit.api.submission import prepare_spec
+from audit.monitoring.webhooks import WebhookRefused, check_webhook
 from audit.settings import Settings
+from audit.storage.alerts import list_alerts, new_webhook_salt, webhook_secret
+from audit.storage.audits import get_audit
 from audit.storage.models import Schedule, plausible_id, utcnow
 from audit.storage.repo import ScheduleError, create_schedule, get_schedule, list_schedules
 from audit.storage.schedules import log_schedule, next_run
@@ -64,6 +76,8 @@ def _create(
     body: ScheduleCreate, token: TokenInfo, session: Session, settings: Settings
 ) -> SchedulePublic:
     check_cron(body.cron)
+    alert = _check_alert(body.alert, settings)
+    _check_baseline(session, token.project, body.baseline_audit_id)
     prepared = prepare_spec(
         body.spec, session=session, project=token.project, settings=settings, prefix="spec."
     )
@@ -82,8 +96,83 @@ def _create(
     except ScheduleError as exc:
         field, _, _ = str(exc).partition(":")
         raise ApiError(422, str(exc), field=field or None) from None
+    row.baseline_audit_id = body.baseline_audit_id
+    secret = _set_alert(row, alert, settings)
     session.commit()
-    return SchedulePublic.model_validate(row)
+    return SchedulePublic.model_validate(row).model_copy(update={"webhook_secret": secret})
+
+
+def _check_alert(alert: AlertConfig | None, settings: Settings) -> dict[str, str] | None:
+    """422 naming ``alert.webhook`` unless the host is allowed (allowlist and SSRF checks)."""
+    if alert is None:
+        return None
+    try:
+        check_webhook(alert.webhook, settings.webhook_allowlist)
+    except WebhookRefused as exc:
+        raise ApiError(422, str(exc), field="alert.webhook") from None
+    return {"webhook": alert.webhook}
+
+
+def _check_baseline(session: Session, project: str, audit_id: str | None) -> None:
+    if audit_id is not None and (
+        not plausible_id(audit_id)
+        or get_audit(session=session, project=project, audit_id=audit_id) is None
+    ):
+        raise ApiError(
+            422, f"baseline_audit_id: no audit {audit_id[:40]!r} in this project",
+            field="baseline_audit_id",
+        )  # fmt: skip
+
+
+def _set_alert(row: Schedule, alert: dict[str, str] | None, settings: Settings) -> str | None:
+    """Store the alert target; a new salt (secret) when a webhook is set: the secret, once."""
+    row.alert = alert
+    if alert is None:
+        row.webhook_salt = None
+        return None
+    row.webhook_salt = new_webhook_salt()
+    return webhook_secret(row.webhook_salt, settings.secret_key.get_secret_value())
+
+
+@router.patch(
+    "/{schedule_id}",
+    response_model=SchedulePublic,
+    summary="Change a schedule's alert target or baseline",
+    openapi_extra=json_request_body("ScheduleUpdate"),
+    responses={422: {"description": "webhook refused or baseline not found"}},
+)
+async def update_schedule_route(
+    schedule_id: str, request: Request, token: AdminToken, session: SessionDep,
+    settings: SettingsDep,
+) -> SchedulePublic:  # fmt: skip
+    body = await json_body(request, ScheduleUpdate)
+    return await run_in_threadpool(_update, schedule_id, body, token, session, settings)
+
+
+def _update(
+    schedule_id: str, body: ScheduleUpdate, token: TokenInfo, session: Session, settings: Settings
+) -> SchedulePublic:
+    row = _load(session, token.project, schedule_id)
+    secret = None
+    changed: dict[str, object] = {}
+    if "alert" in body.model_fields_set:
+        secret = _set_alert(row, _check_alert(body.alert, settings), settings)
+        changed["alert"] = row.alert
+    if "baseline_audit_id" in body.model_fields_set:
+        _check_baseline(session, token.project, body.baseline_audit_id)
+        row.baseline_audit_id = body.baseline_audit_id
+        changed["baseline_audit_id"] = body.baseline_audit_id
+    session.flush()
+    log_schedule(session, row, "schedule.changed", token.actor, **changed)
+    session.commit()
+    return SchedulePublic.model_validate(row).model_copy(update={"webhook_secret": secret})
+
+
+@router.get("/{schedule_id}/alerts", response_model=AlertsPublic, summary="A schedule's alerts")
+def schedule_alerts(schedule_id: str, token: AdminToken, session: SessionDep) -> AlertsPublic:
+    row = _load(session, token.project, schedule_id)
+    alerts = list_alerts(session=session, project=token.project, schedule_id=row.id)
+    return AlertsPublic(data=[AlertPublic.model_validate(a) for a in alerts], count=len(alerts))
 
 
 @router.get("", response_model=SchedulesPublic, summary="The project's schedules")

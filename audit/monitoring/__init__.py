@@ -1,0 +1,1 @@
+"""Monitoring of scheduled audits: alerts when a run moves, signed webhooks."""
