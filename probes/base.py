@@ -90,6 +90,8 @@ class ProbeInput:
     max_groups: int | None = None  # policy.max_groups: most observed groups per attribute set
     max_total_groups: int | None = None  # policy.max_total_groups: over all sets of a probe
     unknown_label: str = "unknown"  # dataset.unknown_label: the level of missing values
+    weight: np.ndarray | None = None  # dataset.weight: validated non-negative, finite
+    reference: dict[str, Any] = field(default_factory=dict)  # dataset.reference: control groups
     progress: Callable[[float], None] | None = None
     should_cancel: Callable[[], bool] | None = None
 
@@ -144,6 +146,7 @@ class CountContext:
     max_groups: int | None = None  # policy.max_groups: most observed groups per attribute set
     max_total_groups: int | None = None  # policy.max_total_groups: over all sets of a probe
     unknown_label: str = "unknown"  # dataset.unknown_label: the level of missing values
+    reference: dict[str, Any] = field(default_factory=dict)  # dataset.reference: control groups
 
 
 class ModelAdapter(Protocol):

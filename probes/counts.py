@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from probes.base import ProbeError
+from probes.count_passes import dense_pass, group_sum, lexsorted, sparse_pass
 
 TN, FP, FN, TP = 0, 1, 2, 3
 
@@ -48,37 +49,7 @@ MSG_TOO_MANY_TOTAL = (
     "policy.max_total_groups"
 )
 
-_INT64_HEADROOM = 1 << 62
 DENSE_CELLS = 1 << 20  # count over the key space directly when it has <= max(rows, this) cells
-BLOCK_ROWS = 1 << 18  # temporaries of the dense pass stay O(block), whatever the rows
-
-
-def group_sum(values: np.ndarray, inverse: np.ndarray, groups: int, axis: int = 0) -> np.ndarray:
-    """Sum ``values`` along ``axis`` into ``groups`` bins given by ``inverse`` (exact ints).
-
-    Every bin must be hit at least once (true for group-bys of observed groups).
-    """
-    order = np.argsort(inverse, kind="stable")
-    starts = np.searchsorted(inverse[order], np.arange(groups))
-    return np.add.reduceat(np.take(values, order, axis=axis), starts, axis=axis)
-
-
-def _lexsorted(index: np.ndarray, sizes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Unique rows of an integer ``(n, k)`` array in lexicographic order, and the inverse."""
-    n, k = index.shape
-    if k == 0:
-        return np.zeros((1 if n else 0, 0), dtype=np.int64), np.zeros(n, dtype=np.int64)
-    key = np.zeros(n, dtype=np.int64)
-    space = 1
-    for j in range(k):
-        size = max(int(sizes[j]), 1)
-        if space * size >= _INT64_HEADROOM:  # re-rank: order is kept, the space shrinks to <= n
-            uniq, key = np.unique(key, return_inverse=True)
-            space = len(uniq)
-        key = key * size + index[:, j]
-        space *= size
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    return index[first], inverse.reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -88,6 +59,8 @@ class GroupCounts:
     ``index`` is ``(groups, len(attributes))``: each group's level index per
     attribute, rows unique and in lexicographic order; ``table`` is
     ``(groups, 4)`` int64 counts. Only groups with at least one row are listed.
+    Weighted counts (``dataset.weight``): ``table`` holds float sums of the weights and
+    ``sq`` the sums of their squares per cell (for the Kish effective sample size).
     """
 
     attributes: tuple[str, ...]
@@ -95,10 +68,23 @@ class GroupCounts:
     index: np.ndarray
     table: np.ndarray
     has_label: bool
+    sq: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
-        return int(self.table.sum())
+        return int(round(float(self.table.sum())))
+
+    @property
+    def weighted(self) -> bool:
+        return self.sq is not None
+
+    def n_effective(self) -> np.ndarray | None:
+        """Kish effective sample size per group, ``(sum w)^2 / sum w^2``; None unweighted."""
+        if self.sq is None:
+            return None
+        total, sq = self.table.sum(axis=1), self.sq.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(sq > 0, total * total / np.where(sq > 0, sq, 1), 0.0)
 
     @property
     def n_groups(self) -> int:
@@ -110,10 +96,13 @@ class GroupCounts:
         if keep == list(range(len(self.attributes))):
             return self, np.arange(self.n_groups)
         sizes = [len(self.levels[i]) for i in keep]
-        index, inverse = _lexsorted(self.index[:, keep], sizes)
+        index, inverse = lexsorted(self.index[:, keep], sizes)
         table = group_sum(self.table, inverse, len(index)) if len(index) else self.table[:0]
+        sq = None
+        if self.sq is not None:
+            sq = group_sum(self.sq, inverse, len(index)) if len(index) else self.sq[:0]
         sub = GroupCounts(
-            tuple(attrs), tuple(self.levels[i] for i in keep), index, table, self.has_label
+            tuple(attrs), tuple(self.levels[i] for i in keep), index, table, self.has_label, sq
         )
         return sub, inverse
 
@@ -132,13 +121,13 @@ class GroupCounts:
     def by_last(self) -> tuple[GroupCounts, np.ndarray]:
         """Counts over all attributes but the last, and ``(groups, last levels, 4)`` counts."""
         sub, inverse = self.marginal_inverse(self.attributes[:-1])
-        out = np.zeros((sub.n_groups, len(self.levels[-1]), 4), dtype=np.int64)
+        out = np.zeros((sub.n_groups, len(self.levels[-1]), 4), dtype=self.table.dtype)
         out[inverse, self.index[:, -1]] = self.table  # (group, last level) pairs are unique
         return sub, out
 
     def dense(self) -> np.ndarray:
         """The full cube ``(len(levels[0]), ..., 4)``: for small tables and tests only."""
-        cube = np.zeros((*(len(lv) for lv in self.levels), 4), dtype=np.int64)
+        cube = np.zeros((*(len(lv) for lv in self.levels), 4), dtype=self.table.dtype)
         cube[tuple(self.index.T)] = self.table
         return cube
 
@@ -151,6 +140,11 @@ class GroupCounts:
         """
         from probes.stats import bootstrap_counts
 
+        if self.sq is not None:
+            raise ProbeError(
+                "probes[demographic].bootstrap: not available with dataset.weight (weighted "
+                "intervals come from the Kish effective sample size); set bootstrap: 0"
+            )
         corner = [len(lv) - 1 for lv in self.levels]
         pad = self.n_groups > 0 and list(self.index[-1]) != corner
         cells = np.concatenate([self.table.ravel(), [0]]) if pad else self.table.ravel()
@@ -167,14 +161,17 @@ class GroupCounts:
             index[:, d] = rank[self.index[:, d]]
             levels.append(tuple(lv[i] for i in order))
         rows = np.lexsort(index.T[::-1]) if index.shape[1] else np.arange(self.n_groups)
+        sq = None if self.sq is None else self.sq[rows]
         return GroupCounts(
-            self.attributes, tuple(levels), index[rows], self.table[rows], self.has_label
+            self.attributes, tuple(levels), index[rows], self.table[rows], self.has_label, sq
         )
 
     def __add__(self, other: GroupCounts) -> GroupCounts:
         """Merge counts from two chunks/shards (levels aligned by label)."""
         if self.attributes != other.attributes:
             raise ValueError("cannot add counts over different attributes")
+        if (self.sq is None) != (other.sq is None):
+            raise ValueError("cannot add weighted and unweighted counts")
         levels = tuple(
             tuple(sorted(set(a) | set(b), key=_level_key))
             for a, b in zip(self.levels, other.levels)
@@ -189,31 +186,41 @@ class GroupCounts:
             parts.append(np.stack(cols, axis=1) if cols else part.index)
         both = np.concatenate(parts)
         table = np.concatenate([self.table, other.table])
-        index, inverse = _lexsorted(both, [len(lv) for lv in levels])
+        index, inverse = lexsorted(both, [len(lv) for lv in levels])
         summed = group_sum(table, inverse, len(index)) if len(index) else table
+        sq = None
+        if self.sq is not None and other.sq is not None:
+            both_sq = np.concatenate([self.sq, other.sq])
+            sq = group_sum(both_sq, inverse, len(index)) if len(index) else both_sq
         return GroupCounts(
-            self.attributes, levels, index, summed, self.has_label and other.has_label
+            self.attributes, levels, index, summed, self.has_label and other.has_label, sq
         )
 
     def to_dict(self) -> dict[str, object]:
-        """JSON form: ``groups`` are level indices, ``cells`` the four counts of each."""
-        return {
+        """JSON form: ``groups`` are level indices, ``cells`` the four counts of each
+        (weighted: float sums, and ``cells_sq`` the sums of squared weights)."""
+        out: dict[str, object] = {
             "attributes": list(self.attributes),
             "levels": [list(lv) for lv in self.levels],
             "groups": self.index.tolist(),
             "cells": self.table.tolist(),
             "has_label": self.has_label,
         }
+        if self.sq is not None:
+            out["cells_sq"] = self.sq.tolist()
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> GroupCounts:
         """Read :meth:`to_dict` (and the older dense form: ``cells`` as a full cube)."""
         attributes: tuple[str, ...] = tuple(d["attributes"])  # type: ignore[arg-type]
         levels = tuple(tuple(lv) for lv in d["levels"])  # type: ignore[attr-defined]
-        cells = np.asarray(d["cells"], dtype=np.int64)
+        weighted = "cells_sq" in d
+        cells = np.asarray(d["cells"], dtype=np.float64 if weighted else np.int64)
         if "groups" in d:
             index = np.asarray(d["groups"], dtype=np.int64).reshape(-1, len(attributes))
-            return cls(attributes, levels, index, cells.reshape(-1, 4), bool(d["has_label"]))
+            sq = np.asarray(d["cells_sq"], dtype=np.float64).reshape(-1, 4) if weighted else None
+            return cls(attributes, levels, index, cells.reshape(-1, 4), bool(d["has_label"]), sq)
         return _from_cube(attributes, levels, cells, bool(d["has_label"]))
 
 
@@ -276,46 +283,6 @@ def check_groups_limit(
         )
 
 
-def _dense_pass(
-    coded: list[np.ndarray], sizes: list[int], y_pred: np.ndarray, y_true: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Counts over the whole (small) key space in blocks; only observed groups returned."""
-    n = len(y_pred)
-    size = int(np.prod(sizes)) * 4
-    dtype = np.int32 if size < 2**31 else np.int64
-    flat = np.zeros(size, dtype=np.int64)
-    for start in range(0, n, BLOCK_ROWS):
-        stop = min(start + BLOCK_ROWS, n)
-        key: np.ndarray[Any, np.dtype[np.signedinteger[Any]]] = np.zeros(stop - start, dtype=dtype)
-        for codes, k in zip(coded, sizes):
-            key *= k
-            key += codes[start:stop]  # type: ignore[arg-type]
-        key *= 4
-        if y_true is not None:
-            key += 2 * np.asarray(y_true[start:stop], dtype=dtype)  # type: ignore[arg-type]
-        key += np.asarray(y_pred[start:stop], dtype=dtype)
-        flat += np.bincount(key, minlength=size)
-    table = flat.reshape(-1, 4)
-    observed = np.flatnonzero(table.sum(axis=1) > 0)
-    index = np.stack(np.unravel_index(observed, sizes), axis=1).astype(np.int64)
-    return index, table[observed]
-
-
-def _sparse_pass(
-    coded: list[np.ndarray], sizes: list[int], y_pred: np.ndarray, y_true: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of the observed groups only: row keys, ``np.unique``, one ``bincount``."""
-    stacked = np.stack([np.asarray(c, dtype=np.int64) for c in coded], axis=1)
-    index, inverse = _lexsorted(stacked, sizes)
-    del stacked
-    cell = 4 * inverse
-    if y_true is not None:
-        cell += 2 * np.asarray(y_true, dtype=np.int64)
-    cell += np.asarray(y_pred, dtype=np.int64)
-    table = np.bincount(cell, minlength=4 * len(index)).reshape(-1, 4)
-    return index, table
-
-
 def count_groups(
     frame: pd.DataFrame,
     attributes: Sequence[str],
@@ -323,16 +290,23 @@ def count_groups(
     y_pred: np.ndarray,
     y_true: np.ndarray | None = None,
     max_levels: int | None = None,
+    weight: np.ndarray | None = None,
 ) -> GroupCounts:
     """Count confusion cells for every observed group of the intersection of ``attributes``.
 
     ``max_levels`` (``policy.max_levels``) is checked per column before any key is built.
+    ``weight`` (``dataset.weight``, validated non-negative and finite): each row adds its
+    weight instead of one (float cells), and the squares are summed beside (Kish).
     """
     n = len(frame)
     if len(y_pred) != n:
         raise ValueError("y_pred length differs from the number of rows")
     if y_true is not None and len(y_true) != n:
         raise ValueError("y_true length differs from the number of rows")
+    if weight is not None:
+        weight = np.asarray(weight, dtype=np.float64)
+        if len(weight) != n:
+            raise ValueError("weight length differs from the number of rows")
     coded, levels = [], []
     for a in attributes:
         codes, lv = codes_of(frame[a])
@@ -344,15 +318,17 @@ def count_groups(
         levels.append(lv)
     sizes = [max(len(lv), 1) for lv in levels]
     space = 4.0 * float(np.prod([float(s) for s in sizes]))
+    sq: np.ndarray | None
     if n == 0:
         index = np.zeros((0, len(attributes)), dtype=np.int64)
-        table = np.zeros((0, 4), dtype=np.int64)
+        table = np.zeros((0, 4), dtype=np.int64 if weight is None else np.float64)
+        sq = None if weight is None else np.zeros((0, 4))
     elif space <= max(n, DENSE_CELLS):
-        index, table = _dense_pass(coded, sizes, y_pred, y_true)
+        index, table, sq = dense_pass(coded, sizes, y_pred, y_true, weight)
     else:
-        index, table = _sparse_pass(coded, sizes, y_pred, y_true)
+        index, table, sq = sparse_pass(coded, sizes, y_pred, y_true, weight)
     index, kept = _drop_unused(index, levels)
-    return GroupCounts(tuple(attributes), kept, index, table, y_true is not None)
+    return GroupCounts(tuple(attributes), kept, index, table, y_true is not None, sq)
 
 
 def _drop_unused(

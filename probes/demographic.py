@@ -24,11 +24,9 @@ from probes.base import (
     ProbeResult,
     register_probe,
 )
-from probes.clarify import with_cddpl
+from probes.clarify import generalized_entropy_index, one_vs_rest, with_cddpl
 from probes.counts import (
-    FN,
     FP,
-    TN,
     TP,
     GroupCounts,
     attribute_sets,
@@ -37,10 +35,11 @@ from probes.counts import (
     group_sum,
     rates,
 )
-from probes.impact import exclusions, impact, privileged_metrics
+from probes.impact import exclusions, impact, privileged_metrics, reference_index
 from probes.scores import score_metrics
-from probes.stats import homogeneity_pvalue, proportion_ci
+from probes.stats import homogeneity_pvalue
 from probes.util import finite_or_none
+from probes.weighted import group_cis
 
 
 class DemographicConfig(ProbeConfig):
@@ -91,13 +90,6 @@ def _quantiles(x: np.ndarray, alpha: float) -> np.ndarray:
     return np.nanquantile(x, q, axis=0) if np.isnan(x).any() else np.quantile(x, q, axis=0)
 
 
-def _clarify_all(cells: np.ndarray) -> list[dict[str, Any]]:
-    """SageMaker Clarify post-training metrics of every group vs the rest (vectorised)."""
-    from probes.clarify import one_vs_rest
-
-    return one_vs_rest(cells)
-
-
 MSG_NO_ROWS = (
     "dataset: no rows to audit for {attribute!r}; the dataset (or the slice given to "
     "this probe) is empty"
@@ -112,31 +104,39 @@ def entry_from_counts(
     privileged: dict[str, Any] | None = None,
     boot: np.ndarray | None = None,
     unknown_label: str = "unknown",
+    reference: dict[str, Any] | None = None,
 ) -> ProbeEntry:
-    """Every group metric, CI and test for one attribute (or intersection)."""
+    """Every group metric, CI and test for one attribute (or intersection).
+
+    Weighted counts: rates are weighted; CIs, tests and ``min_group_size`` use each
+    group's Kish effective sample size (``n_effective``).
+    """
     keys, cells = counts.flat()
     present = cells.sum(axis=1) > 0
     keys = [k for k, p in zip(keys, present) if p]
     if not keys:
         raise ProbeError(MSG_NO_ROWS.format(attribute=" x ".join(counts.attributes)))
     cells = cells[present]
+    sq = None if counts.sq is None else counts.sq[present]
     r = rates(cells)
     n, selected, sel = r["n"], r["selected"], r["selection_rate"]
-    eligible = n >= min_group_size
+    n_eff, cis = group_cis(cells, sq, confidence=config.confidence, method=config.ci_method)
+    eligible = (n if n_eff is None else n_eff) >= min_group_size
     total = float(n.sum())
     reasons = exclusions(
         keys, n / total, unknown_label=unknown_label, min_share=config.impact_ratio_min_share
     )
-    imp = impact(selected, n, eligible=eligible, excluded=reasons, confidence=config.confidence)
+    imp = impact(
+        selected,
+        n,
+        eligible=eligible,
+        excluded=reasons,
+        confidence=config.confidence,
+        reference=reference_index(keys, counts.attributes, reference),
+        n_effective=n_eff,
+    )
     ref = imp.ref
-    lo, hi = proportion_ci(selected, n, confidence=config.confidence, method=config.ci_method)
-    label_ci = {
-        m: proportion_ci(num, den, confidence=config.confidence, method=config.ci_method)
-        for m, num, den in (
-            ("tpr", cells[:, TP], cells[:, TP] + cells[:, FN]),
-            ("fpr", cells[:, FP], cells[:, FP] + cells[:, TN]),
-        )
-    }
+    lo, hi = cis["selection_rate"]
     boot_sel = boot_imp = None
     if boot is not None:
         bn = boot.sum(axis=-1).astype(float)
@@ -146,15 +146,15 @@ def entry_from_counts(
         alpha = (1 - config.confidence) / 2
         boot_sel = _quantiles(bsel, alpha)
         boot_imp = _quantiles(bimp, alpha)
-    clarify = _clarify_all(cells) if counts.has_label and len(keys) > 1 else None
+    clarify = one_vs_rest(cells) if counts.has_label and len(keys) > 1 else None
     groups: list[dict[str, Any]] = []
     for i, key in enumerate(keys):
         g: dict[str, Any] = {
             "group": "&".join(key),
             "levels": dict(zip(counts.attributes, key)),
-            "n": int(n[i]),
+            "n": int(n[i]) if n_eff is None else float(n[i]),
             "share": finite_or_none(n[i] / total),
-            "selected": int(selected[i]),
+            "selected": int(selected[i]) if n_eff is None else float(selected[i]),
             "selection_rate": finite_or_none(sel[i]),
             "selection_rate_ci": _ci(lo[i], hi[i]),
             "impact_ratio": finite_or_none(imp.ratio[i]),
@@ -164,13 +164,15 @@ def entry_from_counts(
             "selection_rate_sd": finite_or_none(imp.sd[i]),
             "insufficient_data": bool(not eligible[i]),
         }
+        if n_eff is not None:
+            g["n_effective"] = float(n_eff[i])
         if reasons[i] is not None:
             g["impact_ratio_excluded"] = reasons[i]
         if counts.has_label:
             for m in ("tpr", "fpr", "fnr", "tnr", "precision", "npv", "accuracy", "base_rate"):
                 g[m] = finite_or_none(r[m][i])
-            g["tpr_ci"] = _ci(label_ci["tpr"][0][i], label_ci["tpr"][1][i])
-            g["fpr_ci"] = _ci(label_ci["fpr"][0][i], label_ci["fpr"][1][i])
+            g["tpr_ci"] = _ci(cis["tpr"][0][i], cis["tpr"][1][i])
+            g["fpr_ci"] = _ci(cis["fpr"][0][i], cis["fpr"][1][i])
             if clarify is not None:
                 g["clarify"] = clarify[i]
         else:
@@ -186,7 +188,9 @@ def entry_from_counts(
     summary: dict[str, Any] = {
         "demographic_parity_difference": dpd,
         "demographic_parity_ratio": dpr,
-        "selection_rate_homogeneity_p_value": homogeneity_pvalue(selected, n),
+        "selection_rate_homogeneity_p_value": homogeneity_pvalue(
+            selected if n_eff is None else sel * n_eff, n if n_eff is None else n_eff
+        ),
         "equalized_odds_difference": None,
         "equalized_odds_ratio": None,
         "equal_opportunity_difference": None,
@@ -206,12 +210,7 @@ def entry_from_counts(
             accuracy_difference=acc_d,
             accuracy_ratio=acc_r,
         )
-        try:
-            from probes.clarify import generalized_entropy_index
-
-            summary["generalized_entropy_index"] = generalized_entropy_index(cells, alpha=2)
-        except ImportError:  # pragma: no cover
-            pass
+        summary["generalized_entropy_index"] = generalized_entropy_index(cells, alpha=2)
     if boot is not None:
         bn = boot.sum(axis=-1).astype(float)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -260,6 +259,7 @@ def entries_from_counts(
     max_groups: int | None = None,
     max_total_groups: int | None = None,
     unknown_label: str = "unknown",
+    reference: dict[str, Any] | None = None,
 ) -> list[ProbeEntry]:
     """Entries for each attribute (and intersection) from the full-intersection counts.
 
@@ -284,6 +284,7 @@ def entries_from_counts(
                 privileged=privileged,
                 boot=boot,
                 unknown_label=unknown_label,
+                reference=reference,
             )
         )
     return entries
@@ -361,6 +362,7 @@ class DemographicProbe(Probe):
             max_groups=context.max_groups,
             max_total_groups=context.max_total_groups,
             unknown_label=context.unknown_label,
+            reference=context.reference,
         )
 
     def run(self, *, data: ProbeInput, model: Any = None, config: DemographicConfig) -> ProbeResult:
@@ -374,7 +376,9 @@ class DemographicProbe(Probe):
                     f"(dataset.protected: {', '.join(data.protected)})"
                 )
         min_size = config.min_group_size or data.min_group_size
-        full = count_groups(data.frame, attrs, y_pred=data.y_pred, y_true=data.y_true)
+        full = count_groups(
+            data.frame, attrs, y_pred=data.y_pred, y_true=data.y_true, weight=data.weight
+        )
         entries = entries_from_counts(
             full,
             config=config,
@@ -384,6 +388,7 @@ class DemographicProbe(Probe):
             max_groups=data.max_groups,
             max_total_groups=data.max_total_groups,
             unknown_label=data.unknown_label,
+            reference=data.reference,
         )
         if data.strata and data.y_true is not None:
             entries = [with_cddpl(e, data) for e in entries]

@@ -35,10 +35,14 @@ canonical = canonical_label  # 1 == "1" == 1.0 == True == "true"
 
 
 def favorable_mask(series: pd.Series, favorable: Any) -> np.ndarray:
-    """Boolean array: True where ``series`` equals ``favorable`` (canonical comparison)."""
-    target = canonical(favorable)
+    """Boolean array: True where ``series`` equals ``favorable`` (canonical comparison).
+
+    ``favorable`` may be a list: a value equal to any of them counts.
+    """
+    values = favorable if isinstance(favorable, (list, tuple)) else [favorable]
+    targets = {canonical(v) for v in values}
     uniques = pd.unique(series.dropna())
-    hits = {u for u in uniques if canonical(u) == target}
+    hits = {u for u in uniques if canonical(u) in targets}
     if not hits:
         return np.zeros(len(series), dtype=bool)
     return series.isin(list(hits)).to_numpy(dtype=bool)
@@ -79,6 +83,58 @@ def group_category(
     return pd.Categorical.from_codes(new_codes, categories=levels), missing
 
 
+def _edge_text(x: float) -> str:
+    return f"{x:g}"
+
+
+def bin_labels(edges: list[float]) -> list[str]:
+    """Labels of the bins cut at ``edges``: ``<a``, ``[a,b)``, ..., ``>=z``."""
+    inner = [f"[{_edge_text(a)},{_edge_text(b)})" for a, b in zip(edges, edges[1:])]
+    return [f"<{_edge_text(edges[0])}", *inner, f">={_edge_text(edges[-1])}"]
+
+
+def cut_bins(series: pd.Series, edges: list[float], *, row_offset: int = 0) -> pd.Series:
+    """A numeric column cut at ``edges`` (``dataset.bins``); missing values stay missing.
+
+    A value that is not a number is an input error naming the column, value and row.
+    """
+    text = series.astype("string").str.strip()
+    missing = series.isna().to_numpy() | (text == "").fillna(True).to_numpy()
+    values = pd.to_numeric(series.where(~missing), errors="coerce")
+    bad = (values.isna().to_numpy() & ~missing) | ~np.isfinite(values.fillna(0).to_numpy())
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise AuditInputError(
+            f"dataset.bins.{series.name}: column {series.name!r} has a value that is not a "
+            f"finite number: {series.iloc[i]!r} (row {i + row_offset})",
+            field=f"dataset.bins.{series.name}",
+        )
+    codes = np.searchsorted(np.asarray(edges, dtype=float), values.to_numpy(), side="right")
+    labels = np.asarray(bin_labels(edges), dtype=object)[np.minimum(codes, len(edges))]
+    labels[missing] = None
+    return pd.Series(labels, index=series.index, name=series.name)
+
+
+def weight_values(series: pd.Series, *, row_offset: int = 0) -> np.ndarray:
+    """The ``dataset.weight`` column as float: non-negative and finite, else an input error."""
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise AuditInputError(
+            f"dataset.weight: column {series.name!r} has {int(bad.sum())} missing, negative, "
+            f"non-finite or non-numeric value(s) (first at row {i + row_offset}: "
+            f"{series.iloc[i]!r}); weights must be finite numbers >= 0",
+            field="dataset.weight",
+        )
+    return values
+
+
+def frame_weight(frame: pd.DataFrame, spec: DatasetSpec) -> np.ndarray | None:
+    """The validated weight array of a prepared frame, or None without ``dataset.weight``."""
+    return frame[spec.weight].to_numpy(dtype=float) if spec.weight else None
+
+
 @dataclass(frozen=True)
 class LoadedDataset:
     """A validated dataset: frame (protected as category) and typed arrays."""
@@ -116,7 +172,7 @@ def _format(spec: DatasetSpec, path: Path) -> str:
 
 def _needed_columns(spec: DatasetSpec, extra: list[str]) -> list[str]:
     cols = list(spec.protected)
-    for c in (spec.label, spec.prediction, spec.score, spec.strata, *extra):
+    for c in (spec.label, spec.prediction, spec.score, spec.strata, spec.weight, *extra):
         if c and c not in cols:
             cols.append(c)
     return cols
@@ -150,7 +206,7 @@ def header(spec: DatasetSpec, path: Path) -> list[str]:
 def check_columns(spec: DatasetSpec, path: Path, columns: list[str]) -> None:
     """Every column the spec names exists; the message names the field and column."""
     named: list[tuple[str, str]] = [(f"protected[{i}]", c) for i, c in enumerate(spec.protected)]
-    for field in ("label", "prediction", "score", "strata"):
+    for field in ("label", "prediction", "score", "strata", "weight"):
         col = getattr(spec, field)
         if col:
             named.append((field, col))
@@ -179,6 +235,10 @@ def prepare(
     """
     unknown_counts: dict[str, int] = {}
     out = frame.copy(deep=False)
+    for col, edges in spec.bins.items():
+        out[col] = cut_bins(out[col], edges, row_offset=row_offset)
+    if spec.weight:
+        out[spec.weight] = weight_values(out[spec.weight], row_offset=row_offset)
     for i, col in enumerate(spec.protected):
         out[col], unknown_counts[col] = group_category(
             out[col], spec.unknown_label, max_levels=max_levels, field=f"dataset.protected[{i}]"

@@ -101,7 +101,13 @@ def _chunked_entries(
                 raw, spec.dataset, need_prediction=True, row_offset=offset, max_levels=max_levels
             )
             assert y_pred is not None
-            part = count_groups(frame, list(spec.dataset.protected), y_pred=y_pred, y_true=y_true)
+            part = count_groups(
+                frame,
+                list(spec.dataset.protected),
+                y_pred=y_pred,
+                y_true=y_true,
+                weight=data_mod.frame_weight(frame, spec.dataset),
+            )
             total = part if total is None else total + part
             refuse_levels(total, max_levels, partial=True)  # each chunk may be under, not all
             rows += len(frame)
@@ -129,6 +135,7 @@ def entries_from_total(spec: AuditSpec, configs: list[Any], total: GroupCounts) 
         max_groups=spec.policy.max_groups,
         max_total_groups=spec.policy.max_total_groups,
         unknown_label=spec.dataset.unknown_label,
+        reference={k: str(v) for k, v in spec.dataset.reference.items()},
     )
     entries: list[ProbeEntry] = []
     for cfg in configs:
@@ -239,6 +246,8 @@ def compute_results(
             max_groups=spec.policy.max_groups,
             max_total_groups=spec.policy.max_total_groups,
             unknown_label=spec.dataset.unknown_label,
+            weight=None if frame is None else data_mod.frame_weight(frame, spec.dataset),
+            reference={k: str(v) for k, v in spec.dataset.reference.items()},
             progress=None,
             should_cancel=should_cancel,
         )

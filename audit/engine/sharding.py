@@ -137,7 +137,7 @@ def plan_for(
 
 def _columns(spec: AuditSpec) -> list[str]:
     cols = list(spec.dataset.protected)
-    for c in (spec.dataset.label, spec.dataset.prediction):
+    for c in (spec.dataset.label, spec.dataset.prediction, spec.dataset.weight):
         if c and c not in cols:
             cols.append(c)
     return cols
@@ -211,7 +211,13 @@ def count_shard(
                 max_levels=spec.policy.max_levels,
             )
             assert y_pred is not None
-            part = count_groups(frame, list(spec.dataset.protected), y_pred=y_pred, y_true=y_true)
+            part = count_groups(
+                frame,
+                list(spec.dataset.protected),
+                y_pred=y_pred,
+                y_true=y_true,
+                weight=data_mod.frame_weight(frame, spec.dataset),
+            )
             total = part if total is None else total + part
             refuse_levels(total, spec.policy.max_levels, partial=True)
             rows += len(frame)
@@ -281,7 +287,7 @@ def _check_groups(spec: AuditSpec, total: Any, label_values: list[str]) -> None:
     if spec.dataset.label and total.has_label:
         from probes.counts import FN, TP
 
-        if int(total.table[:, TP].sum() + total.table[:, FN].sum()) == 0:
+        if float(total.table[:, TP].sum() + total.table[:, FN].sum()) == 0:
             raise AuditInputError(
                 MSG_FAVORABLE_NOT_IN_LABELS.format(
                     value=spec.dataset.favorable_label,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -58,7 +59,24 @@ class DatasetSpec(_Strict):
         "(missing values: `unknown` group)",
     )
     favorable_label: Any = Field(
-        default=1, description="label value that counts as selected (1 == '1' == 1.0 == true)"
+        default=1,
+        description="label value that counts as selected (1 == '1' == 1.0 == true), or a list "
+        "of such values (any of them counts as selected)",
+    )
+    weight: str | None = Field(
+        default=None,
+        description="non-negative, finite weight column: every count metric is weighted "
+        "(intervals from the Kish effective sample size; `n_effective` per group)",
+    )
+    reference: dict[str, Any] = Field(
+        default_factory=dict,
+        description="control group per protected column: impact ratios, p-values and findings "
+        "against it (default: the highest-rate group)",
+    )
+    bins: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description='numeric protected column cut at increasing edges: {age: [40]} gives "<40" '
+        'and ">=40"; more edges give "[40,62)"',
     )
     privileged: dict[str, Any] = Field(
         default_factory=dict,
@@ -76,6 +94,29 @@ class DatasetSpec(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("protected columns must be distinct")
         return v
+
+    @field_validator("bins")
+    @classmethod
+    def _edges(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
+        for col, edges in v.items():
+            if not edges:
+                raise ValueError(f"column {col!r}: give at least one edge")
+            if not all(math.isfinite(e) for e in edges):
+                raise ValueError(f"column {col!r}: edges must be finite numbers")
+            if any(b <= a for a, b in zip(edges, edges[1:])):
+                raise ValueError(f"column {col!r}: edges must be strictly increasing")
+        return v
+
+    @model_validator(mode="after")
+    def _named_protected(self) -> DatasetSpec:
+        for name in ("reference", "bins"):
+            for col in getattr(self, name):
+                if self.protected and col not in self.protected:
+                    raise ValueError(
+                        f"{name}: column {col!r} is not a protected column "
+                        f"(dataset.protected: {', '.join(self.protected)})"
+                    )
+        return self
 
 
 class ModelSpec(_Strict):
