@@ -91,6 +91,7 @@ class ProbeInput:
     max_total_groups: int | None = None  # policy.max_total_groups: over all sets of a probe
     unknown_label: str = "unknown"  # dataset.unknown_label: the level of missing values
     weight: np.ndarray | None = None  # dataset.weight: validated non-negative, finite
+    outcome: str | None = None  # dataset.outcome: continuous outcome column (outcome-disparity)
     reference: dict[str, Any] = field(default_factory=dict)  # dataset.reference: control groups
     progress: Callable[[float], None] | None = None
     should_cancel: Callable[[], bool] | None = None

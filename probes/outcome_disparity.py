@@ -55,8 +55,8 @@ __all__ = ["OutcomeDisparityConfig", "OutcomeDisparityProbe", "compare_outcomes"
 
 Adverse = Literal["higher", "lower", "either"]
 MSG_NO_OUTCOME = (
-    "probes[outcome-disparity].outcome: required: the continuous outcome column "
-    "(e.g. apr, rate_spread, credit_limit)"
+    "probes[outcome-disparity].outcome: required (or dataset.outcome): the continuous "
+    "outcome column (e.g. apr, rate_spread, credit_limit)"
 )
 MSG_MISSING_COLUMN = (
     "probes[outcome-disparity].{field}: column {column!r} not found; columns: {columns}"
@@ -68,7 +68,7 @@ class OutcomeDisparityConfig(ProbeConfig):
 
     kind: Literal["outcome-disparity"] = "outcome-disparity"
     outcome: str | None = Field(
-        default=None, description="continuous outcome column (APR, rate spread, credit limit)"
+        default=None, description="continuous outcome column (default: dataset.outcome)"
     )
     attributes: list[str] | None = Field(
         default=None, description="protected columns to compare (default: dataset.protected)"
@@ -139,17 +139,18 @@ class OutcomeDisparityProbe(Probe):
         self, *, data: ProbeInput, model: ModelAdapter | None, config: OutcomeDisparityConfig
     ) -> ProbeResult:
         frame = data.frame
-        y = _outcome(frame, config.outcome)
+        outcome = config.outcome or data.outcome
+        y = _outcome(frame, outcome)
         attrs = list(config.attributes or data.protected)
         for field, cols in (("attributes", attrs), ("controls", config.controls)):
             _require(frame, field, cols)
-        clash = sorted(set(config.controls) & (set(attrs) | {config.outcome}))
+        clash = sorted(set(config.controls) & (set(attrs) | {outcome}))
         if clash:
             raise ProbeError(
                 f"probes[outcome-disparity].controls: {clash} is also the outcome or a compared "
                 "attribute; controls are the legitimate factors only"
             )
-        weights = _weights(frame, config.weight)
+        weights = _weights(frame, config.weight) if config.weight else data.weight
         controls = frame[config.controls] if config.controls else None
         min_size = config.min_group_size or data.min_group_size
         entries = []
@@ -167,13 +168,13 @@ class OutcomeDisparityProbe(Probe):
                 membership=membership,
                 controls=controls,
                 weights=weights,
-                reference=_ref_for(config.reference, attr),
+                reference=_ref_for(config.reference, attr) or data.reference.get(attr),
                 adverse=config.adverse,
                 confidence=config.confidence,
                 min_group_size=min_size,
             )
-            summary = {"outcome": config.outcome, "controls": list(config.controls), **summary}
-            summary["weight"] = config.weight
+            summary = {"outcome": outcome, "controls": list(config.controls), **summary}
+            summary["weight"] = config.weight or (None if data.weight is None else "dataset.weight")
             entries.append(
                 ProbeEntry.model_validate(
                     {

@@ -248,6 +248,7 @@ def compute_results(
             unknown_label=spec.dataset.unknown_label,
             weight=None if frame is None else data_mod.frame_weight(frame, spec.dataset),
             reference={k: str(v) for k, v in spec.dataset.reference.items()},
+            outcome=spec.dataset.outcome,
             progress=None,
             should_cancel=should_cancel,
         )

@@ -73,6 +73,11 @@ class DatasetSpec(_Strict):
         description="control group per protected column: impact ratios, p-values and findings "
         "against it (default: the highest-rate group)",
     )
+    outcome: str | None = Field(
+        default=None,
+        description="continuous outcome column (APR, rate spread) for the outcome-disparity "
+        "probe, when the probe names none",
+    )
     bins: dict[str, list[float]] = Field(
         default_factory=dict,
         description='numeric protected column cut at increasing edges: {age: [40]} gives "<40" '

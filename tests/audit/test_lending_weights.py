@@ -256,3 +256,34 @@ def test_missing_weight_column_and_bad_bins_are_refused(tmp_path: Path) -> None:
     df.to_csv(path, index=False)
     with pytest.raises(AuditInputError, match=r"dataset\.bins\.age: .*'forty' \(row 3\)"):
         compute_results(_pool_spec(path))
+
+
+def test_outcome_disparity_takes_dataset_outcome_weight_and_reference(tmp_path: Path) -> None:
+    path = _pool(tmp_path / "p.csv")
+    df = pd.read_csv(path)
+    rng = np.random.default_rng(5)
+    df["apr"] = 6.5 + rng.normal(0, 0.5, len(df)) + 0.3 * (df["race"] == "Black")
+    df.to_csv(path, index=False)
+    spec = _pool_spec(path, weight="w", outcome="apr", reference={"race": "Asian"})
+    spec["probes"] = [{"kind": "outcome-disparity", "attributes": ["race"]}]
+    doc = compute_results(spec)
+    entry = doc["probes"][0]
+    assert entry["reference_group"] == "Asian"
+    assert entry["summary"]["outcome"] == "apr"
+    groups = {g["group"]: g for g in entry["groups"]}
+    for name, g in groups.items():
+        mask = df["race"] == name
+        assert g["mean"] == pytest.approx(np.average(df["apr"][mask], weights=df["w"][mask]))
+    explicit = _pool_spec(path)
+    explicit["probes"] = [
+        {
+            "kind": "outcome-disparity",
+            "attributes": ["race"],
+            "outcome": "apr",
+            "weight": "w",
+            "reference": "Asian",
+        }
+    ]
+    same = compute_results(explicit)["probes"][0]["groups"]
+    assert [g.get("difference") for g in same] == [g.get("difference") for g in entry["groups"]]
+    assert groups["Black"]["difference"] == pytest.approx(0.3, abs=0.15)
