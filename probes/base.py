@@ -92,6 +92,7 @@ class ProbeInput:
     unknown_label: str = "unknown"  # dataset.unknown_label: the level of missing values
     weight: np.ndarray | None = None  # dataset.weight: validated non-negative, finite
     outcome: str | None = None  # dataset.outcome: continuous outcome column (outcome-disparity)
+    proxy: Any = None  # dataset.proxy: a probes.proxy.ProxyResult, one posterior row per row
     reference: dict[str, Any] = field(default_factory=dict)  # dataset.reference: control groups
     progress: Callable[[float], None] | None = None
     should_cancel: Callable[[], bool] | None = None

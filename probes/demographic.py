@@ -36,6 +36,7 @@ from probes.counts import (
     rates,
 )
 from probes.impact import exclusions, impact, privileged_metrics, reference_index
+from probes.proxy_groups import proxy_entries
 from probes.scores import score_metrics
 from probes.stats import homogeneity_pvalue
 from probes.util import finite_or_none
@@ -106,11 +107,8 @@ def entry_from_counts(
     unknown_label: str = "unknown",
     reference: dict[str, Any] | None = None,
 ) -> ProbeEntry:
-    """Every group metric, CI and test for one attribute (or intersection).
-
-    Weighted counts: rates are weighted; CIs, tests and ``min_group_size`` use each
-    group's Kish effective sample size (``n_effective``).
-    """
+    """Every group metric, CI and test for one attribute (or intersection); weighted
+    counts: CIs, tests and ``min_group_size`` on each group's Kish ``n_effective``."""
     keys, cells = counts.flat()
     present = cells.sum(axis=1) > 0
     keys = [k for k, p in zip(keys, present) if p]
@@ -292,12 +290,9 @@ def entries_from_counts(
 
 @register_probe("demographic", kind="group", tags=("decisions", "counts", "ll144"))
 class DemographicProbe(Probe):
-    """Selection rate, impact ratio, error rates and calibration by group.
-
-    One vectorised pass counts confusion cells for every intersection group;
-    every metric, CI and test is derived from those counts, so shards merge
-    by summing counts. References: fairlearn MetricFrame; aif360
-    ClassificationMetric; EEOC Uniform Guidelines (four-fifths rule).
+    """Selection rate, impact ratio, error rates and calibration by group: every metric,
+    CI and test from one pass of confusion counts (shards merge by summing counts).
+    References: fairlearn MetricFrame; aif360 ClassificationMetric; EEOC four-fifths rule.
     """
 
     config_model = DemographicConfig
@@ -376,6 +371,9 @@ class DemographicProbe(Probe):
                     f"(dataset.protected: {', '.join(data.protected)})"
                 )
         min_size = config.min_group_size or data.min_group_size
+        by_proxy = proxy_entries(data, config=config, min_group_size=min_size)
+        if not attrs:  # dataset.proxy alone: the race_proxy entry only
+            return ProbeResult(entries=by_proxy)
         full = count_groups(
             data.frame, attrs, y_pred=data.y_pred, y_true=data.y_true, weight=data.weight
         )
@@ -397,4 +395,4 @@ class DemographicProbe(Probe):
                 score_metrics(e, frame=data.frame, score=data.score, y_true=data.y_true)
                 for e in entries
             ]
-        return ProbeResult(entries=entries, extra={"counts": full.to_dict()})
+        return ProbeResult(entries=entries + by_proxy, extra={"counts": full.to_dict()})

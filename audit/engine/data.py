@@ -210,6 +210,7 @@ def check_columns(spec: DatasetSpec, path: Path, columns: list[str]) -> None:
         col = getattr(spec, field)
         if col:
             named.append((field, col))
+    named += [(f"proxy.{f}", c) for f, c in (spec.proxy.columns() if spec.proxy else [])]
     for field, col in named:
         if col not in columns:
             raise AuditInputError(

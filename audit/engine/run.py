@@ -21,6 +21,7 @@ import numpy as np
 from audit.engine import data as data_mod
 from audit.engine.manifest import build_manifest
 from audit.engine.policy import findings_for, resolved_thresholds, verdict
+from audit.engine.proxy import proxy_posteriors
 from audit.engine.spec import AuditSpec, parse_spec, validate_probe_configs
 from audit.errors import AuditCancelled, AuditInputError
 from audit.settings import get_settings
@@ -199,6 +200,7 @@ def compute_results(
         and model is None
         and count_only(configs)
         and not spec.dataset.score
+        and spec.dataset.proxy is None  # the proxy needs every row's names in memory
         and path.stat().st_size > get_settings().chunk_bytes
     )
     if chunked and path is not None:
@@ -249,6 +251,7 @@ def compute_results(
             weight=None if frame is None else data_mod.frame_weight(frame, spec.dataset),
             reference={k: str(v) for k, v in spec.dataset.reference.items()},
             outcome=spec.dataset.outcome,
+            proxy=None if frame is None else proxy_posteriors(frame, spec.dataset),
             progress=None,
             should_cancel=should_cancel,
         )

@@ -57,6 +57,8 @@ def shardable(spec: AuditSpec) -> bool:
     """True when every metric of ``spec`` is derived from confusion counts alone."""
     if spec.model.kind != "predictions" or spec.dataset.score or spec.dataset.strata:
         return False
+    if spec.dataset.proxy is not None:  # posteriors need every row's names in memory
+        return False
     from audit.engine.run import count_only
 
     configs = validate_probe_configs(spec)

@@ -36,6 +36,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ProxySpec(_Strict):
+    """Race/ethnicity estimated from surname, first name and geography (BISG / BIFSG)."""
+
+    method: Literal["bisg", "bifsg"] = Field(default="bisg", description="bisg or bifsg")
+    surname: str = Field(description="surname column")
+    first_name: str | None = Field(default=None, description="first-name column (bifsg only)")
+    zcta: str | None = Field(default=None, description="5-digit ZIP/ZCTA column")
+    tract: str | None = Field(default=None, description="11-digit census tract FIPS column")
+
+    @model_validator(mode="after")
+    def _one_geography(self) -> ProxySpec:
+        if self.zcta and self.tract:
+            raise ValueError("give zcta or tract, not both")
+        if self.method == "bifsg" and not self.first_name:
+            raise ValueError("first_name: required for method bifsg")
+        if self.method == "bisg" and self.first_name:
+            raise ValueError("first_name: only used by method bifsg")
+        return self
+
+    def columns(self) -> list[tuple[str, str]]:
+        """(field, column) pairs the proxy reads."""
+        named = [("surname", self.surname), ("first_name", self.first_name)]
+        named += [("zcta", self.zcta), ("tract", self.tract)]
+        return [(f, c) for f, c in named if c]
+
+
 class DatasetSpec(_Strict):
     path: str | None = Field(
         default=None, description="CSV or Parquet file, relative to the spec file"
@@ -78,6 +104,11 @@ class DatasetSpec(_Strict):
         description="continuous outcome column (APR, rate spread) for the outcome-disparity "
         "probe, when the probe names none",
     )
+    proxy: ProxySpec | None = Field(
+        default=None,
+        description="race/ethnicity proxy (BISG/BIFSG): the demographic probe adds attribute "
+        '"race_proxy", each row counted in every group with its posterior',
+    )
     bins: dict[str, list[float]] = Field(
         default_factory=dict,
         description='numeric protected column cut at increasing edges: {age: [40]} gives "<40" '
@@ -116,7 +147,8 @@ class DatasetSpec(_Strict):
     def _named_protected(self) -> DatasetSpec:
         for name in ("reference", "bins"):
             for col in getattr(self, name):
-                if self.protected and col not in self.protected:
+                proxied = name == "reference" and self.proxy is not None and col == "race_proxy"
+                if self.protected and col not in self.protected and not proxied:
                     raise ValueError(
                         f"{name}: column {col!r} is not a protected column "
                         f"(dataset.protected: {', '.join(self.protected)})"
@@ -291,8 +323,10 @@ class AuditSpec(_Strict):
     @model_validator(mode="after")
     def _dataset_needed(self) -> AuditSpec:
         has_data = bool(self.dataset.path or self.dataset.id)
-        if has_data and not self.dataset.protected:
-            raise ValueError("dataset.protected: at least one protected column is required")
+        if has_data and not self.dataset.protected and self.dataset.proxy is None:
+            raise ValueError(
+                "dataset.protected: at least one protected column is required (or dataset.proxy)"
+            )
         if not has_data:
             for i, probe in enumerate(self.probes):
                 if needs_dataset(probe):
