@@ -53,6 +53,23 @@ def _log_ratio(rate: np.ndarray, n_eff: np.ndarray, ref: int) -> tuple[np.ndarra
     return est, var
 
 
+def outcome_posteriors(
+    posteriors: np.ndarray, y: np.ndarray, weight: np.ndarray, *, iterations: int = 50
+) -> np.ndarray:
+    """P(race | names, geography, decision): the proxy's posteriors updated by each row's
+    decision under the groups' selection rates, fitted by EM (the rates are the mixture's
+    maximum-likelihood estimates). Imputing from these keeps the outcome in the
+    imputation model, so the imputed groups are not attenuated towards each other."""
+    p = np.clip(posteriors, 0.0, None)
+    mu = np.clip((weight * y) @ p / np.maximum(weight @ p, 1e-300), 1e-6, 1 - 1e-6)
+    for _ in range(iterations):
+        like = np.where(y[:, None] > 0, mu[None, :], 1 - mu[None, :])
+        q = p * like
+        q /= np.maximum(q.sum(axis=1, keepdims=True), 1e-300)
+        mu = np.clip((weight * y) @ q / np.maximum(weight @ q, 1e-300), 1e-6, 1 - 1e-6)
+    return q
+
+
 def imputed_impact(
     posteriors: np.ndarray,
     y_pred: np.ndarray,
@@ -64,9 +81,9 @@ def imputed_impact(
     m: int = MI_DRAWS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float | None]]:
     """Rubin-combined impact ratio, its CI and p-value per proxy group (``m`` draws)."""
-    draws = draw_races(posteriors, m=m, seed=seed)
-    est, var = [], []
     y = y_pred.astype(float)
+    draws = draw_races(outcome_posteriors(posteriors, y, weight), m=m, seed=seed)
+    est, var = [], []
     for codes in draws:
         rate, _, n_eff = _rates_by(codes, len(RACES), y, weight)
         e, v = _log_ratio(rate, n_eff, ref)
