@@ -54,19 +54,35 @@ def _log_ratio(rate: np.ndarray, n_eff: np.ndarray, ref: int) -> tuple[np.ndarra
 
 
 def outcome_posteriors(
-    posteriors: np.ndarray, y: np.ndarray, weight: np.ndarray, *, iterations: int = 50
+    posteriors: np.ndarray,
+    y: np.ndarray,
+    weight: np.ndarray,
+    *,
+    iterations: int = 200,
+    tol: float = 1e-7,
 ) -> np.ndarray:
     """P(race | names, geography, decision): the proxy's posteriors updated by each row's
     decision under the groups' selection rates, fitted by EM (the rates are the mixture's
     maximum-likelihood estimates). Imputing from these keeps the outcome in the
     imputation model, so the imputed groups are not attenuated towards each other."""
     p = np.clip(posteriors, 0.0, None)
-    mu = np.clip((weight * y) @ p / np.maximum(weight @ p, 1e-300), 1e-6, 1 - 1e-6)
-    for _ in range(iterations):
-        like = np.where(y[:, None] > 0, mu[None, :], 1 - mu[None, :])
-        q = p * like
-        q /= np.maximum(q.sum(axis=1, keepdims=True), 1e-300)
-        mu = np.clip((weight * y) @ q / np.maximum(weight @ q, 1e-300), 1e-6, 1 - 1e-6)
+    sel = y > 0
+    p1, p0, w1, w0 = p[sel], p[~sel], weight[sel], weight[~sel]
+    mu = np.clip((w1 @ p1) / np.maximum(weight @ p, 1e-300), 1e-6, 1 - 1e-6)
+    for _ in range(iterations):  # two passes over the rows per step
+        d1 = np.maximum(p1 @ mu, 1e-300)
+        d0 = np.maximum(p0 @ (1 - mu), 1e-300)
+        hits = mu * ((w1 / d1) @ p1)
+        misses = (1 - mu) * ((w0 / d0) @ p0)
+        new = np.clip(hits / np.maximum(hits + misses, 1e-300), 1e-6, 1 - 1e-6)
+        done = np.max(np.abs(new - mu)) < tol
+        mu = new
+        if done:
+            break
+    q = np.empty_like(p)
+    q[sel] = p1 * mu
+    q[~sel] = p0 * (1 - mu)
+    q /= np.maximum(q.sum(axis=1, keepdims=True), 1e-300)
     return q
 
 
