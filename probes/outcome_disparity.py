@@ -32,7 +32,7 @@ Long & Ervin (2000) on HC3 in small samples.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,8 @@ from probes.base import (
     register_probe,
 )
 from probes.outcome_stats import compare_outcomes
+from probes.proxy import RACES
+from probes.proxy_groups import PROXY_ATTRIBUTE
 
 __all__ = ["OutcomeDisparityConfig", "OutcomeDisparityProbe", "compare_outcomes"]
 
@@ -142,7 +144,10 @@ class OutcomeDisparityProbe(Probe):
         outcome = config.outcome or data.outcome
         y = _outcome(frame, outcome)
         attrs = list(config.attributes or data.protected)
-        for field, cols in (("attributes", attrs), ("controls", config.controls)):
+        if data.proxy is not None and not config.attributes:
+            attrs.append(PROXY_ATTRIBUTE)  # dataset.proxy: groups by posterior membership
+        recorded = [a for a in attrs if not (a == PROXY_ATTRIBUTE and data.proxy is not None)]
+        for field, cols in (("attributes", recorded), ("controls", config.controls)):
             _require(frame, field, cols)
         clash = sorted(set(config.controls) & (set(attrs) | {outcome}))
         if clash:
@@ -155,14 +160,7 @@ class OutcomeDisparityProbe(Probe):
         min_size = config.min_group_size or data.min_group_size
         entries = []
         for attr in attrs:
-            col = frame[attr]
-            levels = (
-                list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) else None
-            )
-            membership = pd.get_dummies(col.astype("string").fillna("unknown"), dtype=float)
-            if levels is not None:
-                order = [str(lv) for lv in levels if str(lv) in membership.columns]
-                membership = membership[order]
+            membership = _membership(frame, attr, data.proxy)
             groups, summary = compare_outcomes(
                 outcome=y,
                 membership=membership,
@@ -187,6 +185,20 @@ class OutcomeDisparityProbe(Probe):
                 )
             )
         return ProbeResult(entries=entries)
+
+
+def _membership(frame: pd.DataFrame, attr: str, proxy: Any) -> pd.DataFrame:
+    """One-hot groups of a recorded column, or the proxy's posteriors for race_proxy."""
+    if attr not in frame.columns and proxy is not None:
+        post = proxy.posteriors[list(RACES)]
+        return post.set_axis(frame.index, axis=0).astype(float)
+    col = frame[attr]
+    levels = list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) else None
+    membership = pd.get_dummies(col.astype("string").fillna("unknown"), dtype=float)
+    if levels is not None:
+        order = [str(lv) for lv in levels if str(lv) in membership.columns]
+        membership = membership[order]
+    return membership
 
 
 def _ref_for(reference: str | dict[str, str] | None, attr: str) -> str | None:

@@ -118,3 +118,13 @@ def test_proxy_spec_errors_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(AuditInputError, match="'surname'") as err:
         compute_results(bad)
     assert err.value.field == "dataset.proxy.surname"
+
+
+def test_pricing_by_proxy_finds_the_planted_apr_gap(tmp_path: Path, tables: ProxyTables) -> None:
+    pool = generate_pool(tables, n=6000, seed=5, apr_gap=0.25)
+    spec = _spec(_write(tmp_path, pool), outcome="apr")
+    spec["probes"] = [{"kind": "outcome-disparity", "adverse": "higher"}]
+    entry = _proxy_entry(compute_results(spec))
+    assert entry["reference_group"] == "white"
+    black = {g["group"]: g for g in entry["groups"]}["black"]
+    assert black["difference"] > 0.1 and black["p_value"] < 0.01
