@@ -15,11 +15,15 @@ PYTEST_ARGS ?=
 install: $(STAMP)
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
+	@echo "== installing biasaudit and its dependencies into $(VENV) (a few minutes the first time)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --disable-pip-version-check -c $(CONSTRAINTS) -e '.[dev]'
+	set -o pipefail; $(PIP) install --progress-bar on --disable-pip-version-check \
+		-c $(CONSTRAINTS) -e '.[dev]' | { grep -v '^Requirement already satisfied' || true; }
 	touch $(STAMP)
+	@echo "== installed"
 
 data: install
+	@echo "== fetching the public data sets (once; cached)"
 	$(BIN)/biasaudit data fetch --census
 
 # Debian packages the tests need (browser, PDF tools, ...): scripts/system_packages.txt
@@ -45,12 +49,14 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not services" $(PYTEST_ARGS)
 
 demo: install data
+	@echo "== running the demo audits (progress on stderr)"
 	$(BIN)/biasaudit demo --out biasaudit-demo
 
 bench: install data
 	$(PY) benchmarks/bench_demographic.py
 	$(PY) benchmarks/bench_counterfactual.py
 	$(PY) benchmarks/bench_report.py
+	$(PY) benchmarks/bench_progress.py
 	$(PY) benchmarks/bench_pdf.py
 
 clean:

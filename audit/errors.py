@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
+from typing import Any
+
 from probes.models.safety import PICKLE_REFUSED
+
+
+def did_you_mean(word: Any, choices: Any) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to a misspelt ``word``, or ''."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class AuditInputError(ValueError):
@@ -18,7 +27,12 @@ class SpecError(AuditInputError):
 
     def __init__(self, errors: list[tuple[str, str]]) -> None:
         self.errors = errors
-        text = "; ".join(f"{path}: {msg}" if path else msg for path, msg in errors)
+        items = [f"{path}: {msg}" if path else msg for path, msg in errors]
+        text = (
+            items[0]
+            if len(items) == 1
+            else f"{len(items)} errors:\n" + "\n".join(f"  - {i}" for i in items)
+        )
         super().__init__(f"invalid audit spec: {text}", field=errors[0][0] if errors else None)
 
 
@@ -29,7 +43,7 @@ class AuditCancelled(RuntimeError):
 # Message templates asserted on by tests.
 MSG_FILE_NOT_FOUND = "dataset.path: file not found: {path}"
 MSG_MISSING_COLUMN = (
-    "dataset.{field}: column {column!r} not found in {file}; columns are: {columns}"
+    "dataset.{field}: column {column!r} not found in {file}{hint}; columns are: {columns}"
 )
 MSG_ONE_GROUP = (
     "dataset.protected: column {column!r} has only one group ({group!r}); "
@@ -37,7 +51,7 @@ MSG_ONE_GROUP = (
 )
 MSG_FAVORABLE_NOT_IN_LABELS = (
     "dataset.favorable_label: value {value!r} does not occur in column {column!r} "
-    "(values seen: {seen})"
+    "(values seen: {seen}); the label column must contain the favorable value"
 )
 MSG_NAN_PREDICTIONS = (
     "dataset.prediction: column {column!r} has {count} missing value(s) (first at row {row}); "

@@ -91,6 +91,22 @@ class Settings(BaseSettings):
     max_columns: int = Field(
         default=2_000, ge=1, description="most columns accepted in an uploaded dataset"
     )
+    max_model_upload_bytes: int = Field(
+        default=4 * 1024 * 1024 * 1024,
+        ge=1,
+        description="largest model upload accepted (POST /v1/models: .skops, .zip, .tar), in bytes",
+    )
+    max_model_unpacked_bytes: int = Field(
+        default=8 * 1024 * 1024 * 1024,
+        ge=1,
+        description=(
+            "largest total size of the files in an uploaded model archive (or .skops file), "
+            "in bytes: a larger one is refused as a decompression bomb"
+        ),
+    )
+    max_model_files: int = Field(
+        default=1_000, ge=1, description="most entries accepted in an uploaded model archive"
+    )
     max_csv_header_bytes: int = Field(
         default=1024 * 1024,
         ge=1,
@@ -212,6 +228,19 @@ class Settings(BaseSettings):
     )
     shard_rows: int = Field(default=1_000_000, ge=1, description="rows per shard")
     max_shards: int = Field(default=64, ge=1, description="most shards one audit is split into")
+    ui_session_seconds: int = Field(
+        default=8 * 3600,
+        ge=60,
+        le=30 * 24 * 3600,
+        description="how long a dashboard sign-in (/ui/) lasts before it must sign in again",
+    )
+    behind_https_proxy: bool = Field(
+        default=False,
+        description=(
+            "the API is served through a TLS-terminating proxy: dashboard cookies are always "
+            "Secure (without it they are Secure when the request itself is https)"
+        ),
+    )
 
     @field_validator("artifact_dir", "data_dir", "trusted_model_dir", mode="after")
     @classmethod

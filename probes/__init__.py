@@ -9,6 +9,7 @@ from probes import (
     dataset,  # noqa: E402,F401
     demographic,  # noqa: E402,F401  (registers "demographic")
     embedding_association,  # noqa: E402,F401
+    lda,  # noqa: E402,F401  (registers "lda-search")
     mlm_stereotype,  # noqa: E402,F401
     outcome_disparity,  # noqa: E402,F401
     pairwise_choice,  # noqa: E402,F401

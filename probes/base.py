@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from probes.counts import GroupCounts
 
-Status = Literal["pass", "fail", "insufficient_data"]
+Status = Literal["pass", "fail", "insufficient_data", "not_applicable"]
 
 
 class ProbeError(ValueError):
@@ -64,6 +65,9 @@ class ProbeResult(BaseModel):
     model_config = ConfigDict(frozen=True)
     entries: list[ProbeEntry]
     extra: dict[str, Any] = {}
+    #: files to save beside results.json (name -> bytes), e.g. a fitted alternative model;
+    #: not part of the serialised result
+    artifacts: dict[str, bytes] = Field(default_factory=dict, exclude=True)
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class ProbeInput:
     reference: dict[str, Any] = field(default_factory=dict)  # dataset.reference: control groups
     progress: Callable[[float], None] | None = None
     should_cancel: Callable[[], bool] | None = None
+    label: str | None = None  # the ground-truth column's name (dataset.label)
+    base_dir: Path | None = None  # folder relative file names in probe configs resolve against
 
     @property
     def rows(self) -> int:
@@ -129,6 +135,10 @@ class Check:
     skip_flag: str | None = None  # group field that, when set, means no finding (left out)
     optional: bool = False  # judged only when the spec's policy sets the threshold
     domains: tuple[str, ...] | None = None  # only audits of these domains
+    # a change judged against a baseline: no breach while the baseline (this group field)
+    # is itself past the threshold (e.g. no alternative is needed when the model passes)
+    baseline_field: str | None = None
+    fail_flag: str | None = None  # group field: truthy fails the finding whatever the threshold
     ge: float | None = None  # valid thresholds (spec validation)
     gt: float | None = None
     le: float | None = None
@@ -175,9 +185,12 @@ class Probe:
     probe's name:
 
     - ``needs``: ``"model"`` when it calls a model; ``uses_dataset`` says whether a
-      given config reads the audited dataset (default: unless it needs a model only).
-    - ``title`` and ``layout`` (``rates``, ``counterfactual`` or ``table``): how the
-      report shows its entries.
+      given config reads the audited dataset (default: unless it needs a model only),
+      ``uses_protected`` whether it compares groups of ``dataset.protected`` columns.
+    - ``title`` and ``layout`` (``rates``, ``counterfactual``, ``table`` or ``frontier``):
+      how the report shows its entries.
+    - ``file_fields``: config keys naming files the probe opens (service audits confine
+      them to the project folder like every ``*_path`` key).
     - ``checks``: its policy checks (:class:`Check`).
     - ``from_counts``: True when every metric it reports comes from merged confusion
       counts; it then implements ``count_attributes`` and ``entries_from_counts``, and
@@ -190,7 +203,8 @@ class Probe:
     tags: ClassVar[tuple[str, ...]] = ()
     config_model: ClassVar[type[ProbeConfig]] = ProbeConfig
     title: ClassVar[str] = ""
-    layout: ClassVar[Literal["rates", "counterfactual", "table"]] = "table"
+    layout: ClassVar[Literal["rates", "counterfactual", "table", "frontier"]] = "table"
+    file_fields: ClassVar[tuple[str, ...]] = ()  # config keys naming files (besides *_path)
     checks: ClassVar[tuple[Check, ...]] = ()
     from_counts: ClassVar[bool] = False
     default: ClassVar[bool] = False  # run when a spec names no probes
@@ -203,6 +217,12 @@ class Probe:
     @classmethod
     def uses_dataset(cls, raw: Mapping[str, Any]) -> bool:
         """Whether the probe, configured as ``raw`` (a spec's ``probes[i]``), reads the dataset."""
+        return "model" not in cls.needs
+
+    @classmethod
+    def uses_protected(cls, raw: Mapping[str, Any]) -> bool:
+        """Whether the probe, configured as ``raw``, compares groups of ``dataset.protected``
+        columns (default: unless it needs a model, whose probes bring their own groups)."""
         return "model" not in cls.needs
 
     @classmethod

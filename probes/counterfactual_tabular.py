@@ -18,6 +18,11 @@ the same rows:
 
 The reference group defaults to the **most frequent observed level** (ties: the
 first in sorted order); ``unknown`` is never a default value or reference.
+A model that does not take the attribute as a feature (``features``) cannot be
+flipped by it: the entry's ``summary.not_applicable`` says so and its findings
+are ``not_applicable``, not ``pass``. Each finding carries its own p-value:
+``score_gap`` the score test's, ``flip_rate`` McNemar's.
+
 ``pairs`` breaks the change down per observed group (rows whose real value is
 ``o``, set to ``v``): n, flip_rate, mean score change, p-value. Without scores
 (a model lacking ``predict_proba``) the decision itself (0/1) is the score.
@@ -137,6 +142,7 @@ class CounterfactualTabularProbe(Probe):
             "largest |mean score change| tolerated",
             absolute=True,
             ci="score_gap_ci",
+            p_value="score_p_value",
             min_n=1,
             skip_missing=True,
             skip_reference=True,
@@ -149,6 +155,7 @@ class CounterfactualTabularProbe(Probe):
             "max",
             "largest share of flipped decisions tolerated",
             ci="flip_rate_ci",
+            p_value="flip_p_value",
             min_n=1,
             skip_missing=True,
             skip_reference=True,
@@ -352,6 +359,10 @@ def _flip_test(
     }
     if features is not None:
         summary["attribute_in_features"] = attr in features
+        if attr not in features:  # changing it cannot change a prediction: nothing tested
+            summary["not_applicable"] = (
+                f"the model does not take {attr!r} as a feature; the flip test does not apply"
+            )
     return ProbeEntry(
         kind="counterfactual-tabular",
         attribute=attr,

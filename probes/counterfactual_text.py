@@ -41,7 +41,7 @@ from probes.models.prompt import (
     answer_summary,
     prompted_scores,
 )
-from probes.stats import proportion_ci
+from probes.stats import mcnemar_exact, proportion_ci
 from probes.swap import (
     NameLexicon,
     PronounSwapper,
@@ -274,24 +274,29 @@ def _group_stats(
                     "flip_rate",
                     "flip_rate_ci",
                     "p_value",
+                    "flip_p_value",
                 )
             )
             out.append(row)
             continue
         diff = s[:, j] - s[:, ref]
         flips = int((p[:, j] != p[:, ref]).sum())
+        ups, downs = int((p[:, j] & ~p[:, ref]).sum()), int((~p[:, j] & p[:, ref]).sum())
         lo, hi = proportion_ci(np.array([flips]), np.array([n]), confidence=confidence)
         if clusters is None:
             mean_ci = _t_interval(s[:, j], confidence, 0.0, 1.0)
             gap_ci = _t_interval(diff, confidence, -1.0, 1.0)
             flip_ci: list[float] | None = [float(lo[0]), float(hi[0])]
             p_value = paired_p_value(diff)
+            flip_p: float | None = mcnemar_exact(ups, downs)
         else:
             flipped = (p[:, j] != p[:, ref]).astype(float)
             mean_ci = _clustered_interval(s[:, j], clusters, confidence, 0.0, 1.0)
             gap_ci = _clustered_interval(diff, clusters, confidence, -1.0, 1.0)
             flip_ci = _clustered_interval(flipped, clusters, confidence, 0.0, 1.0)
             p_value = _clustered_p_value(diff, clusters)
+            # signed flips (+1 up, -1 down): McNemar's null (as many up as down), clustered
+            flip_p = _clustered_p_value(p[:, j].astype(float) - p[:, ref], clusters)
         row |= {
             "mean_score": finite_or_none(s[:, j].mean()),
             "mean_score_ci": mean_ci,
@@ -300,6 +305,7 @@ def _group_stats(
             "flip_rate": flips / n,
             "flip_rate_ci": None if j == ref else flip_ci,
             "p_value": None if j == ref else p_value,
+            "flip_p_value": None if j == ref else flip_p,
         }
         out.append(row)
     return out
@@ -404,6 +410,7 @@ class NameSwapProbe(Probe):
             "max",
             "largest share of flipped decisions tolerated",
             ci="flip_rate_ci",
+            p_value="flip_p_value",
             min_n=1,
             skip_missing=True,
             skip_reference=True,

@@ -27,7 +27,14 @@ import numpy as np
 import pandas as pd
 
 from probes.base import ProbeError
-from probes.count_passes import dense_pass, group_sum, lexsorted, sparse_pass
+from probes.keys import (
+    dense_pass,
+    drop_unused,
+    group_sum,
+    lexsorted,
+    small_marginal,
+    sparse_pass,
+)
 
 TN, FP, FN, TP = 0, 1, 2, 3
 
@@ -44,7 +51,8 @@ MSG_TOO_MANY_GROUPS = (
 
 MSG_TOO_MANY_TOTAL = (
     "dataset.protected: the attributes and intersections audited have {count} observed groups "
-    "in all ({sets} sets; largest: {largest}), more than policy.max_total_groups={limit}; "
+    "in all ({sets} attribute sets counted; largest: {largest}), more than "
+    "policy.max_total_groups={limit}; "
     "audit fewer attributes or intersections (intersectional: false) or raise "
     "policy.max_total_groups"
 )
@@ -96,11 +104,16 @@ class GroupCounts:
         if keep == list(range(len(self.attributes))):
             return self, np.arange(self.n_groups)
         sizes = [len(self.levels[i]) for i in keep]
-        index, inverse = lexsorted(self.index[:, keep], sizes)
-        table = group_sum(self.table, inverse, len(index)) if len(index) else self.table[:0]
+        space = float(np.prod([float(max(k, 1)) for k in sizes]))
         sq = None
-        if self.sq is not None:
-            sq = group_sum(self.sq, inverse, len(index)) if len(index) else self.sq[:0]
+        if self.n_groups and space <= max(self.n_groups, DENSE_CELLS):
+            marginal = small_marginal(self.index[:, keep], sizes, self.table, self.sq)
+            index, inverse, table, sq = marginal
+        else:
+            index, inverse = lexsorted(self.index[:, keep], sizes)
+            table = group_sum(self.table, inverse, len(index)) if len(index) else self.table[:0]
+            if self.sq is not None:
+                sq = group_sum(self.sq, inverse, len(index)) if len(index) else self.sq[:0]
         sub = GroupCounts(
             tuple(attrs), tuple(self.levels[i] for i in keep), index, table, self.has_label, sq
         )
@@ -263,24 +276,41 @@ def check_levels(counts: GroupCounts, max_levels: int | None, *, partial: bool =
             raise ProbeError(message)
 
 
-def check_groups_limit(
-    subs: Sequence[GroupCounts], max_groups: int | None, max_total: int | None = None
-) -> None:
-    """Refuse, before any entry is built, an attribute set with more than ``max_groups``
-    observed groups, or more than ``max_total`` groups over all the sets of one probe."""
-    for counts in subs:
-        if max_groups is not None and counts.n_groups > max_groups:
-            name = "&".join(counts.attributes)
-            raise ProbeError(
-                MSG_TOO_MANY_GROUPS.format(attribute=name, count=counts.n_groups, limit=max_groups)
+def limited_marginals(
+    full: GroupCounts,
+    sets: Sequence[Sequence[str]],
+    max_groups: int | None,
+    max_total: int | None = None,
+) -> list[tuple[GroupCounts, np.ndarray]]:
+    """The marginal (and inverse) of each attribute set, refusing as soon as one set has
+    more than ``max_groups`` observed groups or the sets more than ``max_total`` in all.
+
+    Larger sets come first (the full intersection costs nothing), so an audit that
+    will be refused is refused before the expensive group-bys.
+    """
+    order = sorted(range(len(sets)), key=lambda i: -len(sets[i]))
+    done: dict[int, tuple[GroupCounts, np.ndarray]] = {}
+    total = 0
+    for k, i in enumerate(order, start=1):
+        sub, inverse = full.marginal_inverse(sets[i])
+        name = "&".join(sub.attributes)
+        if max_groups is not None and sub.n_groups > max_groups:
+            message = MSG_TOO_MANY_GROUPS.format(
+                attribute=name, count=sub.n_groups, limit=max_groups
             )
-    total = sum(c.n_groups for c in subs)
-    if max_total is not None and total > max_total:
-        largest = sorted(subs, key=lambda c: -c.n_groups)[:3]
-        shown = ", ".join(f"{'&'.join(c.attributes)!r} ({c.n_groups})" for c in largest)
-        raise ProbeError(
-            MSG_TOO_MANY_TOTAL.format(count=total, sets=len(subs), limit=max_total, largest=shown)
-        )
+            raise ProbeError(message)
+        done[i] = (sub, inverse)
+        total += sub.n_groups
+        if max_total is not None and total > max_total:
+            largest = sorted((s for s, _ in done.values()), key=lambda c: -c.n_groups)[:3]
+            shown = ", ".join(f"{'&'.join(c.attributes)!r} ({c.n_groups})" for c in largest)
+            count = f"{total}" if k == len(sets) else f"at least {total}"
+            raise ProbeError(
+                MSG_TOO_MANY_TOTAL.format(
+                    count=count, sets=f"{k} of {len(sets)}", limit=max_total, largest=shown
+                )
+            )
+    return [done[i] for i in range(len(sets))]
 
 
 def count_groups(
@@ -327,22 +357,8 @@ def count_groups(
         index, table, sq = dense_pass(coded, sizes, y_pred, y_true, weight)
     else:
         index, table, sq = sparse_pass(coded, sizes, y_pred, y_true, weight)
-    index, kept = _drop_unused(index, levels)
+    index, kept = drop_unused(index, levels)
     return GroupCounts(tuple(attributes), kept, index, table, y_true is not None, sq)
-
-
-def _drop_unused(
-    index: np.ndarray, levels: list[tuple[str, ...]]
-) -> tuple[np.ndarray, tuple[tuple[str, ...], ...]]:
-    """Levels no observed group uses are dropped (a monotone renumbering keeps the order)."""
-    kept = []
-    for d, lv in enumerate(levels):
-        used = np.unique(index[:, d])
-        if len(used) < len(lv):
-            index[:, d] = np.searchsorted(used, index[:, d])
-            lv = tuple(lv[i] for i in used)
-        kept.append(lv)
-    return index, tuple(kept)
 
 
 def attribute_sets(attributes: Sequence[str], intersectional: bool) -> list[tuple[str, ...]]:

@@ -35,7 +35,7 @@ from probes.clarify import (
     pre_training_arrays,
     to_optional,
 )
-from probes.counts import GroupCounts, attribute_sets, check_groups_limit, count_groups
+from probes.counts import GroupCounts, attribute_sets, count_groups, limited_marginals
 from probes.stats import holm, proportion_ci, two_proportion_pvalue
 
 MSG_NO_LABEL = (
@@ -254,8 +254,7 @@ class DatasetProbe(Probe):
             return ProbeResult(entries=entries)
         full = count_groups(frame, list(frame.columns), y_pred=y)
         sets = attribute_sets(attrs, config.intersectional)
-        subs = [full.marginal(attr_set) for attr_set in sets]
-        check_groups_limit(subs, data.max_groups, data.max_total_groups)
+        limited_marginals(full, sets, data.max_groups, data.max_total_groups)
         entries = []
         for attr_set in sets:
             wanted = list(attr_set) + ([config.strata] if config.strata else [])

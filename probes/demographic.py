@@ -24,21 +24,21 @@ from probes.base import (
     ProbeResult,
     register_probe,
 )
-from probes.clarify import generalized_entropy_index, one_vs_rest, with_cddpl
+from probes.clarify import one_vs_rest, with_cddpl
 from probes.counts import (
     FP,
     TP,
     GroupCounts,
     attribute_sets,
-    check_groups_limit,
     count_groups,
-    group_sum,
+    limited_marginals,
     rates,
 )
+from probes.demographic_summary import entry_summary
 from probes.impact import exclusions, impact, privileged_metrics, reference_index
+from probes.keys import group_sum
 from probes.proxy_groups import proxy_entries
 from probes.scores import score_metrics
-from probes.stats import homogeneity_pvalue
 from probes.util import finite_or_none
 from probes.weighted import group_cis
 
@@ -76,15 +76,6 @@ def _ci(lo: float, hi: float) -> list[float] | None:
     return None if lo_ is None or hi_ is None else [lo_, hi_]
 
 
-def _spread(values: np.ndarray) -> tuple[float | None, float | None]:
-    """fairlearn's between-group difference (max - min) and ratio (min / max)."""
-    v = values[~np.isnan(values)]
-    if v.size == 0:
-        return None, None
-    hi, lo = float(v.max()), float(v.min())
-    return hi - lo, (lo / hi if hi > 0 else None)
-
-
 def _quantiles(x: np.ndarray, alpha: float) -> np.ndarray:
     """Percentile interval over replicates (axis 0); nan-aware only when needed."""
     q = [alpha, 1 - alpha]
@@ -95,6 +86,85 @@ MSG_NO_ROWS = (
     "dataset: no rows to audit for {attribute!r}; the dataset (or the slice given to "
     "this probe) is empty"
 )
+
+
+def _boot_bounds(
+    boot: np.ndarray | None, ref: int, confidence: float
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Percentile intervals of the selection rates and impact ratios over the replicates."""
+    if boot is None:
+        return None, None
+    bn = boot.sum(axis=-1).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bsel = (boot[..., FP] + boot[..., TP]) / bn
+        bimp = bsel / bsel[:, [ref]]
+    alpha = (1 - confidence) / 2
+    return _quantiles(bsel, alpha), _quantiles(bimp, alpha)
+
+
+def _as_entry(
+    counts: GroupCounts,
+    ref_key: tuple[str, ...],
+    groups: list[dict[str, Any]],
+    summary: dict[str, Any],
+    reasons: list[str | None],
+    min_group_size: int,
+) -> ProbeEntry:
+    return ProbeEntry.model_validate(
+        dict(
+            kind="demographic",
+            attribute="&".join(counts.attributes),
+            attributes=list(counts.attributes),
+            reference_group="&".join(ref_key),
+            groups=groups,
+            summary=summary,
+            excluded_groups=[
+                {"group": g["group"], "n": g["n"], "share": g["share"]}
+                for g in groups
+                if g["insufficient_data"]
+            ],
+            impact_ratio_excluded=[
+                {"group": g["group"], "n": g["n"], "share": g["share"], "reason": reason}
+                for g, reason in zip(groups, reasons)
+                if reason is not None
+            ],
+            min_group_size=min_group_size,
+        )
+    )
+
+
+def _present_groups(
+    counts: GroupCounts,
+) -> tuple[list[tuple[str, ...]], np.ndarray, np.ndarray | None]:
+    """The groups with rows: keys, counts and (weighted) sums of squared weights."""
+    keys, cells = counts.flat()
+    present = cells.sum(axis=1) > 0
+    keys = [k for k, p in zip(keys, present) if p]
+    if not keys:
+        raise ProbeError(MSG_NO_ROWS.format(attribute=" x ".join(counts.attributes)))
+    return keys, cells[present], None if counts.sq is None else counts.sq[present]
+
+
+def _label_metrics(
+    i: int,
+    r: dict[str, np.ndarray],
+    cis: dict[str, tuple[np.ndarray, np.ndarray]],
+    clarify: list[dict[str, Any]] | None,
+    *,
+    has_label: bool,
+) -> dict[str, Any]:
+    """Group ``i``'s error rates and their CIs (None for each without labels)."""
+    if not has_label:
+        return {m: None for m in ("tpr", "fpr", "fnr", "precision", "accuracy")}
+    g: dict[str, Any] = {
+        m: finite_or_none(r[m][i])
+        for m in ("tpr", "fpr", "fnr", "tnr", "precision", "npv", "accuracy", "base_rate")
+    }
+    g["tpr_ci"] = _ci(cis["tpr"][0][i], cis["tpr"][1][i])
+    g["fpr_ci"] = _ci(cis["fpr"][0][i], cis["fpr"][1][i])
+    if clarify is not None:
+        g["clarify"] = clarify[i]
+    return g
 
 
 def entry_from_counts(
@@ -109,13 +179,7 @@ def entry_from_counts(
 ) -> ProbeEntry:
     """Every group metric, CI and test for one attribute (or intersection); weighted
     counts: CIs, tests and ``min_group_size`` on each group's Kish ``n_effective``."""
-    keys, cells = counts.flat()
-    present = cells.sum(axis=1) > 0
-    keys = [k for k, p in zip(keys, present) if p]
-    if not keys:
-        raise ProbeError(MSG_NO_ROWS.format(attribute=" x ".join(counts.attributes)))
-    cells = cells[present]
-    sq = None if counts.sq is None else counts.sq[present]
+    keys, cells, sq = _present_groups(counts)
     r = rates(cells)
     n, selected, sel = r["n"], r["selected"], r["selection_rate"]
     n_eff, cis = group_cis(cells, sq, confidence=config.confidence, method=config.ci_method)
@@ -135,15 +199,7 @@ def entry_from_counts(
     )
     ref = imp.ref
     lo, hi = cis["selection_rate"]
-    boot_sel = boot_imp = None
-    if boot is not None:
-        bn = boot.sum(axis=-1).astype(float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            bsel = (boot[..., FP] + boot[..., TP]) / bn
-            bimp = bsel / bsel[:, [ref]]
-        alpha = (1 - config.confidence) / 2
-        boot_sel = _quantiles(bsel, alpha)
-        boot_imp = _quantiles(bimp, alpha)
+    boot_sel, boot_imp = _boot_bounds(boot, ref, config.confidence)
     clarify = one_vs_rest(cells) if counts.has_label and len(keys) > 1 else None
     groups: list[dict[str, Any]] = []
     for i, key in enumerate(keys):
@@ -166,85 +222,27 @@ def entry_from_counts(
             g["n_effective"] = float(n_eff[i])
         if reasons[i] is not None:
             g["impact_ratio_excluded"] = reasons[i]
-        if counts.has_label:
-            for m in ("tpr", "fpr", "fnr", "tnr", "precision", "npv", "accuracy", "base_rate"):
-                g[m] = finite_or_none(r[m][i])
-            g["tpr_ci"] = _ci(cis["tpr"][0][i], cis["tpr"][1][i])
-            g["fpr_ci"] = _ci(cis["fpr"][0][i], cis["fpr"][1][i])
-            if clarify is not None:
-                g["clarify"] = clarify[i]
-        else:
-            for m in ("tpr", "fpr", "fnr", "precision", "accuracy"):
-                g[m] = None
+        g.update(_label_metrics(i, r, cis, clarify, has_label=counts.has_label))
         if boot_sel is not None and boot_imp is not None:
             g["selection_rate_ci_bootstrap"] = _ci(boot_sel[0, i], boot_sel[1, i])
             g["impact_ratio_ci_bootstrap"] = (
                 None if i == ref or reasons[i] else _ci(boot_imp[0, i], boot_imp[1, i])
             )
         groups.append(g)
-    dpd, dpr = _spread(sel)
-    summary: dict[str, Any] = {
-        "demographic_parity_difference": dpd,
-        "demographic_parity_ratio": dpr,
-        "selection_rate_homogeneity_p_value": homogeneity_pvalue(
-            selected if n_eff is None else sel * n_eff, n if n_eff is None else n_eff
-        ),
-        "equalized_odds_difference": None,
-        "equalized_odds_ratio": None,
-        "equal_opportunity_difference": None,
-        "equal_opportunity_ratio": None,
-    }
-    if counts.has_label:
-        tpr_d, tpr_r = _spread(r["tpr"])
-        fpr_d, fpr_r = _spread(r["fpr"])
-        acc_d, acc_r = _spread(r["accuracy"])
-        summary.update(
-            equal_opportunity_difference=tpr_d,
-            equal_opportunity_ratio=tpr_r,
-            equalized_odds_difference=None if tpr_d is None or fpr_d is None else max(tpr_d, fpr_d),
-            equalized_odds_ratio=None if tpr_r is None or fpr_r is None else min(tpr_r, fpr_r),
-            true_positive_rate_difference=tpr_d,
-            false_positive_rate_difference=fpr_d,
-            accuracy_difference=acc_d,
-            accuracy_ratio=acc_r,
-        )
-        summary["generalized_entropy_index"] = generalized_entropy_index(cells, alpha=2)
-    if boot is not None:
-        bn = boot.sum(axis=-1).astype(float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            bsel = (boot[..., FP] + boot[..., TP]) / bn
-        diffs = np.nanmax(bsel, axis=1) - np.nanmin(bsel, axis=1)
-        alpha = (1 - config.confidence) / 2
-        summary["demographic_parity_difference_ci_bootstrap"] = _ci(
-            *np.quantile(diffs, [alpha, 1 - alpha])
-        )
-        summary["bootstrap_replicates"] = int(boot.shape[0])
+    summary = entry_summary(
+        r,
+        cells,
+        boot,
+        has_label=counts.has_label,
+        confidence=config.confidence,
+        n_effective=n_eff,
+    )
     if privileged and len(counts.attributes) == 1 and counts.attributes[0] in privileged:
         attr = counts.attributes[0]
         summary["privileged"] = privileged_metrics(
             keys, cells, attr, str(privileged[attr]), counts.has_label, unknown_label
         )
-    return ProbeEntry.model_validate(
-        dict(
-            kind="demographic",
-            attribute="&".join(counts.attributes),
-            attributes=list(counts.attributes),
-            reference_group="&".join(keys[ref]),
-            groups=groups,
-            summary=summary,
-            excluded_groups=[
-                {"group": g["group"], "n": g["n"], "share": g["share"]}
-                for g in groups
-                if g["insufficient_data"]
-            ],
-            impact_ratio_excluded=[
-                {"group": g["group"], "n": g["n"], "share": g["share"], "reason": reason}
-                for g, reason in zip(groups, reasons)
-                if reason is not None
-            ],
-            min_group_size=min_group_size,
-        )
-    )
+    return _as_entry(counts, keys[ref], groups, summary, reasons, min_group_size)
 
 
 def entries_from_counts(
@@ -266,8 +264,7 @@ def entries_from_counts(
     entry is built.
     """
     sets = attribute_sets(list(full.attributes), config.intersectional)
-    subs = [full.marginal_inverse(attrs) for attrs in sets]
-    check_groups_limit([sub for sub, _ in subs], max_groups, max_total_groups)
+    subs = limited_marginals(full, sets, max_groups, max_total_groups)
     boot_full = full.bootstrap(replicates=config.bootstrap, seed=seed) if config.bootstrap else None
     entries = []
     for sub, inverse in subs:

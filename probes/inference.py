@@ -6,7 +6,8 @@ behaviour: identical inputs are computed once, inputs are sorted by length
 first batch), a batch holds at most ``batch_size`` items and, optionally, at most
 ``max_tokens`` padded tokens, runs under ``torch.inference_mode`` and a CUDA
 out-of-memory error halves the batch and retries. A progress callback gets the
-fraction done and a cancel check runs between batches.
+fraction done, :data:`ITEMS_PROGRESS` (a context variable) the inputs done and their
+total, and a cancel check runs between batches.
 
 No autocast: a model runs in the precision its weights were loaded in
 (``model.precision``), on GPU as on CPU, because an audit must score the model as
@@ -23,6 +24,7 @@ precision) so a worker that audits the same model again does not reload it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import threading
 import time
@@ -103,6 +105,13 @@ def inference_context(device: str) -> Iterator[None]:
         yield
 
 
+# Who watches inputs being scored (the CLI's progress display): called with (done, total)
+# distinct inputs after every batch of any run_batched call in this context.
+ITEMS_PROGRESS: contextvars.ContextVar[Callable[[int, int], None] | None] = contextvars.ContextVar(
+    "biasaudit_items_progress", default=None
+)
+
+
 def run_batched(
     items: Sequence[H],
     compute: Callable[[list[H]], np.ndarray],
@@ -178,6 +187,9 @@ def run_batched(
         done += len(chunk)
         if progress is not None:
             progress(done / len(order))
+        items_hook = ITEMS_PROGRESS.get()
+        if items_hook is not None:
+            items_hook(done, len(order))
     assert results is not None
     return results[np.asarray(where, dtype=np.int64)]
 

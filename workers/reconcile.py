@@ -125,7 +125,7 @@ def reconcile(
             )
         ).all()
         for audit_id in abandoned:
-            if repo.mark_cancelled(session=session, audit_id=audit_id, now=now):
+            if repo.mark_cancelled(session=session, audit_id=audit_id, now=now, actor="reconciler"):
                 report.cancelled.append(audit_id)
     with session_scope() as session:
         due = session.execute(

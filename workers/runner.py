@@ -49,6 +49,21 @@ def _budget() -> float:
     return retry_budget(get_settings().lease_seconds)
 
 
+def _resolve_model(model: dict[str, Any], *, project: str, root: Path) -> None:
+    """Replace ``model.id`` with the stored model's project-relative path (an input error
+    when the project has no such model); confine_spec then checks that path."""
+    with session_scope() as session:
+        record = repo.get_model(session=session, project=project, model_id=str(model["id"]))
+        if record is None:
+            raise AuditInputError(
+                f"model.id: no model {model['id']!r} in project {project!r}; "
+                "upload it with POST /v1/models",
+                field="model.id",
+            )
+        model["path"] = os.path.relpath(record.path, root)
+    del model["id"]
+
+
 def resolve_dataset(
     spec: dict[str, Any], *, project: str
 ) -> tuple[dict[str, Any], Path, int | None]:
@@ -80,6 +95,9 @@ def resolve_dataset(
             # project-relative, so that no message shows the server's folders
             dataset["path"] = os.path.relpath(record.path, roots.project)
             rows = int(record.rows)
+    model = spec.get("model")
+    if isinstance(model, dict) and model.get("id"):
+        _resolve_model(model, project=project, root=roots.project)
     return confine_spec(spec, roots=roots).resolved, roots.project, rows
 
 

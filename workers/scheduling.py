@@ -20,6 +20,7 @@ from audit.errors import AuditInputError
 from audit.queue import queue_for
 from audit.storage import repo, session_scope
 from audit.storage.models import Schedule, utcnow
+from audit.storage.schedules import log_schedule
 
 log = logging.getLogger("biasaudit.schedules")
 
@@ -75,8 +76,10 @@ def _fire_one(schedule_id: str, now: datetime) -> tuple[str, str] | None:
             domain=spec.domain,
             spec_sha256=spec.sha256(),
             schedule_id=schedule_id,
+            actor="scheduler",
         )
         schedule.last_audit_id = audit.id
         session.flush()
+        log_schedule(session, schedule, "schedule.fired", "scheduler", audit_id=audit.id)
         log.info("schedule %s fired: audit %s", schedule.name, audit.id)
         return audit.id, queue_for(spec_dict)

@@ -28,9 +28,20 @@ from audit.api.group_commit import SubmitQueue
 from audit.api.metrics import Metrics
 from audit.api.middleware import RequestContextMiddleware
 from audit.api.openapi import build_openapi
-from audit.api.routes import audits, datasets, health, reports, reviews, schedules
+from audit.api.routes import (
+    audits,
+    datasets,
+    events,
+    health,
+    history,
+    models,
+    reports,
+    reviews,
+    schedules,
+)
 from audit.api.uploads import remove_stale_uploads
 from audit.settings import Settings, get_settings
+from audit.ui import install_ui
 
 # Young-generation threshold of a server process (CPython's default is 700, 10, 10).
 GC_THRESHOLDS = (10_000, 10, 10)
@@ -102,9 +113,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=[
             {"name": "datasets", "description": "upload and inspect datasets"},
+            {"name": "models", "description": "upload models (.skops, Hugging Face folders)"},
             {"name": "audits", "description": "submit audits, follow them, read results"},
             {"name": "reviews", "description": "reviewer sign-off"},
             {"name": "schedules", "description": "recurring compliance audits (admin)"},
+            {"name": "events", "description": "the tamper-evident event log (admin, reviewer)"},
+            {"name": "history", "description": "compare audits, a model's or schedule's runs"},
             {"name": "health", "description": "liveness, readiness, metrics (no auth)"},
         ],
     )
@@ -112,8 +126,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.submit_queue = submit_queue
     app.state.metrics = metrics
     install_error_handlers(app)
-    for module in (health, datasets, audits, reports, reviews, schedules):
+    for module in (health, datasets, models, audits, reports, reviews, schedules, events, history):
         app.include_router(module.router)
+    install_ui(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
 
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)

@@ -36,11 +36,20 @@ MSG_NOT_FINITE = "body: {value} is not a finite number; JSON numbers must be fin
 M = TypeVar("M", bound=BaseModel)
 
 
-async def read_json_bytes(request: Request) -> bytes:
-    """The request body (at most 1 MiB) of a JSON request, unparsed: 413 or 415 otherwise."""
-    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if ctype != "application/json" and not ctype.endswith("+json"):
-        raise ApiError(415, MSG_MEDIA_TYPE.format(ctype=ctype), field="body")
+def media_type(request: Request) -> str:
+    """The request's ``Content-Type`` without parameters, lower case (JSON when absent)."""
+    return request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+
+
+async def read_json_bytes(request: Request, *, also: frozenset[str] = frozenset()) -> bytes:
+    """The request body (at most 1 MiB) of a JSON request (or one of the media types
+    ``also`` names), unparsed: 413 or 415 otherwise."""
+    ctype = media_type(request)
+    if ctype != "application/json" and not ctype.endswith("+json") and ctype not in also:
+        message = MSG_MEDIA_TYPE.format(ctype=ctype)
+        if also:
+            message = message.replace("application/json", "application/json or application/yaml")
+        raise ApiError(415, message, field="body")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
         raise ApiError(413, MSG_TOO_LARGE, field="body")

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from audit.api.errors import ApiError
 from audit.api.logging import bind
 from audit.settings import Settings
+from audit.storage.accounts import token_actor
 from audit.storage.db import get_sessionmaker
 from audit.storage.repo import verify_token
 
@@ -107,6 +108,12 @@ class TokenInfo:
     project: str
     role: str
     name: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """Who acts, as recorded on audits, reviews and events: the person's name, else the
+        token (``token 7 (reviewer)``) when it was created without ``--name``."""
+        return token_actor(self.id, self.role, self.name)
 
 
 def bearer_token(request: Request) -> str:

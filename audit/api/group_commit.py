@@ -53,17 +53,20 @@ from audit.api.errors import (
     unavailable_error,
     unreachable,
 )
-from audit.api.submission import PreparedSpec, parse_submitted, resolve_spec
+from audit.api.submission import PreparedSpec, model_finder, parse_submitted, resolve_spec
 from audit.engine.spec import AuditSpec
 from audit.queue import publish_many, queue_for
 from audit.settings import Settings
+from audit.storage.accounts import LiveToken
 from audit.storage.audits import (
     IdempotencyConflict,
     insert_audits,
     insert_keyed_audit,
     new_audit_row,
+    submitted_event,
 )
 from audit.storage.db import get_sessionmaker
+from audit.storage.events import append_events
 from audit.storage.repo import get_datasets, verify_tokens
 
 log = logging.getLogger("audit.api.group_commit")
@@ -124,15 +127,16 @@ def _dataset_of(datasets: dict[tuple[str, str], Any], project: str, dataset_id: 
     return datasets.get((project, dataset_id))
 
 
-def _row(prepared: PreparedSpec, *, project: str, token_id: int, key: str | None) -> dict[str, Any]:
+def _row(prepared: PreparedSpec, *, token: LiveToken, key: str | None) -> dict[str, Any]:
     return new_audit_row(
-        project=project,
         spec=prepared.stored,
         name=prepared.spec.name,
         domain=prepared.spec.domain,
         spec_sha256=prepared.spec_sha256,
         dataset_sha256=prepared.dataset_sha256,
-        token_id=token_id,
+        project=token.project,
+        token_id=token.id,
+        submitted_by=token.actor,
         idempotency_key=key,
     )
 
@@ -161,6 +165,7 @@ def record_batch(
     datasets = get_datasets(session=session, keys=wanted)
     plain: list[dict[str, Any]] = []
     keyed: list[tuple[int, dict[str, Any], str]] = []
+    logged: list[dict[str, Any]] = []
     for i, (sub, row) in enumerate(zip(batch, tokens, strict=True)):
         if outcomes[i] is not None or row is None or sub.spec is None or sub.raw is None:
             continue
@@ -172,8 +177,9 @@ def record_batch(
                 project=project,
                 settings=settings,
                 find_dataset=partial(_dataset_of, datasets, project),
+                find_model=model_finder(session, project),
             )
-            values = _row(prepared, project=project, token_id=row.id, key=sub.idempotency_key)
+            values = _row(prepared, token=row, key=sub.idempotency_key)
             queue = queue_for(prepared.stored)
         except ApiError as exc:
             outcomes[i] = exc
@@ -202,7 +208,11 @@ def record_batch(
         outcomes[i] = Accepted(
             found.id, found.status, queue, values["project"], values["token_id"], new=found.inserted
         )
+        if found.inserted:
+            logged.append(values)
     insert_audits(session=session, rows=plain)
+    # last: the log's head lock is the last one this transaction takes (no lock cycle)
+    append_events(session=session, entries=[submitted_event(v) for v in plain + logged])
     done = [out for out in outcomes if out is not None]
     if len(done) != len(batch):  # never expected; must not shift answers between requests
         raise RuntimeError(f"{len(batch) - len(done)} submission(s) got no outcome")

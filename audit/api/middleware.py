@@ -45,6 +45,11 @@ DOCS_CSP = (
     "font-src https://fonts.gstatic.com; img-src data: https:; worker-src blob:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
+# The dashboard (/ui/): its own stylesheet and script files only, forms post to itself.
+UI_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
 SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
@@ -75,6 +80,14 @@ def _headers(message: Message, *, request_id: str, csp: str) -> list[tuple[bytes
     return headers
 
 
+def _csp_for(path: str) -> str:
+    if path in DOCS_PATHS:
+        return DOCS_CSP
+    if path == "/ui" or path.startswith("/ui/"):
+        return UI_CSP
+    return CSP
+
+
 class RequestContextMiddleware:
     """Pure ASGI middleware: see the module docstring."""
 
@@ -91,7 +104,7 @@ class RequestContextMiddleware:
         start = time.perf_counter()
         status = 500
         started = False
-        csp = DOCS_CSP if scope.get("path") in DOCS_PATHS else CSP
+        csp = _csp_for(scope.get("path") or "")
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, started

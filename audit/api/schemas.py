@@ -24,7 +24,7 @@ class _Public(BaseModel):
 
 
 class AuditCreate(AuditSpec):
-    """An audit spec (contract §3). ``dataset.id`` (from ``POST /v1/datasets``) replaces
+    """An audit spec (docs/spec.md). ``dataset.id`` (from ``POST /v1/datasets``) replaces
     ``dataset.path``; a ``dataset.path`` must lie inside the project's data folder."""
 
 
@@ -33,6 +33,9 @@ class AuditQueued(BaseModel):
 
     id: str
     status: AuditStatus
+
+
+ReviewState = Literal["awaiting review", "approved", "rejected"]
 
 
 class AuditPublic(_Public):
@@ -53,6 +56,22 @@ class AuditPublic(_Public):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    submitted_by: str | None = Field(default=None, description="the person who submitted it")
+    review_state: ReviewState = Field(
+        default="awaiting review", description="follows the latest review (latest wins)"
+    )
+    reviews: list[ReviewSummary] = Field(
+        default_factory=list, description="sign-offs, oldest first (in GET /v1/audits/{id})"
+    )
+
+
+class ReviewSummary(BaseModel):
+    """One sign-off as shown with an audit."""
+
+    decision: Literal["approve", "reject"]
+    reviewer: str | None = None
+    comment: str | None = None
+    created_at: datetime
 
 
 class AuditsPublic(BaseModel):
@@ -77,6 +96,21 @@ class DatasetPublic(_Public):
     )
     size_bytes: int
     filename: str | None = None
+    created_at: datetime
+
+
+class ModelPublic(_Public):
+    """A stored model: its kind and fingerprint (no server path). A spec names it as
+    ``model: {kind: ..., id: ...}``."""
+
+    id: str
+    kind: str = Field(description="sklearn (a .skops file) or huggingface (a model folder)")
+    sha256: str = Field(
+        description="the model's fingerprint, as results.json model.sha256 shows it"
+    )
+    size_bytes: int | None = None
+    filename: str | None = None
+    files: int | None = Field(default=None, description="files in the model (1 for .skops)")
     created_at: datetime
 
 

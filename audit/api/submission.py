@@ -6,8 +6,11 @@ A spec is refused at submission whenever the worker would refuse it at once:
 - the body: more than 100 probes, nesting deeper than 64 levels, NUL characters
   (:mod:`audit.api.body`), then :func:`audit.engine.spec.parse_spec`; errors are
   ``422`` naming the field path (``dataset.protected``, ``probes[0].attributes``);
+- ``model.id`` must be a model of the caller's project (``404`` otherwise) of the
+  spec's ``model.kind`` (``422``);
 - ``dataset.id`` must be a dataset of the caller's project (``404`` otherwise,
-  also for another project's id); the spec's columns must exist in it, and a
+  also for another project's id); the spec's columns (dataset fields, ``model.features``,
+  each probe's ``*_column``) must exist in it, and a
   protected column may not have more distinct values than ``policy.max_levels``
   (counted at upload);
 - a spec with no dataset is accepted when none of its probes reads one
@@ -33,9 +36,10 @@ from audit.api.errors import ApiError, not_found
 from audit.api.levels import LEVELS_CAP
 from audit.engine.confine import confine_spec, project_roots
 from audit.engine.spec import MAX_PROBES, AuditSpec, parse_spec
-from audit.errors import MSG_MISSING_COLUMN, AuditInputError, SpecError
+from audit.errors import MSG_MISSING_COLUMN, AuditInputError, SpecError, did_you_mean
 from audit.settings import Settings
-from audit.storage.repo import get_dataset
+from audit.storage.models import plausible_id
+from audit.storage.repo import get_dataset, get_model
 
 MSG_BOTH = "dataset.path: give dataset.id or dataset.path, not both"
 MSG_SHA_MISMATCH = "dataset.sha256: {given} does not match dataset {id} (sha256 {actual})"
@@ -57,6 +61,11 @@ MSG_PREDICTION = (
     "dataset.prediction: required when model.kind is 'predictions' "
     "(the column holding the model's decisions)"
 )
+MSG_MODEL_KIND = (
+    "model.kind: model {id} is a {kind!r} model (uploaded with POST /v1/models), not "
+    "{given!r}; set model.kind: {kind}"
+)
+MSG_MISSING_INPUT = "{field}: column {column!r} not found in dataset {id}; columns are: {columns}"
 _COLUMNS_SHOWN = 50
 
 
@@ -74,6 +83,16 @@ class DatasetRef(Protocol):
 
     @property
     def column_levels(self) -> Any: ...
+
+
+class ModelRef(Protocol):
+    """What a submission needs of a model row."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -132,12 +151,33 @@ def prepare_spec(
         find_dataset=lambda dataset_id: get_dataset(
             session=session, project=project, dataset_id=dataset_id
         ),
+        find_model=model_finder(session, project),
         prefix=prefix,
     )
 
 
+def model_finder(session: Session, project: str) -> Callable[[str], ModelRef | None]:
+    """``find_model`` for :func:`resolve_spec`: the project's model by id, or None."""
+    return lambda model_id: get_model(session=session, project=project, model_id=model_id)
+
+
 def _refuse(message: str, field: str, prefix: str) -> ApiError:
     return ApiError(422, prefix + message, field=prefix + field)
+
+
+def _shown(columns: list[str]) -> str:
+    more = ", ..." if len(columns) > _COLUMNS_SHOWN else ""
+    return ", ".join(columns[:_COLUMNS_SHOWN]) + more
+
+
+def _input_columns(spec: AuditSpec) -> list[tuple[str, str]]:
+    """Other columns the audit reads: the model's features, and each probe's ``*_column``."""
+    named = [(f"model.features[{i}]", c) for i, c in enumerate(spec.model.features or [])]
+    for i, probe in enumerate(spec.probes):
+        for key, value in probe.items():
+            if key.endswith("_column") and isinstance(value, str) and value:
+                named.append((f"probes[{i}].{key}", value))
+    return named
 
 
 def check_dataset(spec: AuditSpec, row: DatasetRef, *, prefix: str = "") -> None:
@@ -157,9 +197,19 @@ def check_dataset(spec: AuditSpec, row: DatasetRef, *, prefix: str = "") -> None
                 ", ..." if len(columns) > _COLUMNS_SHOWN else ""
             )
             message = MSG_MISSING_COLUMN.format(
-                field=field, column=column, file=f"dataset {row.id}", columns=shown
+                field=field,
+                column=column,
+                file=f"dataset {row.id}",
+                columns=shown,
+                hint=did_you_mean(column, columns),
             )
             raise _refuse(message, f"dataset.{field}", prefix)
+    for field, column in _input_columns(spec):
+        if column not in known:
+            message = MSG_MISSING_INPUT.format(
+                field=field, column=column, id=row.id, columns=_shown(columns)
+            )
+            raise _refuse(message, field, prefix)
     levels = row.column_levels or {}
     for i, column in enumerate(ds.protected):
         count = levels.get(column)
@@ -174,7 +224,7 @@ def check_dataset(spec: AuditSpec, row: DatasetRef, *, prefix: str = "") -> None
 def check_runnable(spec: AuditSpec, *, prefix: str = "") -> None:
     """Refuse what the engine would refuse before reading any input."""
     model = spec.model
-    if model.kind != "predictions" and not model.path:
+    if model.kind != "predictions" and not model.path and not model.id:
         raise _refuse(MSG_MODEL_PATH.format(kind=model.kind), "model.path", prefix)
     if model.kind == "huggingface" and model.task is None:
         raise _refuse(MSG_MODEL_TASK, "model.task", prefix)
@@ -190,12 +240,14 @@ def resolve_spec(
     project: str,
     settings: Settings,
     find_dataset: Callable[[str], DatasetRef | None],
+    find_model: Callable[[str], ModelRef | None] | None = None,
     prefix: str = "",
 ) -> PreparedSpec:
     """Check a parsed spec's inputs for ``project``; the spec to store has project-relative paths.
 
     ``find_dataset(id)`` returns the project's dataset row or None; the API's
     group commit passes rows it fetched for a whole batch in one query.
+    ``find_model(id)`` likewise for ``model.id`` (a model uploaded to the project).
     """
     dataset_sha: str | None = None
     ds = spec.dataset
@@ -207,6 +259,13 @@ def resolve_spec(
             raise not_found("dataset", ds.id, field=f"{prefix}dataset.id")
         check_dataset(spec, row, prefix=prefix)
         dataset_sha = row.sha256
+    if spec.model.id is not None:
+        found = find_model(spec.model.id) if find_model and plausible_id(spec.model.id) else None
+        if found is None:
+            raise not_found("model", spec.model.id[:100], field=f"{prefix}model.id")
+        if found.kind != spec.model.kind:
+            message = MSG_MODEL_KIND.format(id=found.id, kind=found.kind, given=spec.model.kind)
+            raise _refuse(message, "model.kind", prefix)
     check_runnable(spec, prefix=prefix)
     try:
         confined = confine_spec(raw, roots=project_roots(settings, project), prefix=prefix)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ ALLOWED_PART_TYPES = frozenset(
     }
 )
 STALE_UPLOAD_SECONDS = 6 * 3600.0
+UNPACK_GLOB = "*/models/.*.unpack.tmp"  # model archives being unpacked (audit.api.model_upload)
 MSG_GONE = "file: the client disconnected before the upload was checked; nothing was stored"
 _CALLBACKS = (
     "on_part_begin",
@@ -97,6 +99,7 @@ class _Sink:
     """python-multipart callbacks: collect the ``file`` part's bytes; skip other parts."""
 
     limit: int
+    allowed: frozenset[str] | None = ALLOWED_PART_TYPES  # None: any declared type
     header_field: bytearray = field(default_factory=bytearray)
     header_value: bytearray = field(default_factory=bytearray)
     headers: dict[str, str] = field(default_factory=dict)
@@ -134,7 +137,7 @@ class _Sink:
         self.filename = raw_name.decode("utf-8", "replace")[:255] if raw_name else None
         ctype, _ = parse_options_header(self.headers.get("content-type", ""))
         self.content_type = ctype.decode("latin-1").lower()
-        if self.content_type not in ALLOWED_PART_TYPES:
+        if self.allowed is not None and self.content_type not in self.allowed:
             raise ApiError(415, MSG_PART_TYPE.format(ctype=self.content_type), field=FIELD)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -149,7 +152,7 @@ class _Sink:
         self.in_file = False
 
 
-def _check_request(request: Request, limit: int) -> bytes:
+def check_request(request: Request, limit: int) -> bytes:
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     if ctype.lower() != b"multipart/form-data" or b"boundary" not in params:
         raise ApiError(415, MSG_NOT_MULTIPART, field=FIELD)
@@ -166,16 +169,18 @@ def _write(f: object, chunks: list[bytes]) -> None:
 def remove_stale_uploads(settings: Settings, *, older_than: float = STALE_UPLOAD_SECONDS) -> int:
     """Delete upload temporary files older than ``older_than`` seconds; returns how many.
 
+    Model archives unpacked into ``models/.<id>.unpack.tmp`` folders count too.
     Every exit path of a request removes its own file; only a process killed outright
     (SIGKILL, power loss) leaves one, which the next ``serve`` start removes here. No
     upload in progress is that old: body and check timeouts bound it.
     """
     removed = 0
     cutoff = time.time() - older_than
-    for tmp in settings.data_path.glob("*/.*.upload.tmp"):
+    stale = [*settings.data_path.glob("*/.*.upload.tmp"), *settings.data_path.glob(UNPACK_GLOB)]
+    for tmp in stale:
         try:
             if tmp.stat().st_mtime < cutoff:
-                tmp.unlink()
+                shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
                 removed += 1
         except OSError:  # removed by someone else meanwhile
             continue
@@ -209,10 +214,18 @@ async def _sniff(request: Request, tmp: Path, limits: Limits) -> Sniffed:
         watcher.cancel()
 
 
-async def _receive_file(request: Request, boundary: bytes, tmp: Path, limit: int) -> _Sink:
+async def receive_file(
+    request: Request,
+    boundary: bytes,
+    tmp: Path,
+    limit: int,
+    *,
+    allowed: frozenset[str] | None = ALLOWED_PART_TYPES,
+    no_file: str = MSG_NO_FILE,
+) -> _Sink:
     """Stream the body's ``file`` part into ``tmp`` (413/422 on the way); the sink holds
-    its size, name, type and SHA-256."""
-    sink = _Sink(limit=limit)
+    its size, name, type and SHA-256. Shared with model uploads (:mod:`audit.api.model_upload`)."""
+    sink = _Sink(limit=limit, allowed=allowed)
     callbacks = {name: getattr(sink, name) for name in _CALLBACKS}
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
     total = 0
@@ -237,7 +250,7 @@ async def _receive_file(request: Request, boundary: bytes, tmp: Path, limit: int
         out.flush()
         os.fsync(out.fileno())
     if not sink.seen_file:
-        raise ApiError(422, MSG_NO_FILE, field=FIELD)
+        raise ApiError(422, no_file, field=FIELD)
     return sink
 
 
@@ -248,13 +261,13 @@ async def receive_upload(request: Request, *, settings: Settings, project: str) 
     exit: error, client gone, or cancellation.
     """
     limit = settings.max_upload_bytes
-    boundary = _check_request(request, limit)
+    boundary = check_request(request, limit)
     folder = project_dir(settings, project)
     await run_in_threadpool(folder.mkdir, parents=True, exist_ok=True)
     dataset_id = new_id()
     tmp = folder / f".{dataset_id}.upload.tmp"
     try:
-        sink = await _receive_file(request, boundary, tmp, limit)
+        sink = await receive_file(request, boundary, tmp, limit)
         sniffed = await _sniff(request, tmp, Limits.from_settings(settings))
         final = folder / f"{dataset_id}{sniffed.extension}"
         os.replace(tmp, final)

@@ -8,6 +8,7 @@ Imports are lazy so that ``biasaudit --help`` starts fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,48 +31,90 @@ def _summary(results: dict[str, Any]) -> str:
     ]
     for f in failed[:10]:
         value = "—" if f["value"] is None else f"{f['value']:.3f}"
+        note = f"; {f['note']}" if f.get("note") else ""
         lines.append(
             f"  FAIL {f['probe']} {f['attribute']}={f['group']}: {f['metric']} {value} "
-            f"(threshold {f['threshold']})"
+            f"(threshold {f['threshold']}{note})"
         )
     if len(failed) > 10:
         lines.append(f"  ... and {len(failed) - 10} more")
     return "\n".join(lines)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from audit.engine.run import run_audit
+def _out(text: str) -> None:
+    """Print to stdout; a reader that went away (``| head``) is not an error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # stdout is closed: point it at devnull so the interpreter's final flush is quiet
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _failed(exc: Exception) -> int | None:
+    """Exit 2 with the message for bad input or an audit that could not run; else None."""
     from audit.errors import AuditInputError
 
-    try:
-        results = run_audit(args.spec, args.out, store=not args.no_store)
-    except AuditInputError as exc:
+    if isinstance(exc, AuditInputError):
         _err(str(exc))
         return EXIT_INVALID
-    except (OSError, ValueError, RuntimeError) as exc:
+    if isinstance(exc, (OSError, ValueError, RuntimeError)):
         _err(f"the audit could not run: {type(exc).__name__}: {exc}")
         return EXIT_INVALID
-    print(_summary(results))
+    return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from audit.cli.progress import console_progress
+
+    try:  # progress shows before the heavy imports: a cold start takes seconds
+        with console_progress(quiet=args.quiet) as shown:
+            if shown is not None:
+                shown.step(f"reading {args.spec}")
+            from audit.engine.run import run_audit
+
+            results = run_audit(
+                args.spec,
+                args.out,
+                store=not args.no_store,
+                progress=shown.fraction if shown else None,
+                step=shown.step if shown else None,
+            )
+    except Exception as exc:
+        code = _failed(exc)
+        if code is None:
+            raise
+        return code
+    _out(_summary(results))
     if args.out:
-        print(f"  results: {Path(args.out) / 'results.json'}")
-        print(f"  report:  {Path(args.out) / 'report.html'}")
+        _out(f"  results: {Path(args.out) / 'results.json'}")
+        _out(f"  report:  {Path(args.out) / 'report.html'}")
     return EXIT_FAIL if results["verdict"] == "fail" else EXIT_PASS
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from audit.errors import AuditInputError
-    from audit.examples.demo import run_demo
+    from audit.cli.progress import console_progress
 
     out = Path(args.out)
     try:
-        summaries = run_demo(out_dir=out)
-    except AuditInputError as exc:
+        with console_progress(quiet=args.quiet) as shown:
+            if shown is not None:
+                shown.step("starting the demo")
+            from audit.examples.demo import run_demo
+
+            summaries = run_demo(out_dir=out, step=shown.step if shown else None)
+    except Exception as exc:
+        from audit.errors import AuditInputError
+
+        if not isinstance(exc, AuditInputError):
+            raise
         _err(str(exc))
         return EXIT_INVALID
     for s in summaries:
-        print(f"{s['name']}: verdict {str(s['verdict']).upper()}")
-        print(f"  report:  {s['report']}")
-        print(f"  results: {s['results_path']}")
+        _out(f"{s['name']}: verdict {str(s['verdict']).upper()}")
+        _out(f"  report:  {s['report']}")
+        _out(f"  results: {s['results_path']}")
+        _out(f"  spec:    {s['spec']}")
     return EXIT_PASS
 
 
@@ -130,10 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("spec", help="audit spec (YAML or JSON)")
     r.add_argument("--out", help="directory for results.json and report.html")
     r.add_argument("--no-store", action="store_true", help="do not record the audit in the DB")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="run the bundled hiring and lending audits")
     d.add_argument("--out", default="biasaudit-demo", help="output directory")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     d.set_defaults(func=cmd_demo)
 
     db = sub.add_parser("db", help="database commands")
@@ -173,12 +218,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None, help="uvicorn processes (WEB_CONCURRENCY)")
     s.set_defaults(func=_service("serve"))
 
+    from audit.cli.submit import add_parser as add_submit
+
+    add_submit(sub)
+
     k = sub.add_parser("keys", help="API tokens")
     ks = k.add_subparsers(dest="keys_command", required=True)
     kc = ks.add_parser("create", help="create a token (printed once, stored hashed)")
     kc.add_argument("--role", required=True, choices=["submitter", "reviewer", "admin"])
     kc.add_argument("--project", default="default")
+    kc.add_argument(
+        "--name", default=None, help='the person holding it, e.g. "Ada Lovelace <ada@example.org>"'
+    )
     kc.set_defaults(func=_service("keys_create"))
+    from audit.cli import trail
+
+    trail.add_key_commands(ks)
+    trail.add_commands(sub)
     _plugin_commands(sub)
     return p
 
@@ -198,7 +254,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors already
         return int(exc.code or 0)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -108,13 +108,20 @@ def keys_create(args: argparse.Namespace) -> int:
     """Create an API token for ``args.project`` with ``args.role``; print only the token, once."""
     from audit.settings import get_settings
     from audit.storage.db import session_scope, upgrade
+    from audit.storage.events import local_actor as cli_actor
     from audit.storage.repo import ProjectError, create_token
 
     try:
         settings = get_settings()
         upgrade(settings.db_url)
         with session_scope(settings.db_url) as session:
-            token, _ = create_token(session=session, project=args.project, role=args.role)
+            token, _ = create_token(
+                session=session,
+                project=args.project,
+                role=args.role,
+                name=getattr(args, "name", None),
+                actor=cli_actor(),
+            )
     except (ProjectError, ValueError) as exc:
         _err(str(exc))
         return EXIT_INVALID

@@ -4,7 +4,8 @@ A spec that came over HTTP (directly, or through a schedule) names files by
 paths the client chose. :func:`confine_spec` checks each of them, for the API
 at submission and again in the worker before anything is opened:
 
-- ``dataset.path``, ``model.path`` and every probe's ``*_path`` must resolve
+- ``dataset.path``, ``model.path`` and every probe's ``*_path`` (and the keys a
+  probe declares in ``file_fields``, such as lda-search's ``train``) must resolve
   (``..``, absolute paths, ``~``, symlinks all followed first) inside the
   project's data folder, ``BIASAUDIT_DATA_DIR/<project>``; ``dataset.path``
   must be a file;
@@ -182,6 +183,18 @@ def _model_path(
     stored["model"]["path"] = resolved["model"]["path"] = _relative(real, roots.project)
 
 
+def _is_file_key(probe: dict[str, Any], key: str) -> bool:
+    """``*_path`` keys, and the keys a probe declares in ``file_fields`` (e.g. ``train``)."""
+    if key.endswith("_path"):
+        return True
+    from probes.base import ProbeError, get_probe
+
+    try:
+        return key in get_probe(str(probe.get("kind"))).file_fields
+    except ProbeError:  # an unknown kind: the spec validation names it
+        return False
+
+
 def _has_paths(raw: dict[str, Any]) -> bool:
     for section in ("model", "dataset"):
         part = raw.get(section)
@@ -189,7 +202,7 @@ def _has_paths(raw: dict[str, Any]) -> bool:
             return True
     probes = raw.get("probes") or []
     return any(
-        isinstance(p, dict) and any(k.endswith("_path") and v is not None for k, v in p.items())
+        isinstance(p, dict) and any(_is_file_key(p, k) and v is not None for k, v in p.items())
         for p in probes
     )
 
@@ -223,7 +236,7 @@ def confine_spec(raw: dict[str, Any], *, roots: Roots, prefix: str = "") -> Conf
         if not isinstance(probe, dict):
             continue
         for key, value in probe.items():
-            if key.endswith("_path") and value is not None:
+            if _is_file_key(probe, key) and value is not None:
                 field = f"{prefix}probes[{i}].{key}"
                 real = _existing_file(value, roots.project, field, folder_ok=False)
                 stored["probes"][i][key] = _relative(real, roots.project)

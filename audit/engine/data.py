@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from audit.engine.columns import cut_bins, weight_values
+from audit.engine.columns import frame_weight as frame_weight  # data_mod.frame_weight
 from audit.engine.spec import DatasetSpec
 from audit.errors import (
     MSG_FAVORABLE_NOT_IN_LABELS,
@@ -27,11 +30,18 @@ from audit.errors import (
     MSG_NONFINITE_SCORES,
     MSG_ONE_GROUP,
     AuditInputError,
+    did_you_mean,
 )
-from probes.counts import MSG_TOO_MANY_LEVELS
+from probes.base import ProbeError
+from probes.counts import MSG_TOO_MANY_LEVELS, GroupCounts, check_levels
 from probes.util import canonical_label, file_sha256
 
 canonical = canonical_label  # 1 == "1" == 1.0 == True == "true"
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, for messages (``0``, not ``np.int64(0)``)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def favorable_mask(series: pd.Series, favorable: Any) -> np.ndarray:
@@ -59,80 +69,31 @@ def group_category(
     ``max_levels`` levels (``policy.max_levels``: an id column by mistake) is an input
     error naming the column, raised before anything else is built.
     """
-    if isinstance(series.dtype, pd.CategoricalDtype):
+    categorical = isinstance(series.dtype, pd.CategoricalDtype)
+    if categorical:
         codes = series.cat.codes.to_numpy()
-        values = list(series.cat.categories)
+        values = series.cat.categories.tolist()
     else:
         codes, uniques = pd.factorize(series, use_na_sentinel=True)
-        values = list(uniques)
+        values = uniques.tolist()
     labels = [str(v).strip() for v in values]
     labels = [unknown if lab == "" else lab for lab in labels]
     missing = int((codes < 0).sum())
+    if max_levels is not None and len(labels) > max_levels:  # before sorting or recoding
+        # declared categories may outnumber the values present: count those present
+        present = np.unique(codes[codes >= 0]) if categorical else range(len(labels))
+        seen = {labels[i] for i in present}
+        count = len(seen - {unknown}) + (1 if missing or unknown in seen else 0)
+        if count > max_levels:
+            message = MSG_TOO_MANY_LEVELS.format(column=series.name, count=count, limit=max_levels)
+            raise AuditInputError(message, field=field or "dataset.protected")
     levels = sorted(set(labels) - {unknown})
     if missing or unknown in labels:
         levels.append(unknown)
     index = {lab: i for i, lab in enumerate(levels)}
     remap = np.array([index[lab] for lab in labels] + [index.get(unknown, -1)], dtype=np.int32)
     new_codes = remap[codes]  # code -1 picks the last entry: unknown
-    # declared categories may outnumber the values present: count those only when over
-    if max_levels is not None and len(levels) > max_levels:
-        count = int(np.unique(new_codes).size)
-        if count > max_levels:
-            message = MSG_TOO_MANY_LEVELS.format(column=series.name, count=count, limit=max_levels)
-            raise AuditInputError(message, field=field or "dataset.protected")
     return pd.Categorical.from_codes(new_codes, categories=levels), missing
-
-
-def _edge_text(x: float) -> str:
-    return f"{x:g}"
-
-
-def bin_labels(edges: list[float]) -> list[str]:
-    """Labels of the bins cut at ``edges``: ``<a``, ``[a,b)``, ..., ``>=z``."""
-    inner = [f"[{_edge_text(a)},{_edge_text(b)})" for a, b in zip(edges, edges[1:])]
-    return [f"<{_edge_text(edges[0])}", *inner, f">={_edge_text(edges[-1])}"]
-
-
-def cut_bins(series: pd.Series, edges: list[float], *, row_offset: int = 0) -> pd.Series:
-    """A numeric column cut at ``edges`` (``dataset.bins``); missing values stay missing.
-
-    A value that is not a number is an input error naming the column, value and row.
-    """
-    text = series.astype("string").str.strip()
-    missing = series.isna().to_numpy() | (text == "").fillna(True).to_numpy()
-    values = pd.to_numeric(series.where(~missing), errors="coerce")
-    bad = (values.isna().to_numpy() & ~missing) | ~np.isfinite(values.fillna(0).to_numpy())
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise AuditInputError(
-            f"dataset.bins.{series.name}: column {series.name!r} has a value that is not a "
-            f"finite number: {series.iloc[i]!r} (row {i + row_offset})",
-            field=f"dataset.bins.{series.name}",
-        )
-    codes = np.searchsorted(np.asarray(edges, dtype=float), values.to_numpy(), side="right")
-    labels = np.asarray(bin_labels(edges), dtype=object)[np.minimum(codes, len(edges))]
-    labels[missing] = None
-    return pd.Series(labels, index=series.index, name=series.name)
-
-
-def weight_values(series: pd.Series, *, row_offset: int = 0) -> np.ndarray:
-    """The ``dataset.weight`` column as float: non-negative and finite, else an input error."""
-    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(values) | (values < 0)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise AuditInputError(
-            f"dataset.weight: column {series.name!r} has {int(bad.sum())} missing, negative, "
-            f"non-finite or non-numeric value(s) (first at row {i + row_offset}: "
-            f"{series.iloc[i]!r}); weights must be finite numbers >= 0",
-            field="dataset.weight",
-        )
-    return values
-
-
-def frame_weight(frame: pd.DataFrame, spec: DatasetSpec) -> np.ndarray | None:
-    """The validated weight array of a prepared frame, or None without ``dataset.weight``."""
-    return frame[spec.weight].to_numpy(dtype=float) if spec.weight else None
 
 
 @dataclass(frozen=True)
@@ -157,8 +118,23 @@ def resolve_path(spec: DatasetSpec, base_dir: Path) -> Path:
     if not path.is_absolute():
         path = base_dir / path
     if not path.is_file():
-        raise AuditInputError(MSG_FILE_NOT_FOUND.format(path=path), field="dataset.path")
+        raise AuditInputError(
+            MSG_FILE_NOT_FOUND.format(path=path) + _not_found_hint(spec.path, base_dir),
+            field="dataset.path",
+        )
     return path
+
+
+def _not_found_hint(name: str, base_dir: Path) -> str:
+    """Where a relative path was looked for, and how a bundled example makes its data."""
+    hint = "" if Path(name).is_absolute() else f" (relative to the spec's folder {base_dir})"
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    if base_dir.resolve() == examples:
+        hint += (
+            "; a bundled example's data is generated: `python -m audit.examples.<name> --out "
+            "DIR` writes it with a spec.yaml into DIR, `biasaudit demo` does it for all"
+        )
+    return hint
 
 
 def _format(spec: DatasetSpec, path: Path) -> str:
@@ -211,14 +187,20 @@ def check_columns(spec: DatasetSpec, path: Path, columns: list[str]) -> None:
         if col:
             named.append((field, col))
     named += [(f"proxy.{f}", c) for f, c in (spec.proxy.columns() if spec.proxy else [])]
-    for field, col in named:
-        if col not in columns:
-            raise AuditInputError(
-                MSG_MISSING_COLUMN.format(
-                    field=field, column=col, file=path.name, columns=", ".join(map(str, columns))
-                ),
-                field=f"dataset.{field}",
-            )
+    missing = [
+        MSG_MISSING_COLUMN.format(
+            field=field,
+            column=col,
+            file=path.name,
+            columns=", ".join(map(str, columns)),
+            hint=did_you_mean(col, columns),
+        )
+        for field, col in named
+        if col not in columns
+    ]
+    if missing:  # every missing column at once
+        first = next(f for f, c in named if c not in columns)
+        raise AuditInputError("\n".join(missing), field=f"dataset.{first}")
 
 
 def prepare(
@@ -311,10 +293,10 @@ def check_groups(frame: pd.DataFrame, spec: DatasetSpec, y_true: np.ndarray | No
                 field="dataset.protected",
             )
     if spec.label and y_true is not None and not y_true.any():
-        seen = ", ".join(repr(v) for v in pd.unique(frame[spec.label])[:10])
+        seen = ", ".join(repr(plain(v)) for v in pd.unique(frame[spec.label])[:10])
         raise AuditInputError(
             MSG_FAVORABLE_NOT_IN_LABELS.format(
-                value=spec.favorable_label, column=spec.label, seen=seen
+                value=plain(spec.favorable_label), column=spec.label, seen=seen
             ),
             field="dataset.favorable_label",
         )
@@ -377,3 +359,42 @@ def iter_chunks(
         for df in reader:
             yield df, offset
             offset += len(df)
+
+
+def refuse_levels(total: GroupCounts, max_levels: int, *, partial: bool = False) -> None:
+    """Merged counts (chunks, shards) with a column over ``policy.max_levels``: input error."""
+    try:
+        check_levels(total, max_levels, partial=partial)
+    except ProbeError as exc:
+        raise AuditInputError(str(exc), field="dataset.protected") from None
+
+
+def count_chunks(
+    spec: DatasetSpec, path: Path, *, chunk_rows: int, max_levels: int
+) -> tuple[GroupCounts | None, int, dict[str, int]]:
+    """Counts of a file read in chunks (they add): merged counts, rows, unknowns per column."""
+    from probes.counts import count_groups
+
+    total = None
+    rows = 0
+    unknown: dict[str, int] = {c: 0 for c in spec.protected}
+    chunks = iter_chunks(spec, path, chunk_rows=chunk_rows)
+    with closing(chunks):  # the file is closed also when a chunk is refused
+        for raw, offset in chunks:
+            frame, y_true, y_pred, _, unk = prepare(
+                raw, spec, need_prediction=True, row_offset=offset, max_levels=max_levels
+            )
+            assert y_pred is not None
+            part = count_groups(
+                frame,
+                list(spec.protected),
+                y_pred=y_pred,
+                y_true=y_true,
+                weight=frame_weight(frame, spec),
+            )
+            total = part if total is None else total + part
+            refuse_levels(total, max_levels, partial=True)  # each chunk may be under, not all
+            rows += len(frame)
+            for k, v in unk.items():
+                unknown[k] += v
+    return total, rows, unknown

@@ -30,6 +30,7 @@ class EmbeddedRecorder:
     def start(cls, spec: AuditSpec, *, project: str) -> EmbeddedRecorder:
         from audit.settings import get_settings
         from audit.storage.db import session_scope
+        from audit.storage.events import local_actor as cli_actor
         from audit.storage.repo import create_audit
 
         settings = get_settings()
@@ -48,6 +49,7 @@ class EmbeddedRecorder:
                 domain=spec.domain,
                 spec_sha256=spec.sha256(),
                 status="running",
+                submitted_by=cli_actor(),
             )
             audit_id = audit.id
         return cls(url=url, audit_id=audit_id)
@@ -57,16 +59,27 @@ class EmbeddedRecorder:
     ) -> None:
         """Store the results (and the reports already rendered, e.g. ``{"html": ...}``)."""
         from audit.storage.db import session_scope
+        from audit.storage.events import local_actor as cli_actor
         from audit.storage.repo import store_results
 
         with session_scope(self.url) as session:
-            store_results(session=session, audit_id=self.audit_id, results=results, reports=reports)
+            store_results(
+                session=session,
+                audit_id=self.audit_id,
+                results=results,
+                reports=reports,
+                actor=cli_actor(),
+            )
 
     def fail(self, exc: BaseException) -> None:
         from audit.storage.db import session_scope
+        from audit.storage.events import local_actor as cli_actor
         from audit.storage.repo import mark_failed
 
         with session_scope(self.url) as session:
             mark_failed(
-                session=session, audit_id=self.audit_id, error=f"{type(exc).__name__}: {exc}"
+                session=session,
+                audit_id=self.audit_id,
+                error=f"{type(exc).__name__}: {exc}",
+                actor=cli_actor(),
             )

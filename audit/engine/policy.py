@@ -6,6 +6,11 @@ Thresholds come from the spec's ``policy`` block, else from those defaults (four
 rule: impact ratio >= 0.8; counterfactual: |score gap| <= 0.02, flip rate <= 0.01;
 mlm-stereotype: score <= 0.6; embedding-association: |effect size| <= 0.5 when
 significant). Nothing here knows a probe by name.
+
+A breach whose own p-value is not below ``policy.alpha`` carries a ``note`` ("above
+threshold, not significant at alpha 0.05"); it fails unless significance is required.
+An entry whose ``summary.not_applicable`` gives a reason (a flip test on an attribute
+the model does not take) yields ``not_applicable`` findings, which never fail.
 """
 
 from __future__ import annotations
@@ -34,13 +39,45 @@ def _status(
     p_value: float | None,
     alpha: float,
     require_significance: bool,
-) -> str:
+) -> tuple[str, str | None]:
+    """(status, note): a breach whose p-value is not below ``alpha`` says so in its note."""
     if insufficient or value is None:
-        return "insufficient_data"
+        return "insufficient_data", None
     breached = value < threshold if direction == "min" else value > threshold
-    if breached and require_significance and (p_value is None or p_value >= alpha):
-        return "pass"
-    return "fail" if breached else "pass"
+    if not breached:
+        return "pass", None
+    side = "below" if direction == "min" else "above"
+    if p_value is None:  # nothing to test significance with
+        if require_significance:
+            return "pass", f"{side} threshold, no p-value to test its significance"
+        return "fail", None
+    if p_value >= alpha:
+        note = f"{side} threshold, not significant at alpha {alpha:g}"
+        return ("pass" if require_significance else "fail"), note
+    return "fail", None
+
+
+def _breaches(value: float, threshold: float, direction: str) -> bool:
+    return value < threshold if direction == "min" else value > threshold
+
+
+def _judged_change(
+    check: Check, g: dict[str, Any], threshold: float, status: str, note: str | None
+) -> tuple[str, str | None]:
+    """A check on a change from a baseline (``Check.baseline_field``, ``Check.fail_flag``).
+
+    No breach while the baseline is itself past the threshold (nothing to change: e.g. no
+    less discriminatory alternative is needed when the model in use passes); otherwise
+    the probe's flag (e.g. a gain beyond its CI) fails the finding whatever the threshold.
+    """
+    if status == "insufficient_data":
+        return status, note
+    base = g.get(check.baseline_field) if check.baseline_field else None
+    if base is not None and _breaches(float(base), threshold, check.direction):
+        return "pass", "the baseline already meets the threshold"
+    if check.fail_flag and g.get(check.fail_flag):
+        return "fail", note
+    return status, note
 
 
 def _finding(
@@ -51,7 +88,24 @@ def _finding(
         value = abs(value)
     insufficient = bool(check.insufficient_flag and g.get(check.insufficient_flag))
     insufficient = insufficient or (check.min_n > 0 and int(g.get("n") or 0) < check.min_n)
-    p = g.get(check.p_value, g.get("p_value")) if check.p_value else None
+    p = None
+    if check.p_value:  # the row's own p-value field, else the group's p_value
+        p = g.get(check.p_value)
+        p = g.get("p_value") if p is None else p
+    status, note = _status(
+        value,
+        threshold,
+        direction=check.direction,
+        insufficient=insufficient,
+        p_value=p,
+        alpha=spec.policy.alpha,
+        require_significance=spec.policy.require_significance or check.require_significance,
+    )
+    status, note = _judged_change(check, g, threshold, status, note)
+    reason = (entry.summary or {}).get("not_applicable")
+    if reason and status != "insufficient_data":
+        status, note = "not_applicable", str(reason)
+    extra = {"note": note} if note else {}
     return Finding(
         probe=entry.kind,
         attribute=entry.attribute,
@@ -59,18 +113,11 @@ def _finding(
         metric=check.metric,
         value=value,
         threshold=threshold,
-        status=_status(  # type: ignore[arg-type]
-            value,
-            threshold,
-            direction=check.direction,
-            insufficient=insufficient,
-            p_value=p,
-            alpha=spec.policy.alpha,
-            require_significance=spec.policy.require_significance or check.require_significance,
-        ),
+        status=status,  # type: ignore[arg-type]
         p_value=p,
         ci=tuple(g[check.ci]) if check.ci and g.get(check.ci) else None,
         direction=check.direction,
+        **extra,
     )
 
 

@@ -191,7 +191,6 @@ def count_shard(
     with the row number in the whole file; a cancel request between chunks
     raises ``AuditCancelled``.
     """
-    from audit.engine.run import refuse_levels
     from probes.counts import count_groups
 
     data_mod.check_columns(spec.dataset, path, data_mod.header(spec.dataset, path))
@@ -221,14 +220,14 @@ def count_shard(
                 weight=data_mod.frame_weight(frame, spec.dataset),
             )
             total = part if total is None else total + part
-            refuse_levels(total, spec.policy.max_levels, partial=True)
+            data_mod.refuse_levels(total, spec.policy.max_levels, partial=True)
             rows += len(frame)
             offset += len(frame)
             for k, v in unk.items():
                 unknown[k] += v
             if spec.dataset.label and len(label_values) < MAX_LABEL_VALUES:
                 for value in pd.unique(raw[spec.dataset.label]):
-                    text = repr(value)
+                    text = repr(data_mod.plain(value))
                     if text not in label_values and len(label_values) < MAX_LABEL_VALUES:
                         label_values.append(text)
     return {
@@ -292,7 +291,7 @@ def _check_groups(spec: AuditSpec, total: Any, label_values: list[str]) -> None:
         if float(total.table[:, TP].sum() + total.table[:, FN].sum()) == 0:
             raise AuditInputError(
                 MSG_FAVORABLE_NOT_IN_LABELS.format(
-                    value=spec.dataset.favorable_label,
+                    value=data_mod.plain(spec.dataset.favorable_label),
                     column=spec.dataset.label,
                     seen=", ".join(label_values),
                 ),
@@ -316,7 +315,7 @@ def results_from_parts(
 
     ``path`` is the dataset file (its name and sha256 go into ``dataset``).
     """
-    from audit.engine.run import assemble_results, entries_from_total, refuse_levels
+    from audit.engine.run import assemble_results, entries_from_total
 
     spec, _ = parse_spec(spec_source)
     configs = validate_probe_configs(spec)
@@ -325,7 +324,7 @@ def results_from_parts(
     )
     if total is None or rows == 0:
         raise AuditInputError(f"dataset.path: {path.name} has no rows", field="dataset.path")
-    refuse_levels(total, spec.policy.max_levels)
+    data_mod.refuse_levels(total, spec.policy.max_levels)
     _check_groups(spec, total, label_values)
     return assemble_results(
         spec,

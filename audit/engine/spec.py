@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,7 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from audit.errors import SpecError
+from audit.engine.specio import load_spec_source
+from audit.errors import SpecError, did_you_mean
 from probes.models.prompt import PromptConfig
 
 MAX_PROBES = 100  # a spec with more is refused (each probe costs a pass and a report section)
@@ -81,13 +81,16 @@ class DatasetSpec(_Strict):
     )
     protected: list[str] = Field(
         default_factory=list,
-        description="protected-attribute columns, at least one when a path or id is given "
+        description="protected-attribute columns, at least one when a probe compares groups "
+        "of the dataset (demographic, dataset, outcome-disparity, counterfactual-tabular); "
+        "model probes with their own groups (counterfactual-text) need none "
         "(missing values: `unknown` group)",
     )
     favorable_label: Any = Field(
         default=1,
         description="label value that counts as selected (1 == '1' == 1.0 == true), or a list "
-        "of such values (any of them counts as selected)",
+        "of such values (any of them counts as selected); the label column must contain it "
+        "(one of them, for a list)",
     )
     weight: str | None = Field(
         default=None,
@@ -161,6 +164,9 @@ class ModelSpec(_Strict):
         default="predictions", description="where decisions come from"
     )
     path: str | None = None
+    id: str | None = Field(
+        default=None, description="a model stored by the API (POST /v1/models; replaces path)"
+    )
     trusted: bool = Field(
         default=False, description="allow pickle/joblib files you created yourself (runs code)"
     )
@@ -203,6 +209,8 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _generative(self) -> ModelSpec:
+        if self.id is not None and self.path is not None:
+            raise ValueError("model.path: give model.id or model.path, not both")
         if self.precision != "auto" and self.kind != "huggingface":
             raise ValueError(f"model.precision: only for model.kind huggingface, not {self.kind!r}")
         if self.prompt is not None and self.task != "causal-lm":
@@ -253,8 +261,11 @@ class PolicySpec(_Strict):
         for key, value in list((self.model_extra or {}).items()):
             check = known.get(key)
             if check is None:
-                valid = ", ".join([*type(self).model_fields, *known])
-                raise ValueError(f"policy.{key}: unknown policy setting; valid: {valid}")
+                names = [*type(self).model_fields, *known]
+                raise ValueError(
+                    f"policy.{key}: unknown policy setting{did_you_mean(key, names)}; "
+                    f"valid: {', '.join(names)}"
+                )
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -289,13 +300,22 @@ def _default_probes() -> list[dict[str, Any]]:
 
 def needs_dataset(probe: dict[str, Any]) -> bool:
     """Whether a probe config reads the dataset (the probe says; unknown kinds: yes)."""
+    return _probe_says(probe, "uses_dataset")
+
+
+def needs_protected(probe: dict[str, Any]) -> bool:
+    """Whether a probe config compares groups of protected columns (unknown kinds: yes)."""
+    return _probe_says(probe, "uses_protected")
+
+
+def _probe_says(probe: dict[str, Any], question: str) -> bool:
     from probes.base import ProbeError, get_probe
 
     kind = probe.get("kind")
     if not isinstance(kind, str):
         return True
     try:
-        return get_probe(kind).uses_dataset(probe)
+        return bool(getattr(get_probe(kind), question)(probe))
     except ProbeError:
         return True
 
@@ -324,9 +344,13 @@ class AuditSpec(_Strict):
     def _dataset_needed(self) -> AuditSpec:
         has_data = bool(self.dataset.path or self.dataset.id)
         if has_data and not self.dataset.protected and self.dataset.proxy is None:
-            raise ValueError(
-                "dataset.protected: at least one protected column is required (or dataset.proxy)"
-            )
+            for i, probe in enumerate(self.probes):
+                if needs_protected(probe):
+                    raise ValueError(
+                        f"dataset.protected: at least one protected column is required by "
+                        f"probes[{i}] (kind {probe.get('kind')!r}), or dataset.proxy; model "
+                        "probes with their own groups (counterfactual-text, ...) need none"
+                    )
         if not has_data:
             for i, probe in enumerate(self.probes):
                 if needs_dataset(probe):
@@ -356,10 +380,26 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The valid keys of the spec section at ``loc`` (for "did you mean")."""
+    section: dict[tuple[str, ...], type[BaseModel]] = {
+        (): AuditSpec,
+        ("dataset",): DatasetSpec,
+        ("model",): ModelSpec,
+        ("model", "prompt"): PromptConfig,
+    }
+    model = section.get(tuple(str(p) for p in loc))
+    return list(model.model_fields) if model is not None else []
+
+
 def _error(e: Any) -> tuple[str, str]:
     """(field path, message); model-level errors carry their path in the message."""
     msg = str(e["msg"]).removeprefix("Value error, ")
     path = _loc(e["loc"])
+    if e.get("type") == "extra_forbidden" and e["loc"]:
+        known = _known_keys(tuple(e["loc"][:-1]))
+        hint = did_you_mean(e["loc"][-1], known)
+        msg = f"unknown key{hint}" + (f"; valid keys: {', '.join(known)}" if known else "")
     if ": " in msg:
         head, rest = msg.split(": ", 1)
         nested = head.startswith(f"{path}.") or head.startswith(f"{path}[")
@@ -368,13 +408,15 @@ def _error(e: Any) -> tuple[str, str]:
     return path, msg
 
 
-def validate_probe_configs(spec: AuditSpec) -> list[Any]:
-    """Validate each ``probes[i]`` against its probe's pydantic config model."""
+def _probe_configs(probes: Any) -> tuple[list[Any], list[tuple[str, str]]]:
+    """Each ``probes[i]`` validated against its probe's config model: configs and errors."""
     from probes.base import ProbeError, get_probe
 
     errors: list[tuple[str, str]] = []
     configs: list[Any] = []
-    for i, raw in enumerate(spec.probes):
+    for i, raw in enumerate(probes if isinstance(probes, list) else []):
+        if not isinstance(raw, dict):
+            continue  # the spec model reports it
         kind = raw.get("kind")
         if not isinstance(kind, str):
             errors.append((f"probes[{i}].kind", "required: the probe kind"))
@@ -388,34 +430,37 @@ def validate_probe_configs(spec: AuditSpec) -> list[Any]:
             configs.append(cls.config_model.model_validate(raw))
         except ValidationError as exc:
             for e in exc.errors():
-                errors.append((f"probes[{i}]." + _loc(e["loc"]), e["msg"]))
+                msg = e["msg"]
+                if e.get("type") == "extra_forbidden" and e["loc"]:
+                    known = list(cls.config_model.model_fields)
+                    msg = (
+                        f"unknown key for probe {kind!r}{did_you_mean(str(e['loc'][-1]), known)}; "
+                        f"valid keys: {', '.join(known)}"
+                    )
+                errors.append((f"probes[{i}]." + _loc(e["loc"]), msg))
+    return configs, errors
+
+
+def validate_probe_configs(spec: AuditSpec) -> list[Any]:
+    """Validate each ``probes[i]`` against its probe's pydantic config model."""
+    configs, errors = _probe_configs(spec.probes)
     if errors:
         raise SpecError(errors)
     return configs
 
 
 def parse_spec(source: dict[str, Any] | str | Path) -> tuple[AuditSpec, Path]:
-    """Parse and validate a spec (dict, or path to YAML/JSON); returns it and its base dir."""
-    base = Path.cwd()
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise SpecError([("spec", f"file not found: {path}")])
-        text = path.read_text(encoding="utf-8")
-        base = path.resolve().parent
-        try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (yaml.YAMLError, json.JSONDecodeError) as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise SpecError([("spec", f"{path} is not valid YAML/JSON{where}: {exc}")]) from None
-    else:
-        data = source
-    if not isinstance(data, dict):
-        raise SpecError([("spec", "the spec must be a mapping (YAML/JSON object)")])
+    """Parse and validate a spec (dict, or path to YAML/JSON); returns it and its base dir.
+
+    Every error is reported at once (:class:`audit.errors.SpecError` lists them).
+    """
+    data, base = load_spec_source(source)
     try:
         spec = AuditSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError([_error(e) for e in exc.errors()]) from None
+        # every error at once: the spec's, and each probe config's
+        errors = [_error(e) for e in exc.errors()]
+        errors += [e for e in _probe_configs(data.get("probes"))[1] if e not in errors]
+        raise SpecError(errors) from None
     validate_probe_configs(spec)
     return spec, base

@@ -14,6 +14,7 @@ needs the German credit data (``biasaudit data fetch`` once, or
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ def run_demo(
     fetch_data: bool = False,
     seed: int = 0,
     store: bool = True,
+    step: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Generate and audit each example under ``out_dir/<name>``; one summary per audit.
 
@@ -48,6 +50,8 @@ def run_demo(
         (before anything runs) saying how to fetch it.
     store
         Record the audits in the embedded database, as ``biasaudit run`` does.
+    step
+        Told each long step as it starts (the CLI prints them on stderr).
 
     Returns
     -------
@@ -82,8 +86,10 @@ def run_demo(
     summaries: list[dict[str, Any]] = []
     for name in examples:
         folder = out_dir / name
+        if step is not None:
+            step(f"{name}: generating the example data in {folder}")
         spec = generate(name, out_dir=folder, seed=seed)
-        results = run_audit(spec, out_dir=folder, store=store)
+        results = run_audit(spec, out_dir=folder, store=store, step=step)
         summaries.append(
             {
                 "name": name,

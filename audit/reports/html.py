@@ -109,7 +109,8 @@ def _findings(findings: list[Mapping[str, Any]]) -> list[dict[str, str]]:
                 "threshold": threshold,
                 "ci": fmt_ci(f.get("ci")),
                 "p_value": fmt_p(f.get("p_value")),
-                "status": STATUS_LABEL.get(status, status or DASH),
+                "status": STATUS_LABEL.get(status, status or DASH)
+                + (f" ({f['note']})" if f.get("note") else ""),
                 "status_class": status or "unknown",
             }
         )

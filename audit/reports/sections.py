@@ -13,6 +13,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from audit.reports.frontier import frontier_section
 from audit.reports.legend import clarify_legend
 from audit.reports.svg import (
     DASH,
@@ -34,8 +35,13 @@ from audit.reports.svg import (
 )
 from probes.base import Probe, ProbeError, get_probe
 
-STATUS_ORDER = {"fail": 0, "insufficient_data": 1, "pass": 2}
-STATUS_LABEL = {"fail": "FAIL", "insufficient_data": "insufficient data", "pass": "pass"}
+STATUS_ORDER = {"fail": 0, "insufficient_data": 1, "pass": 2, "not_applicable": 3}
+STATUS_LABEL = {
+    "fail": "FAIL",
+    "insufficient_data": "insufficient data",
+    "pass": "pass",
+    "not_applicable": "not applicable",
+}
 MAX_EXAMPLES = 10
 MAX_TEXT = 600
 # per-group metrics shown in the "additional metrics" table, in this order
@@ -258,17 +264,19 @@ def _generic(entry: Mapping[str, Any], index: StatusIndex) -> dict:
     }
 
 
+def _frontier(entry: Mapping[str, Any], index: StatusIndex) -> dict:
+    status = _group_status(entry, (entry.get("groups") or [{}])[-1], index)  # the judged row
+    summary = _summary_rows(entry.get("summary"))
+    return {**frontier_section(entry, status), "title": _title(entry), "summary": summary}
+
+
 def build_section(entry: Mapping[str, Any], index: StatusIndex) -> dict:
     """One probe entry as the template shows it, with a legend of its Clarify abbreviations."""
     kind = str(entry.get("kind", ""))
     cls = _probe_class(kind)
     layout = cls.layout if cls else "table"
-    if layout == "rates":
-        section = _demographic(entry, index)
-    elif layout == "counterfactual":
-        section = _counterfactual(entry, index)
-    else:
-        section = _generic(entry, index)
+    builders = {"rates": _demographic, "counterfactual": _counterfactual, "frontier": _frontier}
+    section = builders.get(layout, _generic)(entry, index)
     section["kind"] = kind
     shown = [*section.get("clarify_keys", []), *section.get("columns", [])]
     section["legend"] = clarify_legend([*shown, *(r["key"] for r in section["summary"])])

@@ -38,6 +38,7 @@ _TOKENS_BY_HASH = select(
     ApiToken.id,
     ApiToken.project,
     ApiToken.role,
+    ApiToken.name,
     ApiToken.token_hash,
     ApiToken.revoked_at,
     ApiToken.last_used_at,
@@ -85,21 +86,50 @@ def ensure_project(*, session: Session, name: str) -> Project:
 # ---------------------------------------------------------------- tokens
 
 
+MAX_NAME = 200
+MSG_NAME = "name: at most {n} printable characters, e.g. 'Ada Lovelace <ada@example.org>'"
+
+
+def token_actor(token_id: int, role: str, name: str | None) -> str:
+    """The person a token acts for: its ``name``, else ``token ID (ROLE)``."""
+    return name or f"token {token_id} ({role})"
+
+
+def same_person(a: str | None, b: str | None) -> bool:
+    """True when two token names denote one person (case and spacing ignored).
+
+    Unnamed tokens are nobody's: compare their ids instead.
+    """
+    if not a or not b:
+        return False
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
 def hash_token(token: str) -> str:
     """The stored form of a token: hex SHA-256 of its UTF-8 bytes."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def create_token(
-    *, session: Session, project: str, role: str, name: str | None = None
+    *,
+    session: Session,
+    project: str,
+    role: str,
+    name: str | None = None,
+    actor: str = "system",
 ) -> tuple[str, ApiToken]:
-    """A new token for ``project`` with ``role``; returns (plaintext, row).
+    """A new token for ``project`` with ``role`` held by the person ``name``; returns
+    (plaintext, row). Logged as "key.created" by ``actor``.
 
     The plaintext exists only in the return value: show it once, it cannot be
     recovered later.
     """
     if role not in ROLES:
         raise ValueError(f"role: must be one of {', '.join(ROLES)}, got {role!r}")
+    if name is not None:
+        name = " ".join(name.split())
+        if not name or len(name) > MAX_NAME or not name.isprintable():
+            raise ValueError(MSG_NAME.format(n=MAX_NAME))
     ensure_project(session=session, name=project)
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(
@@ -111,7 +141,21 @@ def create_token(
     )
     session.add(token)
     session.flush()
+    _log_key(session, token, "key.created", actor)
     return plaintext, token
+
+
+def _log_key(session: Session, token: ApiToken, action: str, actor: str) -> None:
+    from audit.storage.events import append_event  # events imports this module
+
+    append_event(
+        session=session,
+        action=action,
+        actor=actor,
+        subject=f"key/{token.id}",
+        project=token.project,
+        detail={"name": token.name, "role": token.role, "prefix": token.prefix},
+    )
 
 
 _TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{8,512}$")
@@ -165,11 +209,16 @@ def verify_token(
 
 @dataclass(frozen=True)
 class LiveToken:
-    """A verified token as the group commit needs it: row id, project and role."""
+    """A verified token as the group commit needs it: row id, project, role and person."""
 
     id: int
     project: str
     role: str
+    name: str | None = None
+
+    @property
+    def actor(self) -> str:
+        return token_actor(self.id, self.role, self.name)
 
 
 def verify_tokens(
@@ -196,7 +245,7 @@ def verify_tokens(
         if row is None or digest is None or not _live(row, digest):
             found.append(None)
             continue
-        found.append(LiveToken(row.id, row.project, row.role))
+        found.append(LiveToken(row.id, row.project, row.role, row.name))
         if _stale(row.last_used_at, now):
             stale.add(row.id)
     if stale:
@@ -205,27 +254,38 @@ def verify_tokens(
 
 
 def revoke_token(
-    *, session: Session, project: str, token_id: int, now: datetime | None = None
+    *,
+    session: Session,
+    project: str | None,
+    token_id: int,
+    now: datetime | None = None,
+    actor: str = "system",
 ) -> bool:
-    """Revoke a project's token; False when it does not exist or was already revoked."""
+    """Revoke a token (of ``project``, unless None); False when it does not exist or was
+    already revoked. Logged as "key.revoked" by ``actor``."""
+    conditions = [ApiToken.id == token_id, ApiToken.revoked_at.is_(None)]
+    if project is not None:
+        conditions.append(ApiToken.project == project)
     result = session.execute(
         update(ApiToken)
-        .where(
-            ApiToken.id == token_id,
-            ApiToken.project == project,
-            ApiToken.revoked_at.is_(None),
-        )
+        .where(*conditions)
         .values(revoked_at=now or utcnow())
         .execution_options(synchronize_session="fetch")
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    token = session.get(ApiToken, token_id)
+    assert token is not None
+    _log_key(session, token, "key.revoked", actor)
+    return True
 
 
-def list_tokens(*, session: Session, project: str) -> list[ApiToken]:
-    """A project's tokens (hashes and prefixes only), oldest first."""
-    return list(
-        session.scalars(select(ApiToken).where(ApiToken.project == project).order_by(ApiToken.id))
-    )
+def list_tokens(*, session: Session, project: str | None) -> list[ApiToken]:
+    """A project's tokens (every project's with None; hashes and prefixes only), oldest first."""
+    query = select(ApiToken).order_by(ApiToken.id)
+    if project is not None:
+        query = query.where(ApiToken.project == project)
+    return list(session.scalars(query))
 
 
 # ---------------------------------------------------------------- datasets and models
@@ -294,11 +354,21 @@ def create_model(
     sha256: str,
     path: str,
     model_id: str | None = None,
+    filename: str | None = None,
+    size_bytes: int | None = None,
+    files: int | None = None,
 ) -> ModelArtifact:
     """Register a stored model (file or folder) for ``project``."""
     ensure_project(session=session, name=project)
     model = ModelArtifact(
-        id=model_id or new_id(), project=project, kind=kind, sha256=sha256, path=path
+        id=model_id or new_id(),
+        project=project,
+        kind=kind,
+        sha256=sha256,
+        path=path,
+        filename=filename,
+        size_bytes=size_bytes,
+        files=files,
     )
     session.add(model)
     session.flush()

@@ -15,15 +15,26 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from audit.storage.accounts import ensure_project, insert_ignore
+from audit.storage.events import append_event, append_events
 from audit.storage.models import (
     AUDIT_STATUSES,
     DECISIONS,
+    ApiToken,
     Audit,
     FindingRow,
     Result,
     Review,
     new_id,
     utcnow,
+)
+from audit.storage.reviews import (
+    APPROVED,
+    AWAITING,
+    MSG_OWN_AUDIT,
+    REJECTED,
+    REVIEW_STATES,
+    mark_reports_stale,
+    submitted_by_reviewer,
 )
 
 MAX_PAGE = 1000
@@ -32,6 +43,10 @@ MAX_OFFSET = 1_000_000_000  # larger offsets are refused (422), never sent to th
 
 class AuditNotFound(LookupError):
     """No audit with this id (in this project)."""
+
+
+class SelfReview(PermissionError):
+    """The reviewer (this token, or another token of the same person) submitted the audit."""
 
 
 class IdempotencyConflict(ValueError):
@@ -67,6 +82,7 @@ def new_audit_row(
     model_sha256: str | None = None,
     schedule_id: str | None = None,
     token_id: int | None = None,
+    submitted_by: str | None = None,
 ) -> dict[str, Any]:
     """Every column of a new audit row, for :func:`insert_audits` / :func:`insert_keyed_audit`."""
     if status not in AUDIT_STATUSES:
@@ -83,11 +99,24 @@ def new_audit_row(
         "model_sha256": model_sha256,
         "schedule_id": schedule_id,
         "token_id": token_id,
+        "submitted_by": submitted_by,
         "idempotency_key": idempotency_key,
         "progress": 0.0,
         "attempts": 0,
         "cancel_requested": False,
         "created_at": utcnow(),
+    }
+
+
+def submitted_event(row: dict[str, Any], *, actor: str | None = None) -> dict[str, Any]:
+    """The "audit.submitted" log entry of a new audit row (for :func:`append_events`)."""
+    return {
+        "action": "audit.submitted",
+        "actor": actor or row.get("submitted_by") or "system",
+        "subject": f"audit/{row['id']}",
+        "project": row["project"],
+        "audit_id": row["id"],
+        "detail": {"name": row["name"], "spec_sha256": row["spec_sha256"]},
     }
 
 
@@ -147,6 +176,8 @@ def create_audit(
     schedule_id: str | None = None,
     token_id: int | None = None,
     project_exists: bool = False,
+    submitted_by: str | None = None,
+    actor: str | None = None,
 ) -> Audit:
     """Insert an audit, or return the existing one when ``idempotency_key`` repeats.
 
@@ -155,6 +186,9 @@ def create_audit(
     different ``spec_sha256`` raises :class:`IdempotencyConflict`. The project row
     is created on first use, unless the caller knows it exists
     (``project_exists=True``); the foreign key still refuses a missing one.
+
+    A new audit appends "audit.submitted" to the event log, by ``actor``
+    (default: ``submitted_by``, else "system"): call it last in the transaction.
     """
     if not project_exists:
         ensure_project(session=session, name=project)
@@ -170,12 +204,16 @@ def create_audit(
         model_sha256=model_sha256,
         schedule_id=schedule_id,
         token_id=token_id,
+        submitted_by=submitted_by,
     )
     if row["idempotency_key"] is None:
         insert_audits(session=session, rows=[row])
-        audit_id = row["id"]
+        audit_id, inserted = row["id"], True
     else:
-        audit_id = insert_keyed_audit(session=session, row=row).id
+        keyed = insert_keyed_audit(session=session, row=row)
+        audit_id, inserted = keyed.id, keyed.inserted
+    if inserted:
+        append_events(session=session, entries=[submitted_event(row, actor=actor)])
     audit = session.get(Audit, audit_id, populate_existing=True)
     assert audit is not None
     return audit
@@ -204,10 +242,13 @@ def list_audits(
     created_before: datetime | None = None,
     limit: int = 50,
     offset: int = 0,
+    review_state: str | None = None,
+    schedule_id: str | None = None,
 ) -> tuple[list[Audit], int]:
     """One page of a project's audits, newest first, and the total matching the filters.
 
-    ``created_after`` is inclusive, ``created_before`` exclusive.
+    ``created_after`` is inclusive, ``created_before`` exclusive; ``review_state`` is
+    ``awaiting review``, ``approved`` or ``rejected`` (the latest review decides).
     """
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit: must be between 1 and {MAX_PAGE}, got {limit}")
@@ -224,6 +265,10 @@ def list_audits(
         conditions.append(Audit.created_at >= created_after)
     if created_before is not None:
         conditions.append(Audit.created_at < created_before)
+    if schedule_id is not None:
+        conditions.append(Audit.schedule_id == schedule_id)
+    if review_state is not None:
+        conditions.append(review_state_condition(review_state))
     total = session.scalar(select(func.count()).select_from(Audit).where(*conditions)) or 0
     items = session.scalars(
         select(Audit)
@@ -233,6 +278,23 @@ def list_audits(
         .offset(offset)
     ).all()
     return list(items), int(total)
+
+
+def review_state_condition(state: str) -> Any:
+    """A WHERE condition on audits: their latest review gives ``state``."""
+    latest = (
+        select(Review.decision)
+        .where(Review.audit_id == Audit.id)
+        .order_by(Review.created_at.desc(), Review.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    decisions = {APPROVED: "approve", REJECTED: "reject"}
+    if state == AWAITING:
+        return latest.is_(None)
+    if state not in decisions:
+        raise ValueError(f"review_state: must be one of {', '.join(REVIEW_STATES)}, got {state!r}")
+    return latest == decisions[state]
 
 
 def get_results(*, session: Session, project: str, audit_id: str) -> dict[str, Any] | None:
@@ -266,7 +328,12 @@ def add_review(
     token_id: int | None = None,
     reviewer: str | None = None,
 ) -> Review:
-    """Record a reviewer's decision on a project's finished audit."""
+    """Record a reviewer's decision on a project's finished audit.
+
+    Raises :class:`SelfReview` when ``token_id``, or another token of the same
+    person, submitted it (separation of duties); the stored reports are dropped
+    so they are rendered again with this review; logged as "audit.reviewed".
+    """
     if decision not in DECISIONS:
         raise ValueError(f"decision: must be one of {', '.join(DECISIONS)}, got {decision!r}")
     audit = get_audit(session=session, project=project, audit_id=audit_id)
@@ -276,11 +343,25 @@ def add_review(
         raise ValueError(
             f"audit {audit_id}: is {audit.status}; only succeeded audits can be reviewed"
         )
+    if token_id is not None:
+        name = session.scalar(select(ApiToken.name).where(ApiToken.id == token_id))
+        if submitted_by_reviewer(session, audit, token_id=token_id, name=name):
+            raise SelfReview(MSG_OWN_AUDIT.format(person=reviewer or name, id=audit_id))
+    mark_reports_stale(session, audit_id)
     review = Review(
         audit_id=audit_id, decision=decision, comment=comment, token_id=token_id, reviewer=reviewer
     )
     session.add(review)
     session.flush()
+    append_event(
+        session=session,
+        action="audit.reviewed",
+        actor=reviewer or "unknown",
+        subject=f"audit/{audit_id}",
+        project=project,
+        audit_id=audit_id,
+        detail={"decision": decision, "review_id": review.id},
+    )
     return review
 
 

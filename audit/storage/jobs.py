@@ -14,13 +14,39 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from audit.storage.accounts import insert_ignore
 from audit.storage.audits import AuditNotFound, get_audit, load_audit
+from audit.storage.events import append_event, result_sha256
 from audit.storage.models import Audit, FindingRow, Result, utcnow
 from audit.storage.reports import store_report
+
+
+def _log(
+    session: Session,
+    audit: Audit | None,
+    audit_id: str,
+    action: str,
+    actor: str,
+    **extra: Any,
+) -> None:
+    """Append an audit's lifecycle entry (the project read from the row when not loaded)."""
+    project = (
+        audit.project
+        if audit is not None
+        else session.scalar(select(Audit.project).where(Audit.id == audit_id))
+    )
+    append_event(
+        session=session,
+        action=action,
+        actor=actor,
+        subject=f"audit/{audit_id}",
+        project=project,
+        audit_id=audit_id,
+        **extra,
+    )
 
 
 def _max_attempts(value: int | None) -> int:
@@ -74,7 +100,13 @@ def claim_audit(
         .returning(Audit)
         .execution_options(populate_existing=True, synchronize_session=False)
     )
-    return session.scalars(stmt).one_or_none()
+    audit = session.scalars(stmt).one_or_none()
+    if audit is not None:
+        _log(
+            session, audit, audit_id, "audit.started", f"worker {worker}",
+            detail={"attempt": audit.attempts},
+        )  # fmt: skip
+    return audit
 
 
 def update_progress(
@@ -181,6 +213,7 @@ def store_results(
     results: dict[str, Any],
     reports: Mapping[str, bytes | str] | None = None,
     now: datetime | None = None,
+    actor: str = "worker",
 ) -> bool:
     """Store the results document, its findings, the verdict and the rendered ``reports``
     (format -> content, e.g. ``{"html": ...}``), and mark the audit succeeded.
@@ -235,11 +268,20 @@ def store_results(
         .execution_options(synchronize_session=False)
     )
     session.refresh(audit)
+    _log(
+        session, audit, audit_id, "audit.finished", actor,
+        result_sha256=result_sha256(results), detail={"verdict": verdict},
+    )  # fmt: skip
     return True
 
 
 def mark_failed(
-    *, session: Session, audit_id: str, error: str, now: datetime | None = None
+    *,
+    session: Session,
+    audit_id: str,
+    error: str,
+    now: datetime | None = None,
+    actor: str = "worker",
 ) -> bool:
     """Mark a queued or running audit failed with ``error``; False if it already finished."""
     now = now or utcnow()
@@ -250,34 +292,54 @@ def mark_failed(
         .execution_options(synchronize_session=False)
     )
     _expire(session, audit_id)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    changed = bool(result.rowcount)  # type: ignore[attr-defined]
+    if changed:
+        _log(session, None, audit_id, "audit.failed", actor, detail={"error": error[:500]})
+    return changed
 
 
 def request_cancel(
-    *, session: Session, project: str, audit_id: str, now: datetime | None = None
+    *,
+    session: Session,
+    project: str,
+    audit_id: str,
+    now: datetime | None = None,
+    actor: str = "system",
 ) -> Audit | None:
     """Cancel a project's audit: a queued one at once, a running one at its next checkpoint.
 
     Returns the audit (unchanged when it had already finished), or None if not found.
+    The request is logged ("audit.cancelled", by ``actor``) when it changed anything.
     """
     now = now or utcnow()
-    session.execute(
+    queued = session.execute(
         update(Audit)
         .where(Audit.id == audit_id, Audit.project == project, Audit.status == "queued")
         .values(status="cancelled", cancel_requested=True, finished_at=now, lease_until=None)
         .execution_options(synchronize_session=False)
     )
-    session.execute(
+    running = session.execute(
         update(Audit)
-        .where(Audit.id == audit_id, Audit.project == project, Audit.status == "running")
+        .where(
+            Audit.id == audit_id,
+            Audit.project == project,
+            Audit.status == "running",
+            Audit.cancel_requested.is_(False),
+        )
         .values(cancel_requested=True)
         .execution_options(synchronize_session=False)
     )
     _expire(session, audit_id)
-    return get_audit(session=session, project=project, audit_id=audit_id)
+    audit = get_audit(session=session, project=project, audit_id=audit_id)
+    was = "queued" if queued.rowcount else "running" if running.rowcount else None  # type: ignore[attr-defined]
+    if audit is not None and was is not None:
+        _log(session, audit, audit_id, "audit.cancelled", actor, detail={"was": was})
+    return audit
 
 
-def mark_cancelled(*, session: Session, audit_id: str, now: datetime | None = None) -> bool:
+def mark_cancelled(
+    *, session: Session, audit_id: str, now: datetime | None = None, actor: str = "worker"
+) -> bool:
     """The worker acknowledges a cancel request: running -> cancelled."""
     now = now or utcnow()
     result = session.execute(
@@ -287,7 +349,10 @@ def mark_cancelled(*, session: Session, audit_id: str, now: datetime | None = No
         .execution_options(synchronize_session=False)
     )
     _expire(session, audit_id)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    changed = bool(result.rowcount)  # type: ignore[attr-defined]
+    if changed:
+        _log(session, None, audit_id, "audit.cancelled", actor, detail={"acknowledged": True})
+    return changed
 
 
 def fail_stale_audits(
@@ -319,6 +384,7 @@ def fail_stale_audits(
     ids = list(rows)
     for audit_id in ids:
         _expire(session, audit_id)
+        _log(session, None, audit_id, "audit.failed", "reconciler", detail={"error": "worker lost"})
     return ids
 
 

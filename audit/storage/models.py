@@ -166,6 +166,9 @@ class ModelArtifact(Base):
     kind: Mapped[str] = mapped_column(String(32))
     sha256: Mapped[str] = mapped_column(String(64))
     path: Mapped[str] = mapped_column(Text)
+    filename: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    files: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -226,6 +229,8 @@ class Audit(Base):
     token_id: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("api_tokens.id", ondelete="SET NULL")
     )
+    # the person (token name) who submitted it; reviews by the same person are refused
+    submitted_by: Mapped[str | None] = mapped_column(String(200))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
@@ -321,3 +326,57 @@ class Review(Base):
     )
     reviewer: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    """One entry of the append-only, hash-chained event log (see ``audit.storage.events``).
+
+    No foreign keys: the log outlives what it names, and nothing may cascade into it.
+    A trigger refuses ``UPDATE`` and ``DELETE`` on both backends.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (Index(None, "project", "seq"), Index(None, "audit_id"))
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column()
+    project: Mapped[str | None] = mapped_column(String(100))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(100))
+    audit_id: Mapped[str | None] = mapped_column(String(36))
+    result_sha256: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[Any | None] = mapped_column(JSONType, nullable=True)
+    prev_sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class EventHead(Base):
+    """The one-row head of the event chain: the last ``seq`` and its hash.
+
+    Appenders update this row first, which serialises them (a row lock on
+    PostgreSQL, the write lock on SQLite).
+    """
+
+    __tablename__ = "event_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class UiSession(Base):
+    """A dashboard sign-in (``/ui/``): only the SHA-256 of the session id is stored.
+
+    The session acts with its token's project and role; revoking the token
+    ends the session too (every request checks the token is still live).
+    """
+
+    __tablename__ = "ui_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -7,7 +7,10 @@ small modules by topic and are re-exported here:
 - ``accounts``: projects (tenants), API tokens, datasets, models;
 - ``audits``: create (idempotency keys), tenant-scoped get/list, results, reviews;
 - ``jobs``: the worker side: claim with a lease, progress, results, failure, cancel;
-- ``schedules``: recurring audits (cron).
+- ``schedules``: recurring audits (cron);
+- ``events``: the append-only, hash-chained event log and ``verify_log``;
+- ``reviews``: reviews as dicts, the review state, separation of duties;
+- ``history``: compare two audits, a model's or schedule's runs.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from audit.storage.accounts import (
 from audit.storage.audits import (
     AuditNotFound,
     IdempotencyConflict,
+    SelfReview,
     add_review,
     create_audit,
     get_audit,
@@ -69,6 +73,7 @@ __all__ = [
     "Review",
     "Schedule",
     "ScheduleError",
+    "SelfReview",
     "add_review",
     "advance_schedule",
     "claim_audit",

@@ -46,8 +46,12 @@ def create_schedule(
     spec: dict[str, Any],
     enabled: bool = True,
     now: datetime | None = None,
+    actor: str = "system",
 ) -> Schedule:
-    """Create a schedule; its first run is the next time ``cron`` fires after ``now``."""
+    """Create a schedule; its first run is the next time ``cron`` fires after ``now``.
+
+    Logged as "schedule.created" by ``actor``.
+    """
     if not name or len(name) > 200:
         raise ScheduleError("name: required, at most 200 characters")
     now = now or utcnow()
@@ -69,7 +73,25 @@ def create_schedule(
     )
     session.add(schedule)
     session.flush()
+    log_schedule(session, schedule, "schedule.created", actor, cron=cron, enabled=enabled)
     return schedule
+
+
+def log_schedule(
+    session: Session, schedule: Schedule, action: str, actor: str, **detail: Any
+) -> None:
+    """Append a schedule's entry (created, changed, fired) to the event log."""
+    from audit.storage.events import append_event
+
+    append_event(
+        session=session,
+        action=action,
+        actor=actor,
+        subject=f"schedule/{schedule.id}",
+        project=schedule.project,
+        audit_id=detail.get("audit_id"),
+        detail={"name": schedule.name, **detail},
+    )
 
 
 def get_schedule(*, session: Session, project: str, schedule_id: str) -> Schedule | None:

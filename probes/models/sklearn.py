@@ -89,6 +89,11 @@ def _allowed(type_name: str) -> bool:
     return type_name.startswith(_ALLOWED_PREFIXES)
 
 
+def allowed_type(type_name: str) -> bool:
+    """Whether a type a .skops file names is on the allowlist (also the API's upload check)."""
+    return _allowed(type_name)
+
+
 def _load_skops(path: Path, *, trusted: bool) -> Any:
     import skops.io as sio
 

@@ -28,6 +28,14 @@ def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "dataset.path" in err and "nope.csv" in err
 
 
+def test_model_id_is_for_the_service(tmp_path, hiring_csv, capsys) -> None:
+    spec = spec_for(hiring_csv)
+    spec["model"] = {"kind": "sklearn", "id": "3c9e0000-0000-0000-0000-000000000000"}
+    code, err = _run(tmp_path, spec, capsys)
+    assert code == 2
+    assert "model.id" in err and "model.path" in err
+
+
 def test_missing_column(tmp_path, hiring_csv, capsys) -> None:
     spec = spec_for(hiring_csv)
     spec["dataset"]["protected"] = ["sex", "ethnicity"]  # type: ignore[index]

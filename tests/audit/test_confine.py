@@ -133,3 +133,15 @@ def test_field_prefix_for_schedules(roots: Roots) -> None:
     with pytest.raises(AuditInputError) as err:
         confine_spec({"model": {"path": "m", "trusted": True}}, roots=roots, prefix="spec.")
     assert err.value.field == "spec.model.trusted" and str(err.value).startswith("spec.model")
+
+
+def test_a_probe_file_field_is_confined_like_a_path(roots: Roots) -> None:
+    """lda-search's ``train`` (declared in ``file_fields``) follows the ``*_path`` rule."""
+    (roots.project / "train.csv").write_text("a,b\n1,2\n")
+    probe = {"kind": "lda-search", "attribute": "sex", "train": "sub/../train.csv"}
+    confined = confine_spec({"probes": [probe]}, roots=roots)
+    assert confined.stored["probes"][0]["train"] == "train.csv"
+    assert confined.resolved["probes"][0]["train"] == str(roots.project / "train.csv")
+    for value in ("../../secret.csv", "link.csv", "/etc/passwd"):
+        err = _refused({"probes": [{**probe, "train": value}]}, roots)
+        assert err.field == "probes[0].train" and "outside the project's data folder" in str(err)

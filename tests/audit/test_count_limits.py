@@ -144,7 +144,10 @@ def test_five_columns_of_fifty_levels_intersectional_are_refused_fast(tmp_path: 
     spec = _spec(path)
     spec["dataset"]["protected"] = [f"p{i}" for i in range(5)]
     start = time.perf_counter()
-    with pytest.raises(AuditInputError, match=r"have \d+ observed groups in all \(31 sets; "):
+    with pytest.raises(
+        AuditInputError,
+        match=r"have (at least )?\d+ observed groups in all \(\d+ of 31 attribute sets counted; ",
+    ):
         compute_results(spec)
     assert time.perf_counter() - start < 5.0
     spec["probes"] = [{"kind": "demographic"}]  # the five attributes alone: 250 groups
@@ -196,3 +199,17 @@ def test_non_finite_scores_are_refused_naming_the_column(
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+def test_declared_but_unused_categories_do_not_count() -> None:
+    from audit.engine.data import group_category
+
+    categories = [f"c{i:04d}" for i in range(1500)]
+    used = pd.Series(pd.Categorical(["c0001", "c0002", None], categories=categories), name="col")
+    cat, missing = group_category(used, "unknown", max_levels=3)  # 1,500 declared, 3 present
+    assert list(cat.astype(str)) == ["c0001", "c0002", "unknown"] and missing == 1
+    with pytest.raises(AuditInputError, match="column 'col' has 3 distinct values"):
+        group_category(used, "unknown", max_levels=2)
+    many = pd.Series(pd.Categorical(categories[:1001], categories=categories), name="col")
+    with pytest.raises(AuditInputError, match="has 1001 distinct values, more than"):
+        group_category(many, "unknown", max_levels=1000)

@@ -110,7 +110,7 @@ def test_wide_intersections_and_id_columns_are_refused_by_name_fast(
     row = wait_status(audit_id, {"failed", "succeeded"}, timeout=60)
     wide_s = time.perf_counter() - start
     assert row.status == "failed" and row.attempts == 1, row.error
-    assert "(31 sets; largest: 'p0&p1&p2&p3' (" in row.error
+    assert "of 31 attribute sets counted; largest: 'p0&p1&p2&p3&p4' (2000)" in row.error
     assert "more than policy.max_total_groups=20000" in row.error
     assert wide_s < 10.0
     shown = client.get(f"/v1/audits/{audit_id}").json()

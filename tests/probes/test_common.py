@@ -134,8 +134,26 @@ def cases(
         cfg = {"kind": "pairwise-choice", "text_column": "cv", "swap": "pronouns"}
         return data, causal, cfg
 
+    def lda(n: int, one_group: bool = False) -> Case:
+        frame = _frame(n, one_group=one_group)
+        frame["m"] = (frame.sex.astype(str) == "m").astype(float)
+        model = load_model(kind="sklearn", path=sklearn_model, features=["x1", "m"])
+        y_true = (frame.x1 + 0.5 * np.random.default_rng(2).normal(size=n)) > 0
+        train = root / f"lda-train-{n}-{one_group}.csv"
+        frame.assign(y=y_true.astype(int)).to_csv(train, index=False)
+        if n == 0:  # an empty holdout; the training file still has both outcomes
+            _frame(50).assign(m=0.0, y=[0, 1] * 25).to_csv(train, index=False)
+        data = ProbeInput(frame=frame, protected=("sex",), y_true=y_true, label="y", seed=3)
+        cfg = {"kind": "lda-search", "attribute": "sex", "train": str(train), "n_jobs": 1}
+        return data, model, {**cfg, "reductions": False, "bootstrap": 50}
+
     words = "He said his plan was good and she agreed with him"
     return {
+        "lda-search": Cases(
+            normal=lambda: lda(300),
+            empty=lambda: lda(0),
+            one_group=lambda: lda(300, one_group=True),
+        ),
         "demographic": Cases(
             normal=lambda: _counts_case("demographic", 300),
             empty=lambda: _counts_case("demographic", 0),

@@ -171,4 +171,4 @@ def test_max_total_groups_refuses_a_probe_over_budget_naming_the_largest_sets() 
     assert len(probe.run(data=data, config=DemographicConfig()).entries) == 3  # 50 groups
     with pytest.raises(ProbeError, match=r"more than policy.max_total_groups=500") as err:
         probe.run(data=data, config=DemographicConfig(intersectional=True))
-    assert "(7 sets; largest: 'a&b&c' (" in str(err.value)
+    assert "of 7 attribute sets counted; largest: 'a&b&c' (" in str(err.value)

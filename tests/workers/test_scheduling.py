@@ -7,9 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from audit.storage import repo, session_scope
-from audit.storage.models import Schedule, utcnow
+from audit.storage.events import verify_log
+from audit.storage.models import Event, Schedule, utcnow
 from tests.factories import spec_for
 from tests.workers.conftest import add_dataset, audit_row
 from workers import reconcile as rec
@@ -45,6 +47,15 @@ def test_due_schedule_creates_and_publishes_one_audit(service_env: dict[str, Any
     queued = [rec._message_audit_id(m) for m in service_env["redis"].lrange("cpu", 0, -1)]
     assert queued == created
     assert fire_due_schedules() == []  # not due any more
+    with session_scope() as session:  # the log: created, then the run and its firing
+        logged = [(e.action, e.actor, e.audit_id) for e in
+                  session.scalars(select(Event).order_by(Event.seq))]  # fmt: skip
+        assert logged == [
+            ("schedule.created", "system", None),
+            ("audit.submitted", "scheduler", created[0]),
+            ("schedule.fired", "scheduler", created[0]),
+        ]
+        assert verify_log(session=session).intact
 
 
 def test_two_schedulers_at_once_fire_once(service_env: dict[str, Any]) -> None:

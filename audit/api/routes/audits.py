@@ -17,8 +17,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from audit.api.body import parse_json, read_json_bytes
+from audit.api.body import media_type, parse_json, read_json_bytes
 from audit.api.deps import (
     ReaderToken,
     SessionDep,
@@ -35,9 +36,12 @@ from audit.api.schemas import (
     AuditsPublic,
     AuditStatus,
     ErrorPublic,
+    ReviewState,
+    ReviewSummary,
     Verdict,
 )
 from audit.api.submission import parse_submitted
+from audit.api.yaml_body import YAML_TYPES, parse_yaml
 from audit.storage.accounts import plausible_token
 from audit.storage.audits import MAX_OFFSET, MAX_PAGE
 from audit.storage.models import Audit, plausible_id
@@ -47,6 +51,7 @@ from audit.storage.repo import (
     list_audits,
     request_cancel,
 )
+from audit.storage.reviews import list_reviews, review_state, review_states
 
 log = logging.getLogger("audit.api.audits")
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
@@ -59,7 +64,10 @@ MSG_KEY_LENGTH = f"Idempotency-Key: must be 1 to {MAX_KEY} characters"
 SPEC_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AuditCreate"}}},
+        "content": {
+            media: {"schema": {"$ref": "#/components/schemas/AuditCreate"}}
+            for media in ("application/json", "application/yaml")
+        },
     },
     # Read by the route itself (after the token check), so declared here for the schema.
     "parameters": [
@@ -96,15 +104,15 @@ def _utc(value: datetime | None) -> datetime | None:
     "",
     status_code=202,
     response_model=AuditQueued,
-    summary="Submit an audit (spec as JSON body)",
+    summary="Submit an audit (spec as JSON or YAML body)",
     openapi_extra=SPEC_BODY,
     responses={
         401: {"model": ErrorPublic, "description": "missing, invalid or revoked token"},
         403: {"model": ErrorPublic, "description": "the token's role may not submit"},
-        404: {"model": ErrorPublic, "description": "dataset.id not found in this project"},
+        404: {"model": ErrorPublic, "description": "dataset.id or model.id not in this project"},
         409: {"model": ErrorPublic, "description": "Idempotency-Key reused with another spec"},
         413: {"model": ErrorPublic, "description": "body larger than 1 MiB"},
-        415: {"model": ErrorPublic, "description": "body is not application/json"},
+        415: {"model": ErrorPublic, "description": "body is not JSON or YAML"},
         422: {"model": ErrorPublic, "description": "invalid spec; 'field' is the path"},
         503: {"model": ErrorPublic, "description": "database unavailable; nothing recorded"},
     },
@@ -128,9 +136,13 @@ async def submit_audit(request: Request) -> JSONResponse:
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY:
         key_error = ApiError(422, MSG_KEY_LENGTH, field="Idempotency-Key")
+    is_yaml = media_type(request) in YAML_TYPES
     try:
-        body = await read_json_bytes(request)
-        if len(body) > EAGER_PARSE_BYTES:
+        body = await read_json_bytes(request, also=YAML_TYPES)
+        if is_yaml:  # bounded (audit.api.yaml_body), but slow: off the event loop
+            raw = await run_in_threadpool(parse_yaml, body)
+            spec = parse_submitted(raw)
+        elif len(body) > EAGER_PARSE_BYTES:
             deferred = body  # parsed in the batch, after the token check
         else:
             raw = parse_json(body)
@@ -182,6 +194,10 @@ def list_audits_route(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    review_state: Annotated[
+        ReviewState | None, Query(description="the latest review decides")
+    ] = None,
+    schedule: Annotated[str | None, Query(max_length=36, description="schedule id")] = None,
 ) -> AuditsPublic:
     rows, total = list_audits(
         session=session,
@@ -193,15 +209,35 @@ def list_audits_route(
         created_before=_utc(created_before),
         limit=limit,
         offset=offset,
+        review_state=review_state,
+        schedule_id=schedule,
     )
+    states = review_states(session, [r.id for r in rows])
     return AuditsPublic(
-        data=[AuditPublic.model_validate(r) for r in rows], count=total, limit=limit, offset=offset
+        data=[
+            AuditPublic.model_validate(r).model_copy(update={"review_state": states[r.id]})
+            for r in rows
+        ],
+        count=total,
+        limit=limit,
+        offset=offset,
     )
 
 
 @router.get("/{audit_id}", response_model=AuditPublic, summary="An audit's status and progress")
 def read_audit(audit_id: str, token: ReaderToken, session: SessionDep) -> AuditPublic:
-    return AuditPublic.model_validate(_load(session, token.project, audit_id))
+    return audit_view(session, _load(session, token.project, audit_id))
+
+
+def audit_view(session: Session, audit: Audit) -> AuditPublic:
+    """An audit with its reviews and review state (the caller checked the tenant)."""
+    reviews = list_reviews(session, audit.id)
+    return AuditPublic.model_validate(audit).model_copy(
+        update={
+            "reviews": [ReviewSummary.model_validate(r) for r in reviews],
+            "review_state": review_state(reviews),
+        }
+    )
 
 
 def _results(session: Session, project: str, audit_id: str) -> dict[str, Any]:
@@ -238,7 +274,9 @@ def cancel_audit(
     bind(audit_id=audit_id)
     audit = None
     if plausible_id(audit_id):
-        audit = request_cancel(session=session, project=token.project, audit_id=audit_id)
+        audit = request_cancel(
+            session=session, project=token.project, audit_id=audit_id, actor=token.actor
+        )
     if audit is None:
         raise not_found("audit", audit_id)
     if audit.status in ("succeeded", "failed"):

@@ -1,10 +1,12 @@
 """The audit report route: HTML (streamed as stored), PDF and CSV of a succeeded audit.
 
 The HTML report is rendered once when the results are stored and streamed from
-the database piece by piece; once an audit has reviews it is rendered again
-with its sign-off section. The PDF is the same report laid out for print
-(WeasyPrint, :mod:`audit.reports.pdf`), rendered on request from the stored
-results and reviews, one at a time per API process (it takes seconds of CPU).
+the database piece by piece. A review drops the stored report
+(``audit.storage.reviews.mark_reports_stale``); the next read renders it again with
+its sign-off section and stores it, so reviewed reports stream like the others.
+The PDF is the same report laid out for print (WeasyPrint, :mod:`audit.reports.pdf`),
+rendered on request from the stored results and reviews, one at a time per API
+process (it takes seconds of CPU).
 The CSV is one formula-safe row per (probe, attribute, group, metric).
 """
 
@@ -32,7 +34,6 @@ from audit.storage.reports import (
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
 _PDF_RENDER = threading.Lock()
-_REVIEWED_RENDER = threading.Lock()  # one PDF at a time per API process: seconds of CPU each
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 MSG_PDF_TOO_LARGE = (
     "format: this report is larger than the {limit} bytes of HTML the API lays out as PDF "
@@ -54,11 +55,12 @@ def _accepts_gzip(header: str | None) -> bool:
     return False
 
 
-_LEGACY_RENDER = threading.Lock()  # one on-demand rendering at a time per API process
+_RENDER = threading.Lock()  # one on-demand rendering at a time per API process
 
 
 def _stored_report(project: str, audit_id: str) -> StoredReport:
-    """The stored HTML report; rendered and stored once for results stored without one."""
+    """The stored HTML report; rendered (with the reviews) and stored when there is none:
+    results stored before reports were, or a report dropped by a review."""
     from audit.storage.db import session_scope
 
     url = get_settings().db_url
@@ -66,7 +68,7 @@ def _stored_report(project: str, audit_id: str) -> StoredReport:
         stored = get_report(session=session, project=project, audit_id=audit_id, format="html")
     if stored is not None:
         return stored
-    with _LEGACY_RENDER:  # results stored before reports were rendered with them
+    with _RENDER:
         with session_scope(url) as session:
             stored = get_report(session=session, project=project, audit_id=audit_id, format="html")
             if stored is None:
@@ -75,7 +77,8 @@ def _stored_report(project: str, audit_id: str) -> StoredReport:
                 results = get_results(session=session, project=project, audit_id=audit_id)
                 if results is None:
                     raise ApiError(409, MSG_NOT_SUCCEEDED.format(id=audit_id, status="missing"))
-                html = render_html(results)
+                reviews = report_reviews(session=session, project=project, audit_id=audit_id)
+                html = render_html(results, reviews=reviews or None)
                 del results
                 store_report(session=session, audit_id=audit_id, format="html", content=html)
                 del html
@@ -109,8 +112,8 @@ def read_report(
 ) -> Response:
     """The HTML report is rendered once, when the results are stored, and streamed from
     the database piece by piece (gzip as stored when the client accepts it), so large
-    reports read concurrently cost one piece of memory each. An audit with reviews gets
-    its report rendered with the sign-off section."""
+    reports read concurrently cost one piece of memory each. A review drops the stored
+    report; it is rendered again with the sign-off section on the next read."""
     if format in ("pdf", "csv"):
         results = _results(session, token.project, audit_id)
         if format == "csv":
@@ -135,14 +138,6 @@ def read_report(
     audit = _load(session, token.project, audit_id)
     if audit.status != "succeeded":
         raise ApiError(409, MSG_NOT_SUCCEEDED.format(id=audit_id, status=audit.status))
-    reviews = report_reviews(session=session, project=token.project, audit_id=audit_id)
-    if reviews:  # the stored report predates them
-        from audit.reports.html import render_html
-
-        results = _results(session, token.project, audit_id)
-        session.close()
-        with _REVIEWED_RENDER:  # one at a time: memory stays at one report per process
-            return HTMLResponse(render_html(results, reviews=reviews))
     session.close()  # the stream opens a short session per piece
     stored = _stored_report(token.project, audit_id)
     gzip = _accepts_gzip(request.headers.get("accept-encoding")) and stored.encoding == "gzip"

@@ -10,7 +10,14 @@ from audit.api.body import json_body
 from audit.api.deps import ReaderToken, ReviewerToken, SessionDep, TokenInfo
 from audit.api.errors import ApiError, not_found
 from audit.api.logging import bind
-from audit.api.schemas import ReviewCreate, ReviewPublic, ReviewsPublic, json_request_body
+from audit.api.schemas import (
+    ErrorPublic,
+    ReviewCreate,
+    ReviewPublic,
+    ReviewsPublic,
+    json_request_body,
+)
+from audit.storage.audits import SelfReview
 from audit.storage.models import Audit, plausible_id
 from audit.storage.repo import add_review, get_audit, list_reviews
 
@@ -24,7 +31,13 @@ MSG_NOT_REVIEWABLE = "audit {id} is {status}; only succeeded audits can be revie
     response_model=ReviewPublic,
     summary="Approve or reject a succeeded audit (reviewer or admin)",
     openapi_extra=json_request_body("ReviewCreate"),
-    responses={409: {"description": "the audit has not succeeded"}},
+    responses={
+        403: {
+            "model": ErrorPublic,
+            "description": "not a reviewer, or the same person submitted the audit",
+        },
+        409: {"model": ErrorPublic, "description": "the audit has not succeeded"},
+    },
 )
 async def create_review(
     audit_id: str, request: Request, token: ReviewerToken, session: SessionDep
@@ -49,15 +62,18 @@ def _review(
     audit = _audit(session, token.project, audit_id)
     if audit.status != "succeeded":
         raise ApiError(409, MSG_NOT_REVIEWABLE.format(id=audit_id, status=audit.status))
-    row = add_review(
-        session=session,
-        project=token.project,
-        audit_id=audit_id,
-        decision=review.decision,
-        comment=review.comment,
-        token_id=token.id,
-        reviewer=token.name or f"token {token.id} ({token.role})",
-    )
+    try:  # refused for the submitter, through any of their tokens; drops stale reports
+        row = add_review(
+            session=session,
+            project=token.project,
+            audit_id=audit_id,
+            decision=review.decision,
+            comment=review.comment,
+            token_id=token.id,
+            reviewer=token.actor,
+        )
+    except SelfReview as exc:
+        raise ApiError(403, str(exc)) from None
     session.commit()
     return ReviewPublic.model_validate(row)
 

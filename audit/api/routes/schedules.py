@@ -21,7 +21,7 @@ from audit.api.submission import prepare_spec
 from audit.settings import Settings
 from audit.storage.models import Schedule, plausible_id, utcnow
 from audit.storage.repo import ScheduleError, create_schedule, get_schedule, list_schedules
-from audit.storage.schedules import next_run
+from audit.storage.schedules import log_schedule, next_run
 
 MSG_NEVER_FIRES = (
     "cron: {cron!r} never fires (no such date, e.g. February 30th); use five fields "
@@ -77,6 +77,7 @@ def _create(
             cron=body.cron,
             spec=prepared.stored,
             enabled=body.enabled,
+            actor=token.actor,
         )
     except ScheduleError as exc:
         field, _, _ = str(exc).partition(":")
@@ -110,5 +111,7 @@ def disable_schedule(schedule_id: str, token: AdminToken, session: SessionDep) -
     row = _load(session, token.project, schedule_id)
     row.enabled = False
     row.next_run_at = None
+    session.flush()
+    log_schedule(session, row, "schedule.changed", token.actor, enabled=False)
     session.commit()
     return Response(status_code=204)

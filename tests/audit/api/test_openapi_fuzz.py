@@ -3,7 +3,7 @@
 A real ``biasaudit serve`` (uvicorn, PostgreSQL database of its own, Redis)
 answers every operation of ``/openapi.json`` with examples generated from the
 document, once with an admin and once with a submitter token. Path ids are
-real (an uploaded dataset, a finished audit, a schedule), and a generated
+real (an uploaded dataset and model, a finished audit, a schedule), and a generated
 spec's ``dataset.id`` is replaced by the real one, so the fuzzer reaches the
 success paths, not only 404s. Every answer must be declared for its
 operation with the declared media type, headers and body schema, routes
@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.integration, pytest.mark.slow]
 
 EXAMPLES = 10
 REDIS_URL = redis_test_url(13)
-PATH_IDS = ("dataset_id", "audit_id", "schedule_id")
+PATH_IDS = ("dataset_id", "audit_id", "schedule_id", "model_id")
 
 schema = schemathesis.openapi.from_dict(
     create_app(Settings(artifact_dir=Path("/nonexistent/biasaudit"))).openapi()
@@ -53,6 +53,13 @@ class Live:
     base: str
     tokens: dict[str, str]
     ids: dict[str, str]
+
+
+def _skops() -> bytes:
+    import skops.io as sio
+    from sklearn.dummy import DummyClassifier
+
+    return bytes(sio.dumps(DummyClassifier().fit([[0], [1]], [0, 1])))
 
 
 def _ids(base: str, tokens: dict[str, str], database_url: str) -> dict[str, str]:
@@ -73,7 +80,14 @@ def _ids(base: str, tokens: dict[str, str], database_url: str) -> dict[str, str]
             headers=admin,
         )
         assert schedule.status_code == 201, schedule.text
+        model = client.post(
+            "/v1/models",
+            files={"file": ("m.skops", _skops(), "application/octet-stream")},
+            headers=submitter,
+        )
+        assert model.status_code == 201, model.text
     return {
+        "model_id": model.json()["id"],
         "dataset_id": dataset_id,
         "audit_id": audit.json()["id"],
         "schedule_id": schedule.json()["id"],

@@ -158,5 +158,10 @@ def test_stale_upload_files_of_killed_processes_are_removed(tmp_path: Path) -> N
         path.write_bytes(b"x")
     os.utime(old, (time.time() - 7 * 3600, time.time() - 7 * 3600))
     os.utime(kept, (time.time() - 7 * 3600, time.time() - 7 * 3600))
-    assert remove_stale_uploads(settings) == 1
-    assert sorted(p.name for p in folder.iterdir()) == [".b.upload.tmp", "c.csv"]
+    unpacking = folder / "models" / ".d.unpack.tmp"
+    (unpacking / "sub").mkdir(parents=True)
+    (unpacking / "sub" / "config.json").write_bytes(b"{}")
+    os.utime(unpacking, (time.time() - 7 * 3600, time.time() - 7 * 3600))
+    assert remove_stale_uploads(settings) == 2
+    assert sorted(p.name for p in folder.iterdir()) == [".b.upload.tmp", "c.csv", "models"]
+    assert list((folder / "models").iterdir()) == []

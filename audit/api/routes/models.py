@@ -1,0 +1,100 @@
+"""Models: upload (``POST /v1/models``) and lookup (``GET /v1/models/{id}``).
+
+The checks live in :mod:`audit.api.model_upload`; a spec then names the model
+as ``model: {kind: sklearn, id: ID}`` (or ``kind: huggingface``).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from audit.api.deps import ReaderToken, SessionDep, SettingsDep, SubmitterToken
+from audit.api.errors import not_found
+from audit.api.model_upload import receive_model
+from audit.api.schemas import ErrorPublic, ModelPublic
+from audit.storage.models import plausible_id
+from audit.storage.repo import create_model, get_model
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "a .skops file, or a Hugging Face model folder as "
+                            ".zip, .tar or .tar.gz (safetensors weights, no code)",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ModelPublic,
+    summary="Upload a model (multipart field 'file': .skops, or a zipped/tarred HF folder)",
+    openapi_extra=_UPLOAD_BODY,
+    responses={
+        413: {"model": ErrorPublic, "description": "too large, too many entries, or a bomb"},
+        415: {"model": ErrorPublic, "description": "a pickle, or not a .skops file or archive"},
+        422: {
+            "model": ErrorPublic,
+            "description": "no 'file' part; types off the allowlist; unsafe archive entry "
+            "(path escape, symlink, .py); remote code; no config.json or weights",
+        },
+    },
+)
+async def upload_model(
+    request: Request, token: SubmitterToken, session: SessionDep, settings: SettingsDep
+) -> ModelPublic:
+    await run_in_threadpool(session.commit)  # release the connection while the body streams
+    stored = await receive_model(request, settings=settings, project=token.project)
+
+    def record() -> ModelPublic:
+        try:
+            row = create_model(
+                session=session,
+                project=token.project,
+                kind=stored.kind,
+                sha256=stored.sha256,
+                path=str(stored.path),
+                model_id=stored.model_id,
+                filename=stored.filename,
+                size_bytes=stored.size_bytes,
+                files=stored.files,
+            )
+            session.commit()
+        except BaseException:
+            if stored.path.is_dir():
+                shutil.rmtree(stored.path, ignore_errors=True)
+            else:
+                stored.path.unlink(missing_ok=True)
+            raise
+        return ModelPublic.model_validate(row)
+
+    return await run_in_threadpool(record)
+
+
+@router.get("/{model_id}", response_model=ModelPublic, summary="A model's kind and fingerprint")
+def read_model(model_id: str, token: ReaderToken, session: SessionDep) -> ModelPublic:
+    row = None
+    if plausible_id(model_id):
+        row = get_model(session=session, project=token.project, model_id=model_id)
+    if row is None:
+        raise not_found("model", model_id[:100])
+    return ModelPublic.model_validate(row)

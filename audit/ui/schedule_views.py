@@ -1,0 +1,111 @@
+"""The schedules page (admins, like ``/v1/schedules``): list, create, disable.
+
+Creating goes through the API's own schedule code (the spec is checked as
+for ``POST /v1/audits``, the cron expression before anything is stored), so
+the page and the API cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from audit.api.body import check_tree, parse_json
+from audit.api.deps import authorize
+from audit.api.errors import ApiError
+from audit.api.schemas import ScheduleCreate
+from audit.settings import Settings
+from audit.storage.dashboard import audits_by_id
+from audit.storage.repo import list_schedules
+from audit.ui.security import UiError, Viewer
+from audit.ui.views import when
+
+ADMIN = ("admin",)
+MSG_SPEC_JSON = "spec: not valid JSON ({error}); paste the audit spec as a JSON object"
+
+
+def require_admin(viewer: Viewer) -> None:
+    """403 page unless the viewer is an admin (the API's rule for schedules)."""
+    refusal = authorize(viewer.user.role, ADMIN, action="manage schedules")
+    if refusal is not None:
+        raise UiError(refusal.status_code, refusal.detail)
+
+
+def schedules_page(session: Session, viewer: Viewer) -> dict[str, Any]:
+    """Every schedule with its next run and its last run's status and verdict."""
+    require_admin(viewer)
+    rows = list_schedules(session=session, project=viewer.user.project)
+    last = audits_by_id(
+        session=session,
+        project=viewer.user.project,
+        ids=[s.last_audit_id for s in rows if s.last_audit_id],
+    )
+    out = []
+    for s in rows:
+        audit = last.get(s.last_audit_id or "")
+        out.append(
+            {
+                "id": s.id,
+                "name": s.name,
+                "cron": s.cron,
+                "enabled": s.enabled,
+                "next_run": when(s.next_run_at) if s.enabled else "disabled",
+                "last_run": when(s.last_run_at),
+                "last_audit": audit.id if audit else "",
+                "last_status": audit.status if audit else "",
+                "last_verdict": (audit.verdict or "") if audit else "",
+            }
+        )
+    return {"schedules": out}
+
+
+def _field(error: ValidationError) -> str:
+    first = error.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()))
+    return f"{loc or 'form'}: {first.get('msg', 'invalid')}"
+
+
+def create_from_form(
+    session: Session, viewer: Viewer, settings: Settings, fields: dict[str, str]
+) -> None:
+    """Create a schedule from the page's form (errors as pages naming the field)."""
+    from audit.api.routes.schedules import _create
+
+    require_admin(viewer)
+    try:
+        spec = parse_json((fields.get("spec") or "").encode("utf-8"))
+        check_tree(spec, prefix="spec.")
+    except ApiError as exc:
+        if exc.detail.startswith("spec"):  # nested too deep, or a NUL character: names where
+            raise UiError(422, exc.detail) from None
+        detail = exc.detail.removeprefix("body: ")
+        raise UiError(422, MSG_SPEC_JSON.format(error=detail[:160])) from None
+    try:
+        body = ScheduleCreate(
+            name=fields.get("name", "").strip(),
+            cron=fields.get("cron", "").strip(),
+            spec=spec,
+            enabled=True,
+        )
+    except ValidationError as exc:
+        raise UiError(422, _field(exc)) from None
+    try:
+        _create(body, viewer.token, session, settings)
+    except ApiError as exc:
+        raise UiError(exc.status_code, exc.detail) from None
+
+
+def disable(session: Session, viewer: Viewer, schedule_id: str) -> None:
+    """Disable a schedule (no further runs; its audits stay)."""
+    from audit.api.routes.schedules import _load
+
+    require_admin(viewer)
+    try:
+        row = _load(session, viewer.user.project, schedule_id)
+    except ApiError as exc:
+        raise UiError(exc.status_code, exc.detail) from None
+    row.enabled = False
+    row.next_run_at = None
+    session.commit()

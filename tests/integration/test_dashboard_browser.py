@@ -1,0 +1,240 @@
+"""The dashboard in headless Chromium against a real ``serve`` + ``worker`` (PostgreSQL, Redis).
+
+A reviewer signs in, filters the list, opens an audit, sees its chart and group
+table and approves it; a submitter cannot approve; a POST without the CSRF
+token is refused; another tenant's audit is 404. An admin creates a schedule
+in the page, the beat fires it, and its history shows the run. Screenshots of
+every page at 1280 and 390 px go to ``BIASAUDIT_SCREENSHOT_DIR`` (default: the
+test's tmp dir; docs/dashboard.md says how to refresh docs/screenshots/).
+
+Plain ``sync_playwright`` with Debian's ``/usr/bin/chromium``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+from sqlalchemy import select
+
+from audit.storage import repo, session_scope
+from audit.storage.models import Audit
+from audit.ui.trail import EVENTS_MODULE, trail_module
+from tests.factories import spec_for
+from tests.integration.conftest import Stack, submit_pool, wait_for, wait_status
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.postgres]
+
+CHROMIUM = "/usr/bin/chromium"
+WIDTHS = {1280: 900, 390: 844}
+# Read at import: the ``local`` fixture clears every BIASAUDIT_* variable of the test process.
+SCREENSHOT_DIR = os.environ.get("BIASAUDIT_SCREENSHOT_DIR")
+
+
+def _shots(tmp_path: Path) -> Path:
+    folder = Path(SCREENSHOT_DIR) if SCREENSHOT_DIR else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _save(page: Page, path: Path) -> None:
+    """A screenshot as a small palette PNG (the docs keep them; UI colours fit in 128)."""
+    from PIL import Image
+
+    page.screenshot(path=str(path))
+    with Image.open(path) as shot:
+        small = shot.convert("RGB").quantize(colors=128, method=Image.Quantize.FASTOCTREE)
+    small.save(path, optimize=True)
+
+
+def _shoot(page: Page, folder: Path, name: str) -> None:
+    """The page's viewport at desktop and phone width (then back to desktop)."""
+    for width, height in WIDTHS.items():
+        page.set_viewport_size({"width": width, "height": height})
+        _save(page, folder / f"{name}-{width}.png")
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{name} scrolls sideways at {width} px ({overflow} px)"
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def _sign_in(browser: Browser, base: str, token: str) -> Page:
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"{base}/ui/")
+    assert "/ui/login" in page.url
+    page.keyboard.type(token)  # the token field has focus on arrival: keyboard only
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{base}/ui/")
+    return page
+
+
+def _tokens() -> dict[str, str]:
+    people = {
+        "submitter": ("acme", "submitter", "Sam Submitter <sam@acme.test>"),
+        "reviewer": ("acme", "reviewer", "Rita Reviewer <rita@acme.test>"),
+        "admin": ("acme", "admin", "Ada Admin <ada@acme.test>"),
+        "other": ("globex", "reviewer", "Otto Other <otto@globex.test>"),
+    }
+    out = {}
+    with session_scope() as session:
+        for key, (project, role, name) in people.items():
+            out[key], _ = repo.create_token(session=session, project=project, role=role, name=name)
+    return out
+
+
+def test_dashboard_in_a_browser(local: Stack, tmp_path: Path) -> None:
+    local.worker("ui-worker")
+    _, base = local.api("ui-api")
+    tokens = _tokens()
+    headers = {"Authorization": f"Bearer {tokens['submitter']}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as api:
+        first, second = submit_pool(api, tmp_path), submit_pool(api, tmp_path)
+        for audit_id in (first, second):
+            wait_status(audit_id, {"succeeded"}, timeout=180)
+        shots = _shots(tmp_path)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+            try:
+                _reviewer_journey(browser, base, tokens, shots, first, second)
+                _refusals(browser, base, tokens, first, second)
+                _admin_journey(browser, base, tokens, shots, first)
+            finally:
+                browser.close()
+        reviews = api.get(f"/v1/audits/{first}/reviews").json()["data"]
+        assert [(r["decision"], r["reviewer"]) for r in reviews] == [
+            ("approve", "Rita Reviewer <rita@acme.test>")
+        ]
+        assert api.get(f"/v1/audits/{second}/reviews").json()["count"] == 0
+
+
+def _reviewer_journey(
+    browser: Browser, base: str, tokens: dict[str, str], shots: Path, first: str, second: str
+) -> None:
+    login = browser.new_context().new_page()
+    login.goto(f"{base}/ui/login")
+    _shoot(login, shots, "login")
+    page = _sign_in(browser, base, tokens["reviewer"])
+    rows = page.locator("table.audits tbody tr")
+    assert rows.count() == 2
+    page.keyboard.press("Tab")  # keyboard users: the skip link comes first, with a visible focus
+    focused = page.evaluate(
+        "(e => [e.textContent, getComputedStyle(e).outlineStyle])(document.activeElement)"
+    )
+    assert focused == ["Skip to content", "solid"]
+    page.get_by_label("Review").select_option("awaiting")
+    page.get_by_label("Status").select_option("succeeded")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**review=awaiting**")
+    assert rows.count() == 2 and page.locator(".badge-awaiting").count() == 2
+    _shoot(page, shots, "audits")
+    page.locator(f'a[href="/ui/audits/{first}"]').click()
+    page.wait_for_url(f"**/ui/audits/{first}")
+    assert page.locator("#summary").is_visible()
+    assert page.locator("svg.chart rect.bar").first.is_visible()
+    assert page.locator("table.groups").first.is_visible()
+    assert "Impact ratio" in page.locator("table.groups").first.inner_text()
+    _shoot(page, shots, "audit")
+    page.locator("figure.chart-wrap").first.scroll_into_view_if_needed()
+    _save(page, shots / "audit-chart-1280.png")
+    page.get_by_label("Approve").check()
+    page.get_by_label("Comment (optional)").fill("Gap for women documented; mitigation filed.")
+    page.get_by_role("button", name="Submit review").click()
+    page.wait_for_url(f"**/ui/audits/{first}#reviews")
+    reviews = page.locator("ol.reviews").inner_text()
+    assert "approved" in reviews and "Rita Reviewer" in reviews
+    report = page.request.get(f"{base}/ui/audits/{first}/report")
+    assert report.status == 200 and "Local Law 144" in report.text()
+    page.goto(f"{base}/ui/?review=approved")
+    assert rows.count() == 1 and page.locator(f'a[href="/ui/audits/{first}"]').count() == 1
+    page.goto(f"{base}/ui/compare?a={second}&b={first}")
+    assert page.locator("table.compare tbody tr").count() > 0
+    _shoot(page, shots, "compare")
+    page.goto(f"{base}/ui/events")
+    if trail_module(EVENTS_MODULE, "list_events", "event_dict") is None:
+        assert page.locator("#events-unavailable").is_visible()
+    else:  # the approval is in the event log, by name
+        log = page.locator("table.events").inner_text()
+        assert "audit.reviewed" in log and "Rita Reviewer" in log
+    _shoot(page, shots, "events")
+    # A POST without the CSRF token is refused, with the session cookie present.
+    refused = page.request.post(f"{base}/ui/audits/{second}/review", form={"decision": "approve"})
+    assert refused.status == 403
+
+
+def _refusals(browser: Browser, base: str, tokens: dict[str, str], first: str, second: str) -> None:
+    submitter = _sign_in(browser, base, tokens["submitter"])
+    submitter.goto(f"{base}/ui/audits/{second}")
+    assert submitter.get_by_role("button", name="Submit review").count() == 0
+    csrf = submitter.locator('form[action="/ui/logout"] input[name="csrf_token"]').get_attribute(
+        "value"
+    )
+    assert csrf
+    forged = submitter.request.post(
+        f"{base}/ui/audits/{second}/review", form={"decision": "approve", "csrf_token": csrf}
+    )
+    assert forged.status == 403
+    assert "may not review" in forged.text()
+    other = _sign_in(browser, base, tokens["other"])
+    assert other.locator("table.audits").count() == 0
+    answer = other.goto(f"{base}/ui/audits/{first}")
+    assert answer is not None and answer.status == 404
+
+
+def _admin_journey(
+    browser: Browser, base: str, tokens: dict[str, str], shots: Path, audit_id: str
+) -> None:
+    page = _sign_in(browser, base, tokens["admin"])
+    dataset_id = _dataset_of(audit_id)
+    page.goto(f"{base}/ui/schedules")
+    page.get_by_label("Name").fill("monthly-screening")
+    page.get_by_label("Cron expression (five fields, UTC)").fill("* * * * *")
+    page.get_by_label("Audit spec (JSON, as for POST /v1/audits)").fill(
+        json.dumps(spec_for(dataset_id, name="monthly-screening"))
+    )
+    page.get_by_role("button", name="Create schedule").click()
+    page.wait_for_url(f"{base}/ui/schedules")
+    assert "monthly-screening" in page.locator("table.schedules").inner_text()
+
+    def fired() -> bool:
+        page.reload()
+        return page.locator("table.schedules a[href^='/ui/audits/']").count() == 1
+
+    wait_for(fired, timeout=150, what="the beat to fire the schedule", step=2)
+    history = page.locator("table.schedules a[href^='/ui/history']").get_attribute("href")
+    assert history is not None
+    schedule_id = history.rsplit("=", 1)[1]
+    runs = wait_for(
+        lambda: _succeeded_runs(schedule_id, at_least=2),
+        timeout=200,
+        what="two scheduled runs to succeed",
+        step=2,
+    )
+    assert len(runs) >= 2
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Disable").click()
+    page.wait_for_load_state()
+    assert "disabled" in page.locator("table.schedules").inner_text()
+    _shoot(page, shots, "schedules")
+    page.locator("table.schedules a[href^='/ui/history']").click()
+    page.wait_for_url("**/ui/history?schedule=**")
+    assert page.locator("svg.trend").count() >= 1
+    assert page.locator("svg.trend g.series polyline").count() >= 1  # a line through the runs
+    _shoot(page, shots, "history")
+
+
+def _succeeded_runs(schedule_id: str, *, at_least: int) -> list[str]:
+    with session_scope() as session:
+        rows = session.scalars(
+            select(Audit.id).where(Audit.schedule_id == schedule_id, Audit.status == "succeeded")
+        ).all()
+    return list(rows) if len(rows) >= at_least else []
+
+
+def _dataset_of(audit_id: str) -> str:
+    with session_scope() as session:
+        audit = repo.load_audit(session=session, audit_id=audit_id)
+        assert audit is not None
+        return str(audit.spec["dataset"]["id"])

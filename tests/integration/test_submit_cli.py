@@ -1,0 +1,201 @@
+"""``biasaudit submit`` against a real ``serve`` + ``worker`` equals ``biasaudit run``.
+
+The hiring example with a scikit-learn model saved with skops: ``biasaudit run``
+(embedded, in a child process) and ``biasaudit submit`` (uploads the CSV and the
+.skops file, submits, follows, downloads; PostgreSQL, Redis, a Celery worker)
+must produce the same results.json and the same exit code. Only the fields that
+must differ are left out of the comparison (:data:`DIFFERENT`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from audit.examples.hiring import generate
+from audit.storage import repo, session_scope
+from tests.integration.conftest import Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.postgres]
+
+BIASAUDIT = str(Path(sys.executable).with_name("biasaudit"))
+FEATURES = ["years_experience", "skills_score", "employment_gap"]
+# What differs between the two runs, and why:
+DIFFERENT = (
+    ("audit", "id"),  # a new audit each time
+    ("audit", "started_at"),
+    ("audit", "finished_at"),
+    ("audit", "spec_sha256"),  # the service ran dataset.id / model.id instead of the paths
+    ("manifest", "spec"),  # ditto: the spec as it ran
+    ("dataset", "path"),  # the stored upload's name instead of the local file's
+)
+
+
+def _hiring_with_model(folder: Path) -> Path:
+    """The hiring example (3,000 applicants) audited through a fitted pipeline in .skops."""
+    import pandas as pd
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    spec_path = generate(out_dir=folder, n=3000, seed=3)
+    frame = pd.read_csv(folder / "applicants.csv")
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(
+        frame[FEATURES], frame["advanced"]
+    )
+    (folder / "models").mkdir()
+    sio.dump(model, folder / "models" / "screener.skops")
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["name"] = "hiring-model"
+    for column in ("prediction", "score"):
+        spec["dataset"].pop(column)
+    spec["model"] = {"kind": "sklearn", "path": "models/screener.skops", "features": FEATURES}
+    out = folder / "model-spec.yaml"
+    out.write_text(yaml.safe_dump(spec))
+    return out
+
+
+def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BIASAUDIT, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def _embedded_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BIASAUDIT_")}
+    env["BIASAUDIT_ARTIFACT_DIR"] = str(home)
+    return env
+
+
+def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = json.loads(json.dumps(doc))
+    for section, key in DIFFERENT:
+        doc.get(section, {}).pop(key, None)
+    return doc
+
+
+def _token(project: str = "acme") -> str:
+    with session_scope() as session:
+        token, _ = repo.create_token(session=session, project=project, role="submitter")
+    return token
+
+
+def test_submit_returns_the_results_of_run(local: Stack, tmp_path: Path) -> None:
+    local.worker("submit", queues="gpu,cpu")
+    _, base = local.api()
+    spec = _hiring_with_model(tmp_path / "hiring")
+
+    ran = _cli(
+        "run", str(spec), "--out", str(tmp_path / "run"), "--no-store",
+        env=_embedded_env(tmp_path / "home"), cwd=tmp_path,
+    )  # fmt: skip
+    assert ran.returncode in (0, 1), ran.stderr
+    env = {**_embedded_env(tmp_path / "client"), "BIASAUDIT_TOKEN": _token()}
+    submitted = _cli(
+        "submit", str(spec), "--api", base, "--out", str(tmp_path / "submit"), env=env, cwd=tmp_path
+    )
+    assert submitted.returncode == ran.returncode, submitted.stderr
+    assert "uploading dataset applicants.csv" in submitted.stderr
+    assert "uploading model screener.skops" in submitted.stderr
+    assert "succeeded 100%" in submitted.stderr
+    assert ran.stdout.splitlines()[1:3] == submitted.stdout.splitlines()[1:3]  # summary
+
+    local_doc = json.loads((tmp_path / "run" / "results.json").read_text())
+    served = json.loads((tmp_path / "submit" / "results.json").read_text())
+    assert served["model"]["kind"] == "sklearn"
+    assert served["model"]["sha256"] == local_doc["model"]["sha256"]  # the same model file
+    assert served["dataset"]["sha256"] == local_doc["dataset"]["sha256"]
+    assert _comparable(served) == _comparable(local_doc)
+    assert (tmp_path / "submit" / "report.html").read_text().lstrip().startswith("<!")
+
+
+def test_submit_refusals_exit_2_with_the_servers_message(local: Stack, tmp_path: Path) -> None:
+    _, base = local.api()
+    spec_path = _hiring_with_model(tmp_path / "hiring")
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["dataset"]["protected"] = ["race_ethnicity", "ethnicity"]
+    bad = tmp_path / "hiring" / "bad-column.yaml"
+    bad.write_text(yaml.safe_dump(spec))
+    env = {**_embedded_env(tmp_path / "client"), "BIASAUDIT_TOKEN": _token()}
+
+    refused = _cli("submit", str(bad), "--api", base, env=env, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "POST /v1/audits: 422" in refused.stderr
+    assert "ethnicity" in refused.stderr and "dataset.protected[1]" in refused.stderr
+
+    wrong = {**env, "BIASAUDIT_TOKEN": "ba_" + "x" * 40}
+    denied = _cli("submit", str(spec_path), "--api", base, env=wrong, cwd=tmp_path)
+    assert denied.returncode == 2 and ": 401 " in denied.stderr
+
+    no_token = {k: v for k, v in env.items() if k != "BIASAUDIT_TOKEN"}
+    missing = _cli("submit", str(spec_path), "--api", base, env=no_token, cwd=tmp_path)
+    assert missing.returncode == 2 and "BIASAUDIT_TOKEN" in missing.stderr
+
+    queued = _cli(
+        "submit", str(spec_path), "--no-wait", env={**env, "BIASAUDIT_API": base}, cwd=tmp_path
+    )
+    assert queued.returncode == 0, queued.stderr
+    audit_id = queued.stdout.strip()
+    with session_scope() as session:
+        row = repo.get_audit(session=session, project="acme", audit_id=audit_id)
+        assert row is not None and row.status == "queued"  # no worker in this test
+        assert "id" in row.spec["model"] and "path" not in row.spec["model"]
+
+
+def test_submit_of_a_hugging_face_folder_returns_the_results_of_run(
+    local: Stack, tmp_path: Path
+) -> None:
+    """The folder is sent as a .tar.gz, unpacked and checked by the API, loaded by the
+    worker through transformers: same fingerprint, same scores, same document."""
+    from tests.probes.conftest import build_bert
+
+    local.worker("submit-hf", queues="gpu,cpu")
+    _, base = local.api()
+    folder = tmp_path / "screening"
+    build_bert(
+        folder / "screener",
+        "text-classification",
+        num_labels=2,
+        id2label={0: "reject", 1: "accept"},
+        label2id={"reject": 0, "accept": 1},
+    )
+    spec = {
+        "name": "screener-templates",
+        "domain": "hiring",
+        "model": {
+            "kind": "huggingface",
+            "path": "screener",
+            "task": "text-classification",
+            "positive_label": "accept",
+            "device": "cpu",
+        },
+        "probes": [
+            {"kind": "counterfactual-text", "templates": "hiring", "swap": "names", "max_texts": 20}
+        ],
+    }
+    spec_path = folder / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    ran = _cli(
+        "run", str(spec_path), "--out", str(tmp_path / "run"), "--no-store",
+        env=_embedded_env(tmp_path / "home"), cwd=tmp_path,
+    )  # fmt: skip
+    assert ran.returncode in (0, 1), ran.stderr
+    env = {**_embedded_env(tmp_path / "client"), "BIASAUDIT_TOKEN": _token()}
+    submitted = _cli(
+        "submit", str(spec_path), "--api", base, "--out", str(tmp_path / "submit"),
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert submitted.returncode == ran.returncode, submitted.stderr
+    assert "uploading model screener" in submitted.stderr
+    local_doc = json.loads((tmp_path / "run" / "results.json").read_text())
+    served = json.loads((tmp_path / "submit" / "results.json").read_text())
+    assert served["model"]["sha256"] == local_doc["model"]["sha256"]
+    assert _comparable(served) == _comparable(local_doc)
