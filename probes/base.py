@@ -94,6 +94,10 @@ class ProbeInput:
     max_groups: int | None = None  # policy.max_groups: most observed groups per attribute set
     max_total_groups: int | None = None  # policy.max_total_groups: over all sets of a probe
     unknown_label: str = "unknown"  # dataset.unknown_label: the level of missing values
+    weight: np.ndarray | None = None  # dataset.weight: validated non-negative, finite
+    outcome: str | None = None  # dataset.outcome: continuous outcome column (outcome-disparity)
+    proxy: Any = None  # dataset.proxy: a probes.proxy.ProxyResult, one posterior row per row
+    reference: dict[str, Any] = field(default_factory=dict)  # dataset.reference: control groups
     progress: Callable[[float], None] | None = None
     should_cancel: Callable[[], bool] | None = None
     label: str | None = None  # the ground-truth column's name (dataset.label)
@@ -154,6 +158,7 @@ class CountContext:
     max_groups: int | None = None  # policy.max_groups: most observed groups per attribute set
     max_total_groups: int | None = None  # policy.max_total_groups: over all sets of a probe
     unknown_label: str = "unknown"  # dataset.unknown_label: the level of missing values
+    reference: dict[str, Any] = field(default_factory=dict)  # dataset.reference: control groups
 
 
 class ModelAdapter(Protocol):

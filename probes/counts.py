@@ -27,7 +27,14 @@ import numpy as np
 import pandas as pd
 
 from probes.base import ProbeError
-from probes.keys import dense_pass, drop_unused, group_sum, lexsorted, sparse_pass
+from probes.keys import (
+    dense_pass,
+    drop_unused,
+    group_sum,
+    lexsorted,
+    small_marginal,
+    sparse_pass,
+)
 
 TN, FP, FN, TP = 0, 1, 2, 3
 
@@ -60,6 +67,8 @@ class GroupCounts:
     ``index`` is ``(groups, len(attributes))``: each group's level index per
     attribute, rows unique and in lexicographic order; ``table`` is
     ``(groups, 4)`` int64 counts. Only groups with at least one row are listed.
+    Weighted counts (``dataset.weight``): ``table`` holds float sums of the weights and
+    ``sq`` the sums of their squares per cell (for the Kish effective sample size).
     """
 
     attributes: tuple[str, ...]
@@ -67,10 +76,23 @@ class GroupCounts:
     index: np.ndarray
     table: np.ndarray
     has_label: bool
+    sq: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
-        return int(self.table.sum())
+        return int(round(float(self.table.sum())))
+
+    @property
+    def weighted(self) -> bool:
+        return self.sq is not None
+
+    def n_effective(self) -> np.ndarray | None:
+        """Kish effective sample size per group, ``(sum w)^2 / sum w^2``; None unweighted."""
+        if self.sq is None:
+            return None
+        total, sq = self.table.sum(axis=1), self.sq.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(sq > 0, total * total / np.where(sq > 0, sq, 1), 0.0)
 
     @property
     def n_groups(self) -> int:
@@ -83,34 +105,19 @@ class GroupCounts:
             return self, np.arange(self.n_groups)
         sizes = [len(self.levels[i]) for i in keep]
         space = float(np.prod([float(max(k, 1)) for k in sizes]))
+        sq = None
         if self.n_groups and space <= max(self.n_groups, DENSE_CELLS):
-            index, inverse, table = self._small_marginal(keep, sizes)
+            marginal = small_marginal(self.index[:, keep], sizes, self.table, self.sq)
+            index, inverse, table, sq = marginal
         else:
             index, inverse = lexsorted(self.index[:, keep], sizes)
             table = group_sum(self.table, inverse, len(index)) if len(index) else self.table[:0]
+            if self.sq is not None:
+                sq = group_sum(self.sq, inverse, len(index)) if len(index) else self.sq[:0]
         sub = GroupCounts(
-            tuple(attrs), tuple(self.levels[i] for i in keep), index, table, self.has_label
+            tuple(attrs), tuple(self.levels[i] for i in keep), index, table, self.has_label, sq
         )
         return sub, inverse
-
-    def _small_marginal(
-        self, keep: list[int], sizes: list[int]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A marginal whose key space is no larger than the groups: bincount, no sort."""
-        key = np.ravel_multi_index(tuple(self.index[:, keep].T), sizes)
-        counts = np.stack(
-            [
-                np.bincount(key, weights=self.table[:, c], minlength=int(np.prod(sizes)))
-                for c in range(4)
-            ],
-            axis=1,
-        )
-        used = np.bincount(key, minlength=int(np.prod(sizes))) > 0
-        observed = np.flatnonzero(used)
-        rank = np.full(used.size, -1, dtype=np.int64)
-        rank[observed] = np.arange(observed.size)
-        index = np.stack(np.unravel_index(observed, sizes), axis=1).astype(np.int64)
-        return index, rank[key], np.rint(counts[observed]).astype(np.int64)
 
     def marginal(self, attrs: Sequence[str]) -> GroupCounts:
         """Counts for a subset of the attributes (summed over the others)."""
@@ -127,13 +134,13 @@ class GroupCounts:
     def by_last(self) -> tuple[GroupCounts, np.ndarray]:
         """Counts over all attributes but the last, and ``(groups, last levels, 4)`` counts."""
         sub, inverse = self.marginal_inverse(self.attributes[:-1])
-        out = np.zeros((sub.n_groups, len(self.levels[-1]), 4), dtype=np.int64)
+        out = np.zeros((sub.n_groups, len(self.levels[-1]), 4), dtype=self.table.dtype)
         out[inverse, self.index[:, -1]] = self.table  # (group, last level) pairs are unique
         return sub, out
 
     def dense(self) -> np.ndarray:
         """The full cube ``(len(levels[0]), ..., 4)``: for small tables and tests only."""
-        cube = np.zeros((*(len(lv) for lv in self.levels), 4), dtype=np.int64)
+        cube = np.zeros((*(len(lv) for lv in self.levels), 4), dtype=self.table.dtype)
         cube[tuple(self.index.T)] = self.table
         return cube
 
@@ -146,6 +153,11 @@ class GroupCounts:
         """
         from probes.stats import bootstrap_counts
 
+        if self.sq is not None:
+            raise ProbeError(
+                "probes[demographic].bootstrap: not available with dataset.weight (weighted "
+                "intervals come from the Kish effective sample size); set bootstrap: 0"
+            )
         corner = [len(lv) - 1 for lv in self.levels]
         pad = self.n_groups > 0 and list(self.index[-1]) != corner
         cells = np.concatenate([self.table.ravel(), [0]]) if pad else self.table.ravel()
@@ -162,14 +174,17 @@ class GroupCounts:
             index[:, d] = rank[self.index[:, d]]
             levels.append(tuple(lv[i] for i in order))
         rows = np.lexsort(index.T[::-1]) if index.shape[1] else np.arange(self.n_groups)
+        sq = None if self.sq is None else self.sq[rows]
         return GroupCounts(
-            self.attributes, tuple(levels), index[rows], self.table[rows], self.has_label
+            self.attributes, tuple(levels), index[rows], self.table[rows], self.has_label, sq
         )
 
     def __add__(self, other: GroupCounts) -> GroupCounts:
         """Merge counts from two chunks/shards (levels aligned by label)."""
         if self.attributes != other.attributes:
             raise ValueError("cannot add counts over different attributes")
+        if (self.sq is None) != (other.sq is None):
+            raise ValueError("cannot add weighted and unweighted counts")
         levels = tuple(
             tuple(sorted(set(a) | set(b), key=_level_key))
             for a, b in zip(self.levels, other.levels)
@@ -186,29 +201,39 @@ class GroupCounts:
         table = np.concatenate([self.table, other.table])
         index, inverse = lexsorted(both, [len(lv) for lv in levels])
         summed = group_sum(table, inverse, len(index)) if len(index) else table
+        sq = None
+        if self.sq is not None and other.sq is not None:
+            both_sq = np.concatenate([self.sq, other.sq])
+            sq = group_sum(both_sq, inverse, len(index)) if len(index) else both_sq
         return GroupCounts(
-            self.attributes, levels, index, summed, self.has_label and other.has_label
+            self.attributes, levels, index, summed, self.has_label and other.has_label, sq
         )
 
     def to_dict(self) -> dict[str, object]:
-        """JSON form: ``groups`` are level indices, ``cells`` the four counts of each."""
-        return {
+        """JSON form: ``groups`` are level indices, ``cells`` the four counts of each
+        (weighted: float sums, and ``cells_sq`` the sums of squared weights)."""
+        out: dict[str, object] = {
             "attributes": list(self.attributes),
             "levels": [list(lv) for lv in self.levels],
             "groups": self.index.tolist(),
             "cells": self.table.tolist(),
             "has_label": self.has_label,
         }
+        if self.sq is not None:
+            out["cells_sq"] = self.sq.tolist()
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> GroupCounts:
         """Read :meth:`to_dict` (and the older dense form: ``cells`` as a full cube)."""
         attributes: tuple[str, ...] = tuple(d["attributes"])  # type: ignore[arg-type]
         levels = tuple(tuple(lv) for lv in d["levels"])  # type: ignore[attr-defined]
-        cells = np.asarray(d["cells"], dtype=np.int64)
+        weighted = "cells_sq" in d
+        cells = np.asarray(d["cells"], dtype=np.float64 if weighted else np.int64)
         if "groups" in d:
             index = np.asarray(d["groups"], dtype=np.int64).reshape(-1, len(attributes))
-            return cls(attributes, levels, index, cells.reshape(-1, 4), bool(d["has_label"]))
+            sq = np.asarray(d["cells_sq"], dtype=np.float64).reshape(-1, 4) if weighted else None
+            return cls(attributes, levels, index, cells.reshape(-1, 4), bool(d["has_label"]), sq)
         return _from_cube(attributes, levels, cells, bool(d["has_label"]))
 
 
@@ -295,16 +320,23 @@ def count_groups(
     y_pred: np.ndarray,
     y_true: np.ndarray | None = None,
     max_levels: int | None = None,
+    weight: np.ndarray | None = None,
 ) -> GroupCounts:
     """Count confusion cells for every observed group of the intersection of ``attributes``.
 
     ``max_levels`` (``policy.max_levels``) is checked per column before any key is built.
+    ``weight`` (``dataset.weight``, validated non-negative and finite): each row adds its
+    weight instead of one (float cells), and the squares are summed beside (Kish).
     """
     n = len(frame)
     if len(y_pred) != n:
         raise ValueError("y_pred length differs from the number of rows")
     if y_true is not None and len(y_true) != n:
         raise ValueError("y_true length differs from the number of rows")
+    if weight is not None:
+        weight = np.asarray(weight, dtype=np.float64)
+        if len(weight) != n:
+            raise ValueError("weight length differs from the number of rows")
     coded, levels = [], []
     for a in attributes:
         codes, lv = codes_of(frame[a])
@@ -316,15 +348,17 @@ def count_groups(
         levels.append(lv)
     sizes = [max(len(lv), 1) for lv in levels]
     space = 4.0 * float(np.prod([float(s) for s in sizes]))
+    sq: np.ndarray | None
     if n == 0:
         index = np.zeros((0, len(attributes)), dtype=np.int64)
-        table = np.zeros((0, 4), dtype=np.int64)
+        table = np.zeros((0, 4), dtype=np.int64 if weight is None else np.float64)
+        sq = None if weight is None else np.zeros((0, 4))
     elif space <= max(n, DENSE_CELLS):
-        index, table = dense_pass(coded, sizes, y_pred, y_true)
+        index, table, sq = dense_pass(coded, sizes, y_pred, y_true, weight)
     else:
-        index, table = sparse_pass(coded, sizes, y_pred, y_true)
+        index, table, sq = sparse_pass(coded, sizes, y_pred, y_true, weight)
     index, kept = drop_unused(index, levels)
-    return GroupCounts(tuple(attributes), kept, index, table, y_true is not None)
+    return GroupCounts(tuple(attributes), kept, index, table, y_true is not None, sq)
 
 
 def attribute_sets(attributes: Sequence[str], intersectional: bool) -> list[tuple[str, ...]]:

@@ -24,11 +24,9 @@ from probes.base import (
     ProbeResult,
     register_probe,
 )
-from probes.clarify import with_cddpl
+from probes.clarify import one_vs_rest, with_cddpl
 from probes.counts import (
-    FN,
     FP,
-    TN,
     TP,
     GroupCounts,
     attribute_sets,
@@ -37,11 +35,12 @@ from probes.counts import (
     rates,
 )
 from probes.demographic_summary import entry_summary
-from probes.impact import exclusions, impact, privileged_metrics
+from probes.impact import exclusions, impact, privileged_metrics, reference_index
 from probes.keys import group_sum
+from probes.proxy_groups import proxy_entries
 from probes.scores import score_metrics
-from probes.stats import proportion_ci
 from probes.util import finite_or_none
+from probes.weighted import group_cis
 
 
 class DemographicConfig(ProbeConfig):
@@ -81,13 +80,6 @@ def _quantiles(x: np.ndarray, alpha: float) -> np.ndarray:
     """Percentile interval over replicates (axis 0); nan-aware only when needed."""
     q = [alpha, 1 - alpha]
     return np.nanquantile(x, q, axis=0) if np.isnan(x).any() else np.quantile(x, q, axis=0)
-
-
-def _clarify_all(cells: np.ndarray) -> list[dict[str, Any]]:
-    """SageMaker Clarify post-training metrics of every group vs the rest (vectorised)."""
-    from probes.clarify import one_vs_rest
-
-    return one_vs_rest(cells)
 
 
 MSG_NO_ROWS = (
@@ -141,6 +133,40 @@ def _as_entry(
     )
 
 
+def _present_groups(
+    counts: GroupCounts,
+) -> tuple[list[tuple[str, ...]], np.ndarray, np.ndarray | None]:
+    """The groups with rows: keys, counts and (weighted) sums of squared weights."""
+    keys, cells = counts.flat()
+    present = cells.sum(axis=1) > 0
+    keys = [k for k, p in zip(keys, present) if p]
+    if not keys:
+        raise ProbeError(MSG_NO_ROWS.format(attribute=" x ".join(counts.attributes)))
+    return keys, cells[present], None if counts.sq is None else counts.sq[present]
+
+
+def _label_metrics(
+    i: int,
+    r: dict[str, np.ndarray],
+    cis: dict[str, tuple[np.ndarray, np.ndarray]],
+    clarify: list[dict[str, Any]] | None,
+    *,
+    has_label: bool,
+) -> dict[str, Any]:
+    """Group ``i``'s error rates and their CIs (None for each without labels)."""
+    if not has_label:
+        return {m: None for m in ("tpr", "fpr", "fnr", "precision", "accuracy")}
+    g: dict[str, Any] = {
+        m: finite_or_none(r[m][i])
+        for m in ("tpr", "fpr", "fnr", "tnr", "precision", "npv", "accuracy", "base_rate")
+    }
+    g["tpr_ci"] = _ci(cis["tpr"][0][i], cis["tpr"][1][i])
+    g["fpr_ci"] = _ci(cis["fpr"][0][i], cis["fpr"][1][i])
+    if clarify is not None:
+        g["clarify"] = clarify[i]
+    return g
+
+
 def entry_from_counts(
     counts: GroupCounts,
     *,
@@ -149,41 +175,40 @@ def entry_from_counts(
     privileged: dict[str, Any] | None = None,
     boot: np.ndarray | None = None,
     unknown_label: str = "unknown",
+    reference: dict[str, Any] | None = None,
 ) -> ProbeEntry:
-    """Every group metric, CI and test for one attribute (or intersection)."""
-    keys, cells = counts.flat()
-    present = cells.sum(axis=1) > 0
-    keys = [k for k, p in zip(keys, present) if p]
-    if not keys:
-        raise ProbeError(MSG_NO_ROWS.format(attribute=" x ".join(counts.attributes)))
-    cells = cells[present]
+    """Every group metric, CI and test for one attribute (or intersection); weighted
+    counts: CIs, tests and ``min_group_size`` on each group's Kish ``n_effective``."""
+    keys, cells, sq = _present_groups(counts)
     r = rates(cells)
     n, selected, sel = r["n"], r["selected"], r["selection_rate"]
-    eligible = n >= min_group_size
+    n_eff, cis = group_cis(cells, sq, confidence=config.confidence, method=config.ci_method)
+    eligible = (n if n_eff is None else n_eff) >= min_group_size
     total = float(n.sum())
     reasons = exclusions(
         keys, n / total, unknown_label=unknown_label, min_share=config.impact_ratio_min_share
     )
-    imp = impact(selected, n, eligible=eligible, excluded=reasons, confidence=config.confidence)
+    imp = impact(
+        selected,
+        n,
+        eligible=eligible,
+        excluded=reasons,
+        confidence=config.confidence,
+        reference=reference_index(keys, counts.attributes, reference),
+        n_effective=n_eff,
+    )
     ref = imp.ref
-    lo, hi = proportion_ci(selected, n, confidence=config.confidence, method=config.ci_method)
-    label_ci = {
-        m: proportion_ci(num, den, confidence=config.confidence, method=config.ci_method)
-        for m, num, den in (
-            ("tpr", cells[:, TP], cells[:, TP] + cells[:, FN]),
-            ("fpr", cells[:, FP], cells[:, FP] + cells[:, TN]),
-        )
-    }
+    lo, hi = cis["selection_rate"]
     boot_sel, boot_imp = _boot_bounds(boot, ref, config.confidence)
-    clarify = _clarify_all(cells) if counts.has_label and len(keys) > 1 else None
+    clarify = one_vs_rest(cells) if counts.has_label and len(keys) > 1 else None
     groups: list[dict[str, Any]] = []
     for i, key in enumerate(keys):
         g: dict[str, Any] = {
             "group": "&".join(key),
             "levels": dict(zip(counts.attributes, key)),
-            "n": int(n[i]),
+            "n": int(n[i]) if n_eff is None else float(n[i]),
             "share": finite_or_none(n[i] / total),
-            "selected": int(selected[i]),
+            "selected": int(selected[i]) if n_eff is None else float(selected[i]),
             "selection_rate": finite_or_none(sel[i]),
             "selection_rate_ci": _ci(lo[i], hi[i]),
             "impact_ratio": finite_or_none(imp.ratio[i]),
@@ -193,18 +218,11 @@ def entry_from_counts(
             "selection_rate_sd": finite_or_none(imp.sd[i]),
             "insufficient_data": bool(not eligible[i]),
         }
+        if n_eff is not None:
+            g["n_effective"] = float(n_eff[i])
         if reasons[i] is not None:
             g["impact_ratio_excluded"] = reasons[i]
-        if counts.has_label:
-            for m in ("tpr", "fpr", "fnr", "tnr", "precision", "npv", "accuracy", "base_rate"):
-                g[m] = finite_or_none(r[m][i])
-            g["tpr_ci"] = _ci(label_ci["tpr"][0][i], label_ci["tpr"][1][i])
-            g["fpr_ci"] = _ci(label_ci["fpr"][0][i], label_ci["fpr"][1][i])
-            if clarify is not None:
-                g["clarify"] = clarify[i]
-        else:
-            for m in ("tpr", "fpr", "fnr", "precision", "accuracy"):
-                g[m] = None
+        g.update(_label_metrics(i, r, cis, clarify, has_label=counts.has_label))
         if boot_sel is not None and boot_imp is not None:
             g["selection_rate_ci_bootstrap"] = _ci(boot_sel[0, i], boot_sel[1, i])
             g["impact_ratio_ci_bootstrap"] = (
@@ -212,7 +230,12 @@ def entry_from_counts(
             )
         groups.append(g)
     summary = entry_summary(
-        r, cells, boot, has_label=counts.has_label, confidence=config.confidence
+        r,
+        cells,
+        boot,
+        has_label=counts.has_label,
+        confidence=config.confidence,
+        n_effective=n_eff,
     )
     if privileged and len(counts.attributes) == 1 and counts.attributes[0] in privileged:
         attr = counts.attributes[0]
@@ -232,6 +255,7 @@ def entries_from_counts(
     max_groups: int | None = None,
     max_total_groups: int | None = None,
     unknown_label: str = "unknown",
+    reference: dict[str, Any] | None = None,
 ) -> list[ProbeEntry]:
     """Entries for each attribute (and intersection) from the full-intersection counts.
 
@@ -255,6 +279,7 @@ def entries_from_counts(
                 privileged=privileged,
                 boot=boot,
                 unknown_label=unknown_label,
+                reference=reference,
             )
         )
     return entries
@@ -262,12 +287,9 @@ def entries_from_counts(
 
 @register_probe("demographic", kind="group", tags=("decisions", "counts", "ll144"))
 class DemographicProbe(Probe):
-    """Selection rate, impact ratio, error rates and calibration by group.
-
-    One vectorised pass counts confusion cells for every intersection group;
-    every metric, CI and test is derived from those counts, so shards merge
-    by summing counts. References: fairlearn MetricFrame; aif360
-    ClassificationMetric; EEOC Uniform Guidelines (four-fifths rule).
+    """Selection rate, impact ratio, error rates and calibration by group: every metric,
+    CI and test from one pass of confusion counts (shards merge by summing counts).
+    References: fairlearn MetricFrame; aif360 ClassificationMetric; EEOC four-fifths rule.
     """
 
     config_model = DemographicConfig
@@ -332,6 +354,7 @@ class DemographicProbe(Probe):
             max_groups=context.max_groups,
             max_total_groups=context.max_total_groups,
             unknown_label=context.unknown_label,
+            reference=context.reference,
         )
 
     def run(self, *, data: ProbeInput, model: Any = None, config: DemographicConfig) -> ProbeResult:
@@ -345,7 +368,12 @@ class DemographicProbe(Probe):
                     f"(dataset.protected: {', '.join(data.protected)})"
                 )
         min_size = config.min_group_size or data.min_group_size
-        full = count_groups(data.frame, attrs, y_pred=data.y_pred, y_true=data.y_true)
+        by_proxy = proxy_entries(data, config=config, min_group_size=min_size)
+        if not attrs:  # dataset.proxy alone: the race_proxy entry only
+            return ProbeResult(entries=by_proxy)
+        full = count_groups(
+            data.frame, attrs, y_pred=data.y_pred, y_true=data.y_true, weight=data.weight
+        )
         entries = entries_from_counts(
             full,
             config=config,
@@ -355,6 +383,7 @@ class DemographicProbe(Probe):
             max_groups=data.max_groups,
             max_total_groups=data.max_total_groups,
             unknown_label=data.unknown_label,
+            reference=data.reference,
         )
         if data.strata and data.y_true is not None:
             entries = [with_cddpl(e, data) for e in entries]
@@ -363,4 +392,4 @@ class DemographicProbe(Probe):
                 score_metrics(e, frame=data.frame, score=data.score, y_true=data.y_true)
                 for e in entries
             ]
-        return ProbeResult(entries=entries, extra={"counts": full.to_dict()})
+        return ProbeResult(entries=entries + by_proxy, extra={"counts": full.to_dict()})

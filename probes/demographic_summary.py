@@ -37,9 +37,16 @@ def entry_summary(
     *,
     has_label: bool,
     confidence: float,
+    n_effective: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """fairlearn's between-group differences and ratios (and their bootstrap CI)."""
+    """fairlearn's between-group differences and ratios (and their bootstrap CI).
+
+    Weighted counts (``n_effective`` given): the homogeneity test treats each group
+    as ``n_effective`` trials at its weighted selection rate.
+    """
     n, selected, sel = r["n"], r["selected"], r["selection_rate"]
+    if n_effective is not None:
+        selected, n = sel * n_effective, n_effective
     dpd, dpr = _spread(sel)
     summary: dict[str, Any] = {
         "demographic_parity_difference": dpd,

@@ -60,8 +60,15 @@ def impact(
     eligible: np.ndarray,
     excluded: list[str | None],
     confidence: float,
+    reference: int | None = None,
+    n_effective: np.ndarray | None = None,
 ) -> Impact:
-    """Impact ratios, Katz CIs, p-values (Holm over the groups compared) and SD shortfalls."""
+    """Impact ratios, Katz CIs, p-values (Holm over the groups compared) and SD shortfalls.
+
+    ``reference``: the index of the control group (``dataset.reference``); default the
+    highest-rate group. ``n_effective`` (weighted counts): CIs and tests use the Kish
+    effective sample size of each group, the rates stay the weighted ones.
+    """
     out = np.array([e is not None for e in excluded], dtype=bool)
     sel = selected / np.where(n > 0, n, 1)
     pool = eligible & ~out
@@ -69,7 +76,10 @@ def impact(
         pool = (n > 0) & ~out
     if not pool.any():  # every group is left out: the highest rate is still shown as reference
         pool = n > 0
-    ref = int(np.argmax(np.where(pool, sel, -np.inf)))
+    ref = int(np.argmax(np.where(pool, sel, -np.inf))) if reference is None else reference
+    if n_effective is not None:  # Kish: the tests see n_eff trials at the weighted rate
+        n = np.asarray(n_effective, dtype=float)
+        selected = sel * n
     ref_rate = sel[ref]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = sel / ref_rate if ref_rate > 0 else np.full_like(sel, np.nan)
@@ -97,6 +107,7 @@ def privileged_metrics(
     unknown_label: str = "unknown",
 ) -> dict[str, Any]:
     """aif360-style metrics: unprivileged (all other known levels) minus privileged."""
+    cells = np.asarray(cells)
     names = [k[0] for k in keys]
     if value not in names:
         raise ProbeError(
@@ -106,7 +117,7 @@ def privileged_metrics(
     priv = cells[names.index(value)]
     unpriv = sum(
         (cells[i] for i, nm in enumerate(names) if nm not in (value, unknown_label)),
-        np.zeros(4, dtype=np.int64),
+        np.zeros(4, dtype=cells.dtype),
     )
     rp, ru = rates(priv), rates(unpriv)
     out: dict[str, Any] = {
@@ -128,3 +139,23 @@ def privileged_metrics(
             error_rate_difference=finite_or_none((1 - ru["accuracy"]) - (1 - rp["accuracy"])),
         )
     return out
+
+
+def reference_index(
+    keys: list[tuple[str, ...]], attributes: tuple[str, ...], reference: dict[str, Any] | None
+) -> int | None:
+    """Index of the ``dataset.reference`` group of a single-attribute entry, or None.
+
+    An intersection keeps the default (the highest-rate group). A value that is not a
+    group of the column is an input error naming it.
+    """
+    if not reference or len(attributes) != 1 or attributes[0] not in reference:
+        return None
+    attr, value = attributes[0], str(reference[attributes[0]])
+    names = [k[0] for k in keys]
+    if value not in names:
+        raise ProbeError(
+            f"dataset.reference.{attr}: value {value!r} is not a group of column {attr!r} "
+            f"(groups: {', '.join(names)})"
+        )
+    return names.index(value)

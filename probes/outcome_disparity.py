@@ -32,7 +32,7 @@ Long & Ervin (2000) on HC3 in small samples.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -50,13 +50,15 @@ from probes.base import (
     register_probe,
 )
 from probes.outcome_stats import compare_outcomes
+from probes.proxy import RACES
+from probes.proxy_groups import PROXY_ATTRIBUTE
 
 __all__ = ["OutcomeDisparityConfig", "OutcomeDisparityProbe", "compare_outcomes"]
 
 Adverse = Literal["higher", "lower", "either"]
 MSG_NO_OUTCOME = (
-    "probes[outcome-disparity].outcome: required: the continuous outcome column "
-    "(e.g. apr, rate_spread, credit_limit)"
+    "probes[outcome-disparity].outcome: required (or dataset.outcome): the continuous "
+    "outcome column (e.g. apr, rate_spread, credit_limit)"
 )
 MSG_MISSING_COLUMN = (
     "probes[outcome-disparity].{field}: column {column!r} not found; columns: {columns}"
@@ -68,7 +70,7 @@ class OutcomeDisparityConfig(ProbeConfig):
 
     kind: Literal["outcome-disparity"] = "outcome-disparity"
     outcome: str | None = Field(
-        default=None, description="continuous outcome column (APR, rate spread, credit limit)"
+        default=None, description="continuous outcome column (default: dataset.outcome)"
     )
     attributes: list[str] | None = Field(
         default=None, description="protected columns to compare (default: dataset.protected)"
@@ -139,41 +141,38 @@ class OutcomeDisparityProbe(Probe):
         self, *, data: ProbeInput, model: ModelAdapter | None, config: OutcomeDisparityConfig
     ) -> ProbeResult:
         frame = data.frame
-        y = _outcome(frame, config.outcome)
+        outcome = config.outcome or data.outcome
+        y = _outcome(frame, outcome)
         attrs = list(config.attributes or data.protected)
-        for field, cols in (("attributes", attrs), ("controls", config.controls)):
+        if data.proxy is not None and not config.attributes:
+            attrs.append(PROXY_ATTRIBUTE)  # dataset.proxy: groups by posterior membership
+        recorded = [a for a in attrs if not (a == PROXY_ATTRIBUTE and data.proxy is not None)]
+        for field, cols in (("attributes", recorded), ("controls", config.controls)):
             _require(frame, field, cols)
-        clash = sorted(set(config.controls) & (set(attrs) | {config.outcome}))
+        clash = sorted(set(config.controls) & (set(attrs) | {outcome}))
         if clash:
             raise ProbeError(
                 f"probes[outcome-disparity].controls: {clash} is also the outcome or a compared "
                 "attribute; controls are the legitimate factors only"
             )
-        weights = _weights(frame, config.weight)
+        weights = _weights(frame, config.weight) if config.weight else data.weight
         controls = frame[config.controls] if config.controls else None
         min_size = config.min_group_size or data.min_group_size
         entries = []
         for attr in attrs:
-            col = frame[attr]
-            levels = (
-                list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) else None
-            )
-            membership = pd.get_dummies(col.astype("string").fillna("unknown"), dtype=float)
-            if levels is not None:
-                order = [str(lv) for lv in levels if str(lv) in membership.columns]
-                membership = membership[order]
+            membership = _membership(frame, attr, data.proxy)
             groups, summary = compare_outcomes(
                 outcome=y,
                 membership=membership,
                 controls=controls,
                 weights=weights,
-                reference=_ref_for(config.reference, attr),
+                reference=_ref_for(config.reference, attr) or data.reference.get(attr),
                 adverse=config.adverse,
                 confidence=config.confidence,
                 min_group_size=min_size,
             )
-            summary = {"outcome": config.outcome, "controls": list(config.controls), **summary}
-            summary["weight"] = config.weight
+            summary = {"outcome": outcome, "controls": list(config.controls), **summary}
+            summary["weight"] = config.weight or (None if data.weight is None else "dataset.weight")
             entries.append(
                 ProbeEntry.model_validate(
                     {
@@ -186,6 +185,20 @@ class OutcomeDisparityProbe(Probe):
                 )
             )
         return ProbeResult(entries=entries)
+
+
+def _membership(frame: pd.DataFrame, attr: str, proxy: Any) -> pd.DataFrame:
+    """One-hot groups of a recorded column, or the proxy's posteriors for race_proxy."""
+    if attr not in frame.columns and proxy is not None:
+        post = proxy.posteriors[list(RACES)]
+        return post.set_axis(frame.index, axis=0).astype(float)
+    col = frame[attr]
+    levels = list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) else None
+    membership = pd.get_dummies(col.astype("string").fillna("unknown"), dtype=float)
+    if levels is not None:
+        order = [str(lv) for lv in levels if str(lv) in membership.columns]
+        membership = membership[order]
+    return membership
 
 
 def _ref_for(reference: str | dict[str, str] | None, attr: str) -> str | None:

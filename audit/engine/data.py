@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from audit.engine.columns import cut_bins, weight_values
+from audit.engine.columns import frame_weight as frame_weight  # data_mod.frame_weight
 from audit.engine.spec import DatasetSpec
 from audit.errors import (
     MSG_FAVORABLE_NOT_IN_LABELS,
@@ -43,10 +45,14 @@ def plain(value: Any) -> Any:
 
 
 def favorable_mask(series: pd.Series, favorable: Any) -> np.ndarray:
-    """Boolean array: True where ``series`` equals ``favorable`` (canonical comparison)."""
-    target = canonical(favorable)
+    """Boolean array: True where ``series`` equals ``favorable`` (canonical comparison).
+
+    ``favorable`` may be a list: a value equal to any of them counts.
+    """
+    values = favorable if isinstance(favorable, (list, tuple)) else [favorable]
+    targets = {canonical(v) for v in values}
     uniques = pd.unique(series.dropna())
-    hits = {u for u in uniques if canonical(u) == target}
+    hits = {u for u in uniques if canonical(u) in targets}
     if not hits:
         return np.zeros(len(series), dtype=bool)
     return series.isin(list(hits)).to_numpy(dtype=bool)
@@ -148,7 +154,7 @@ def _format(spec: DatasetSpec, path: Path) -> str:
 
 def _needed_columns(spec: DatasetSpec, extra: list[str]) -> list[str]:
     cols = list(spec.protected)
-    for c in (spec.label, spec.prediction, spec.score, spec.strata, *extra):
+    for c in (spec.label, spec.prediction, spec.score, spec.strata, spec.weight, *extra):
         if c and c not in cols:
             cols.append(c)
     return cols
@@ -182,10 +188,11 @@ def header(spec: DatasetSpec, path: Path) -> list[str]:
 def check_columns(spec: DatasetSpec, path: Path, columns: list[str]) -> None:
     """Every column the spec names exists; the message names the field and column."""
     named: list[tuple[str, str]] = [(f"protected[{i}]", c) for i, c in enumerate(spec.protected)]
-    for field in ("label", "prediction", "score", "strata"):
+    for field in ("label", "prediction", "score", "strata", "weight"):
         col = getattr(spec, field)
         if col:
             named.append((field, col))
+    named += [(f"proxy.{f}", c) for f, c in (spec.proxy.columns() if spec.proxy else [])]
     missing = [
         MSG_MISSING_COLUMN.format(
             field=field,
@@ -217,6 +224,10 @@ def prepare(
     """
     unknown_counts: dict[str, int] = {}
     out = frame.copy(deep=False)
+    for col, edges in spec.bins.items():
+        out[col] = cut_bins(out[col], edges, row_offset=row_offset)
+    if spec.weight:
+        out[spec.weight] = weight_values(out[spec.weight], row_offset=row_offset)
     for i, col in enumerate(spec.protected):
         out[col], unknown_counts[col] = group_category(
             out[col], spec.unknown_label, max_levels=max_levels, field=f"dataset.protected[{i}]"
@@ -380,7 +391,13 @@ def count_chunks(
                 raw, spec, need_prediction=True, row_offset=offset, max_levels=max_levels
             )
             assert y_pred is not None
-            part = count_groups(frame, list(spec.protected), y_pred=y_pred, y_true=y_true)
+            part = count_groups(
+                frame,
+                list(spec.protected),
+                y_pred=y_pred,
+                y_true=y_true,
+                weight=frame_weight(frame, spec),
+            )
             total = part if total is None else total + part
             refuse_levels(total, max_levels, partial=True)  # each chunk may be under, not all
             rows += len(frame)

@@ -25,6 +25,7 @@ from audit.engine.outputs import (
     now,
     write_outputs,
 )
+from audit.engine.proxy import proxy_posteriors
 from audit.engine.result import AuditResult
 from audit.engine.spec import AuditSpec, parse_spec, validate_probe_configs
 from audit.errors import AuditCancelled, AuditInputError
@@ -72,6 +73,7 @@ def entries_from_total(spec: AuditSpec, configs: list[Any], total: GroupCounts) 
         max_groups=spec.policy.max_groups,
         max_total_groups=spec.policy.max_total_groups,
         unknown_label=spec.dataset.unknown_label,
+        reference={k: str(v) for k, v in spec.dataset.reference.items()},
     )
     entries: list[ProbeEntry] = []
     for cfg in configs:
@@ -224,6 +226,10 @@ def _load_data(
         unknown_label=spec.dataset.unknown_label,
         label=spec.dataset.label,
         base_dir=base,
+        weight=None if frame is None else data_mod.frame_weight(frame, spec.dataset),
+        reference={k: str(v) for k, v in spec.dataset.reference.items()},
+        outcome=spec.dataset.outcome,
+        proxy=None if frame is None else proxy_posteriors(frame, spec.dataset),
     )
     return pinput, dataset_info, unknown
 
@@ -259,6 +265,7 @@ def _run_probes(
         and model is None
         and count_only(configs)
         and not spec.dataset.score
+        and spec.dataset.proxy is None  # the proxy needs every row's names in memory
         and path.stat().st_size > get_settings().chunk_bytes
     ):
         say(f"counting groups in {path.name}, in chunks")

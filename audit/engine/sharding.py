@@ -57,6 +57,8 @@ def shardable(spec: AuditSpec) -> bool:
     """True when every metric of ``spec`` is derived from confusion counts alone."""
     if spec.model.kind != "predictions" or spec.dataset.score or spec.dataset.strata:
         return False
+    if spec.dataset.proxy is not None:  # posteriors need every row's names in memory
+        return False
     from audit.engine.run import count_only
 
     configs = validate_probe_configs(spec)
@@ -137,7 +139,7 @@ def plan_for(
 
 def _columns(spec: AuditSpec) -> list[str]:
     cols = list(spec.dataset.protected)
-    for c in (spec.dataset.label, spec.dataset.prediction):
+    for c in (spec.dataset.label, spec.dataset.prediction, spec.dataset.weight):
         if c and c not in cols:
             cols.append(c)
     return cols
@@ -210,7 +212,13 @@ def count_shard(
                 max_levels=spec.policy.max_levels,
             )
             assert y_pred is not None
-            part = count_groups(frame, list(spec.dataset.protected), y_pred=y_pred, y_true=y_true)
+            part = count_groups(
+                frame,
+                list(spec.dataset.protected),
+                y_pred=y_pred,
+                y_true=y_true,
+                weight=data_mod.frame_weight(frame, spec.dataset),
+            )
             total = part if total is None else total + part
             data_mod.refuse_levels(total, spec.policy.max_levels, partial=True)
             rows += len(frame)
@@ -280,7 +288,7 @@ def _check_groups(spec: AuditSpec, total: Any, label_values: list[str]) -> None:
     if spec.dataset.label and total.has_label:
         from probes.counts import FN, TP
 
-        if int(total.table[:, TP].sum() + total.table[:, FN].sum()) == 0:
+        if float(total.table[:, TP].sum() + total.table[:, FN].sum()) == 0:
             raise AuditInputError(
                 MSG_FAVORABLE_NOT_IN_LABELS.format(
                     value=data_mod.plain(spec.dataset.favorable_label),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ProxySpec(_Strict):
+    """Race/ethnicity estimated from surname, first name and geography (BISG / BIFSG)."""
+
+    method: Literal["bisg", "bifsg"] = Field(default="bisg", description="bisg or bifsg")
+    surname: str = Field(description="surname column")
+    first_name: str | None = Field(default=None, description="first-name column (bifsg only)")
+    zcta: str | None = Field(default=None, description="5-digit ZIP/ZCTA column")
+    tract: str | None = Field(default=None, description="11-digit census tract FIPS column")
+
+    @model_validator(mode="after")
+    def _one_geography(self) -> ProxySpec:
+        if self.zcta and self.tract:
+            raise ValueError("give zcta or tract, not both")
+        if self.method == "bifsg" and not self.first_name:
+            raise ValueError("first_name: required for method bifsg")
+        if self.method == "bisg" and self.first_name:
+            raise ValueError("first_name: only used by method bifsg")
+        return self
+
+    def columns(self) -> list[tuple[str, str]]:
+        """(field, column) pairs the proxy reads."""
+        named = [("surname", self.surname), ("first_name", self.first_name)]
+        named += [("zcta", self.zcta), ("tract", self.tract)]
+        return [(f, c) for f, c in named if c]
+
+
 class DatasetSpec(_Strict):
     path: str | None = Field(
         default=None, description="CSV or Parquet file, relative to the spec file"
@@ -62,8 +89,34 @@ class DatasetSpec(_Strict):
     )
     favorable_label: Any = Field(
         default=1,
-        description="label value that counts as selected (1 == '1' == 1.0 == true); "
-        "the label column must contain it",
+        description="label value that counts as selected (1 == '1' == 1.0 == true), or a list "
+        "of such values (any of them counts as selected); the label column must contain it "
+        "(one of them, for a list)",
+    )
+    weight: str | None = Field(
+        default=None,
+        description="non-negative, finite weight column: every count metric is weighted "
+        "(intervals from the Kish effective sample size; `n_effective` per group)",
+    )
+    reference: dict[str, Any] = Field(
+        default_factory=dict,
+        description="control group per protected column: impact ratios, p-values and findings "
+        "against it (default: the highest-rate group)",
+    )
+    outcome: str | None = Field(
+        default=None,
+        description="continuous outcome column (APR, rate spread) for the outcome-disparity "
+        "probe, when the probe names none",
+    )
+    proxy: ProxySpec | None = Field(
+        default=None,
+        description="race/ethnicity proxy (BISG/BIFSG): the demographic probe adds attribute "
+        '"race_proxy", each row counted in every group with its posterior',
+    )
+    bins: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description='numeric protected column cut at increasing edges: {age: [40]} gives "<40" '
+        'and ">=40"; more edges give "[40,62)"',
     )
     privileged: dict[str, Any] = Field(
         default_factory=dict,
@@ -85,6 +138,30 @@ class DatasetSpec(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("protected columns must be distinct")
         return v
+
+    @field_validator("bins")
+    @classmethod
+    def _edges(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
+        for col, edges in v.items():
+            if not edges:
+                raise ValueError(f"column {col!r}: give at least one edge")
+            if not all(math.isfinite(e) for e in edges):
+                raise ValueError(f"column {col!r}: edges must be finite numbers")
+            if any(b <= a for a, b in zip(edges, edges[1:])):
+                raise ValueError(f"column {col!r}: edges must be strictly increasing")
+        return v
+
+    @model_validator(mode="after")
+    def _named_protected(self) -> DatasetSpec:
+        for name in ("reference", "bins"):
+            for col in getattr(self, name):
+                proxied = name == "reference" and self.proxy is not None and col == "race_proxy"
+                if self.protected and col not in self.protected and not proxied:
+                    raise ValueError(
+                        f"{name}: column {col!r} is not a protected column "
+                        f"(dataset.protected: {', '.join(self.protected)})"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _source_and_query(self) -> DatasetSpec:
@@ -276,13 +353,13 @@ class AuditSpec(_Strict):
     @model_validator(mode="after")
     def _dataset_needed(self) -> AuditSpec:
         has_data = bool(self.dataset.path or self.dataset.id or self.dataset.source)
-        if has_data and not self.dataset.protected:
+        if has_data and not self.dataset.protected and self.dataset.proxy is None:
             for i, probe in enumerate(self.probes):
                 if needs_protected(probe):
                     raise ValueError(
                         f"dataset.protected: at least one protected column is required by "
-                        f"probes[{i}] (kind {probe.get('kind')!r}); model probes with their own "
-                        "groups (counterfactual-text, ...) need none"
+                        f"probes[{i}] (kind {probe.get('kind')!r}), or dataset.proxy; model "
+                        "probes with their own groups (counterfactual-text, ...) need none"
                     )
         if not has_data:
             for i, probe in enumerate(self.probes):

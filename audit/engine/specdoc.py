@@ -23,16 +23,18 @@ API answers 422 with all of them in `errors`), each with its field path, and a
 misspelt key or column name gets a "did you mean" suggestion.
 
 - **The label column must contain the favorable value.** With `dataset.label`
-  set, at least one row's label must equal `dataset.favorable_label` (after the
-  canonical comparison: `1`, `"1"`, `1.0` and `true` are the same value);
-  otherwise no one is "qualified" and TPR, FPR, precision are undefined. The
-  error lists the values seen.
+  set, at least one row's label must equal `dataset.favorable_label` (one of
+  them, for a list; after the canonical comparison: `1`, `"1"`, `1.0` and `true`
+  are the same value); otherwise no one is "qualified" and TPR, FPR, precision
+  are undefined. The error lists the values seen.
 - Every column the spec names (`dataset.protected`, `label`, `prediction`,
-  `score`, `strata`) must exist in the data; every missing one is named.
+  `score`, `strata`, `weight`, the `dataset.proxy` columns) must exist in the
+  data; every missing one is named.
 - `dataset.protected` needs at least one column when a probe compares groups of
   the dataset (`demographic`, `dataset`, `outcome-disparity`,
-  `counterfactual-tabular`); model probes that bring their own groups
-  (`counterfactual-text` with a `text_column`, `pairwise-choice`, ...) need none.
+  `counterfactual-tabular`), unless `dataset.proxy` is set; model probes that
+  bring their own groups (`counterfactual-text` with a `text_column`,
+  `pairwise-choice`, ...) need none.
 - A dataset (`dataset.path`, or `dataset.id` via the API, or `data=` in Python)
   is needed unless every probe brings its own inputs (templates, pair sets).
 - Each protected column needs at least two observed groups; predictions and

@@ -23,6 +23,7 @@ __all__ = ["EXAMPLES", "generate", "template_path"]
 EXAMPLES: dict[str, str] = {
     "hiring": "synthetic applicant pool screened by a model with a planted race disparity",
     "lending": "logistic-regression credit model trained on the German credit data",
+    "lending-proxy": "synthetic applicants from the census tables, race estimated by BIFSG",
 }
 
 
@@ -35,6 +36,10 @@ def _generator(name: str) -> Callable[..., Path]:
         from audit.examples import lending
 
         return lending.generate
+    if name == "lending-proxy":
+        from audit.examples import lending_proxy
+
+        return lending_proxy.generate
     raise ValueError(f"example: {name!r} is not one of {sorted(EXAMPLES)}")
 
 

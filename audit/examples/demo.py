@@ -23,7 +23,7 @@ from audit.examples import EXAMPLES, generate
 
 __all__ = ["DEMO_EXAMPLES", "format_summary", "run_demo"]
 
-DEMO_EXAMPLES = ("hiring", "lending")
+DEMO_EXAMPLES = ("hiring", "lending", "lending-proxy")
 
 
 def run_demo(
@@ -73,6 +73,15 @@ def run_demo(
         elif not available():
             # fail before any audit runs; the CLI turns this into exit 2 with the message
             raise AuditInputError(missing_message(), field="dataset.path")
+    if "lending-proxy" in examples:
+        from audit.sources import census
+
+        if fetch_data:
+            census.fetch()
+        elif not census.available():
+            root = census.census_dir()
+            message = census.MSG_MISSING.format(path=root / "MANIFEST.json", root=root)
+            raise AuditInputError(message, field="dataset.proxy")
     out_dir = Path(out_dir)
     summaries: list[dict[str, Any]] = []
     for name in examples:

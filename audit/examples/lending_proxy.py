@@ -179,6 +179,14 @@ def write_example(out_dir: Path, *, n: int = 10_000, seed: int = 0) -> dict[str,
     return paths
 
 
+def generate(out_dir: Path, *, seed: int = 0, n: int = 10_000) -> Path:
+    """Write the pool and (if absent) ``spec.yaml`` into ``out_dir``; return the spec path."""
+    from audit.examples._common import write_spec
+
+    write_example(out_dir, n=n, seed=seed)
+    return write_spec("lending-proxy", out_dir=Path(out_dir))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="synthetic applicants from the census tables")
     p.add_argument("--out", type=Path, required=True, help="output folder")

@@ -143,7 +143,13 @@ def test_demo_runs_both_audits_end_to_end(tmp_path: Path, german: pd.DataFrame) 
     from audit.examples.demo import format_summary, run_demo
 
     summaries = run_demo(out_dir=tmp_path, store=False)
-    assert [s["name"] for s in summaries] == ["hiring", "lending"]
+    assert [s["name"] for s in summaries] == ["hiring", "lending", "lending-proxy"]
+    proxied = summaries.pop()["results"]  # the census-table example: proxy and pricing
+    proxy = next(p for p in proxied["probes"] if p["attribute"] == "race_proxy")
+    assert proxy["summary"]["proxy"]["rows"] == 10_000
+    assert "weight" not in proxy["summary"] and proxy["reference_group"] == "white"
+    pricing = [f for f in proxied["findings"] if f["metric"] == "adjusted_difference"]
+    assert {f["group"] for f in pricing if f["status"] == "fail"} == {"black", "hispanic"}
     for s in summaries:
         assert Path(s["report"]).is_file() and Path(s["report"]).stat().st_size > 0
         on_disk = json.loads(Path(s["results_path"]).read_text())
