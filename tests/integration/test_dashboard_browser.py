@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 
 import httpx
@@ -72,11 +73,13 @@ def _sign_in(browser: Browser, base: str, token: str) -> Page:
 
 
 def _tokens() -> dict[str, str]:
+    # projects of their own: other integration tests share the database (and "acme")
+    acme, globex = f"acme-{uuid.uuid4().hex[:8]}", f"globex-{uuid.uuid4().hex[:8]}"
     people = {
-        "submitter": ("acme", "submitter", "Sam Submitter <sam@acme.test>"),
-        "reviewer": ("acme", "reviewer", "Rita Reviewer <rita@acme.test>"),
-        "admin": ("acme", "admin", "Ada Admin <ada@acme.test>"),
-        "other": ("globex", "reviewer", "Otto Other <otto@globex.test>"),
+        "submitter": (acme, "submitter", "Sam Submitter <sam@acme.test>"),
+        "reviewer": (acme, "reviewer", "Rita Reviewer <rita@acme.test>"),
+        "admin": (acme, "admin", "Ada Admin <ada@acme.test>"),
+        "other": (globex, "reviewer", "Otto Other <otto@globex.test>"),
     }
     out = {}
     with session_scope() as session:
