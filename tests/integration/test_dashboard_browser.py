@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from audit.storage.models import Audit
 from audit.ui.trail import EVENTS_MODULE, trail_module
 from tests.factories import spec_for
 from tests.integration.conftest import Stack, submit_pool, wait_for, wait_status
+from tests.pdf_tools import pdf_text
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.postgres]
 
@@ -94,7 +96,7 @@ def test_dashboard_in_a_browser(local: Stack, tmp_path: Path) -> None:
     tokens = _tokens()
     headers = {"Authorization": f"Bearer {tokens['submitter']}"}
     with httpx.Client(base_url=base, headers=headers, timeout=30) as api:
-        first, second = submit_pool(api, tmp_path), submit_pool(api, tmp_path)
+        first, second = submit_pool(api, tmp_path), _submit_fixed_pool(api, tmp_path)
         for audit_id in (first, second):
             wait_status(audit_id, {"succeeded"}, timeout=180)
         shots = _shots(tmp_path)
@@ -111,6 +113,27 @@ def test_dashboard_in_a_browser(local: Stack, tmp_path: Path) -> None:
             ("approve", "Rita Reviewer <rita@acme.test>")
         ]
         assert api.get(f"/v1/audits/{second}/reviews").json()["count"] == 0
+
+
+def _submit_fixed_pool(api: httpx.Client, tmp_path: Path) -> str:
+    """The same applicants with the planted gap removed (women advanced at the men's 0.45):
+    a change the compare page must call significant."""
+    import numpy as np
+    import pandas as pd
+
+    from tests.factories import write_pool
+
+    pool = write_pool(tmp_path / "fixed.csv")
+    frame = pd.read_csv(pool)
+    women = (frame["sex"] == "female").to_numpy()
+    redraw = np.random.default_rng(11).random(len(frame)) < 0.45
+    frame.loc[women, "advanced"] = redraw[women].astype(int)
+    frame.to_csv(pool, index=False)
+    upload = api.post("/v1/datasets", files={"file": (pool.name, pool.read_bytes(), "text/csv")})
+    assert upload.status_code == 201, upload.text
+    submitted = api.post("/v1/audits", json=spec_for(upload.json()["id"]))
+    assert submitted.status_code == 202, submitted.text
+    return str(submitted.json()["id"])
 
 
 def _reviewer_journey(
@@ -150,10 +173,16 @@ def _reviewer_journey(
     assert "approved" in reviews and "Rita Reviewer" in reviews
     report = page.request.get(f"{base}/ui/audits/{first}/report")
     assert report.status == 200 and "Local Law 144" in report.text()
+    pdf = page.request.get(f"{base}/ui/audits/{first}/report?format=pdf")
+    assert pdf.status == 200 and pdf.headers["content-type"].startswith("application/pdf")
+    text = pdf_text(pdf.body(), Path(tempfile.mkdtemp()))
+    assert "Rita Reviewer" in text and "approved" in text.lower()
     page.goto(f"{base}/ui/?review=approved")
     assert rows.count() == 1 and page.locator(f'a[href="/ui/audits/{first}"]').count() == 1
     page.goto(f"{base}/ui/compare?a={second}&b={first}")
     assert page.locator("table.compare tbody tr").count() > 0
+    notice = page.locator("#significance").inner_text()  # the planted change: significant
+    assert int(notice.split()[0]) >= 1, notice
     _shoot(page, shots, "compare")
     page.goto(f"{base}/ui/events")
     if trail_module(EVENTS_MODULE, "list_events", "event_dict") is None:
