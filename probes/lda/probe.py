@@ -257,7 +257,7 @@ def _fit_budget(config: LdaSearchConfig, started: float, t_eval: float, n_specs:
 
 def _holdout(config: LdaSearchConfig, data: ProbeInput, seed: int) -> Holdout:
     """The holdout's groups and bootstrap; weights and control group when the dataset sets them."""
-    reference = getattr(data, "reference", None)  # hook: dataset.reference (section 8)
+    control = data.reference.get(config.attribute)  # dataset.reference
     return make_holdout(
         y=np.asarray(data.y_true, dtype=bool),
         groups=data.frame[config.attribute].astype(str),
@@ -265,8 +265,8 @@ def _holdout(config: LdaSearchConfig, data: ProbeInput, seed: int) -> Holdout:
         seed=seed,
         confidence=config.confidence,
         min_group_size=data.min_group_size,
-        weights=getattr(data, "weights", None),  # hook: dataset.weight (section 8)
-        reference=reference.get(config.attribute) if isinstance(reference, dict) else None,
+        weights=data.weight,  # dataset.weight
+        reference=None if control is None else str(control),
         unknown_label=data.unknown_label,
     )
 

@@ -152,3 +152,29 @@ def test_bad_train_file_is_an_input_error_naming_the_field(tmp_path: Path) -> No
     spec["probes"][0]["train"] = "bad.csv"
     with pytest.raises(AuditInputError, match=r"probes\[\]\.train: bad.csv lacks column"):
         compute_results(spec, base_dir=tmp_path)
+
+
+def test_the_engine_inputs_reach_the_holdout() -> None:
+    """dataset.weight and dataset.reference, as the engine passes them in ProbeInput, are
+    what the search evaluates with (weighted rates, ratios against the control group)."""
+    import pandas as pd
+
+    from probes.base import ProbeInput
+    from probes.lda.probe import LdaSearchConfig, _holdout
+
+    g, y, score, sel = _data()
+    w = np.random.default_rng(3).uniform(0.5, 2.0, len(g))
+    data = ProbeInput(
+        frame=pd.DataFrame({"grp": pd.Categorical(g)}),
+        protected=("grp",),
+        y_true=y,
+        weight=w,
+        reference={"grp": "c"},
+    )
+    config = LdaSearchConfig(attribute="grp", train="train.csv")
+    ev = evaluate(_holdout(config, data, seed=1), score=score, selected=sel, metric="auc")
+    rates = {lv: np.average(sel[g == lv], weights=w[g == lv]) for lv in "abc"}
+    assert ev.record["min_impact_ratio"] == pytest.approx(
+        min(r / rates["c"] for r in rates.values()), abs=1e-12
+    )
+    assert ev.record["performance"] == pytest.approx(roc_auc_score(y, score, sample_weight=w))
