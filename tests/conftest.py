@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
 
 import psycopg
@@ -34,8 +38,42 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "BIASAUDIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 # The Redis server the tests use (each suite flushes only its own db index). Two test runs
-# at once (two checkouts) need two servers: set BIASAUDIT_TEST_REDIS_PORT for the second.
+# at once (two checkouts) need two servers: set BIASAUDIT_TEST_REDIS_PORT for the second;
+# when nothing listens on that port, the session starts a redis-server there and stops it.
 TEST_REDIS_PORT = int(os.environ.get("BIASAUDIT_TEST_REDIS_PORT", "6379"))
+_OWN_REDIS: list[subprocess.Popen[bytes]] = []
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A redis-server of its own on BIASAUDIT_TEST_REDIS_PORT when one was asked for and
+    none runs there (the shared server on 6379 is make test's, never started here)."""
+    if "BIASAUDIT_TEST_REDIS_PORT" not in os.environ or _listening(TEST_REDIS_PORT):
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        return  # the Redis tests then fail naming the URL they could not reach
+    _OWN_REDIS.append(
+        subprocess.Popen(
+            [server, "--port", str(TEST_REDIS_PORT), "--bind", "127.0.0.1", "--save", ""],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    deadline = time.monotonic() + 10
+    while not _listening(TEST_REDIS_PORT) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for proc in _OWN_REDIS:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
