@@ -68,7 +68,9 @@ def _sign_in(browser: Browser, base: str, token: str) -> Page:
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.goto(f"{base}/ui/")
     assert "/ui/login" in page.url
-    page.keyboard.type(token)  # the token field has focus on arrival: keyboard only
+    # the token field has focus on arrival (autofocus): wait for it, then keyboard only
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'token'")
+    page.keyboard.type(token)
     page.keyboard.press("Enter")
     page.wait_for_url(f"{base}/ui/")
     return page
