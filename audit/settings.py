@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     chunk_rows: int = Field(
         default=1_000_000, ge=1, description="rows per chunk when datasets are read in chunks"
     )
+    source_pushdown: bool = Field(
+        default=True,
+        description="count-only audits of dataset.source run as one GROUP BY in the source "
+        "database (only the count table travels); 0 pulls the rows",
+    )
     chunk_bytes: int = Field(
         default=1 << 30,
         ge=1,

@@ -34,6 +34,7 @@ from probes.models.safety import ModelLoadError
 from workers import hooks
 from workers.lease import Heartbeat, LeaseLost, retry_budget, retry_transient
 from workers.logs import audit_context
+from workers.sources import count_at_source, read_source
 
 log = logging.getLogger("biasaudit.worker")
 
@@ -236,6 +237,11 @@ def _run_claimed(
 
     settings = get_settings()
     with Heartbeat(audit_id, worker=worker, lease_seconds=settings.lease_seconds) as hb:
+        counted = count_at_source(raw_spec, audit_id=audit_id)
+        if counted is not None:  # the database grouped the rows: only counts travelled
+            counts_results, pushed = counted
+            counts_results.setdefault("manifest", {})["dataset_source"] = pushed
+            return _store(audit_id, counts_results)
         raw_spec, source = read_source(raw_spec, project=project, audit_id=audit_id)
         spec, base_dir, rows = retry_transient(
             lambda: resolve_dataset(raw_spec, project=project),
@@ -262,34 +268,6 @@ def _run_claimed(
         if source is not None:  # what was read: name, query, window, rows (never the URL)
             results.setdefault("manifest", {})["dataset_source"] = source
         return _store(audit_id, results)
-
-
-def read_source(
-    spec: dict[str, Any], *, project: str, audit_id: str
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """A ``dataset.source`` spec with its query's rows in a project CSV file instead."""
-    from audit.engine.confine import project_roots
-    from audit.engine.dbsource import materialize
-
-    dataset = spec.get("dataset") or {}
-    if not dataset.get("source"):
-        return spec, None
-    settings = get_settings()
-    url = settings.source_url(str(dataset["source"]))
-    if url is None:
-        raise AuditInputError(
-            f"dataset.source: no source {dataset['source']!r} is configured on this server "
-            f"(BIASAUDIT_SOURCE_{str(dataset['source']).upper()}_URL)",
-            field="dataset.source",
-        )
-    root = project_roots(settings, project).project
-    out = root / ".sources" / f"{audit_id}.csv"
-    info = materialize(dataset, url, out, max_rows=settings.max_upload_rows)
-    spec = copy.deepcopy(spec)
-    for key in ("source", "query", "window_start", "window_end"):
-        spec["dataset"].pop(key, None)
-    spec["dataset"]["path"] = os.path.relpath(out, root)
-    return spec, info
 
 
 def _launch(

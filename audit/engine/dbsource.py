@@ -42,7 +42,7 @@ def check_source_fields(source: str | None, query: str | None, *, has_file: bool
             raise ValueError(f"dataset.query: must be a SELECT, got {first[:20]!r}")
 
 
-def _params(query: str, dataset: dict[str, Any]) -> dict[str, Any]:
+def query_params(query: str, dataset: dict[str, Any]) -> dict[str, Any]:
     params = {}
     for name in ("window_start", "window_end"):
         if f":{name}" in query:
@@ -62,10 +62,36 @@ def materialize(
     """Run the query read-only, stream its rows to ``out`` (CSV); what the manifest records.
 
     More than ``max_rows`` rows (``BIASAUDIT_MAX_UPLOAD_ROWS``) fail the audit."""
+    query = str(dataset["query"]).strip().rstrip(";")
+    params = query_params(query, dataset)
+    rows = stream_to_csv(dataset, url, query, params, out, max_rows=max_rows, what="rows")
+    return {
+        "source": dataset["source"],
+        "query": query,
+        "window_start": params.get("window_start"),
+        "window_end": params.get("window_end"),
+        "rows": rows,
+    }
+
+
+def stream_to_csv(
+    dataset: dict[str, Any],
+    url: str,
+    query: str,
+    params: dict[str, Any],
+    out: Path,
+    *,
+    max_rows: int,
+    what: str,
+    columns: list[str] | None = None,
+) -> int:
+    """Run ``query`` in a read-only transaction, its rows as CSV into ``out``; rows written.
+
+    ``columns`` replaces the header (the result's own names otherwise). No rows, more
+    than ``max_rows`` or a failing query are input errors naming ``dataset.query`` (the
+    database's message, never the URL); ``out`` is removed on error."""
     from sqlalchemy import create_engine, text
 
-    query = str(dataset["query"]).strip().rstrip(";")
-    params = _params(query, dataset)
     engine = create_engine(url)
     rows = 0
     try:
@@ -78,13 +104,13 @@ def materialize(
             out.parent.mkdir(parents=True, exist_ok=True)
             with out.open("w", newline="") as handle:
                 writer = csv.writer(handle)
-                writer.writerow(list(result.keys()))
+                writer.writerow(columns or list(result.keys()))
                 while batch := result.fetchmany(BATCH_ROWS):
                     writer.writerows(batch)
                     rows += len(batch)
                     if rows > max_rows:
                         raise AuditInputError(
-                            f"dataset.query: more than {max_rows} rows from source "
+                            f"dataset.query: more than {max_rows} {what} from source "
                             f"{dataset['source']!r} (BIASAUDIT_MAX_UPLOAD_ROWS); narrow the query",
                             field="dataset.query",
                         )
@@ -93,6 +119,7 @@ def materialize(
         out.unlink(missing_ok=True)
         raise
     except Exception as exc:  # noqa: BLE001 - the database's message, without the URL
+        out.unlink(missing_ok=True)
         raise AuditInputError(
             f"dataset.query: the query failed on source {dataset['source']!r}: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
@@ -101,15 +128,10 @@ def materialize(
     finally:
         engine.dispose()
     if rows == 0:
+        out.unlink(missing_ok=True)
         raise AuditInputError(
             f"dataset.query: no rows from source {dataset['source']!r} in the window "
             f"{params.get('window_start')} .. {params.get('window_end')}",
             field="dataset.query",
         )
-    return {
-        "source": dataset["source"],
-        "query": query,
-        "window_start": params.get("window_start"),
-        "window_end": params.get("window_end"),
-        "rows": rows,
-    }
+    return rows

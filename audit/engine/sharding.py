@@ -308,12 +308,14 @@ def results_from_parts(
     parts: Sequence[dict[str, Any]],
     *,
     audit_id: str,
-    path: Path,
+    path: Path | None = None,
     started_at: str | None = None,
+    dataset_info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Merge shard counts into the results.json document ``compute_results`` would give.
 
-    ``path`` is the dataset file (its name and sha256 go into ``dataset``).
+    ``path`` is the dataset file (its name and sha256 go into ``dataset``), or
+    ``dataset_info`` says what was counted (counts made in a database: ``pushdown``).
     """
     from audit.engine.run import assemble_results, entries_from_total
 
@@ -323,7 +325,8 @@ def results_from_parts(
         parts, unknown_label=spec.dataset.unknown_label
     )
     if total is None or rows == 0:
-        raise AuditInputError(f"dataset.path: {path.name} has no rows", field="dataset.path")
+        name = path.name if path is not None else "the dataset"
+        raise AuditInputError(f"dataset.path: {name} has no rows", field="dataset.path")
     data_mod.refuse_levels(total, spec.policy.max_levels)
     _check_groups(spec, total, label_values)
     return assemble_results(
@@ -337,7 +340,9 @@ def results_from_parts(
             "sha256": None,
             "prediction_column": spec.dataset.prediction,
         },
-        dataset_info={"sha256": data_mod.file_sha256(path), "rows": rows, "path": path.name},
+        dataset_info=(dataset_info or {"sha256": None, "rows": rows})
+        if path is None
+        else {"sha256": data_mod.file_sha256(path), "rows": rows, "path": path.name},
         unknown_counts=unknown,
     )
 
