@@ -35,11 +35,11 @@ from audit.engine.run import compute_results
 
 FILL = """
 insert into decisions
-select (array['female','male'])[1 + (g % 2)],
-       (array['White','Black','Hispanic','Asian','Other'])[1 + ((g / 2) % 5)],
-       (array['<40','40-60','60+'])[1 + ((g / 10) % 3)],
+select (array['female','male'])[1 + (g %% 2)],
+       (array['White','Black','Hispanic','Asian','Other'])[1 + ((g / 2) %% 5)],
+       (array['<40','40-60','60+'])[1 + ((g / 10) %% 3)],
        (random() < 0.4)::int,
-       (random() < case when g % 2 = 0 then 0.30 else 0.38 end)::int
+       (random() < case when g %% 2 = 0 then 0.30 else 0.38 end)::int
 from generate_series(1, %s) as g
 """
 
