@@ -45,6 +45,14 @@ CAVEAT = (
 )
 
 
+def _size(x: Any) -> str:
+    """A (weighted) size: thousands separators, one decimal when not whole."""
+    v = num(x)
+    if v is None:
+        return DASH
+    return f"{v:,.0f}" if v.is_integer() else f"{v:,.1f}"
+
+
 def proxy_entries(entries: list[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
     """The entries carrying a proxy block (``summary.proxy`` with its coverage)."""
     for e in entries:
@@ -87,16 +95,14 @@ def _group_rows(entry: Mapping[str, Any], threshold: Mapping[str, Any]) -> list[
         rows.append(
             {
                 "group": fmt_value(g.get("group")),
-                "n": fmt_int(g.get("n")),
-                "n_effective": fmt_int(round(num(g.get("n_effective")) or 0.0, 1))
-                if g.get("n_effective") is not None
-                else DASH,
+                "n": _size(g.get("n")),
+                "n_effective": _size(g.get("n_effective")),
                 "rate": fmt_rate(g.get("selection_rate", g.get("mean"))),
                 "weighted": fmt_rate(g.get("impact_ratio")),
                 "mi": fmt_rate(g.get("impact_ratio_mi")),
                 "mi_ci": fmt_ci(g.get("impact_ratio_ci")),
                 "p": fmt_p(g.get("p_value_adjusted", g.get("p_value"))),
-                "t_n": fmt_int(t.get("n")),
+                "t_n": _size(t.get("n")),
                 "t_rate": fmt_rate(t.get("selection_rate")),
                 "t_ratio": fmt_rate(t.get("impact_ratio")),
                 "reference": "yes" if g.get("group") == entry.get("reference_group") else "",
