@@ -159,6 +159,9 @@ class CountContext:
     max_total_groups: int | None = None  # policy.max_total_groups: over all sets of a probe
     unknown_label: str = "unknown"  # dataset.unknown_label: the level of missing values
     reference: dict[str, Any] = field(default_factory=dict)  # dataset.reference: control groups
+    # dataset.strata when the engine counted it as the counts' last attribute
+    # (only for probes with ``counts_strata``): conditional metrics such as CDDPL
+    strata: str | None = None
 
 
 class ModelAdapter(Protocol):
@@ -195,6 +198,8 @@ class Probe:
     - ``from_counts``: True when every metric it reports comes from merged confusion
       counts; it then implements ``count_attributes`` and ``entries_from_counts``, and
       its audits can be read in chunks and sharded across workers.
+    - ``counts_strata``: its counts may carry ``dataset.strata`` as their last attribute
+      (``CountContext.strata`` is then set), for conditional metrics.
     """
 
     name: ClassVar[str]
@@ -207,6 +212,7 @@ class Probe:
     file_fields: ClassVar[tuple[str, ...]] = ()  # config keys naming files (besides *_path)
     checks: ClassVar[tuple[Check, ...]] = ()
     from_counts: ClassVar[bool] = False
+    counts_strata: ClassVar[bool] = False
     default: ClassVar[bool] = False  # run when a spec names no probes
 
     def run(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from probes.base import ProbeEntry, ProbeInput
-from probes.counts import FN, FP, TN, TP, count_groups
+from probes.counts import FN, FP, TN, TP, GroupCounts, count_groups
 
 POST_TRAINING = ("DPPL", "DI", "DCA", "DCR", "RD", "SD", "DAR", "DRR", "AD", "TE")
 PRE_TRAINING = ("CI", "DPL", "KL", "JS", "LP", "TVD", "KS")
@@ -289,23 +289,34 @@ def between_group_generalized_entropy_index(cells: np.ndarray, alpha: float = 2)
     return _entropy_index(n[keep], group_mean[keep], alpha)
 
 
+def cddpl_by_group(counts: GroupCounts) -> dict[str, float | None]:
+    """CDDPL of every group from counts over the audited attributes then the strata column
+    (the last attribute); weighted counts give the weighted CDDPL. Counts add, so the
+    value is the same from one pass, chunks or shards."""
+    by_attrs, cube = counts.by_last()  # (groups, strata, 4)
+    keys = ["&".join(k) for k in by_attrs.flat()[0]]
+    total = cube.sum(axis=0)
+    return {
+        key: cddpl(facet_by_stratum=facet, rest_by_stratum=total - facet)
+        for key, facet in zip(keys, cube)
+    }
+
+
+def add_cddpl(entry: ProbeEntry, values: dict[str, float | None]) -> ProbeEntry:
+    """The entry with each group's ``cddpl`` (None for a group without a value)."""
+    groups = [{**g, "cddpl": values.get(g["group"])} for g in entry.groups]
+    return entry.model_copy(update={"groups": groups})
+
+
 def with_cddpl(entry: ProbeEntry, data: ProbeInput) -> ProbeEntry:
-    """Add Clarify's CDDPL (predicted labels, conditioned on ``data.strata``) per group."""
+    """Add Clarify's CDDPL (predicted labels, conditioned on ``data.strata``) per group.
+
+    With ``dataset.weight`` every count is a sum of weights (each stratum's ``n_i``,
+    accepted and rejected shares), as for the other count-derived metrics."""
     attrs = list(entry.model_extra.get("attributes", [entry.attribute]))  # type: ignore[union-attr]
     if data.strata is None or data.strata in attrs or data.y_pred is None:
         return entry
     frame = data.frame[[*attrs, data.strata]].copy()
     frame[data.strata] = frame[data.strata].astype("string").fillna("unknown").astype("category")
-    counts = count_groups(frame, [*attrs, data.strata], y_pred=data.y_pred)
-    by_attrs, cube = counts.by_last()  # (groups, strata, 4)
-    keys = ["&".join(k) for k in by_attrs.flat()[0]]
-    by_group = dict(zip(keys, cube))
-    total = cube.sum(axis=0)
-    groups = []
-    for g in entry.groups:
-        facet = by_group.get(g["group"])
-        value = (
-            None if facet is None else cddpl(facet_by_stratum=facet, rest_by_stratum=total - facet)
-        )
-        groups.append({**g, "cddpl": value})
-    return entry.model_copy(update={"groups": groups})
+    counts = count_groups(frame, [*attrs, data.strata], y_pred=data.y_pred, weight=data.weight)
+    return add_cddpl(entry, cddpl_by_group(counts))

@@ -147,17 +147,17 @@ class GroupCounts:
     def bootstrap(self, *, replicates: int, seed: int) -> np.ndarray:
         """Row-bootstrap draws of ``table``: ``(replicates, groups, 4)``.
 
+        Weighted counts: the Poisson bootstrap of the weighted rows
+        (:func:`probes.stats.bootstrap_weighted_counts`), float sums of weights.
+
         The draws equal those of a multinomial over the full cube in C order (a
         zero-probability cell draws nothing and uses no randomness; the trailing
         zero cell the cube would end with is kept, so the random stream matches).
         """
-        from probes.stats import bootstrap_counts
+        from probes.stats import bootstrap_counts, bootstrap_weighted_counts
 
-        if self.sq is not None:
-            raise ProbeError(
-                "probes[demographic].bootstrap: not available with dataset.weight (weighted "
-                "intervals come from the Kish effective sample size); set bootstrap: 0"
-            )
+        if self.sq is not None:  # weighted: Poisson bootstrap of the rows, on the counts
+            return bootstrap_weighted_counts(self.table, self.sq, replicates=replicates, seed=seed)
         corner = [len(lv) - 1 for lv in self.levels]
         pad = self.n_groups > 0 and list(self.index[-1]) != corner
         cells = np.concatenate([self.table.ravel(), [0]]) if pad else self.table.ravel()

@@ -116,6 +116,52 @@ def _entry(
     )
 
 
+def _groups(
+    counts: GroupCounts,
+    idx: list[int],
+    keys: list[str],
+    levels: list[dict[str, str]],
+    rate: np.ndarray,
+    rest: np.ndarray,
+    confidence: float,
+    min_size: int,
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Each present group's size, positives, rate with CI and test against the rest; and
+    the sizes judged against ``min_size``. Weighted counts (``dataset.weight``): sums of
+    weights, CIs and tests on the Kish effective sizes of the group and of the rest."""
+    lab = counts.table[:, :2].astype(float)
+    n = lab.sum(axis=1)
+    k, size, k_rest, n_rest = lab[:, POS], n, rest[:, POS], rest.sum(axis=1)
+    if counts.sq is not None:
+        sq = counts.sq[:, :2].sum(axis=1)
+        size = np.where(sq > 0, n * n / np.where(sq > 0, sq, 1), 0.0)
+        sq_rest = sq.sum() - sq
+        n_rest = np.where(sq_rest > 0, n_rest * n_rest / np.where(sq_rest > 0, sq_rest, 1), 0.0)
+        k, k_rest = np.nan_to_num(rate) * size, np.nan_to_num(k_rest / rest.sum(axis=1)) * n_rest
+    lo, hi = proportion_ci(k, size, confidence=confidence)
+    pvals = [two_proportion_pvalue(k[i], size[i], k_rest[i], n_rest[i]) for i in idx]  # type: ignore[arg-type]
+    adjusted = holm(pvals)
+    as_num = float if counts.sq is not None else int
+    groups: list[dict[str, Any]] = []
+    for j, i in enumerate(idx):
+        g: dict[str, Any] = {
+            "group": keys[i],
+            "levels": levels[i],
+            "n": as_num(n[i]),
+            "share": to_optional(n[i] / n.sum()),
+            "positives": as_num(lab[i, POS]),
+            "positive_rate": to_optional(rate[i]),
+            "positive_rate_ci": [float(lo[i]), float(hi[i])],
+            "p_value": pvals[j],
+            "p_value_adjusted": adjusted[j],
+            "insufficient_data": bool(size[i] < min_size),
+        }
+        if counts.sq is not None:
+            g["n_effective"] = float(size[i])
+        groups.append(g)
+    return groups, size
+
+
 def entry_from_counts(
     counts: GroupCounts,
     *,
@@ -156,37 +202,18 @@ def entry_from_counts(
     n = lab.sum(axis=1)
     rows = float(total.sum())
     rate = np.where(n > 0, lab[:, POS] / np.where(n > 0, n, 1), np.nan)
-    lo, hi = proportion_ci(lab[:, POS], n, confidence=confidence)
     idx = [i for i in range(n_groups) if present[i]]
-    pvals = [
-        two_proportion_pvalue(int(lab[i, POS]), int(n[i]), int(rest[i, POS]), int(rest[i].sum()))
-        for i in idx
-    ]
-    adjusted = holm(pvals)
-    groups: list[dict[str, Any]] = []
-    for j, i in enumerate(idx):
-        g: dict[str, Any] = {
-            "group": keys[i],
-            "levels": levels[i],
-            "n": int(n[i]),
-            "share": to_optional(n[i] / rows),
-            "positives": int(lab[i, POS]),
-            "positive_rate": to_optional(rate[i]),
-            "positive_rate_ci": [float(lo[i]), float(hi[i])],
-            "p_value": pvals[j],
-            "p_value_adjusted": adjusted[j],
-            "insufficient_data": bool(n[i] < min_group_size),
-        }
+    groups, size = _groups(groups_counts, idx, keys, levels, rate, rest, confidence, min_group_size)
+    for g, i in zip(groups, idx):
         g.update({m: to_optional(metrics[m][i]) for m in PRE_TRAINING})
         g["CDDL"] = to_optional(cddl[i])
-        groups.append(g)
-    eligible = [i for i in idx if n[i] >= min_group_size]
+    eligible = [i for i in idx if size[i] >= min_group_size]
     over = "groups with n >= min_group_size"
     if not eligible:
         eligible, over = idx, "all groups (none reaches min_group_size)"
     names = [keys[i] for i in eligible]
     summary: dict[str, Any] = {
-        "rows": int(rows),
+        "rows": float(rows) if groups_counts.weighted else int(rows),
         "positive_rate": to_optional(total[POS] / rows) if rows else None,
         "summary_over": over,
         "strata": strata,
@@ -252,7 +279,7 @@ class DatasetProbe(Probe):
                 for s in attribute_sets(attrs, config.intersectional)
             ]
             return ProbeResult(entries=entries)
-        full = count_groups(frame, list(frame.columns), y_pred=y)
+        full = count_groups(frame, list(frame.columns), y_pred=y, weight=data.weight)
         sets = attribute_sets(attrs, config.intersectional)
         limited_marginals(full, sets, data.max_groups, data.max_total_groups)
         entries = []

@@ -24,7 +24,7 @@ from probes.base import (
     ProbeResult,
     register_probe,
 )
-from probes.clarify import one_vs_rest, with_cddpl
+from probes.clarify import add_cddpl, cddpl_by_group, one_vs_rest, with_cddpl
 from probes.counts import (
     FP,
     TP,
@@ -340,13 +340,15 @@ class DemographicProbe(Probe):
         ),
     )
     from_counts = True
+    counts_strata = True  # CDDPL from counts over the groups and dataset.strata
     default = True
 
     def entries_from_counts(
         self, counts: GroupCounts, *, config: Any, context: CountContext
     ) -> list[ProbeEntry]:
-        return entries_from_counts(
-            counts,
+        strata = context.strata
+        entries = entries_from_counts(
+            counts.marginal(counts.attributes[:-1]) if strata else counts,
             config=config,
             min_group_size=config.min_group_size or context.min_group_size,
             privileged=context.privileged,
@@ -356,6 +358,10 @@ class DemographicProbe(Probe):
             unknown_label=context.unknown_label,
             reference=context.reference,
         )
+        if strata is None or not counts.has_label:  # CDDPL as in memory: with labels
+            return entries
+        sets = [[*(e.model_extra or {})["attributes"], strata] for e in entries]
+        return [add_cddpl(e, cddpl_by_group(counts.marginal(a))) for e, a in zip(entries, sets)]
 
     def run(self, *, data: ProbeInput, model: Any = None, config: DemographicConfig) -> ProbeResult:
         if data.y_pred is None:
@@ -388,8 +394,7 @@ class DemographicProbe(Probe):
         if data.strata and data.y_true is not None:
             entries = [with_cddpl(e, data) for e in entries]
         if data.score is not None:
-            entries = [
-                score_metrics(e, frame=data.frame, score=data.score, y_true=data.y_true)
-                for e in entries
-            ]
+            cols: dict[str, Any] = dict(frame=data.frame, score=data.score, y_true=data.y_true)
+            cols["weight"] = data.weight
+            entries = [score_metrics(e, **cols) for e in entries]
         return ProbeResult(entries=entries + by_proxy, extra={"counts": full.to_dict()})

@@ -1,4 +1,10 @@
-"""Score-based group metrics: AUC, calibration error, LL144 scoring rate, distances."""
+"""Score-based group metrics: AUC, calibration error, LL144 scoring rate, distances.
+
+With ``dataset.weight`` every one of them is the weighted one: a row counts with its
+weight in the AUC's pairs (scikit-learn's ``roc_auc_score(sample_weight=w)``), in the
+calibration bins, the mean score, the median the scoring rate is judged against
+(weighted median), the scoring rate and the groups' ECDFs of the KS distance.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,14 @@ from probes.base import ProbeEntry
 from probes.util import finite_or_none
 
 
-def auc(score: np.ndarray, y: np.ndarray) -> float | None:
-    """ROC AUC via the Mann-Whitney U statistic (ties count one half); None if one class."""
+def auc(score: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> float | None:
+    """ROC AUC via the Mann-Whitney U statistic (ties count one half); None if one class.
+
+    Weighted: each (positive, negative) pair counts ``w_pos * w_neg``, as scikit-learn's
+    ``roc_auc_score(y, score, sample_weight=w)`` (the trapezoids of the weighted ROC curve).
+    """
+    if weight is not None:
+        return _weighted_auc(score, y, weight)
     pos = int(y.sum())
     neg = int(y.size - pos)
     if pos == 0 or neg == 0:
@@ -22,19 +34,75 @@ def auc(score: np.ndarray, y: np.ndarray) -> float | None:
     return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
-def calibration_error(score: np.ndarray, y: np.ndarray, bins: int = 10) -> float | None:
-    """Expected calibration error with equal-width bins over [0, 1]."""
+def _weighted_auc(score: np.ndarray, y: np.ndarray, w: np.ndarray) -> float | None:
+    """Weighted AUC: per distinct score, positive weight times the negative weight below
+    it plus half the negative weight tied with it, over ``W_pos * W_neg``."""
+    y = np.asarray(y, dtype=bool)
+    wp_total, wn_total = float(w[y].sum()), float(w[~y].sum())
+    if wp_total <= 0 or wn_total <= 0:
+        return None
+    values, inverse = np.unique(score, return_inverse=True)
+    wp = np.bincount(inverse, weights=np.where(y, w, 0.0), minlength=values.size)
+    wn = np.bincount(inverse, weights=np.where(y, 0.0, w), minlength=values.size)
+    below = np.cumsum(wn) - wn
+    return float((wp * (below + 0.5 * wn)).sum() / (wp_total * wn_total))
+
+
+def calibration_error(
+    score: np.ndarray, y: np.ndarray, bins: int = 10, weight: np.ndarray | None = None
+) -> float | None:
+    """Expected calibration error with equal-width bins over [0, 1].
+
+    ``sum_b |sum_{i in b} w_i (s_i - y_i)| / sum_i w_i`` (``w = 1`` unweighted): each
+    bin's gap between mean score and observed rate, weighted by the bin's share.
+    """
     if score.size == 0 or score.min() < 0 or score.max() > 1:
         return None
+    w = np.ones(score.size) if weight is None else np.asarray(weight, dtype=float)
+    total = float(w.sum())
+    if total <= 0:
+        return None
     idx = np.minimum((score * bins).astype(int), bins - 1)
-    n = np.bincount(idx, minlength=bins)
-    s = np.bincount(idx, weights=score, minlength=bins)
-    k = np.bincount(idx, weights=y.astype(float), minlength=bins)
-    nz = n > 0
-    return float(np.abs(s[nz] - k[nz]).sum() / score.size)
+    s = np.bincount(idx, weights=w * score, minlength=bins)
+    k = np.bincount(idx, weights=w * y.astype(float), minlength=bins)
+    return float(np.abs(s - k).sum() / total)
+
+
+def weighted_median(values: np.ndarray, weight: np.ndarray) -> float:
+    """The smallest value at which the weighted ECDF reaches one half (rows of zero weight
+    ignored); the lower median of the values repeated by their weights."""
+    order = np.argsort(values, kind="stable")
+    v, c = values[order], np.cumsum(weight[order])
+    if c.size == 0 or c[-1] <= 0:
+        return float(np.median(values)) if values.size else float("nan")
+    return float(v[int(np.searchsorted(c, c[-1] / 2, side="left"))])
 
 
 KS_BLOCK_CELLS = 1 << 22  # ECDF values held at once (groups x points)
+
+
+def weighted_ks_distance(samples: list[tuple[np.ndarray, np.ndarray]]) -> float | None:
+    """The largest KS distance between the weighted ECDFs of every pair of groups.
+
+    ``F_g(x) = sum(w_i : s_i <= x) / sum(w_i)`` over the group's rows; the statistic is
+    ``sup_x (max_g F_g(x) - min_g F_g(x))`` over the pooled scores (each pair's weighted
+    two-sample KS statistic, maximised; groups of zero total weight are left out).
+    """
+    kept = []
+    for s, w in samples:
+        if s.size and float(w.sum()) > 0:
+            order = np.argsort(s, kind="stable")
+            kept.append((s[order], np.cumsum(w[order]) / float(w.sum())))
+    if len(kept) < 2:
+        return None
+    points = np.unique(np.concatenate([s for s, _ in kept]))
+    hi = np.full(points.size, -np.inf)
+    lo = np.full(points.size, np.inf)
+    for s, cdf in kept:
+        at = np.searchsorted(s, points, side="right")
+        f = np.where(at > 0, cdf[np.maximum(at - 1, 0)], 0.0)
+        hi, lo = np.maximum(hi, f), np.minimum(lo, f)
+    return float(np.max(hi - lo))
 
 
 def max_ks_distance(samples: list[np.ndarray]) -> float | None:
@@ -66,30 +134,55 @@ def max_ks_distance(samples: list[np.ndarray]) -> float | None:
     return float(_st.ks_2samp(*pair).statistic)
 
 
+def _group_score_metrics(
+    s: np.ndarray, above: np.ndarray, y: np.ndarray | None, w: np.ndarray | None
+) -> dict[str, Any]:
+    """One group's mean score, scoring rate and (with labels) AUC and calibration error."""
+    if w is None:
+        m: dict[str, Any] = {
+            "mean_score": finite_or_none(s.mean()) if s.size else None,
+            "scoring_rate": finite_or_none(above.mean()) if s.size else None,
+        }
+    else:
+        total = float(w.sum())
+        m = {
+            "mean_score": finite_or_none(float(w @ s) / total) if total > 0 else None,
+            "scoring_rate": finite_or_none(float(w @ above) / total) if total > 0 else None,
+        }
+    if y is not None:
+        m["auc"] = finite_or_none(auc(s, y, w))
+        m["calibration_error"] = finite_or_none(calibration_error(s, y, weight=w))
+    return m
+
+
 def score_metrics(
-    entry: ProbeEntry, *, frame: pd.DataFrame, score: np.ndarray, y_true: np.ndarray | None
+    entry: ProbeEntry,
+    *,
+    frame: pd.DataFrame,
+    score: np.ndarray,
+    y_true: np.ndarray | None,
+    weight: np.ndarray | None = None,
 ) -> ProbeEntry:
-    """Add per-group AUC, calibration error and scoring rate, plus score distances."""
+    """Add per-group AUC, calibration error and scoring rate, plus score distances
+    (weighted by ``weight``, ``dataset.weight``, when given)."""
     attrs: list[str] = list(entry.model_extra.get("attributes", [entry.attribute]))  # type: ignore[union-attr]
     by_group = frame.groupby(attrs, observed=True, sort=False).indices
-    median = float(np.median(score))
-    above = score > median
+    w_all = None if weight is None else np.asarray(weight, dtype=float)
+    median = float(np.median(score)) if w_all is None else weighted_median(score, w_all)
+    above = (score > median).astype(float)
     extra: dict[str, dict[str, Any]] = {}
     samples: list[np.ndarray] = []
+    weighted: list[tuple[np.ndarray, np.ndarray]] = []
     for key, rows in by_group.items():
         key_t = key if isinstance(key, tuple) else (key,)
         name = "&".join(str(k) for k in key_t)
         s = score[rows]
+        w = None if w_all is None else w_all[rows]
         samples.append(s)
-        m: dict[str, Any] = {
-            "mean_score": finite_or_none(s.mean()) if s.size else None,
-            "scoring_rate": finite_or_none(above[rows].mean()) if s.size else None,
-        }
-        if y_true is not None:
-            y = y_true[rows]
-            m["auc"] = finite_or_none(auc(s, y))
-            m["calibration_error"] = finite_or_none(calibration_error(s, y))
-        extra[name] = m
+        if w is not None:
+            weighted.append((s, w))
+        y = None if y_true is None else y_true[rows]
+        extra[name] = _group_score_metrics(s, above[rows], y, w)
     # reference: the highest scoring rate among groups large enough for a decision,
     # as for the selection impact ratio
     # (groups left out of impact ratios, e.g. the unknown category, are left out here too)
@@ -107,7 +200,7 @@ def score_metrics(
             else None
         )
         groups.append({**g, **m})
-    ks = max_ks_distance(samples)
+    ks = max_ks_distance(samples) if w_all is None else weighted_ks_distance(weighted)
     summary = {
         **entry.summary,
         "median_score": median,

@@ -151,6 +151,29 @@ def bootstrap_counts(cells: np.ndarray, *, replicates: int, seed: int) -> np.nda
     return draws.reshape((replicates, *cells.shape))
 
 
+def bootstrap_weighted_counts(
+    cells: np.ndarray, sq: np.ndarray, *, replicates: int, seed: int
+) -> np.ndarray:
+    """Poisson bootstrap of weighted rows, done on the counts.
+
+    The Poisson bootstrap gives every row a Poisson(1) multiplicity ``m_i``, so a cell's
+    replicate sum ``sum_i m_i w_i`` has mean ``W = sum w`` and variance ``S = sum w^2``.
+    Each cell is drawn as ``Poisson(W^2 / S) * S / W`` (its Kish effective rows, each of
+    weight ``S / W``): the same mean and variance, exactly the row draw when the cell's
+    weights are equal, and a function of the merged counts alone, so in-memory, chunked
+    and sharded audits draw the same replicates for one seed.
+    Returns an array of shape ``(replicates, *cells.shape)``.
+    """
+    w = np.asarray(cells, dtype=float).ravel()
+    s2 = np.asarray(sq, dtype=float).ravel()
+    live = (w > 0) & (s2 > 0)
+    lam = np.where(live, w * w / np.where(live, s2, 1.0), 0.0)
+    unit = np.where(live, s2 / np.where(live, w, 1.0), 0.0)
+    rng = np.random.default_rng(seed)
+    draws = rng.poisson(lam, size=(replicates, lam.size)) * unit
+    return draws.reshape((replicates, *np.shape(cells)))
+
+
 def homogeneity_pvalue(k: np.ndarray, n: np.ndarray) -> float | None:
     """Omnibus test that all groups share one rate (no reference-group selection).
 

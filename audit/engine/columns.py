@@ -1,5 +1,6 @@
-"""Per-column typing from the spec: ``dataset.bins`` (numeric cut into groups) and
-``dataset.weight`` (validated non-negative, finite weights)."""
+"""Per-column typing from the spec: ``dataset.bins`` (numeric cut into groups),
+``dataset.weight`` (validated non-negative, finite weights) and which columns are
+counted (the protected columns, then ``dataset.strata``)."""
 
 from __future__ import annotations
 
@@ -60,3 +61,16 @@ def weight_values(series: pd.Series, *, row_offset: int = 0) -> np.ndarray:
 def frame_weight(frame: pd.DataFrame, spec: DatasetSpec) -> np.ndarray | None:
     """The validated weight array of a prepared frame, or None without ``dataset.weight``."""
     return frame[spec.weight].to_numpy(dtype=float) if spec.weight else None
+
+
+def count_columns(spec: DatasetSpec) -> list[str]:
+    """Columns counted per group: the protected ones, then ``dataset.strata`` (conditional
+    metrics such as CDDPL come from counts over the groups and the strata, so they add
+    across chunks and shards like every other count)."""
+    extra = [spec.strata] if spec.strata and spec.strata not in spec.protected else []
+    return [*spec.protected, *extra]
+
+
+def text_columns(spec: DatasetSpec) -> list[str]:
+    """Columns read as text: group names must not depend on a chunk's type inference."""
+    return [*spec.protected, *([spec.strata] if spec.strata else [])]

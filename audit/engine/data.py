@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.engine.columns import cut_bins, weight_values
+from audit.engine.columns import count_columns, cut_bins, text_columns, weight_values
 from audit.engine.columns import frame_weight as frame_weight  # data_mod.frame_weight
 from audit.engine.spec import DatasetSpec
 from audit.errors import (
@@ -167,7 +167,7 @@ def read_frame(spec: DatasetSpec, path: Path, *, columns: list[str] | None = Non
         if fmt == "parquet":
             return pd.read_parquet(path, columns=columns)
         # protected columns as text: chunks and files agree on '25' vs '25.0'
-        text = {c: str for c in spec.protected}
+        text = {c: str for c in text_columns(spec)}
         return pd.read_csv(path, usecols=columns, low_memory=False, dtype=text)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise AuditInputError(f"dataset.path: cannot read {path} as {fmt}: {exc}") from None
@@ -232,6 +232,8 @@ def prepare(
         out[col], unknown_counts[col] = group_category(
             out[col], spec.unknown_label, max_levels=max_levels, field=f"dataset.protected[{i}]"
         )
+    if spec.strata and spec.strata not in spec.protected:  # strata: groups alike
+        out[spec.strata] = group_category(out[spec.strata], spec.unknown_label)[0]
     y_true = None
     if spec.label:
         lab = out[spec.label]
@@ -358,7 +360,7 @@ def iter_chunks(
             offset += len(df)
         return
     offset = 0
-    text = {c: str for c in spec.protected}
+    text = {c: str for c in text_columns(spec)}
     with pd.read_csv(
         path, usecols=cols, chunksize=chunk_rows, low_memory=False, dtype=text
     ) as reader:
@@ -391,13 +393,8 @@ def count_chunks(
                 raw, spec, need_prediction=True, row_offset=offset, max_levels=max_levels
             )
             assert y_pred is not None
-            part = count_groups(
-                frame,
-                list(spec.protected),
-                y_pred=y_pred,
-                y_true=y_true,
-                weight=frame_weight(frame, spec),
-            )
+            w = frame_weight(frame, spec)
+            part = count_groups(frame, count_columns(spec), y_pred=y_pred, y_true=y_true, weight=w)
             total = part if total is None else total + part
             refuse_levels(total, max_levels, partial=True)  # each chunk may be under, not all
             rows += len(frame)

@@ -36,7 +36,8 @@ METRIC_DEFINITIONS = {
     "equalized_odds_difference": "max(TPR difference, FPR difference) (fairlearn)",
     "equal_opportunity_difference": "max - min TPR over groups",
     "scoring_rate": "share of the group scoring above the overall median score (NYC LL144)",
-    "bootstrap": "multinomial resampling of the cell counts == the row bootstrap",
+    "bootstrap": "multinomial resampling of the cell counts == the row bootstrap; weighted: "
+    "Poisson bootstrap of the rows, each cell drawn as Poisson(Kish n) x (sum w^2 / sum w)",
     "score_gap": "mean score of the group's variant minus the reference variant's, paired",
     "flip_rate": "share of inputs whose predicted label differs from the reference variant",
     "counterfactual_intervals": "paired t intervals and test over base texts; in template "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +77,15 @@ def entries_from_total(spec: AuditSpec, configs: list[Any], total: GroupCounts) 
         reference={k: str(v) for k, v in spec.dataset.reference.items()},
     )
     entries: list[ProbeEntry] = []
+    strata = spec.dataset.strata
     for cfg in configs:
         cls = get_probe(cfg.kind)
         attrs = cls.count_attributes(cfg, spec.dataset.protected)
+        ctx = context
+        if cls.counts_strata and strata and strata not in attrs and strata in total.attributes:
+            attrs, ctx = [*attrs, strata], replace(context, strata=strata)
         try:
-            entries += cls().entries_from_counts(total.marginal(attrs), config=cfg, context=context)
+            entries += cls().entries_from_counts(total.marginal(attrs), config=cfg, context=ctx)
         except ProbeError as exc:  # an input error (privileged value, too many groups)
             raise AuditInputError(str(exc)) from None
     return entries

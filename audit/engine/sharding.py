@@ -11,9 +11,10 @@ in-process chunked path (``audit.engine._chunked_entries``).
 
 Only audits whose every metric reduces to counts are sharded: decisions from
 a column (``model.kind: predictions``), only count-based probes (``from_counts``) over
-protected columns, no ``dataset.score`` (AUC and calibration need all scores)
-and no ``dataset.strata``. Everything here is pure (no Celery, no database):
-shard results are plain JSON so they travel through the result backend.
+protected columns, no ``dataset.score`` (AUC and calibration need all scores); a
+``dataset.strata`` column is counted beside the protected ones (CDDPL from counts).
+Everything here is pure (no Celery, no database): shard results are plain JSON so
+they travel through the result backend.
 
 >>> plan_shards(rows=10, shard_rows=4, max_shards=8)
 [Shard(index=0, start=0, stop=4), Shard(index=1, start=4, stop=7), Shard(index=2, start=7, stop=10)]
@@ -32,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from audit.engine import data as data_mod
+from audit.engine.columns import count_columns, text_columns
 from audit.engine.spec import AuditSpec, parse_spec, validate_probe_configs
 from audit.errors import (
     MSG_FAVORABLE_NOT_IN_LABELS,
@@ -55,7 +57,7 @@ class Shard:
 
 def shardable(spec: AuditSpec) -> bool:
     """True when every metric of ``spec`` is derived from confusion counts alone."""
-    if spec.model.kind != "predictions" or spec.dataset.score or spec.dataset.strata:
+    if spec.model.kind != "predictions" or spec.dataset.score:
         return False
     if spec.dataset.proxy is not None:  # posteriors need every row's names in memory
         return False
@@ -138,7 +140,7 @@ def plan_for(
 
 
 def _columns(spec: AuditSpec) -> list[str]:
-    cols = list(spec.dataset.protected)
+    cols = count_columns(spec.dataset)
     for c in (spec.dataset.label, spec.dataset.prediction, spec.dataset.weight):
         if c and c not in cols:
             cols.append(c)
@@ -171,7 +173,7 @@ def _read_rows(
         skiprows=range(1, start + 1),
         nrows=stop - start,
         chunksize=chunk_rows,
-        dtype={c: "string" for c in spec.dataset.protected},
+        dtype={c: "string" for c in text_columns(spec.dataset)},
         low_memory=False,
     ) as reader:
         yield from reader
@@ -214,7 +216,7 @@ def count_shard(
             assert y_pred is not None
             part = count_groups(
                 frame,
-                list(spec.dataset.protected),
+                count_columns(spec.dataset),
                 y_pred=y_pred,
                 y_true=y_true,
                 weight=data_mod.frame_weight(frame, spec.dataset),

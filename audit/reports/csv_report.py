@@ -3,7 +3,10 @@
 Every numeric metric of every group is a row, with its 95% CI (the ``<metric>_ci``
 field), the group's size and, where a policy check was made on it, the
 finding's threshold, p-value and status. Findings on metrics a group does not
-carry (e.g. ``lda_available``) are rows too, so every finding appears.
+carry (e.g. ``lda_available``) are rows too, so every finding appears. A race-proxy
+entry adds its coverage counts (``proxy.surname_matched`` ..., group empty) and the
+posterior >= 0.8 threshold-assignment results (``threshold.selection_rate``,
+``threshold.impact_ratio`` per group).
 
 Formula-safe (CONTRACT §7; OWASP "CSV injection"): every cell that starts with
 ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is prefixed by ``'``, so a
@@ -81,6 +84,24 @@ def _row(key: tuple[str, str, str, str], value: Any, ci: Any, n: Any, p: Any, f:
     return [*key, value, low, high, n, f.get("p_value", p), *tail]
 
 
+def _proxy_rows(entry: Mapping[str, Any]) -> Iterator[tuple[str, str, Any, Any]]:
+    """(group, metric, value, n) of a race-proxy block: the coverage counts (group empty,
+    ``proxy.<count>``) and the threshold-assignment results (``threshold.<metric>``)."""
+    summary = entry.get("summary")
+    proxy = summary.get("proxy") if isinstance(summary, Mapping) else None
+    if not isinstance(proxy, Mapping):
+        return
+    for key, value in proxy.items():
+        if not isinstance(value, bool) and num(value) is not None:
+            yield "", f"proxy.{key}", value, None
+    threshold = proxy.get("threshold")
+    groups = threshold.get("groups") if isinstance(threshold, Mapping) else None
+    for group, metrics in (groups or {}).items():
+        for metric in ("selection_rate", "impact_ratio"):
+            if num(metrics.get(metric)) is not None:
+                yield str(group), f"threshold.{metric}", metrics[metric], metrics.get("n")
+
+
 def csv_rows(results: Mapping[str, Any]) -> Iterator[list[Any]]:
     """The report's rows (raw values, not yet made safe), in results order."""
     findings = [f for f in results.get("findings") or [] if isinstance(f, Mapping)]
@@ -102,6 +123,8 @@ def csv_rows(results: Mapping[str, Any]) -> Iterator[list[Any]]:
                 # a group's own p-value tests its selection rate against the reference
                 p_value = g.get("p_value") if metric == "impact_ratio" else None
                 yield _row(key, value, ci, g.get("n"), p_value, by_key.get(key, {}))
+        for group, metric, value, n in _proxy_rows(entry):
+            yield _row((kind, attribute, group, metric), value, None, n, None, {})
     for key, f in by_key.items():
         if key not in seen:
             yield _row(key, f.get("value"), None, f.get("n"), None, f)

@@ -4,7 +4,8 @@ The report is rendered from the results.json document alone (so it can be
 regenerated from storage at any time), with inline CSS and inline SVG charts:
 no scripts, fonts or images are fetched, and it prints cleanly. The verdict
 comes first, then the findings, the NYC Local Law 144 summary for hiring
-audits (:mod:`audit.reports.ll144`), per-probe detail and the reproducibility manifest.
+audits (:mod:`audit.reports.ll144`), the race-proxy section when race was estimated
+(:mod:`audit.reports.proxy`), per-probe detail and the reproducibility manifest.
 
 Every string taken from the results goes through Jinja2 autoescaping (or
 :func:`html.escape` inside the SVG), so group names or texts cannot inject
@@ -27,6 +28,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from audit.reports.ll144 import ll144_section
+from audit.reports.proxy import proxy_section
 from audit.reports.sections import STATUS_LABEL, STATUS_ORDER, StatusIndex, build_section
 from audit.reports.summary import review_section, summary_sentence
 from audit.reports.svg import (
@@ -137,6 +139,7 @@ def build_context(
         "open_findings": [r for r in rows if r["status_class"] != "pass"],
         "passed_findings": [r for r in rows if r["status_class"] == "pass"],
         "ll144": ll144 if ll144 and (ll144["tables"] or ll144["others"]) else None,
+        "proxy": proxy_section(entries),
         "sections": sections,
         "reviews": review_section(reviews),
         "manifest": [

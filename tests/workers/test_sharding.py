@@ -132,9 +132,10 @@ def test_only_count_only_audits_are_shardable(tmp_path: Path) -> None:
     assert sharding.shardable(parse_spec(base)[0])
     with_score = {**base, "dataset": {**base["dataset"], "score": "qualified"}}
     with_strata = {**base, "dataset": {**base["dataset"], "strata": "age"}}
+    assert sharding.shardable(parse_spec(with_strata)[0])  # strata are counted (CDDPL)
     other_probe = {**base, "probes": [{"kind": "demographic"}, {"kind": "dataset"}]}
     model = {**base, "model": {"kind": "sklearn", "path": "m.skops"}}
-    for spec in (with_score, with_strata, other_probe, model):
+    for spec in (with_score, other_probe, model):
         assert not sharding.shardable(parse_spec(spec)[0])
     small = parse_spec(base)[0]
     assert not sharding.should_shard(
