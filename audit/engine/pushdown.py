@@ -1,7 +1,7 @@
 """Counts where the data lives: a ``dataset.source`` audit counted by one ``GROUP BY``.
 
 A count-only audit (the same rule as sharding: decisions from a column, only
-count-based probes, no scores, strata or proxy) of ``dataset.source`` +
+count-based probes, no scores or proxy) of ``dataset.source`` +
 ``dataset.query`` does not need the rows: the database groups them by the
 protected columns, the label and the prediction, and only that table travels —
 one row per distinct combination with its row count (and, with
@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from audit.engine import data as data_mod
-from audit.engine.columns import cut_bins
+from audit.engine.columns import count_columns, cut_bins
 from audit.engine.dbsource import query_params, stream_to_csv
 from audit.engine.sharding import MAX_LABEL_VALUES, results_from_parts, shardable
 from audit.engine.spec import AuditSpec, parse_spec
@@ -52,7 +52,7 @@ def pushable(spec: AuditSpec) -> bool:
 
 
 def _columns(spec: AuditSpec) -> list[str]:
-    cols = list(spec.dataset.protected)
+    cols = count_columns(spec.dataset)  # protected, then dataset.strata
     for c in (spec.dataset.label, spec.dataset.prediction):
         if c and c not in cols:
             cols.append(c)
@@ -111,7 +111,7 @@ def count_part(spec: AuditSpec, grouped: pd.DataFrame) -> dict[str, Any]:
         grouped, spec.dataset, need_prediction=True, max_levels=spec.policy.max_levels
     )
     assert y_pred is not None
-    attrs = list(spec.dataset.protected)
+    attrs = count_columns(spec.dataset)
     if spec.dataset.weight:
         sums = data_mod.frame_weight(frame, spec.dataset)
         squares = pd.to_numeric(grouped[SQ_COLUMN]).to_numpy(dtype=float)

@@ -117,6 +117,7 @@ def _comparable(results: dict[str, Any]) -> dict[str, Any]:
     [
         pytest.param({}, id="unweighted-bins-missing-sex"),
         pytest.param({"weight": "weight", "reference": {"race": "White"}}, id="weighted"),
+        pytest.param({"protected": ["sex", "age"], "strata": "race"}, id="strata-cddpl"),
         pytest.param(
             {"favorable_label": ["yes", "maybe"], "query": "select * from decisions where age<70"},
             id="label-list-filtered",
