@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from probes import demographic_models as typed
 from probes.base import (
     Check,
     CountContext,
@@ -341,6 +342,10 @@ class DemographicProbe(Probe):
     )
     from_counts = True
     default = True
+    group_model = typed.DemographicGroup
+    summary_model = typed.DemographicSummary
+    entry_fields = typed.DemographicEntryFields
+    example = typed.EXAMPLE
 
     def entries_from_counts(
         self, counts: GroupCounts, *, config: Any, context: CountContext
