@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from probes.result_models import EntryFields, ResultGroup, ResultSummary
+
 if TYPE_CHECKING:
     from probes.counts import GroupCounts
 
@@ -177,6 +179,23 @@ class ModelAdapter(Protocol):
     def sha256(self) -> str: ...
 
 
+@dataclass(frozen=True)
+class ProbeExample:
+    """A probe's own small example: a config, tiny inputs and what its result must show.
+
+    ``inputs`` builds the :class:`ProbeInput`; ``model`` names a model the example needs,
+    which the conformance tests provide (``None``: no model; ``"text-scorer"``: a
+    deterministic text scorer; ``"sklearn"``: a logistic regression on columns ``x1``
+    and ``m``; ``"fill-mask"``, ``"embedding"``, ``"causal-lm"``: tiny Hugging Face
+    models). ``properties`` maps the result to named checks, each True when it holds.
+    """
+
+    config: Mapping[str, Any]
+    inputs: Callable[[], ProbeInput]
+    properties: Callable[[ProbeResult], Mapping[str, bool]]
+    model: str | None = None
+
+
 C = TypeVar("C", bound=ProbeConfig)
 
 
@@ -200,6 +219,10 @@ class Probe:
       its audits can be read in chunks and sharded across workers.
     - ``counts_strata``: its counts may carry ``dataset.strata`` as their last attribute
       (``CountContext.strata`` is then set), for conditional metrics.
+    - ``group_model``, ``summary_model``, ``entry_fields``: the typed shape of its
+      results.json entries (:mod:`probes.result_models`; permissive when not declared).
+    - ``example``: a small runnable example with the properties its result must have
+      (:class:`ProbeExample`), run for every registered probe by the conformance tests.
     """
 
     name: ClassVar[str]
@@ -214,6 +237,10 @@ class Probe:
     from_counts: ClassVar[bool] = False
     counts_strata: ClassVar[bool] = False
     default: ClassVar[bool] = False  # run when a spec names no probes
+    group_model: ClassVar[type[ResultGroup]] = ResultGroup
+    summary_model: ClassVar[type[ResultSummary]] = ResultSummary
+    entry_fields: ClassVar[type[EntryFields]] = EntryFields
+    example: ClassVar[ProbeExample | None] = None
 
     def run(
         self, *, data: ProbeInput, model: ModelAdapter | None, config: Any

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from probes import counterfactual_tabular_models as typed
 from probes.base import (
     Check,
     ModelAdapter,
@@ -133,6 +134,10 @@ class CounterfactualTabularProbe(Probe):
     config_model = CounterfactualTabularConfig
     title = "Counterfactual attribute flip"
     layout = "counterfactual"
+    group_model = typed.FlipGroup
+    summary_model = typed.FlipSummary
+    entry_fields = typed.FlipEntryFields
+    example = typed.EXAMPLE
     checks = (
         Check(
             "score_gap",

@@ -1,15 +1,10 @@
 """Counterfactual text probe: swap names / pronouns / gendered terms, measure the score change.
 
-Every base text (a dataset row, or a built-in template) is rewritten once per
-group of an attribute, changing only the words that signal the group; all
-variants go through the model in one call (the inference engine dedupes and
-length-sorts them), and each group is compared with the reference group on the
-same base texts: the paired mean score difference (``score_gap``), the share of
-base texts whose predicted label differs (``flip_rate``) and a paired t-test.
-
-References: Bertrand & Mullainathan (2004), résumé name-swap audit;
-Garg et al. (2019), counterfactual token fairness; Prabhakaran et al. (2019),
-perturbation sensitivity analysis.
+Every base text (a dataset row, or a built-in template) is rewritten once per group of an
+attribute, changing only the words that signal the group; all variants go through the model
+in one call, and each group is compared with the reference group on the same base texts:
+paired mean score difference (``score_gap``), share of flipped labels (``flip_rate``) and a
+paired t-test. References: Prabhakaran et al. (2019), perturbation sensitivity analysis.
 """
 
 from __future__ import annotations
@@ -24,6 +19,7 @@ import numpy as np
 from pydantic import Field
 from scipy import stats as _st
 
+from probes import counterfactual_text_models as typed
 from probes.base import (
     Check,
     ModelAdapter,
@@ -389,6 +385,10 @@ class NameSwapProbe(Probe):
     config_model = CounterfactualTextConfig
     title = "Counterfactual name/term swap"
     layout = "counterfactual"
+    group_model = typed.SwapGroup
+    summary_model = typed.SwapSummary
+    entry_fields = typed.SwapEntryFields
+    example = typed.EXAMPLE
     checks = (
         Check(
             "score_gap",

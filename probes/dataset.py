@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from probes import dataset_models as typed
 from probes.base import (
     Probe,
     ProbeConfig,
@@ -244,6 +245,10 @@ class DatasetProbe(Probe):
 
     config_model = DatasetProbeConfig
     title = "Training data (pre-training metrics)"
+    group_model = typed.DatasetGroup
+    summary_model = typed.DatasetSummary
+    entry_fields = typed.DatasetEntryFields
+    example = typed.EXAMPLE
 
     def run(
         self, *, data: ProbeInput, model: Any = None, config: DatasetProbeConfig

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from probes import demographic_models as typed
 from probes.base import (
     Check,
     CountContext,
@@ -26,15 +27,13 @@ from probes.base import (
 )
 from probes.clarify import add_cddpl, cddpl_by_group, one_vs_rest, with_cddpl
 from probes.counts import (
-    FP,
-    TP,
     GroupCounts,
     attribute_sets,
     count_groups,
     limited_marginals,
     rates,
 )
-from probes.demographic_summary import entry_summary
+from probes.demographic_summary import boot_bounds, ci_pair, entry_summary
 from probes.impact import exclusions, impact, privileged_metrics, reference_index
 from probes.keys import group_sum
 from probes.proxy_groups import proxy_entries
@@ -71,35 +70,10 @@ class DemographicConfig(ProbeConfig):
     )
 
 
-def _ci(lo: float, hi: float) -> list[float] | None:
-    lo_, hi_ = finite_or_none(lo), finite_or_none(hi)
-    return None if lo_ is None or hi_ is None else [lo_, hi_]
-
-
-def _quantiles(x: np.ndarray, alpha: float) -> np.ndarray:
-    """Percentile interval over replicates (axis 0); nan-aware only when needed."""
-    q = [alpha, 1 - alpha]
-    return np.nanquantile(x, q, axis=0) if np.isnan(x).any() else np.quantile(x, q, axis=0)
-
-
 MSG_NO_ROWS = (
     "dataset: no rows to audit for {attribute!r}; the dataset (or the slice given to "
     "this probe) is empty"
 )
-
-
-def _boot_bounds(
-    boot: np.ndarray | None, ref: int, confidence: float
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Percentile intervals of the selection rates and impact ratios over the replicates."""
-    if boot is None:
-        return None, None
-    bn = boot.sum(axis=-1).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bsel = (boot[..., FP] + boot[..., TP]) / bn
-        bimp = bsel / bsel[:, [ref]]
-    alpha = (1 - confidence) / 2
-    return _quantiles(bsel, alpha), _quantiles(bimp, alpha)
 
 
 def _as_entry(
@@ -160,8 +134,8 @@ def _label_metrics(
         m: finite_or_none(r[m][i])
         for m in ("tpr", "fpr", "fnr", "tnr", "precision", "npv", "accuracy", "base_rate")
     }
-    g["tpr_ci"] = _ci(cis["tpr"][0][i], cis["tpr"][1][i])
-    g["fpr_ci"] = _ci(cis["fpr"][0][i], cis["fpr"][1][i])
+    g["tpr_ci"] = ci_pair(cis["tpr"][0][i], cis["tpr"][1][i])
+    g["fpr_ci"] = ci_pair(cis["fpr"][0][i], cis["fpr"][1][i])
     if clarify is not None:
         g["clarify"] = clarify[i]
     return g
@@ -199,7 +173,7 @@ def entry_from_counts(
     )
     ref = imp.ref
     lo, hi = cis["selection_rate"]
-    boot_sel, boot_imp = _boot_bounds(boot, ref, config.confidence)
+    boot_sel, boot_imp = boot_bounds(boot, ref, config.confidence)
     clarify = one_vs_rest(cells) if counts.has_label and len(keys) > 1 else None
     groups: list[dict[str, Any]] = []
     for i, key in enumerate(keys):
@@ -210,9 +184,9 @@ def entry_from_counts(
             "share": finite_or_none(n[i] / total),
             "selected": int(selected[i]) if n_eff is None else float(selected[i]),
             "selection_rate": finite_or_none(sel[i]),
-            "selection_rate_ci": _ci(lo[i], hi[i]),
+            "selection_rate_ci": ci_pair(lo[i], hi[i]),
             "impact_ratio": finite_or_none(imp.ratio[i]),
-            "impact_ratio_ci": None if i == ref else _ci(imp.lo[i], imp.hi[i]),
+            "impact_ratio_ci": None if i == ref else ci_pair(imp.lo[i], imp.hi[i]),
             "p_value": imp.p_values[i],
             "p_value_adjusted": imp.adjusted[i],
             "selection_rate_sd": finite_or_none(imp.sd[i]),
@@ -224,9 +198,9 @@ def entry_from_counts(
             g["impact_ratio_excluded"] = reasons[i]
         g.update(_label_metrics(i, r, cis, clarify, has_label=counts.has_label))
         if boot_sel is not None and boot_imp is not None:
-            g["selection_rate_ci_bootstrap"] = _ci(boot_sel[0, i], boot_sel[1, i])
+            g["selection_rate_ci_bootstrap"] = ci_pair(boot_sel[0, i], boot_sel[1, i])
             g["impact_ratio_ci_bootstrap"] = (
-                None if i == ref or reasons[i] else _ci(boot_imp[0, i], boot_imp[1, i])
+                None if i == ref or reasons[i] else ci_pair(boot_imp[0, i], boot_imp[1, i])
             )
         groups.append(g)
     summary = entry_summary(
@@ -342,6 +316,10 @@ class DemographicProbe(Probe):
     from_counts = True
     counts_strata = True  # CDDPL from counts over the groups and dataset.strata
     default = True
+    group_model = typed.DemographicGroup
+    summary_model = typed.DemographicSummary
+    entry_fields = typed.DemographicEntryFields
+    example = typed.EXAMPLE
 
     def entries_from_counts(
         self, counts: GroupCounts, *, config: Any, context: CountContext

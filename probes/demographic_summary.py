@@ -16,9 +16,30 @@ from probes.stats import homogeneity_pvalue
 from probes.util import finite_or_none
 
 
-def _ci(lo: float, hi: float) -> list[float] | None:
+def ci_pair(lo: float, hi: float) -> list[float] | None:
+    """``[lo, hi]``, or None when either bound is not a finite number."""
     lo_, hi_ = finite_or_none(lo), finite_or_none(hi)
     return None if lo_ is None or hi_ is None else [lo_, hi_]
+
+
+def _quantiles(x: np.ndarray, alpha: float) -> np.ndarray:
+    """Percentile interval over replicates (axis 0); nan-aware only when needed."""
+    q = [alpha, 1 - alpha]
+    return np.nanquantile(x, q, axis=0) if np.isnan(x).any() else np.quantile(x, q, axis=0)
+
+
+def boot_bounds(
+    boot: np.ndarray | None, ref: int, confidence: float
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Percentile intervals of the selection rates and impact ratios over the replicates."""
+    if boot is None:
+        return None, None
+    bn = boot.sum(axis=-1).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bsel = (boot[..., FP] + boot[..., TP]) / bn
+        bimp = bsel / bsel[:, [ref]]
+    alpha = (1 - confidence) / 2
+    return _quantiles(bsel, alpha), _quantiles(bimp, alpha)
 
 
 def _spread(values: np.ndarray) -> tuple[float | None, float | None]:
@@ -83,7 +104,7 @@ def entry_summary(
             bsel = (boot[..., FP] + boot[..., TP]) / bn
         diffs = np.nanmax(bsel, axis=1) - np.nanmin(bsel, axis=1)
         alpha = (1 - confidence) / 2
-        summary["demographic_parity_difference_ci_bootstrap"] = _ci(
+        summary["demographic_parity_difference_ci_bootstrap"] = ci_pair(
             *np.quantile(diffs, [alpha, 1 - alpha])
         )
         summary["bootstrap_replicates"] = int(boot.shape[0])

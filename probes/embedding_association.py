@@ -38,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from probes import embedding_association_models as typed
 from probes.base import (
     Check,
     ModelAdapter,
@@ -198,6 +199,9 @@ class EmbeddingAssociationProbe(Probe):
 
     config_model = EmbeddingAssociationConfig
     title = "Embedding association (WEAT/SEAT)"
+    group_model = typed.AssociationGroup
+    summary_model = typed.AssociationSummary
+    example = typed.EXAMPLE
     checks = (
         Check(
             "effect_size",

@@ -40,6 +40,7 @@ import numpy as np
 from pydantic import Field
 from scipy.stats import binomtest
 
+from probes import mlm_stereotype_models as typed
 from probes.base import (
     Check,
     ModelAdapter,
@@ -165,6 +166,10 @@ class MLMStereotypeProbe(Probe):
 
     config_model = MLMStereotypeConfig
     title = "Masked-LM stereotype preference"
+    group_model = typed.StereotypeGroup
+    summary_model = typed.StereotypeSummary
+    entry_fields = typed.StereotypeEntryFields
+    example = typed.EXAMPLE
     checks = (
         Check(
             "stereotype_score",

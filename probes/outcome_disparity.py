@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from probes import outcome_disparity_models as typed
 from probes.base import (
     Check,
     ModelAdapter,
@@ -105,6 +106,10 @@ class OutcomeDisparityProbe(Probe):
     config_model = OutcomeDisparityConfig
     title = "Outcome disparity (continuous outcome)"
     layout = "table"
+    group_model = typed.OutcomeGroup
+    summary_model = typed.OutcomeSummary
+    entry_fields = typed.OutcomeEntryFields
+    example = typed.EXAMPLE
     checks = (
         Check(
             "standardized_mean_difference",

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from probes import pairwise_choice_models as typed
 from probes.base import (
     Check,
     ModelAdapter,
@@ -223,6 +224,10 @@ class PairwiseChoiceProbe(Probe):
     config_model = PairwiseChoiceConfig
     title = "Pairwise choice between swapped candidates"
     layout = "table"
+    group_model = typed.ChoiceGroup
+    summary_model = typed.ChoiceSummary
+    entry_fields = typed.ChoiceEntryFields
+    example = typed.EXAMPLE
     checks = (
         Check(
             "choice_gap",

@@ -38,6 +38,7 @@ from audit.api.routes import (
     reports,
     reviews,
     schedules,
+    schemas,
 )
 from audit.api.uploads import remove_stale_uploads
 from audit.settings import Settings, get_settings
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "schedules", "description": "recurring compliance audits (admin)"},
             {"name": "events", "description": "the tamper-evident event log (admin, reviewer)"},
             {"name": "history", "description": "compare audits, a model's or schedule's runs"},
+            {"name": "schemas", "description": "JSON Schemas of the documents served"},
             {"name": "health", "description": "liveness, readiness, metrics (no auth)"},
         ],
     )
@@ -126,7 +128,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.submit_queue = submit_queue
     app.state.metrics = metrics
     install_error_handlers(app)
-    for module in (health, datasets, models, audits, reports, reviews, schedules, events, history):
+    routers = (health, datasets, models, audits, reports, reviews, schedules, events, history)
+    for module in (*routers, schemas):
         app.include_router(module.router)
     install_ui(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

@@ -15,9 +15,12 @@ import copy
 import html
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from audit.engine.results_model import AuditResults
 
 FINDING_COLUMNS = [
     "probe",
@@ -43,6 +46,14 @@ class AuditResult(dict[str, Any]):
     def verdict(self) -> str:
         """``pass`` or ``fail`` (``fail`` when any finding fails)."""
         return str(self["verdict"])
+
+    def typed(self) -> AuditResults:
+        """The document as the typed model ``AuditResults`` (each entry in its probe's
+        model, e.g. ``res.typed().probes[0].groups[0].selection_rate``); validating it
+        raises ``pydantic.ValidationError`` naming the field at fault."""
+        from audit.engine.results_model import AuditResults
+
+        return AuditResults.model_validate(dict(self))
 
     @property
     def attributes(self) -> list[str]:

@@ -36,6 +36,7 @@ from probes.base import (
     register_probe,
 )
 from probes.lda import candidates as cands_mod
+from probes.lda import models as typed
 from probes.lda.candidates import Candidate
 from probes.lda.evaluate import Evaluation, Holdout, evaluate, make_holdout, paired_gain_ci
 from probes.lda.frontier import choose_best, drivers, loss, pareto
@@ -139,6 +140,10 @@ class LdaSearchProbe(Probe):
     config_model = LdaSearchConfig
     title = "Less discriminatory alternative search"
     layout = "frontier"
+    group_model = typed.LdaGroup
+    summary_model = typed.LdaSummary
+    entry_fields = typed.LdaEntryFields
+    example = typed.EXAMPLE
     file_fields = ("train",)
     checks = (
         Check(
