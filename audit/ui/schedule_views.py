@@ -79,6 +79,7 @@ def alert_row(alert: Any, names: dict[str, str]) -> dict[str, Any]:
         "against": details.get("against", ""),
         "against_audit": details.get("against_audit_id", ""),
         "verdict": f"{verdict.get('a')} → {verdict.get('b')}" if verdict.get("changed") else "",
+        "late": details.get("late", 0),  # late_rows: rows that reached the source too late
         "significant": details.get("significant", 0),
         "delivery": alert.delivery or "no webhook",
         "attempts": alert.attempts,
