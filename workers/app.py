@@ -36,6 +36,7 @@ TASK_RUN_SHARD = "biasaudit.run_shard"
 TASK_MERGE_SHARDS = "biasaudit.merge_shards"
 TASK_RECONCILE = "biasaudit.reconcile"
 TASK_FIRE_SCHEDULES = "biasaudit.fire_schedules"
+TASK_DELIVER_ALERT = "biasaudit.deliver_alert"  # = audit.monitoring.notify.TASK_DELIVER_ALERT
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 
 MSG_VISIBILITY = (
@@ -98,6 +99,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             TASK_MERGE_SHARDS: {"queue": QUEUE_CPU},
             TASK_RECONCILE: {"queue": QUEUE_MAINTENANCE},
             TASK_FIRE_SCHEDULES: {"queue": QUEUE_MAINTENANCE},
+            TASK_DELIVER_ALERT: {"queue": QUEUE_CPU},  # off the beat: a hook may take seconds
         },
         "result_expires": 24 * 3600,
         "result_extended": False,  # never copy task arguments into the result backend

@@ -161,7 +161,7 @@ def _store(audit_id: str, results: dict[str, Any]) -> str:
 
 
 def _alert(audit_id: str) -> None:
-    """Raise a scheduled run's alerts and try their webhooks; never fails the audit."""
+    """Raise a scheduled run's alerts and enqueue their deliveries; never fails the audit."""
     from audit.monitoring.notify import after_success
 
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from audit.engine.spec import parse_spec
@@ -32,9 +32,13 @@ def _default_publish(audit_id: str, *, queue: str) -> None:
 
 
 def fire_due_schedules(
-    *, now: datetime | None = None, publish: Callable[..., None] | None = None
+    *,
+    now: datetime | None = None,
+    publish: Callable[..., None] | None = None,
+    send: Callable[[str, int], None] | None = None,
 ) -> list[str]:
-    """Create one audit per due schedule and publish it; returns the new audit ids."""
+    """Create one audit per due schedule and publish it; enqueue due webhook deliveries
+    (``send``, default ``biasaudit.deliver_alert`` by name). Returns the new audit ids."""
     now = now or utcnow()
     publish = publish or _default_publish
     with session_scope() as session:
@@ -50,18 +54,18 @@ def fire_due_schedules(
             publish(audit_id, queue=queue)
         except Exception as exc:  # noqa: BLE001 - the reconciler publishes it later
             log.warning("publish of scheduled audit %s failed: %s", audit_id, type(exc).__name__)
-    _retry_alerts()
+    _enqueue_alerts(send, now)
     return created
 
 
-def _retry_alerts() -> None:
-    """Retry the webhook deliveries whose back-off has passed (each attempt claimed once)."""
-    from audit.monitoring.notify import deliver_due
+def _enqueue_alerts(send: Callable[[str, int], None] | None, now: datetime) -> None:
+    """Hand the due webhook deliveries to the workers (no HTTP in the tick)."""
+    from audit.monitoring.notify import enqueue_due
 
     try:
-        deliver_due()
+        enqueue_due(send=send, now=now)
     except Exception as exc:  # noqa: BLE001 - the next tick tries again
-        log.warning("webhook retries failed: %s", type(exc).__name__)
+        log.warning("webhook deliveries not enqueued: %s", type(exc).__name__)
 
 
 def _fire_one(schedule_id: str, now: datetime) -> tuple[str, str] | None:
@@ -101,17 +105,20 @@ def _with_window(
     session: Any, schedule: Schedule, previous: str | None, due: datetime
 ) -> dict[str, Any]:
     """A ``dataset.source`` spec gets this run's window: the previous run's end (or the
-    cron's previous time) .. this due time, as ISO-8601 UTC."""
+    cron's previous time) .. this due time, both ``settle_seconds`` earlier, as ISO-8601
+    UTC (rows may reach the source late: a settled window still reads them)."""
     spec = dict(schedule.spec)
     dataset = spec.get("dataset")
     if not isinstance(dataset, dict) or not dataset.get("source"):
         return spec
     from croniter import croniter
 
+    settle = timedelta(seconds=schedule.settle_seconds or 0)
     start = None
     if previous:
         last = repo.load_audit(session=session, audit_id=previous)
         start = ((last.spec if last else {}).get("dataset") or {}).get("window_end")
     if start is None:
-        start = croniter(schedule.cron, due).get_prev(datetime).isoformat()
-    return {**spec, "dataset": {**dataset, "window_start": start, "window_end": due.isoformat()}}
+        start = (croniter(schedule.cron, due).get_prev(datetime) - settle).isoformat()
+    end = (due - settle).isoformat()
+    return {**spec, "dataset": {**dataset, "window_start": start, "window_end": end}}

@@ -8,6 +8,7 @@ name                       arguments                                  queue
 ``biasaudit.merge_shards`` ``[shard results, audit_id]`` (chord)      cpu
 ``biasaudit.reconcile``    ``[]`` (beat)                              maintenance
 ``biasaudit.fire_schedules`` ``[]`` (beat)                            maintenance
+``biasaudit.deliver_alert`` ``[alert_id, attempt]``                    cpu
 =========================  =========================================  ==============
 
 Only ids and row numbers travel: no token, secret or spec. Every task is
@@ -23,6 +24,7 @@ from celery import Task, chord
 from audit.queue import TASK_RUN_AUDIT
 from workers import runner, shards
 from workers.app import (
+    TASK_DELIVER_ALERT,
     TASK_FIRE_SCHEDULES,
     TASK_MERGE_SHARDS,
     TASK_RECONCILE,
@@ -71,3 +73,11 @@ def fire_schedules() -> list[str]:
     from workers.scheduling import fire_due_schedules
 
     return fire_due_schedules()
+
+
+@app.task(name=TASK_DELIVER_ALERT, ignore_result=True)
+def deliver_alert(alert_id: str, attempt: int) -> str | None:
+    """POST one alert to its webhook once (``audit.monitoring.notify.deliver_alert``)."""
+    from audit.monitoring.notify import deliver_alert as deliver
+
+    return deliver(str(alert_id), int(attempt))

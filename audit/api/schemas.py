@@ -167,6 +167,15 @@ class ScheduleCreate(BaseModel):
         max_length=36,
         description="the run each run is also compared with (default: the first run)",
     )
+    settle_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=30 * 86400,
+        description=(
+            "dataset.source windows end this many seconds before the due time, so rows "
+            "that reach the source late are still read (docs/monitoring.md)"
+        ),
+    )
 
 
 class ScheduleUpdate(BaseModel):
@@ -176,6 +185,7 @@ class ScheduleUpdate(BaseModel):
 
     alert: AlertConfig | None = None
     baseline_audit_id: str | None = Field(default=None, max_length=36)
+    settle_seconds: int = Field(default=0, ge=0, le=30 * 86400)
 
 
 class SchedulePublic(_Public):
@@ -190,6 +200,7 @@ class SchedulePublic(_Public):
     created_at: datetime
     alert: dict[str, Any] | None = None
     baseline_audit_id: str | None = None
+    settle_seconds: int = 0
     webhook_secret: str | None = Field(
         default=None,
         description="the HMAC secret of the webhook: returned only when it is set, never again",

@@ -135,3 +135,28 @@ def stream_to_csv(
             field="dataset.query",
         )
     return rows
+
+
+def count_rows(dataset: dict[str, Any], url: str) -> int:
+    """How many rows the query returns now for the dataset's window (read-only, no copy).
+
+    Used to notice rows that arrived after a window was audited (late rows).
+    """
+    from sqlalchemy import create_engine, text
+
+    query = str(dataset["query"]).strip().rstrip(";")
+    params = query_params(query, dataset)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            elif engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA query_only = ON")
+            counted = conn.execute(
+                text(f"select count(*) from ({query}) as biasaudit_late_check"), params
+            ).scalar_one()
+            conn.rollback()
+    finally:
+        engine.dispose()
+    return int(counted)

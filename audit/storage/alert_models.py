@@ -36,6 +36,8 @@ class Alert(Base):
     delivery: Mapped[str | None] = mapped_column(String(16), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # a worker delivering the alert holds it until then (never two deliveries at once)
+    claimed_until: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class AlertDelivery(Base):

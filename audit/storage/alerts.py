@@ -26,7 +26,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from audit.compare import compare_results
@@ -99,7 +99,6 @@ def raise_alerts(*, session: Session, audit_id: str, now: datetime | None = None
     if schedule is None or document is None:
         return []
     now = now or utcnow()
-    webhook = (schedule.alert or {}).get("webhook")
     alerts: list[Alert] = []
     for against, ref_id in _references(session, schedule, audit):
         reference = _document(session, ref_id)
@@ -109,21 +108,30 @@ def raise_alerts(*, session: Session, audit_id: str, now: datetime | None = None
         if not diff["verdict"]["changed"] and not diff["significant"]:
             continue
         kind, details = _alert_for(against, ref_id, diff)
-        alert = Alert(
-            project=audit.project,
-            schedule_id=schedule.id,
-            audit_id=audit_id,
-            kind=kind,
-            details=details,
-            created_at=now,
-            delivery="pending" if webhook else None,
-            attempts=0,
-            next_attempt_at=now if webhook else None,
-        )
-        session.add(alert)
-        alerts.append(alert)
+        alerts.append(new_alert(session=session, audit=audit, kind=kind, details=details, now=now))
     session.flush()
     return alerts
+
+
+def new_alert(
+    *, session: Session, audit: Audit, kind: str, details: dict[str, Any], now: datetime
+) -> Alert:
+    """Add one alert of a scheduled audit (``pending`` delivery if its schedule has a webhook)."""
+    schedule = session.get(Schedule, audit.schedule_id)
+    webhook = (schedule.alert or {}).get("webhook") if schedule is not None else None
+    alert = Alert(
+        project=audit.project,
+        schedule_id=audit.schedule_id,
+        audit_id=audit.id,
+        kind=kind,
+        details=details,
+        created_at=now,
+        delivery="pending" if webhook else None,
+        attempts=0,
+        next_attempt_at=now if webhook else None,
+    )
+    session.add(alert)
+    return alert
 
 
 def alert_payload(alert: Alert, schedule: Schedule) -> dict[str, Any]:
@@ -152,12 +160,45 @@ def due_deliveries(*, session: Session, now: datetime | None = None) -> list[str
     )
 
 
-def claim_delivery(*, session: Session, alert_id: str, hold: float, now: datetime) -> bool:
-    """Push the next attempt ``hold`` seconds away if it is due: True for one caller only."""
+def reserve_delivery(*, session: Session, alert_id: str, hold: float, now: datetime) -> int | None:
+    """Move a due delivery's next attempt ``hold`` seconds away (it is being enqueued):
+    the attempt number to enqueue, for one caller only; None if not due or held."""
+    row = session.execute(
+        update(Alert)
+        .where(
+            Alert.id == alert_id,
+            Alert.delivery == "pending",
+            Alert.next_attempt_at <= now,
+            or_(Alert.claimed_until.is_(None), Alert.claimed_until < now),
+        )
+        .values(next_attempt_at=now + timedelta(seconds=hold))
+        .returning(Alert.attempts)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return None if row is None else int(row[0]) + 1
+
+
+def claim_delivery(
+    *, session: Session, alert_id: str, attempt: int | None, hold: float, now: datetime
+) -> bool:
+    """Hold a pending alert for ``hold`` seconds to post it: True for one caller only.
+
+    With ``attempt``, only if that is the next attempt (a redelivered message for
+    an attempt already made claims nothing); without, only if the attempt is due.
+    """
+    condition = [
+        Alert.id == alert_id,
+        Alert.delivery == "pending",
+        or_(Alert.claimed_until.is_(None), Alert.claimed_until < now),
+    ]
+    if attempt is None:
+        condition.append(Alert.next_attempt_at <= now)
+    else:
+        condition.append(Alert.attempts == attempt - 1)
     result = session.execute(
         update(Alert)
-        .where(Alert.id == alert_id, Alert.delivery == "pending", Alert.next_attempt_at <= now)
-        .values(next_attempt_at=now + timedelta(seconds=hold))
+        .where(*condition)
+        .values(claimed_until=now + timedelta(seconds=hold))
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -176,6 +217,7 @@ def record_attempt(
     """Store one attempt; mark the alert delivered, failed, or due again after back-off."""
     now = now or utcnow()
     alert.attempts += 1
+    alert.claimed_until = None
     session.add(
         AlertDelivery(
             alert_id=alert.id, attempt=alert.attempts, at=now, status_code=status_code, error=error

@@ -196,6 +196,8 @@ class Schedule(Base):
     alert: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
     webhook_salt: Mapped[str | None] = mapped_column(String(64), nullable=True)
     baseline_audit_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # dataset.source windows end this many seconds before the due time (late rows)
+    settle_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Audit(Base):

@@ -45,8 +45,13 @@ async def create_schedule(
     request: Request, viewer: ViewerDep, session: SessionDep, settings: SettingsDep
 ) -> Response:
     fields = await checked_form(request, viewer)
-    await run_in_threadpool(create_from_form, session, viewer, settings, fields)
-    return see_other("/ui/schedules")
+    secret = await run_in_threadpool(create_from_form, session, viewer, settings, fields)
+    if secret is None:
+        return see_other("/ui/schedules")
+    # the webhook's secret is shown once, on this answer (never in a URL or a cookie)
+    context = await run_in_threadpool(schedules_page, session, viewer)
+    created = {"name": fields.get("name", "").strip(), "secret": secret}
+    return render(request, "schedules.html.j2", {"viewer": viewer, "created": created, **context})
 
 
 @router.post("/schedules/{schedule_id}/disable")

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from audit.api.body import check_tree, parse_json
 from audit.api.deps import authorize
 from audit.api.errors import ApiError
-from audit.api.schemas import ScheduleCreate
+from audit.api.schemas import AlertConfig, ScheduleCreate
 from audit.settings import Settings
 from audit.storage.alerts import list_alerts
 from audit.storage.dashboard import audits_by_id
@@ -79,6 +79,7 @@ def alert_row(alert: Any, names: dict[str, str]) -> dict[str, Any]:
         "against": details.get("against", ""),
         "against_audit": details.get("against_audit_id", ""),
         "verdict": f"{verdict.get('a')} → {verdict.get('b')}" if verdict.get("changed") else "",
+        "late": details.get("late", 0),  # late_rows: rows that reached the source too late
         "significant": details.get("significant", 0),
         "delivery": alert.delivery or "no webhook",
         "attempts": alert.attempts,
@@ -94,8 +95,11 @@ def _field(error: ValidationError) -> str:
 
 def create_from_form(
     session: Session, viewer: Viewer, settings: Settings, fields: dict[str, str]
-) -> None:
-    """Create a schedule from the page's form (errors as pages naming the field)."""
+) -> str | None:
+    """Create a schedule from the page's form (errors as pages naming the field).
+
+    An optional ``webhook`` is checked against the allowlist exactly as the API
+    checks ``alert.webhook``; its signing secret is returned (shown once)."""
     from audit.api.routes.schedules import _create
 
     require_admin(viewer)
@@ -107,19 +111,23 @@ def create_from_form(
             raise UiError(422, exc.detail) from None
         detail = exc.detail.removeprefix("body: ")
         raise UiError(422, MSG_SPEC_JSON.format(error=detail[:160])) from None
+    webhook = (fields.get("webhook") or "").strip()
     try:
         body = ScheduleCreate(
             name=fields.get("name", "").strip(),
             cron=fields.get("cron", "").strip(),
             spec=spec,
             enabled=True,
+            alert=AlertConfig(webhook=webhook) if webhook else None,
         )
     except ValidationError as exc:
-        raise UiError(422, _field(exc)) from None
+        loc = "alert.webhook" if any(e.get("loc") == ("webhook",) for e in exc.errors()) else ""
+        raise UiError(422, f"{loc}: {exc.errors()[0]['msg']}" if loc else _field(exc)) from None
     try:
-        _create(body, viewer.token, session, settings)
+        created = _create(body, viewer.token, session, settings)
     except ApiError as exc:
         raise UiError(exc.status_code, exc.detail) from None
+    return created.webhook_secret
 
 
 def disable(session: Session, viewer: Viewer, schedule_id: str) -> None:

@@ -153,3 +153,17 @@ def test_trail_seams_use_the_trail_modules_when_present(monkeypatch: pytest.Monk
     }
     monkeypatch.setitem(sys.modules, trail.COMPARE_MODULE, SimpleNamespace())  # lacks the function
     assert trail.compare_significance({}, {}) is None
+
+
+def test_a_late_rows_alert_says_how_many_rows_came_late() -> None:
+    from audit.ui.schedule_views import alert_row
+
+    alert = SimpleNamespace(
+        schedule_id="s1", audit_id="a" * 36, kind="late_rows", delivery=None, attempts=0,
+        created_at=datetime(2026, 11, 30, 3, tzinfo=UTC),
+        details={"against": "previous", "against_audit_id": "b" * 36, "late": 250},
+    )  # fmt: skip
+    row = alert_row(alert, {"s1": "weekly"})
+    assert (row["kind"], row["late"], row["verdict"]) == ("late rows", 250, "")
+    html = _env.get_template("_alerts.html.j2").render(alerts=[row])
+    assert "late rows" in html and "250 rows arrived after the window ran" in html

@@ -122,3 +122,21 @@ def result_count(audit_id: str) -> int:
             )
             or 0
         )
+
+
+def run_queued_deliveries(conn: redis.Redis) -> list[str | None]:
+    """Run the ``biasaudit.deliver_alert`` messages waiting on their queue, oldest first,
+    the way a worker would (the registered task, in this process); their outcomes."""
+    import base64
+    import json
+
+    from audit.monitoring.notify import DELIVERY_QUEUE, TASK_DELIVER_ALERT
+    from workers.tasks import deliver_alert
+
+    outcomes: list[str | None] = []
+    while (raw := conn.rpop(DELIVERY_QUEUE)) is not None:
+        message = json.loads(raw)  # type: ignore[arg-type]
+        assert message["headers"]["task"] == TASK_DELIVER_ALERT, message["headers"]
+        args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+        outcomes.append(deliver_alert(*args, **kwargs))
+    return outcomes

@@ -46,7 +46,13 @@ def test_the_running_app_uses_them() -> None:
         "biasaudit.merge_shards",
         "biasaudit.reconcile",
         "biasaudit.fire_schedules",
+        "biasaudit.deliver_alert",
     }
+    # the API side enqueues deliveries by this name, without importing workers/
+    from audit.monitoring.notify import DELIVERY_QUEUE, TASK_DELIVER_ALERT
+
+    assert TASK_DELIVER_ALERT in names
+    assert app.conf.task_routes[TASK_DELIVER_ALERT] == {"queue": DELIVERY_QUEUE}
 
 
 def test_visibility_timeout_must_exceed_the_time_limit() -> None:

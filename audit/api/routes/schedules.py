@@ -97,6 +97,7 @@ def _create(
         field, _, _ = str(exc).partition(":")
         raise ApiError(422, str(exc), field=field or None) from None
     row.baseline_audit_id = body.baseline_audit_id
+    row.settle_seconds = body.settle_seconds
     secret = _set_alert(row, alert, settings)
     session.commit()
     return SchedulePublic.model_validate(row).model_copy(update={"webhook_secret": secret})
@@ -137,7 +138,7 @@ def _set_alert(row: Schedule, alert: dict[str, str] | None, settings: Settings) 
 @router.patch(
     "/{schedule_id}",
     response_model=SchedulePublic,
-    summary="Change a schedule's alert target or baseline",
+    summary="Change a schedule's alert target, baseline or settle delay",
     openapi_extra=json_request_body("ScheduleUpdate"),
     responses={422: {"description": "webhook refused or baseline not found"}},
 )
@@ -162,6 +163,9 @@ def _update(
         _check_baseline(session, token.project, body.baseline_audit_id)
         row.baseline_audit_id = body.baseline_audit_id
         changed["baseline_audit_id"] = body.baseline_audit_id
+    if "settle_seconds" in body.model_fields_set:
+        row.settle_seconds = body.settle_seconds
+        changed["settle_seconds"] = body.settle_seconds
     session.flush()
     log_schedule(session, row, "schedule.changed", token.actor, **changed)
     session.commit()

@@ -138,3 +138,27 @@ def test_source_checked_at_submission(
     assert saved.status_code == 201, saved.text
     assert saved.json()["spec"]["dataset"]["source"] == "hiring"
     assert "sqlite" not in saved.text  # the URL is the server's, never in the spec
+
+
+def test_settle_seconds_saved_changed_and_bounded(
+    client: TestClient, make_token: Callable[..., str], dataset_id: str
+) -> None:
+    admin = make_token("admin")
+    body = {"name": "weekly", "cron": "0 3 * * 1", "spec": spec_for(dataset_id)}
+    for bad in (-1, 30 * 86400 + 1, "soon"):
+        refused = client.post(
+            "/v1/schedules", json={**body, "settle_seconds": bad}, headers=auth(admin)
+        )
+        assert refused.status_code == 422, (bad, refused.text)
+        assert "settle_seconds" in refused.text
+    created = client.post(
+        "/v1/schedules", json={**body, "settle_seconds": 3600}, headers=auth(admin)
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["settle_seconds"] == 3600
+    url = f"/v1/schedules/{created.json()['id']}"
+    changed = client.patch(url, json={"settle_seconds": 600}, headers=auth(admin))
+    assert changed.status_code == 200 and changed.json()["settle_seconds"] == 600
+    assert client.get(url, headers=auth(admin)).json()["settle_seconds"] == 600
+    plain = client.post("/v1/schedules", json={**body, "name": "other"}, headers=auth(admin))
+    assert plain.json()["settle_seconds"] == 0

@@ -55,3 +55,80 @@ def test_alert_shown_on_schedules_and_audit_pages(
     assert "No alert: this run kept the verdict" in first_page
     listed = client.get(f"/v1/schedules/{schedule['id']}/alerts", headers=auth(admin)).json()
     assert [(a["kind"], a["audit_id"]) for a in listed["data"]] == [("verdict_changed", runs[1])]
+
+
+@pytest.fixture
+def allowlist(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set before the app's settings are made (request it before ``client``)."""
+    monkeypatch.setenv("BIASAUDIT_WEBHOOK_ALLOWLIST", "127.0.0.1")
+
+
+def test_schedule_form_takes_a_webhook_checked_like_the_api_secret_shown_once(
+    allowlist: None,
+    client: TestClient,
+    make_token: Callable[..., str],
+    api_settings: Settings,
+    dataset_id: str,
+) -> None:
+    import json
+
+    from sqlalchemy import select
+
+    from audit.storage.alerts import webhook_secret
+    from audit.storage.models import Schedule
+
+    admin = make_token("admin")
+    csrf = sign_in(client, admin)
+    page = client.get("/ui/schedules").text
+    assert 'name="webhook"' in page and "Alert webhook" in page
+    form = {
+        "name": "weekly",
+        "cron": "0 3 * * 1",
+        "spec": json.dumps(spec_for(dataset_id)),
+        "webhook": "https://evil.example.org/hook",
+    }
+    assert client.post("/ui/schedules", data=form).status_code == 403  # no CSRF token
+    refused = client.post("/ui/schedules", data={**form, "csrf_token": csrf})
+    assert refused.status_code == 422
+    # the API's own message, word for word, naming the field
+    api = client.post(
+        "/v1/schedules",
+        json={**{k: form[k] for k in ("name", "cron")}, "spec": spec_for(dataset_id),
+              "alert": {"webhook": form["webhook"]}},
+        headers=auth(admin),
+    )  # fmt: skip
+    assert api.status_code == 422 and api.json()["field"] == "alert.webhook"
+    assert api.json()["detail"] in refused.text.replace("&#39;", "'")
+    assert "alert.webhook: host 'evil.example.org' is not on" in refused.text.replace("&#39;", "'")
+    with db.session_scope(api_settings.db_url) as session:
+        assert session.scalars(select(Schedule)).all() == []
+    bad_scheme = client.post(
+        "/ui/schedules", data={**form, "webhook": "ftp://127.0.0.1/", "csrf_token": csrf}
+    )
+    assert bad_scheme.status_code == 422 and "not an http:// or https:// URL" in bad_scheme.text
+
+    created = client.post(
+        "/ui/schedules",
+        data={**form, "webhook": "http://127.0.0.1:9/hook", "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert created.status_code == 200, created.text
+    assert created.headers["cache-control"] == "no-store"
+    with db.session_scope(api_settings.db_url) as session:
+        row = session.scalars(select(Schedule)).one()
+        assert row.alert == {"webhook": "http://127.0.0.1:9/hook"}
+        assert row.webhook_salt
+        secret = webhook_secret(row.webhook_salt, api_settings.secret_key.get_secret_value())
+    assert 'id="webhook-secret"' in created.text and secret in created.text
+    again = client.get("/ui/schedules")
+    assert again.status_code == 200 and secret not in again.text  # shown once
+    assert "http://127.0.0.1:9/hook" in again.text
+    listed = client.get("/v1/schedules", headers=auth(admin)).json()["data"]
+    assert [s["webhook_secret"] for s in listed] == [None]
+    # without a webhook the form answers with a redirect, as before
+    plain = client.post(
+        "/ui/schedules",
+        data={**form, "name": "monthly", "webhook": "", "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert plain.status_code == 303 and plain.headers["location"] == "/ui/schedules"
