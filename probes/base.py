@@ -159,6 +159,7 @@ class CountContext:
     max_total_groups: int | None = None  # policy.max_total_groups: over all sets of a probe
     unknown_label: str = "unknown"  # dataset.unknown_label: the level of missing values
     reference: dict[str, Any] = field(default_factory=dict)  # dataset.reference: control groups
+    proxy: Any = None  # dataset.proxy in a chunked run: a ProbeInput with every row's posterior
 
 
 class ModelAdapter(Protocol):
@@ -231,9 +232,10 @@ class Probe:
         return list(getattr(config, "attributes", None) or protected)
 
     def entries_from_counts(
-        self, counts: GroupCounts, *, config: Any, context: CountContext
+        self, counts: GroupCounts | None, *, config: Any, context: CountContext
     ) -> list[ProbeEntry]:  # pragma: no cover - abstract
-        """Entries from counts merged over chunks or shards (``from_counts`` probes)."""
+        """Entries from counts merged over chunks or shards (``from_counts`` probes); None
+        when there are no protected columns (``dataset.proxy`` alone)."""
         raise NotImplementedError
 
 

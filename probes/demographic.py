@@ -343,12 +343,16 @@ class DemographicProbe(Probe):
     default = True
 
     def entries_from_counts(
-        self, counts: GroupCounts, *, config: Any, context: CountContext
+        self, counts: GroupCounts | None, *, config: Any, context: CountContext
     ) -> list[ProbeEntry]:
-        return entries_from_counts(
+        min_size = config.min_group_size or context.min_group_size
+        by_proxy = proxy_entries(context.proxy, config=config, min_group_size=min_size)
+        if counts is None:  # dataset.proxy alone
+            return by_proxy
+        entries = entries_from_counts(
             counts,
             config=config,
-            min_group_size=config.min_group_size or context.min_group_size,
+            min_group_size=min_size,
             privileged=context.privileged,
             seed=context.seed,
             max_groups=context.max_groups,
@@ -356,6 +360,7 @@ class DemographicProbe(Probe):
             unknown_label=context.unknown_label,
             reference=context.reference,
         )
+        return entries + by_proxy
 
     def run(self, *, data: ProbeInput, model: Any = None, config: DemographicConfig) -> ProbeResult:
         if data.y_pred is None:
