@@ -11,7 +11,9 @@ and p-value include the proxy's uncertainty.
 
 The draws come from the posterior given the outcome, P(r | s, g, y) ∝ P(r | s, g)
 f(y | r, x), where f is the normal linear model ``y = α_r + x β + ε`` fitted by EM
-(a mixture regression whose mixing weights are each row's posterior). An imputation
+(a mixture regression whose mixing weights are each row's posterior), refitted for
+each draw on Bayesian-bootstrap weights (Rubin 1987's "proper" imputation: the draws
+carry the uncertainty of the fitted model, not only of race). An imputation
 model that leaves the outcome out would spread each group's outcomes over the
 others and attenuate every gap (Rubin 1987: the imputation model must contain the
 analysis model). With decisions (``y_pred``) the prior is first updated by the
@@ -147,9 +149,13 @@ def imputed_comparisons(
         ctrl, _ = control_matrix(controls.loc[keep], list(controls.columns))
         ctrl = ctrl if ctrl.shape[1] else None
     x = np.zeros((len(y), 0)) if ctrl is None else ctrl.to_numpy(dtype=float)
-    q = outcome_mixture_posteriors(prior, y, x, w)
+    rng = np.random.default_rng(seed)
     ests, vars_, dfs = [], [], []
-    for codes in draw_races(q, m=m, seed=seed):
+    for _ in range(m):
+        # proper imputation: each draw refits the outcome model on Bayesian-bootstrap
+        # weights, so the draws carry the uncertainty of the fitted group means too
+        q = outcome_mixture_posteriors(prior, y, x, w * rng.exponential(size=len(w)))
+        codes = draw_races(q, m=1, seed=int(rng.integers(2**63)))[0]
         e, v, df = _draw_estimates(codes, names, others, reference, y, ctrl, w, confidence)
         ests.append(e)
         vars_.append(v)

@@ -56,6 +56,55 @@ def _log_ratio(rate: np.ndarray, n_eff: np.ndarray, ref: int) -> tuple[np.ndarra
     return est, var
 
 
+def _loglik(
+    p1: np.ndarray, p0: np.ndarray, w1: np.ndarray, w0: np.ndarray, mu: np.ndarray
+) -> float:
+    d1, d0 = p1 @ mu, p0 @ (1 - mu)
+    if (d1 <= 0).any() or (d0 <= 0).any():
+        return -np.inf
+    return float(w1 @ np.log(d1) + w0 @ np.log(d0))
+
+
+def _newton_rates(
+    p1: np.ndarray,
+    p0: np.ndarray,
+    w1: np.ndarray,
+    w0: np.ndarray,
+    mu: np.ndarray,
+    *,
+    tol: float,
+    steps: int = 50,
+) -> np.ndarray | None:
+    """The groups' selection rates by projected Newton steps with backtracking: the
+    mixture's log-likelihood is concave in them (a sum of logs of linear functions),
+    so a few steps reach the maximum EM creeps towards. None when a step cannot
+    raise the likelihood (then EM takes over)."""
+    cur = _loglik(p1, p0, w1, w0, mu)
+    k = len(mu)
+    for _ in range(steps):
+        d1 = np.maximum(p1 @ mu, 1e-300)
+        d0 = np.maximum(p0 @ (1 - mu), 1e-300)
+        a1, a0 = w1 / d1, w0 / d0
+        grad = a1 @ p1 - a0 @ p0
+        curv = (p1 * (a1 / d1)[:, None]).T @ p1 + (p0 * (a0 / d0)[:, None]).T @ p0
+        ridge = 1e-10 * max(float(np.trace(curv)), 1e-300) * np.eye(k)
+        step = np.linalg.lstsq(curv + ridge, grad, rcond=None)[0]
+        t = 1.0
+        while True:
+            new = np.clip(mu + t * step, 1e-6, 1 - 1e-6)
+            val = _loglik(p1, p0, w1, w0, new)
+            if val >= cur - 1e-12 * abs(cur):
+                break
+            t /= 2
+            if t < 1e-6:
+                return None
+        done = np.max(np.abs(new - mu)) < tol
+        mu, cur = new, val
+        if done:
+            return mu
+    return None
+
+
 def outcome_posteriors(
     posteriors: np.ndarray,
     y: np.ndarray,
@@ -74,16 +123,20 @@ def outcome_posteriors(
     p1, p0 = np.asfortranarray(p[sel]), np.asfortranarray(p[~sel])
     w1, w0 = weight[sel], weight[~sel]
     mu = np.clip((w1 @ p1) / np.maximum(weight @ p, 1e-300), 1e-6, 1 - 1e-6)
-    for _ in range(iterations):  # two passes over the rows per step
-        d1 = np.maximum(p1 @ mu, 1e-300)
-        d0 = np.maximum(p0 @ (1 - mu), 1e-300)
-        hits = mu * ((w1 / d1) @ p1)
-        misses = (1 - mu) * ((w0 / d0) @ p0)
-        new = np.clip(hits / np.maximum(hits + misses, 1e-300), 1e-6, 1 - 1e-6)
-        done = np.max(np.abs(new - mu)) < tol
-        mu = new
-        if done:
-            break
+    fitted = _newton_rates(p1, p0, w1, w0, mu, tol=tol)
+    if fitted is not None:
+        mu = fitted
+    else:  # EM: slower, but every step raises the likelihood
+        for _ in range(iterations):  # two passes over the rows per step
+            d1 = np.maximum(p1 @ mu, 1e-300)
+            d0 = np.maximum(p0 @ (1 - mu), 1e-300)
+            hits = mu * ((w1 / d1) @ p1)
+            misses = (1 - mu) * ((w0 / d0) @ p0)
+            new = np.clip(hits / np.maximum(hits + misses, 1e-300), 1e-6, 1 - 1e-6)
+            done = np.max(np.abs(new - mu)) < tol
+            mu = new
+            if done:
+                break
     q = np.empty_like(p)
     q[sel] = p1 * mu
     q[~sel] = p0 * (1 - mu)
