@@ -164,6 +164,7 @@ class CountContext:
     # dataset.strata when the engine counted it as the counts' last attribute
     # (only for probes with ``counts_strata``): conditional metrics such as CDDPL
     strata: str | None = None
+    proxy: Any = None  # dataset.proxy in a chunked run: a ProbeInput with every row's posterior
 
 
 class ModelAdapter(Protocol):
@@ -264,9 +265,10 @@ class Probe:
         return list(getattr(config, "attributes", None) or protected)
 
     def entries_from_counts(
-        self, counts: GroupCounts, *, config: Any, context: CountContext
+        self, counts: GroupCounts | None, *, config: Any, context: CountContext
     ) -> list[ProbeEntry]:  # pragma: no cover - abstract
-        """Entries from counts merged over chunks or shards (``from_counts`` probes)."""
+        """Entries from counts merged over chunks or shards (``from_counts`` probes); None
+        when there are no protected columns (``dataset.proxy`` alone)."""
         raise NotImplementedError
 
 

@@ -322,13 +322,17 @@ class DemographicProbe(Probe):
     example = typed.EXAMPLE
 
     def entries_from_counts(
-        self, counts: GroupCounts, *, config: Any, context: CountContext
+        self, counts: GroupCounts | None, *, config: Any, context: CountContext
     ) -> list[ProbeEntry]:
         strata = context.strata
+        min_size = config.min_group_size or context.min_group_size
+        by_proxy = proxy_entries(context.proxy, config=config, min_group_size=min_size)
+        if counts is None:  # dataset.proxy alone
+            return by_proxy
         entries = entries_from_counts(
             counts.marginal(counts.attributes[:-1]) if strata else counts,
             config=config,
-            min_group_size=config.min_group_size or context.min_group_size,
+            min_group_size=min_size,
             privileged=context.privileged,
             seed=context.seed,
             max_groups=context.max_groups,
@@ -336,10 +340,12 @@ class DemographicProbe(Probe):
             unknown_label=context.unknown_label,
             reference=context.reference,
         )
-        if strata is None or not counts.has_label:  # CDDPL as in memory: with labels
-            return entries
-        sets = [[*(e.model_extra or {})["attributes"], strata] for e in entries]
-        return [add_cddpl(e, cddpl_by_group(counts.marginal(a))) for e, a in zip(entries, sets)]
+        if strata is not None and counts.has_label:  # CDDPL as in memory: with labels
+            sets = [[*(e.model_extra or {})["attributes"], strata] for e in entries]
+            entries = [
+                add_cddpl(e, cddpl_by_group(counts.marginal(a))) for e, a in zip(entries, sets)
+            ]
+        return entries + by_proxy
 
     def run(self, *, data: ProbeInput, model: Any = None, config: DemographicConfig) -> ProbeResult:
         if data.y_pred is None:

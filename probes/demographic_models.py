@@ -54,6 +54,7 @@ class DemographicGroup(ResultGroup):
     n_effective: float | None = None
     impact_ratio_excluded: str | None = None
     impact_ratio_mi: float | None = None
+    impact_ratio_weighted: float | None = None  # race_proxy: probability-weighted ratio
     # with a label
     tpr: float | None = None
     fpr: float | None = None

@@ -50,9 +50,10 @@ from probes.base import (
     ProbeResult,
     register_probe,
 )
+from probes.outcome_mi import MI_DRAWS, apply_imputed, imputed_comparisons
 from probes.outcome_stats import compare_outcomes
 from probes.proxy import RACES
-from probes.proxy_groups import PROXY_ATTRIBUTE
+from probes.proxy_groups import PROXY_ATTRIBUTE, outcome_posteriors
 
 __all__ = ["OutcomeDisparityConfig", "OutcomeDisparityProbe", "compare_outcomes"]
 
@@ -176,6 +177,8 @@ class OutcomeDisparityProbe(Probe):
                 confidence=config.confidence,
                 min_group_size=min_size,
             )
+            if attr == PROXY_ATTRIBUTE and data.proxy is not None:
+                summary["proxy"] = _impute(data, groups, summary, y, controls, weights, config)
             summary = {"outcome": outcome, "controls": list(config.controls), **summary}
             summary["weight"] = config.weight or (None if data.weight is None else "dataset.weight")
             entries.append(
@@ -190,6 +193,53 @@ class OutcomeDisparityProbe(Probe):
                 )
             )
         return ProbeResult(entries=entries)
+
+
+def _impute(
+    data: ProbeInput,
+    groups: list[dict[str, Any]],
+    summary: dict[str, Any],
+    y: np.ndarray,
+    controls: pd.DataFrame | None,
+    weights: np.ndarray | None,
+    config: OutcomeDisparityConfig,
+) -> dict[str, Any]:
+    """The race_proxy comparisons by multiple imputation (:mod:`probes.outcome_mi`)."""
+    ref = summary.get("reference_group")
+    others = [g["group"] for g in groups if g["group"] != ref and g.get("difference") is not None]
+    if ref is None or not others:
+        return {"imputations": 0}
+    post = data.proxy.posteriors[list(RACES)]
+    prior = None
+    if data.y_pred is not None:  # the outcome exists for some decisions only (APR: approved)
+        base = np.ones(len(post)) if data.weight is None else np.asarray(data.weight, float)
+        prior = outcome_posteriors(
+            post.to_numpy(dtype=float), np.asarray(data.y_pred, dtype=float), base
+        )
+    imputed = imputed_comparisons(
+        outcome=y,
+        posteriors=post,
+        others=others,
+        reference=ref,
+        controls=controls,
+        weights=weights,
+        decision_posteriors=prior,
+        confidence=config.confidence,
+        seed=data.seed,
+    )
+    apply_imputed(groups, imputed, config.adverse)
+    for field, key in (
+        ("standardized_mean_difference", "max_abs_standardized_mean_difference"),
+        ("adverse_adjusted_difference", "max_adverse_adjusted_difference"),
+    ):
+        vals = [abs(g[field]) if "standardized" in field else g[field]
+                for g in groups if g.get(field) is not None]  # fmt: skip
+        summary[key] = max(vals) if vals else None
+    return {
+        "imputations": MI_DRAWS,
+        "estimator": "multiple imputation from P(race | proxy, decision, outcome); "
+        "posterior-membership values beside as <field>_weighted",
+    }
 
 
 def _membership(frame: pd.DataFrame, attr: str, proxy: Any) -> pd.DataFrame:

@@ -7,6 +7,7 @@ units; ``adverse_*`` orient them so that positive is worse for the group.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from probes import examples
 from probes.base import ProbeExample, ProbeInput, ProbeResult
@@ -37,6 +38,10 @@ class OutcomeGroup(ResultGroup):
     adjusted_difference_p_value_holm: float | None = None
     adverse_adjusted_difference: float | None = None
     adverse_adjusted_difference_ci: CI | None = None
+    # race_proxy: the posterior-membership values beside the imputed ones
+    difference_weighted: float | None = None
+    standardized_mean_difference_weighted: float | None = None
+    adjusted_difference_weighted: float | None = None
 
 
 class OutcomeSummary(ResultSummary):
@@ -58,6 +63,7 @@ class OutcomeSummary(ResultSummary):
     estimator: str | None = None
     r_squared_adjusted_model: float | None = None
     max_abs_standardized_mean_difference: float | None = None
+    proxy: dict[str, Any] | None = None  # race_proxy: the imputations (method, draws)
     max_adverse_adjusted_difference: float | None = None
 
 

@@ -349,7 +349,7 @@ def iter_chunks(
     """Yield (raw chunk, row offset) with only the columns the spec names."""
     columns = header(spec, path)
     check_columns(spec, path, columns)
-    cols = _needed_columns(spec, [])
+    cols = _needed_columns(spec, [c for _, c in spec.proxy.columns()] if spec.proxy else [])
     if _format(spec, path) == "parquet":
         import pyarrow.parquet as pq
 

@@ -26,7 +26,7 @@ from audit.engine.outputs import (
     now,
     write_outputs,
 )
-from audit.engine.proxy import proxy_posteriors
+from audit.engine.proxy import chunked_proxy, proxy_posteriors
 from audit.engine.result import AuditResult
 from audit.engine.spec import AuditSpec, parse_spec, validate_probe_configs
 from audit.errors import AuditCancelled, AuditInputError
@@ -56,17 +56,25 @@ def _uses_dataset(spec: AuditSpec) -> bool:
 def _chunked_entries(
     spec: AuditSpec, path: Path, configs: list[Any], min_size: int
 ) -> tuple[list[ProbeEntry], int, dict[str, int]]:
-    """Count-only audit of a file too large for memory: counts add across chunks."""
+    """Count-only audit of a file too large for memory: counts add across chunks (with
+    ``dataset.proxy``, each chunk's posteriors are kept for the imputations)."""
+    chunk_rows = get_settings().chunk_rows
+    if spec.dataset.proxy is not None:
+        total, proxy, rows, unknown = chunked_proxy(spec, path, chunk_rows=chunk_rows)
+        return entries_from_total(spec, configs, total, proxy=proxy), rows, unknown
     total, rows, unknown = data_mod.count_chunks(
-        spec.dataset, path, chunk_rows=get_settings().chunk_rows, max_levels=spec.policy.max_levels
+        spec.dataset, path, chunk_rows=chunk_rows, max_levels=spec.policy.max_levels
     )
     if total is None:
         raise AuditInputError(f"dataset.path: {path.name} has no rows", field="dataset.path")
     return entries_from_total(spec, configs, total), rows, unknown
 
 
-def entries_from_total(spec: AuditSpec, configs: list[Any], total: GroupCounts) -> list[ProbeEntry]:
-    """Entries of every count-based probe config from merged full-intersection counts."""
+def entries_from_total(
+    spec: AuditSpec, configs: list[Any], total: GroupCounts | None, *, proxy: Any = None
+) -> list[ProbeEntry]:
+    """Entries of every count-based probe config from merged full-intersection counts
+    (None without protected columns) and, with ``dataset.proxy``, the proxy's input."""
     context = CountContext(
         min_group_size=spec.policy.min_group_size,
         privileged={k: str(v) for k, v in spec.dataset.privileged.items()},
@@ -75,17 +83,20 @@ def entries_from_total(spec: AuditSpec, configs: list[Any], total: GroupCounts) 
         max_total_groups=spec.policy.max_total_groups,
         unknown_label=spec.dataset.unknown_label,
         reference={k: str(v) for k, v in spec.dataset.reference.items()},
+        proxy=proxy,
     )
     entries: list[ProbeEntry] = []
     strata = spec.dataset.strata
+    counted = () if total is None else total.attributes
     for cfg in configs:
         cls = get_probe(cfg.kind)
         attrs = cls.count_attributes(cfg, spec.dataset.protected)
         ctx = context
-        if cls.counts_strata and strata and strata not in attrs and strata in total.attributes:
+        if cls.counts_strata and strata in counted and strata not in attrs:
             attrs, ctx = [*attrs, strata], replace(context, strata=strata)
+        counts = None if total is None else total.marginal(attrs)
         try:
-            entries += cls().entries_from_counts(total.marginal(attrs), config=cfg, context=ctx)
+            entries += cls().entries_from_counts(counts, config=cfg, context=ctx)
         except ProbeError as exc:  # an input error (privileged value, too many groups)
             raise AuditInputError(str(exc)) from None
     return entries
@@ -270,7 +281,6 @@ def _run_probes(
         and model is None
         and count_only(configs)
         and not spec.dataset.score
-        and spec.dataset.proxy is None  # the proxy needs every row's names in memory
         and path.stat().st_size > get_settings().chunk_bytes
     ):
         say(f"counting groups in {path.name}, in chunks")

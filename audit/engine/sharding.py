@@ -13,8 +13,10 @@ Only audits whose every metric reduces to counts are sharded: decisions from
 a column (``model.kind: predictions``), only count-based probes (``from_counts``) over
 protected columns, no ``dataset.score`` (AUC and calibration need all scores); a
 ``dataset.strata`` column is counted beside the protected ones (CDDPL from counts).
-Everything here is pure (no Celery, no database): shard results are plain JSON so
-they travel through the result backend.
+No ``dataset.proxy``: its multiple imputations rest on an EM fit over every row's
+posterior, which does not reduce to counts; such an audit runs in one worker, in
+chunks above ``BIASAUDIT_CHUNK_BYTES``. Everything here is pure (no Celery, no
+database): shard results are plain JSON so they travel through the result backend.
 
 >>> plan_shards(rows=10, shard_rows=4, max_shards=8)
 [Shard(index=0, start=0, stop=4), Shard(index=1, start=4, stop=7), Shard(index=2, start=7, stop=10)]
@@ -59,7 +61,9 @@ def shardable(spec: AuditSpec) -> bool:
     """True when every metric of ``spec`` is derived from confusion counts alone."""
     if spec.model.kind != "predictions" or spec.dataset.score:
         return False
-    if spec.dataset.proxy is not None:  # posteriors need every row's names in memory
+    if spec.dataset.proxy is not None:
+        # the imputations' EM fit needs every row's posterior at each iteration: shard
+        # counts cannot carry that, so one worker runs it (chunked above chunk_bytes)
         return False
     from audit.engine.run import count_only
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from probes.proxy.bisg import EVIDENCE, ProxyCoverage, ProxyResult, predict_race
+from probes.proxy.bisg import EVIDENCE, ProxyCoverage, ProxyResult, concat_results, predict_race
 from probes.proxy.imputation import (
     UNASSIGNED,
     RubinResult,
@@ -64,6 +64,7 @@ __all__ = [
     "assign_by_threshold",
     "bifsg",
     "bisg",
+    "concat_results",
     "draw_races",
     "imputed_labels",
     "match_names",

@@ -197,3 +197,32 @@ def predict_race(
         first_name_matched=f_matched,
         coverage=coverage,
     )
+
+
+def concat_results(parts: list[ProxyResult]) -> ProxyResult:
+    """The posteriors of consecutive row blocks as one result (chunks of a file).
+
+    Posteriors are computed row by row, so the blocks' results joined equal the
+    result of the whole; coverage counts add.
+    """
+    if not parts:
+        raise ValueError("parts: at least one proxy result is needed")
+    first = parts[0]
+    counts: dict[str, Any] = {}
+    for f in ProxyCoverage.model_fields:
+        if f not in ("method", "geography_level") and getattr(first.coverage, f) is not None:
+            counts[f] = sum(getattr(p.coverage, f) for p in parts)
+    fn = [p.first_name_matched for p in parts if p.first_name_matched is not None]
+    matched = np.concatenate(fn) if len(fn) == len(parts) else None
+    return ProxyResult(
+        posteriors=pd.concat([p.posteriors for p in parts], ignore_index=True),
+        evidence=pd.Categorical.from_codes(
+            np.concatenate([np.asarray(p.evidence.codes) for p in parts]),
+            categories=list(EVIDENCE),
+        ),
+        first_name_used=np.concatenate([p.first_name_used for p in parts]),
+        surname_matched=np.concatenate([p.surname_matched for p in parts]),
+        geography_matched=np.concatenate([p.geography_matched for p in parts]),
+        first_name_matched=matched,
+        coverage=first.coverage.model_copy(update=counts),
+    )

@@ -51,14 +51,16 @@ def draw_races(posteriors: pd.DataFrame | np.ndarray, *, m: int, seed: int) -> n
     if m < 1:
         raise ValueError(f"m: at least one imputation is needed, got {m}")
     p = _posterior_matrix(posteriors)
-    cum = np.cumsum(p, axis=1)
-    cum[:, -1] = np.inf  # rounding never leaves a row without a group
+    # column-major: one comparison per group column on contiguous memory (the last
+    # column is never passed, so rounding never leaves a row without a group)
+    cum = np.asfortranarray(np.cumsum(p, axis=1))
     rng = np.random.default_rng(seed)
     rows = int(p.shape[0])
-    out = np.empty((m, rows), dtype=np.int64)
+    out = np.zeros((m, rows), dtype=np.int64)
     for j in range(m):
         u = rng.random(rows)
-        out[j] = (u[:, None] >= cum).sum(axis=1)
+        for c in range(p.shape[1] - 1):
+            out[j] += u >= cum[:, c]
     return out
 
 

@@ -68,6 +68,9 @@ def test_proxy_entry_is_probability_weighted(tmp_path: Path, tables: ProxyTables
     for i, race in enumerate(RACES):
         assert groups[race]["n"] == pytest.approx(weight[:, i].sum(), rel=1e-9)
         assert groups[race]["selection_rate"] == pytest.approx(expected_rate[i], abs=1e-9)
+        if race in ("white", "black", "hispanic"):  # large enough for an impact ratio
+            weighted = expected_rate[i] / expected_rate[RACES.index("white")]
+            assert groups[race]["impact_ratio_weighted"] == pytest.approx(weighted, abs=1e-9)
         kish = weight[:, i].sum() ** 2 / (weight[:, i] ** 2).sum()
         assert groups[race]["n_effective"] == pytest.approx(kish, rel=1e-9)
     proxy = entry["summary"]["proxy"]
@@ -77,8 +80,40 @@ def test_proxy_entry_is_probability_weighted(tmp_path: Path, tables: ProxyTables
     black = groups["black"]
     lo, hi = black["impact_ratio_ci"]
     assert lo < black["impact_ratio_mi"] < hi and black["p_value"] is not None
+    assert black["impact_ratio"] == black["impact_ratio_mi"]
     again = _proxy_entry(compute_results(_spec(path, weight="w")))
     assert again["groups"] == entry["groups"]  # seeded imputations
+
+
+def test_the_judged_value_lies_inside_its_interval(tmp_path: Path, tables: ProxyTables) -> None:
+    """A true 0.80 reads about 0.85 probability-weighted: the finding judges Rubin's
+    estimate, the value its interval is about, with the weighted one beside it."""
+    pool = generate_pool(tables, n=4000, seed=3, approval_ratio=0.8)
+    doc = compute_results(_spec(_write(tmp_path, pool)))
+    groups = {g["group"]: g for g in _proxy_entry(doc)["groups"]}
+    judged = {
+        f["group"]: f
+        for f in doc["findings"]
+        if (f["attribute"], f["metric"]) == ("race_proxy", "impact_ratio")
+    }
+    assert {"black", "hispanic"} <= set(judged)
+    for race, finding in judged.items():
+        g = groups[race]
+        if race == "white" or finding["status"] == "insufficient_data":
+            continue  # the reference (no interval) and groups too small to judge
+        lo, hi = g["impact_ratio_ci"]
+        assert finding["value"] == pytest.approx(g["impact_ratio"])
+        assert lo <= finding["value"] <= hi, race
+        assert g["impact_ratio"] == g["impact_ratio_mi"]
+    black = groups["black"]
+    truth = pool.groupby("true_race", observed=True)["approved"].mean()
+    true_ratio = truth["black"] / truth["white"]
+    # the weighted ratio is diluted towards parity; the judged one is not
+    assert black["impact_ratio_weighted"] > black["impact_ratio"] + 0.02
+    judged_error = abs(black["impact_ratio"] - true_ratio)
+    assert judged_error < abs(black["impact_ratio_weighted"] - true_ratio)
+    threshold = _proxy_entry(doc)["summary"]["proxy"]["threshold"]["groups"]["black"]
+    assert threshold["impact_ratio"] is not None  # the 0.8 assignment stays beside
 
 
 def _ratio_and_ci(tmp_path: Path, tables: ProxyTables, seed: int, ratio: float) -> tuple:
