@@ -28,7 +28,6 @@ MAX_FUNCTION_LINES = 80
 MODULES_OVER = {
     "audit/api/group_commit.py": 407,
     "audit/engine/data.py": 406,
-    "audit/engine/spec.py": 476,
     "probes/counterfactual_text.py": 575,
 }
 FUNCTIONS_OVER = {
