@@ -26,7 +26,6 @@ MAX_FUNCTION_LINES = 80
 
 # Known exceptions (path -> lines today; "path:function" -> lines today). Shrink only.
 MODULES_OVER = {
-    "audit/api/group_commit.py": 407,
     "audit/engine/data.py": 406,
     "probes/counterfactual_text.py": 575,
 }
