@@ -27,7 +27,6 @@ MAX_FUNCTION_LINES = 80
 # Known exceptions (path -> lines today; "path:function" -> lines today). Shrink only.
 MODULES_OVER = {
     "audit/engine/data.py": 406,
-    "probes/counterfactual_text.py": 575,
 }
 FUNCTIONS_OVER = {
     "audit/migrations/versions/0001_initial.py:upgrade": 180,
