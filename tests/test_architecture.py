@@ -30,9 +30,6 @@ MODULES_OVER = {
 }
 FUNCTIONS_OVER = {
     "audit/migrations/versions/0001_initial.py:upgrade": 180,
-    "probes/dataset.py:entry_from_counts": 89,
-    "probes/embedding_association.py:run": 86,
-    "probes/models/__init__.py:load_model": 96,
 }
 
 
