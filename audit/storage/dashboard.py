@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, not_, select
 from sqlalchemy.orm import Session
 
-from audit.storage.audits import MAX_PAGE
+from audit.storage.listing import audit_conditions, audit_page
 from audit.storage.models import Audit, Result, Review
 
 REVIEW_STATES = ("awaiting", "approved", "rejected")
@@ -52,19 +52,16 @@ def _review_condition(state: str, latest: Any) -> ColumnElement[bool]:
 
 
 def _conditions(project: str, filters: AuditFilters) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [Audit.project == project]
-    if filters.status:
-        conditions.append(Audit.status == filters.status)
-    if filters.verdict:
-        conditions.append(Audit.verdict == filters.verdict)
+    conditions = audit_conditions(
+        project=project,
+        status=filters.status or None,
+        verdict=filters.verdict or None,
+        schedule_id=filters.schedule_id or None,
+        created_after=filters.created_after or None,
+        created_before=filters.created_before or None,
+    )
     if filters.model:
         conditions.append(Audit.model_sha256.startswith(filters.model, autoescape=True))
-    if filters.schedule_id:
-        conditions.append(Audit.schedule_id == filters.schedule_id)
-    if filters.created_after:
-        conditions.append(Audit.created_at >= filters.created_after)
-    if filters.created_before:
-        conditions.append(Audit.created_at < filters.created_before)
     if filters.review:
         conditions.append(_review_condition(filters.review, _latest_reviews()))
     return conditions
@@ -74,18 +71,8 @@ def list_audit_page(
     *, session: Session, project: str, filters: AuditFilters, limit: int = 25, offset: int = 0
 ) -> tuple[list[Audit], int]:
     """One page of a project's audits matching ``filters``, newest first, and the total."""
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValueError(f"limit: must be between 1 and {MAX_PAGE}, got {limit}")
     conditions = _conditions(project, filters)
-    total = session.scalar(select(func.count()).select_from(Audit).where(*conditions)) or 0
-    rows = session.scalars(
-        select(Audit)
-        .where(*conditions)
-        .order_by(Audit.created_at.desc(), Audit.id.desc())
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    return list(rows), int(total)
+    return audit_page(session=session, conditions=conditions, limit=limit, offset=offset)
 
 
 def review_states(*, session: Session, audits: list[Audit]) -> dict[str, str | None]:

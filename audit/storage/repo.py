@@ -38,7 +38,6 @@ from audit.storage.audits import (
     create_audit,
     get_audit,
     get_results,
-    list_audits,
     list_findings,
     list_reviews,
     load_audit,
@@ -52,6 +51,7 @@ from audit.storage.jobs import (
     store_results,
     update_progress,
 )
+from audit.storage.listing import list_audits
 from audit.storage.models import ApiToken, Audit, Dataset, ModelArtifact, Review, Schedule
 from audit.storage.schedules import (
     ScheduleError,

@@ -92,34 +92,14 @@ def load_model(
     if kind != "huggingface" and (precision != "auto" or prompt is not None):
         what = "model.precision" if precision != "auto" else "model.prompt"
         raise ModelLoadError(f"{what}: only for model.kind huggingface, not {kind!r}")
+    tabular = {"features": features, "favorable_label": favorable_label, "threshold": threshold}
     if kind == "predictions":
         return None
     if kind == "sklearn":
-        from probes.models.sklearn import SKLEARN_EXTENSIONS, load_sklearn
-
-        p = _require_path(kind, path, f"a scikit-learn model: {SKLEARN_EXTENSIONS}")
-        return load_sklearn(
-            path=p,
-            trusted=trusted,
-            features=features,
-            favorable_label=favorable_label,
-            threshold=threshold,
-        )
+        return _load_sklearn(path, trusted=trusted, **tabular)
     if kind == "huggingface":
-        from probes.models.huggingface import load_huggingface  # torch/transformers inside
-
-        if task is None:
-            raise ModelLoadError(
-                "model.task: required for model.kind huggingface "
-                "(text-classification | fill-mask | embedding | causal-lm)"
-            )
-        if path is None:
-            raise ModelLoadError("model.path: required for model.kind 'huggingface' (a folder)")
-        # Folder checks (no custom code; *.bin weights only through torch's restricted
-        # weights_only unpickler, which refuses any pickle that imports code) live in
-        # probes.models.hf_folder.
-        return load_huggingface(
-            path=Path(path),
+        return _load_huggingface(
+            path,
             task=task,
             positive_label=positive_label,
             batch_size=batch_size,
@@ -132,13 +112,38 @@ def load_model(
             prompt=prompt,
         )
     if kind == "onnx":
-        from probes.models.onnx import load_onnx
-
-        p = _require_path(kind, path, "an ONNX model file (.onnx)")
-        check_not_pickle(p, trusted=trusted)
-        return load_onnx(
-            path=p, features=features, favorable_label=favorable_label, threshold=threshold
-        )
+        return _load_onnx(path, trusted=trusted, **tabular)
     raise ModelLoadError(
         f"model.kind: {kind!r} is not supported; valid kinds: {', '.join(MODEL_KINDS)}"
     )
+
+
+def _load_sklearn(path: Path | None, *, trusted: bool, **tabular: Any) -> ModelAdapter:
+    from probes.models.sklearn import SKLEARN_EXTENSIONS, load_sklearn
+
+    p = _require_path("sklearn", path, f"a scikit-learn model: {SKLEARN_EXTENSIONS}")
+    return load_sklearn(path=p, trusted=trusted, **tabular)
+
+
+def _load_huggingface(path: Path | None, *, task: str | None, **options: Any) -> ModelAdapter:
+    from probes.models.huggingface import load_huggingface  # torch/transformers inside
+
+    if task is None:
+        raise ModelLoadError(
+            "model.task: required for model.kind huggingface "
+            "(text-classification | fill-mask | embedding | causal-lm)"
+        )
+    if path is None:
+        raise ModelLoadError("model.path: required for model.kind 'huggingface' (a folder)")
+    # Folder checks (no custom code; *.bin weights only through torch's restricted
+    # weights_only unpickler, which refuses any pickle that imports code) live in
+    # probes.models.hf_folder.
+    return load_huggingface(path=Path(path), task=task, **options)
+
+
+def _load_onnx(path: Path | None, *, trusted: bool, **tabular: Any) -> ModelAdapter:
+    from probes.models.onnx import load_onnx
+
+    p = _require_path("onnx", path, "an ONNX model file (.onnx)")
+    check_not_pickle(p, trusted=trusted)
+    return load_onnx(path=p, **tabular)

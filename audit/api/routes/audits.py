@@ -43,7 +43,7 @@ from audit.api.schemas import (
 from audit.api.submission import parse_submitted
 from audit.api.yaml_body import YAML_TYPES, parse_yaml
 from audit.storage.accounts import plausible_token
-from audit.storage.audits import MAX_OFFSET, MAX_PAGE
+from audit.storage.listing import MAX_OFFSET, MAX_PAGE
 from audit.storage.models import Audit, plausible_id
 from audit.storage.repo import (
     get_audit,

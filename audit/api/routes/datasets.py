@@ -6,35 +6,14 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from audit.api.deps import ReaderToken, SessionDep, SettingsDep, SubmitterToken
-from audit.api.errors import not_found
 from audit.api.schemas import DatasetPublic, ErrorPublic
+from audit.api.stored import file_upload_body, find_or_404, record_stored
 from audit.api.uploads import receive_upload
-from audit.storage.models import plausible_id
 from audit.storage.repo import create_dataset, get_dataset
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
-_UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "CSV (UTF-8; may be .gz or a .zip of one CSV) "
-                            "or Parquet",
-                        }
-                    },
-                }
-            }
-        },
-    }
-}
+_UPLOAD_BODY = file_upload_body("CSV (UTF-8; may be .gz or a .zip of one CSV) or Parquet")
 
 
 @router.post(
@@ -55,35 +34,30 @@ async def upload_dataset(
     # Release the connection while the body streams in: uploads can be slow.
     await run_in_threadpool(session.commit)
     stored = await receive_upload(request, settings=settings, project=token.project)
-
-    def record() -> DatasetPublic:
-        try:
-            row = create_dataset(
-                session=session,
-                project=token.project,
-                sha256=stored.sha256,
-                path=str(stored.path),
-                rows=stored.sniffed.rows,
-                columns=stored.sniffed.columns,
-                column_levels=stored.sniffed.levels,
-                size_bytes=stored.size_bytes,
-                filename=stored.filename,
-                dataset_id=stored.dataset_id,
-            )
-            session.commit()
-        except BaseException:
-            stored.path.unlink(missing_ok=True)
-            raise
-        return DatasetPublic.model_validate(row)
-
-    return await run_in_threadpool(record)
+    return await record_stored(
+        session,
+        stored.path,
+        lambda: create_dataset(
+            session=session,
+            project=token.project,
+            sha256=stored.sha256,
+            path=str(stored.path),
+            rows=stored.sniffed.rows,
+            columns=stored.sniffed.columns,
+            column_levels=stored.sniffed.levels,
+            size_bytes=stored.size_bytes,
+            filename=stored.filename,
+            dataset_id=stored.dataset_id,
+        ),
+        DatasetPublic.model_validate,
+    )
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic, summary="A dataset's hash and shape")
 def read_dataset(dataset_id: str, token: ReaderToken, session: SessionDep) -> DatasetPublic:
-    row = None
-    if plausible_id(dataset_id):
-        row = get_dataset(session=session, project=token.project, dataset_id=dataset_id)
-    if row is None:
-        raise not_found("dataset", dataset_id[:100])
+    row = find_or_404(
+        "dataset",
+        dataset_id,
+        lambda i: get_dataset(session=session, project=token.project, dataset_id=i),
+    )
     return DatasetPublic.model_validate(row)

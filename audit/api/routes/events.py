@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from audit.api.deps import SessionDep, TokenInfo, require_roles
-from audit.storage.audits import MAX_OFFSET
 from audit.storage.events import MAX_EVENT_PAGE, event_dict, list_events
+from audit.storage.listing import MAX_OFFSET
 from audit.storage.models import plausible_id
 
 router = APIRouter(prefix="/v1/events", tags=["events"])

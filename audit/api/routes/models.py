@@ -6,41 +6,21 @@ as ``model: {kind: sklearn, id: ID}`` (or ``kind: huggingface``).
 
 from __future__ import annotations
 
-import shutil
-
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from audit.api.deps import ReaderToken, SessionDep, SettingsDep, SubmitterToken
-from audit.api.errors import not_found
 from audit.api.model_upload import receive_model
 from audit.api.schemas import ErrorPublic, ModelPublic
-from audit.storage.models import plausible_id
+from audit.api.stored import file_upload_body, find_or_404, record_stored
 from audit.storage.repo import create_model, get_model
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
-_UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "a .skops file, or a Hugging Face model folder as "
-                            ".zip, .tar or .tar.gz (safetensors weights, no code)",
-                        }
-                    },
-                }
-            }
-        },
-    }
-}
+_UPLOAD_BODY = file_upload_body(
+    "a .skops file, or a Hugging Face model folder as .zip, .tar or .tar.gz "
+    "(safetensors weights, no code)"
+)
 
 
 @router.post(
@@ -64,37 +44,27 @@ async def upload_model(
 ) -> ModelPublic:
     await run_in_threadpool(session.commit)  # release the connection while the body streams
     stored = await receive_model(request, settings=settings, project=token.project)
-
-    def record() -> ModelPublic:
-        try:
-            row = create_model(
-                session=session,
-                project=token.project,
-                kind=stored.kind,
-                sha256=stored.sha256,
-                path=str(stored.path),
-                model_id=stored.model_id,
-                filename=stored.filename,
-                size_bytes=stored.size_bytes,
-                files=stored.files,
-            )
-            session.commit()
-        except BaseException:
-            if stored.path.is_dir():
-                shutil.rmtree(stored.path, ignore_errors=True)
-            else:
-                stored.path.unlink(missing_ok=True)
-            raise
-        return ModelPublic.model_validate(row)
-
-    return await run_in_threadpool(record)
+    return await record_stored(
+        session,
+        stored.path,
+        lambda: create_model(
+            session=session,
+            project=token.project,
+            kind=stored.kind,
+            sha256=stored.sha256,
+            path=str(stored.path),
+            model_id=stored.model_id,
+            filename=stored.filename,
+            size_bytes=stored.size_bytes,
+            files=stored.files,
+        ),
+        ModelPublic.model_validate,
+    )
 
 
 @router.get("/{model_id}", response_model=ModelPublic, summary="A model's kind and fingerprint")
 def read_model(model_id: str, token: ReaderToken, session: SessionDep) -> ModelPublic:
-    row = None
-    if plausible_id(model_id):
-        row = get_model(session=session, project=token.project, model_id=model_id)
-    if row is None:
-        raise not_found("model", model_id[:100])
+    row = find_or_404(
+        "model", model_id, lambda i: get_model(session=session, project=token.project, model_id=i)
+    )
     return ModelPublic.model_validate(row)

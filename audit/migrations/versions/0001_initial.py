@@ -40,6 +40,15 @@ def _project(table: str) -> list[sa.SchemaItem]:
 
 
 def upgrade() -> None:
+    _accounts()
+    _uploads()
+    _schedules()
+    _audits()
+    _audit_outcomes()
+
+
+def _accounts() -> None:
+    """Projects (the tenants) and their API tokens."""
     op.create_table(
         "projects",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -65,6 +74,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_api_tokens_project", "api_tokens", ["project"])
 
+
+def _uploads() -> None:
+    """Datasets and models stored by the API, addressed by project and sha256."""
     op.create_table(
         "datasets",
         sa.Column("id", sa.String(36), nullable=False),
@@ -92,6 +104,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_models_project_sha256", "models", ["project", "sha256"])
 
+
+def _schedules() -> None:
+    """Recurring audits: a cron expression and the spec to submit."""
     op.create_table(
         "schedules",
         sa.Column("id", sa.String(36), nullable=False),
@@ -109,6 +124,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_schedules_enabled_next_run_at", "schedules", ["enabled", "next_run_at"])
 
+
+def _audits() -> None:
+    """The audit jobs: spec, status and lease, verdict, submitter and schedule."""
     op.create_table(
         "audits",
         sa.Column("id", sa.String(36), nullable=False),
@@ -161,6 +179,9 @@ def upgrade() -> None:
     op.create_index("ix_audits_schedule_id", "audits", ["schedule_id"])
     op.create_index("ix_audits_status_lease_until", "audits", ["status", "lease_until"])
 
+
+def _audit_outcomes() -> None:
+    """What an audit produced and what was decided about it: results, findings, reviews."""
     op.create_table(
         "results",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),

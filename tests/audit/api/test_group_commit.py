@@ -1,4 +1,4 @@
-"""Group commit of submissions (audit.api.group_commit): batching, and per-submission answers.
+"""Group commit of submissions (audit.api.group_commit, commit_batch): batching, and answers.
 
 The first tests drive the queue mechanics with a recording runner (no
 database). The others send concurrent submissions through the real app
@@ -23,7 +23,7 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from audit.api import group_commit
+from audit.api import commit_batch
 from audit.api.app import create_app
 from audit.api.errors import ApiError
 from audit.api.group_commit import Accepted, Outcome, Submission, SubmitQueue
@@ -157,7 +157,7 @@ def test_closed_queue_busy_queue_and_cancelled_submissions() -> None:
 def _recording(sizes: list[int]) -> Callable[[list[Submission], Settings], list[Outcome]]:
     def runner(batch: list[Submission], settings: Settings) -> list[Outcome]:
         sizes.append(len(batch))
-        return group_commit.run_batch(batch, settings)
+        return commit_batch.run_batch(batch, settings)
 
     return runner
 
@@ -245,8 +245,8 @@ def test_one_submission_failing_in_the_database_does_not_fail_its_batch(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="audit.api.group_commit")
-    real_row = group_commit._row
+    caplog.set_level(logging.WARNING, logger="audit.api.commit_batch")
+    real_row = commit_batch._row
 
     def poisoned(prepared: Any, **kwargs: Any) -> dict[str, Any]:
         row = real_row(prepared, **kwargs)
@@ -254,7 +254,7 @@ def test_one_submission_failing_in_the_database_does_not_fail_its_batch(
             row["status"] = "bogus"  # violates the status CHECK constraint
         return row
 
-    monkeypatch.setattr(group_commit, "_row", poisoned)
+    monkeypatch.setattr(commit_batch, "_row", poisoned)
     app = create_app(api_settings)
     sizes: list[int] = []
     app.state.submit_queue = SubmitQueue(api_settings, runner=_recording(sizes))
@@ -277,7 +277,7 @@ def test_batch_with_the_database_down_is_503_at_once(
     api_settings: Settings, make_token: Callable[..., str], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Connection refused: every submission 503 with Retry-After, no splitting and retrying."""
-    caplog.set_level(logging.WARNING, logger="audit.api.group_commit")
+    caplog.set_level(logging.WARNING, logger="audit.api.commit_batch")
     app = create_app(api_settings)
     token = make_token("submitter")
     ds = _upload(app, token)
@@ -299,7 +299,7 @@ def test_unusable_values_fail_alone_without_rolling_back_their_batch(
     redis_db: redis.Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="audit.api.group_commit")
+    caplog.set_level(logging.WARNING, logger="audit.api.commit_batch")
     app = create_app(api_settings)
     sizes: list[int] = []
     app.state.submit_queue = SubmitQueue(api_settings, runner=_recording(sizes))
@@ -329,7 +329,7 @@ def test_two_batches_with_the_same_keys_in_opposite_orders_do_not_deadlock(
 ) -> None:
     from audit.api.submission import parse_submitted
 
-    caplog.set_level(logging.WARNING, logger="audit.api.group_commit")
+    caplog.set_level(logging.WARNING, logger="audit.api.commit_batch")
 
     app = create_app(api_settings)
     token = make_token("submitter")
@@ -348,7 +348,7 @@ def test_two_batches_with_the_same_keys_in_opposite_orders_do_not_deadlock(
 
         def run(j: int, batch: list[Submission], out: list[list[Outcome]], start: Any) -> None:
             start.wait()
-            out[j] = group_commit.run_batch(batch, api_settings)
+            out[j] = commit_batch.run_batch(batch, api_settings)
 
         threads = [
             threading.Thread(target=run, args=(j, batches[j], outcomes, barrier)) for j in (0, 1)
@@ -423,7 +423,7 @@ def test_run_batch_on_sqlite(tmp_path: Path) -> None:
 
     refused = replace(sub("r"), token=revoked)
     batch = [sub("a"), sub("b"), sub("k", "key-1"), sub("k", "key-1"), sub("other", "key-1")]
-    outcomes = group_commit.run_batch([*batch, refused], settings)
+    outcomes = commit_batch.run_batch([*batch, refused], settings)
     a, b, k1, k2, conflict, unauthorized = outcomes
     assert isinstance(unauthorized, ApiError) and unauthorized.status_code == 401
     assert isinstance(a, Accepted) and isinstance(b, Accepted) and a.new and b.new
@@ -446,13 +446,13 @@ def test_large_bodies_are_parsed_only_after_their_token_passed(
     from audit.api.routes import audits as route
 
     parsed: list[str] = []
-    real = group_commit.parse_submitted
+    real = commit_batch.parse_submitted
 
     def counting(raw: Any, **kw: Any) -> Any:
         parsed.append(raw.get("name", "?") if isinstance(raw, dict) else "?")
         return real(raw, **kw)
 
-    monkeypatch.setattr(group_commit, "parse_submitted", counting)
+    monkeypatch.setattr(commit_batch, "parse_submitted", counting)
     monkeypatch.setattr(route, "parse_submitted", counting)
     app = create_app(api_settings)
     token = make_token("submitter")
