@@ -29,6 +29,7 @@ from audit.api.metrics import Metrics
 from audit.api.middleware import RequestContextMiddleware
 from audit.api.openapi import build_openapi
 from audit.api.routes import (
+    artifacts,
     audits,
     datasets,
     events,
@@ -126,7 +127,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.submit_queue = submit_queue
     app.state.metrics = metrics
     install_error_handlers(app)
-    for module in (health, datasets, models, audits, reports, reviews, schedules, events, history):
+    for module in (
+        health,
+        datasets,
+        models,
+        audits,
+        reports,
+        artifacts,
+        reviews,
+        schedules,
+        events,
+        history,
+    ):
         app.include_router(module.router)
     install_ui(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

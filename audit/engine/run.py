@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -230,8 +231,19 @@ def _load_data(
         reference={k: str(v) for k, v in spec.dataset.reference.items()},
         outcome=spec.dataset.outcome,
         proxy=None if frame is None else proxy_posteriors(frame, spec.dataset),
+        proxy_of=None if spec.dataset.proxy is None else partial(_proxy_of, spec=spec),
     )
     return pinput, dataset_info, unknown
+
+
+def _proxy_of(frame: Any, *, spec: AuditSpec) -> Any:
+    """``dataset.proxy`` on another frame (an lda-search training file); input errors
+    (a missing name column) are probe errors naming the column."""
+    assert spec.dataset.proxy is not None
+    missing = [c for _, c in spec.dataset.proxy.columns() if c not in frame.columns]
+    if missing:
+        raise ProbeError(f"dataset.proxy: the training rows lack column(s) {missing}")
+    return proxy_posteriors(frame, spec.dataset)
 
 
 def _step_label(i: int, n: int, cfg: Any) -> str:
@@ -371,7 +383,7 @@ def run_audit(
                 results, Path(out_dir), html=reports["html"], artifacts=artifacts
             )
         if recorder is not None:
-            recorder.succeed(results, reports=reports)
+            recorder.succeed(results, reports=reports, artifacts=artifacts)
     except BaseException as exc:
         for path in written.values():  # never leave a result that looks like success
             path.unlink(missing_ok=True)
