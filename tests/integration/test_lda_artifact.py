@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,15 +39,22 @@ def _token() -> str:
     return token
 
 
-def test_submit_downloads_the_best_alternative_and_it_decides_as_reported(
-    local: Stack, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def case(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """German credit with a planted proxy (built before the stack's settings apply: the
+    public data lives in the user's data folder, not the services')."""
     from tests.probes.lda_data import german_case
 
-    local.worker("lda", queues="cpu")
+    folder = tmp_path_factory.mktemp("lda-case")
+    return folder, german_case(folder, planted=True)
+
+
+def test_submit_downloads_the_best_alternative_and_it_decides_as_reported(
+    case: tuple[Path, dict[str, Any]], local: Stack, tmp_path: Path
+) -> None:
+    local.worker("lda", queues="gpu,cpu")
     _, base = local.api()
-    folder = tmp_path / "case"
-    spec = german_case(folder, planted=True)
+    folder, spec = case
     probe = spec["probes"][0]
     del probe["train"]  # the service has only the uploaded dataset: split it
     probe.update(
