@@ -99,6 +99,8 @@ class ProbeInput:
     weight: np.ndarray | None = None  # dataset.weight: validated non-negative, finite
     outcome: str | None = None  # dataset.outcome: continuous outcome column (outcome-disparity)
     proxy: Any = None  # dataset.proxy: a probes.proxy.ProxyResult, one posterior row per row
+    # dataset.proxy applied to another frame with the same name columns (e.g. training rows)
+    proxy_of: Callable[[pd.DataFrame], Any] | None = None
     reference: dict[str, Any] = field(default_factory=dict)  # dataset.reference: control groups
     progress: Callable[[float], None] | None = None
     should_cancel: Callable[[], bool] | None = None

@@ -118,8 +118,11 @@ def _finish(audit_id: str, action: Callable[..., Any], **kwargs: Any) -> None:
     retry_transient(record, what="recording the outcome", budget=_budget())
 
 
-def _store(audit_id: str, results: dict[str, Any]) -> str:
-    """Check the size, render the report once, store both; input errors raise at once."""
+def _store(
+    audit_id: str, results: dict[str, Any], artifacts: dict[str, bytes] | None = None
+) -> str:
+    """Check the size, render the report once, store both (and the files the probes
+    produced, in the same transaction); input errors raise at once."""
     from sqlalchemy.exc import DBAPIError
 
     from audit.reports.html import render_html
@@ -140,7 +143,11 @@ def _store(audit_id: str, results: dict[str, Any]) -> str:
                 log.warning("audit is %s: results not stored", getattr(row, "status", "gone"))
                 return "skipped"
             stored = repo.store_results(
-                session=session, audit_id=audit_id, results=results, reports={"html": html}
+                session=session,
+                audit_id=audit_id,
+                results=results,
+                reports={"html": html},
+                artifacts=artifacts,
             )
         return "succeeded" if stored else "duplicate"
 
@@ -254,6 +261,7 @@ def _run_claimed(
             if shards:
                 _launch(audit_id, worker, hb, shards, launch_shards)
                 return "sharded"
+        artifacts: dict[str, bytes] = {}  # files the probes produce (an lda-search model)
         try:
             results = compute_results(
                 spec,
@@ -261,13 +269,14 @@ def _run_claimed(
                 progress=hb.progress,
                 should_cancel=hb.should_cancel,
                 base_dir=base_dir,
+                artifacts=artifacts,
             )
         finally:
             if source is not None:  # the query's rows were a copy for this run only
                 (base_dir / spec["dataset"]["path"]).unlink(missing_ok=True)
         if source is not None:  # what was read: name, query, window, rows (never the URL)
             results.setdefault("manifest", {})["dataset_source"] = source
-        return _store(audit_id, results)
+        return _store(audit_id, results, artifacts)
 
 
 def _launch(

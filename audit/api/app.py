@@ -29,6 +29,7 @@ from audit.api.metrics import Metrics
 from audit.api.middleware import RequestContextMiddleware
 from audit.api.openapi import build_openapi
 from audit.api.routes import (
+    artifacts,
     audits,
     datasets,
     events,
@@ -128,8 +129,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.submit_queue = submit_queue
     app.state.metrics = metrics
     install_error_handlers(app)
-    routers = (health, datasets, models, audits, reports, reviews, schedules, events, history)
-    for module in (*routers, schemas):
+    routers = (health, datasets, models, audits, reports, artifacts, reviews, schedules)
+    for module in (*routers, events, history, schemas):
         app.include_router(module.router)
     install_ui(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

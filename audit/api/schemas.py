@@ -258,3 +258,18 @@ def json_request_body(schema: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
         }
     }
+
+
+class ArtifactPublic(BaseModel):
+    """A file the audit produced (e.g. lda-search's best alternative model)."""
+
+    name: str
+    size_bytes: int
+    sha256: str
+    media_type: str
+    url: str = Field(description="where to download it (GET, same token)")
+
+
+class ArtifactsPublic(BaseModel):
+    data: list[ArtifactPublic]
+    count: int

@@ -9,7 +9,9 @@
    so a retried submission cannot start a second audit).
 4. With ``--wait`` (the default) the status is polled and its progress printed on
    stderr until the audit ends or ``--timeout`` passes; then ``results.json`` and
-   ``report.html`` are downloaded into ``--out``. ``--no-wait`` prints the audit id.
+   ``report.html`` are downloaded into ``--out``, with every file the audit produced
+   (``GET /v1/audits/ID/artifacts``: lda-search's ``lda-best-<attribute>.skops``).
+   ``--no-wait`` prints the audit id.
 
 Exit codes are those of ``biasaudit run``: 0 every check passed, 1 a finding failed,
 2 the input was refused (the server's message, with its field), the audit failed or
@@ -201,15 +203,41 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def download(client: ApiClient, audit_id: str, out: Path | None) -> dict[str, Any]:
-    """The results document; with ``out``, results.json and report.html written there."""
+    """The results document; with ``out``, results.json, report.html and the files the
+    audit produced written there (results.json last: it is there only when all is)."""
     results_response = client.request("GET", f"/v1/audits/{audit_id}/results")
     results: dict[str, Any] = results_response.json()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        for name in download_artifacts(client, audit_id, out):
+            _say(f"downloaded {out / name}")
         report = client.request("GET", f"/v1/audits/{audit_id}/report").content
-        _write_atomic(out / "results.json", json.dumps(results, indent=2).encode())
         _write_atomic(out / "report.html", report)
+        _write_atomic(out / "results.json", json.dumps(results, indent=2).encode())
     return results
+
+
+def download_artifacts(client: ApiClient, audit_id: str, out: Path) -> list[str]:
+    """Every file the audit produced, into ``out`` (bare names only; checked by SHA-256)."""
+    import hashlib
+
+    try:
+        listing = client.get_json(f"/v1/audits/{audit_id}/artifacts")
+    except ApiRequestError as exc:
+        if exc.status == 404:  # a service from before produced files were stored
+            return []
+        raise
+    names = []
+    for item in listing.get("data") or []:
+        name = str(item["name"])
+        if Path(name).name != name or name.startswith("."):  # never outside ``out``
+            raise ApiRequestError(f"artifact: refusing the file name {name!r}")
+        body = client.request("GET", f"/v1/audits/{audit_id}/artifacts/{name}").content
+        if hashlib.sha256(body).hexdigest() != item["sha256"]:
+            raise ApiRequestError(f"artifact {name}: the download does not match its sha256")
+        _write_atomic(out / name, body)
+        names.append(name)
+    return names
 
 
 def _positive(text: str) -> float:

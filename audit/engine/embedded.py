@@ -55,9 +55,14 @@ class EmbeddedRecorder:
         return cls(url=url, audit_id=audit_id)
 
     def succeed(
-        self, results: dict[str, object], *, reports: Mapping[str, str] | None = None
+        self,
+        results: dict[str, object],
+        *,
+        reports: Mapping[str, str] | None = None,
+        artifacts: Mapping[str, bytes] | None = None,
     ) -> None:
-        """Store the results (and the reports already rendered, e.g. ``{"html": ...}``)."""
+        """Store the results (and the reports already rendered, e.g. ``{"html": ...}``, and
+        the files the probes produced)."""
         from audit.storage.db import session_scope
         from audit.storage.events import local_actor as cli_actor
         from audit.storage.repo import store_results
@@ -69,6 +74,7 @@ class EmbeddedRecorder:
                 results=results,
                 reports=reports,
                 actor=cli_actor(),
+                artifacts=artifacts,
             )
 
     def fail(self, exc: BaseException) -> None:

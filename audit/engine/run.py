@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from audit.engine import data as data_mod
+from audit.engine.counted import count_only, entries_from_total
 from audit.engine.models import load_spec_model as _load_model
 from audit.engine.models import model_info as _model_info
 from audit.engine.outputs import (
@@ -31,8 +32,7 @@ from audit.engine.result import AuditResult
 from audit.engine.spec import AuditSpec, parse_spec, validate_probe_configs
 from audit.errors import AuditCancelled, AuditInputError
 from audit.settings import get_settings
-from probes.base import CountContext, ProbeEntry, ProbeError, ProbeInput, get_probe
-from probes.counts import GroupCounts
+from probes.base import ProbeEntry, ProbeError, ProbeInput, get_probe
 from probes.inference import InferenceCancelled
 
 __all__ = [
@@ -68,43 +68,6 @@ def _chunked_entries(
     if total is None:
         raise AuditInputError(f"dataset.path: {path.name} has no rows", field="dataset.path")
     return entries_from_total(spec, configs, total), rows, unknown
-
-
-def entries_from_total(
-    spec: AuditSpec, configs: list[Any], total: GroupCounts | None, *, proxy: Any = None
-) -> list[ProbeEntry]:
-    """Entries of every count-based probe config from merged full-intersection counts
-    (None without protected columns) and, with ``dataset.proxy``, the proxy's input."""
-    context = CountContext(
-        min_group_size=spec.policy.min_group_size,
-        privileged={k: str(v) for k, v in spec.dataset.privileged.items()},
-        seed=spec.seed,
-        max_groups=spec.policy.max_groups,
-        max_total_groups=spec.policy.max_total_groups,
-        unknown_label=spec.dataset.unknown_label,
-        reference={k: str(v) for k, v in spec.dataset.reference.items()},
-        proxy=proxy,
-    )
-    entries: list[ProbeEntry] = []
-    strata = spec.dataset.strata
-    counted = () if total is None else total.attributes
-    for cfg in configs:
-        cls = get_probe(cfg.kind)
-        attrs = cls.count_attributes(cfg, spec.dataset.protected)
-        ctx = context
-        if cls.counts_strata and strata in counted and strata not in attrs:
-            attrs, ctx = [*attrs, strata], replace(context, strata=strata)
-        counts = None if total is None else total.marginal(attrs)
-        try:
-            entries += cls().entries_from_counts(counts, config=cfg, context=ctx)
-        except ProbeError as exc:  # an input error (privileged value, too many groups)
-            raise AuditInputError(str(exc)) from None
-    return entries
-
-
-def count_only(configs: list[Any]) -> bool:
-    """True when every probe derives all its metrics from merged counts (chunks, shards)."""
-    return bool(configs) and all(get_probe(c.kind).from_counts for c in configs)
 
 
 def compute_results(
@@ -246,8 +209,19 @@ def _load_data(
         reference={k: str(v) for k, v in spec.dataset.reference.items()},
         outcome=spec.dataset.outcome,
         proxy=None if frame is None else proxy_posteriors(frame, spec.dataset),
+        proxy_of=None if spec.dataset.proxy is None else partial(_proxy_of, spec=spec),
     )
     return pinput, dataset_info, unknown
+
+
+def _proxy_of(frame: Any, *, spec: AuditSpec) -> Any:
+    """``dataset.proxy`` on another frame (an lda-search training file); input errors
+    (a missing name column) are probe errors naming the column."""
+    assert spec.dataset.proxy is not None
+    missing = [c for _, c in spec.dataset.proxy.columns() if c not in frame.columns]
+    if missing:
+        raise ProbeError(f"dataset.proxy: the training rows lack column(s) {missing}")
+    return proxy_posteriors(frame, spec.dataset)
 
 
 def _step_label(i: int, n: int, cfg: Any) -> str:
@@ -386,7 +360,7 @@ def run_audit(
                 results, Path(out_dir), html=reports["html"], artifacts=artifacts
             )
         if recorder is not None:
-            recorder.succeed(results, reports=reports)
+            recorder.succeed(results, reports=reports, artifacts=artifacts)
     except BaseException as exc:
         for path in written.values():  # never leave a result that looks like success
             path.unlink(missing_ok=True)

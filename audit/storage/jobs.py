@@ -21,7 +21,7 @@ from audit.storage.accounts import insert_ignore
 from audit.storage.audits import AuditNotFound, get_audit, load_audit
 from audit.storage.events import append_event, result_sha256
 from audit.storage.models import Audit, FindingRow, Result, utcnow
-from audit.storage.reports import store_report
+from audit.storage.reports import store_artifact, store_report
 
 
 def _log(
@@ -214,9 +214,11 @@ def store_results(
     reports: Mapping[str, bytes | str] | None = None,
     now: datetime | None = None,
     actor: str = "worker",
+    artifacts: Mapping[str, bytes] | None = None,
 ) -> bool:
-    """Store the results document, its findings, the verdict and the rendered ``reports``
-    (format -> content, e.g. ``{"html": ...}``), and mark the audit succeeded.
+    """Store the results document, its findings, the verdict, the rendered ``reports``
+    (format -> content, e.g. ``{"html": ...}``) and the files the probes produced
+    (``artifacts``, name -> bytes), and mark the audit succeeded.
 
     All in the caller's transaction. Returns False and writes nothing when the
     audit already has results (a redelivered task) or was cancelled. A document
@@ -247,6 +249,8 @@ def store_results(
         session.execute(insert(FindingRow), findings)
     for format, content in (reports or {}).items():
         store_report(session=session, audit_id=audit_id, format=format, content=content)
+    for name, blob in (artifacts or {}).items():
+        store_artifact(session=session, audit_id=audit_id, name=name, content=blob)
     values: dict[str, Any] = {
         "status": "succeeded",
         "verdict": verdict,

@@ -271,7 +271,7 @@ class Report(Base):
     audit_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("audits.id", ondelete="CASCADE"), index=True
     )
-    format: Mapped[str] = mapped_column(String(16))
+    format: Mapped[str] = mapped_column(String(255))  # html, pdf, or file:<name>
     media_type: Mapped[str] = mapped_column(String(100))
     encoding: Mapped[str] = mapped_column(String(16))
     size_bytes: Mapped[int] = mapped_column(BigInteger)

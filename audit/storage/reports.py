@@ -5,11 +5,17 @@ A report is kept gzip-compressed in pieces (``report_chunks``) of at most
 serving a report costs one piece of memory per reader however large it is,
 and a client that accepts gzip gets the stored bytes as they are. One row per
 (audit, format): HTML today, any other format (PDF) through the same calls.
+
+Files an audit produced (lda-search's ``lda-best-<attribute>.skops``) are kept
+the same way, under the format ``file:<name>`` (:func:`store_artifact`,
+:func:`get_artifact`, :func:`list_artifacts`): stored in the results'
+transaction, streamed by :func:`iter_report`, never dropped with the reports.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +32,14 @@ REPORT_CHUNK_BYTES = 256 * 1024  # compressed bytes per stored piece (and decomp
 GZIP_LEVEL = 6
 _GZIP_WBITS = 31  # zlib: gzip header and trailer
 MEDIA_TYPES = {"html": "text/html; charset=utf-8", "pdf": "application/pdf"}
+ARTIFACT_PREFIX = "file:"  # the format of a file the audit produced
+ARTIFACT_MEDIA_TYPE = "application/octet-stream"
+#: a bare file name: letters, digits, ``_ . -``, not starting with a dot, at most 200
+ARTIFACT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
+MSG_ARTIFACT_NAME = (
+    "name: {name!r} is not a file name an audit produces (letters, digits, '_', '.', '-'; "
+    "not starting with '.'; at most 200 characters)"
+)
 
 
 @dataclass(frozen=True)
@@ -106,8 +120,10 @@ def get_report(
         .join(Audit, Audit.id == Report.audit_id)
         .where(Report.audit_id == audit_id, Report.format == format, Audit.project == project)
     ).scalar_one_or_none()
-    if row is None:
-        return None
+    return None if row is None else _stored(row)
+
+
+def _stored(row: Report) -> StoredReport:
     return StoredReport(
         id=row.id,
         audit_id=row.audit_id,
@@ -158,6 +174,54 @@ def iter_report(
         tail = inflater.flush()
         if tail:
             yield tail
+
+
+def valid_artifact_name(name: str) -> bool:
+    """True when ``name`` is a bare file name (no folder, no leading dot)."""
+    return ARTIFACT_NAME.fullmatch(name) is not None
+
+
+def store_artifact(*, session: Session, audit_id: str, name: str, content: bytes) -> bool:
+    """Store a file the audit produced (in the caller's transaction); False if already stored."""
+    if not valid_artifact_name(name):
+        raise ValueError(MSG_ARTIFACT_NAME.format(name=name))
+    return store_report(
+        session=session,
+        audit_id=audit_id,
+        format=ARTIFACT_PREFIX + name,
+        content=content,
+        media_type=ARTIFACT_MEDIA_TYPE,
+    )
+
+
+def get_artifact(
+    *, session: Session, project: str, audit_id: str, name: str
+) -> StoredReport | None:
+    """A project's audit's stored file ``name`` (no content), or None."""
+    if not valid_artifact_name(name):
+        return None
+    return get_report(
+        session=session, project=project, audit_id=audit_id, format=ARTIFACT_PREFIX + name
+    )
+
+
+def list_artifacts(*, session: Session, project: str, audit_id: str) -> list[StoredReport]:
+    """The files a project's audit produced, by name."""
+    rows = session.scalars(
+        select(Report)
+        .join(Audit, Audit.id == Report.audit_id)
+        .where(
+            Report.audit_id == audit_id,
+            Audit.project == project,
+            Report.format.startswith(ARTIFACT_PREFIX, autoescape=True),
+        )
+        .order_by(Report.format)
+    ).all()
+    return [_stored(row) for row in rows]
+
+
+def artifact_name(stored: StoredReport) -> str:
+    return stored.format.removeprefix(ARTIFACT_PREFIX)
 
 
 def _utc(value: datetime | None) -> str | None:

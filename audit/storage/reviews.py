@@ -87,7 +87,14 @@ def submitted_by_reviewer(
 def mark_reports_stale(session: Session, audit_id: str) -> int:
     """Drop an audit's stored reports so the next read renders them again (with the reviews).
 
-    Returns the number of reports dropped.
+    Files the audit produced (``file:<name>``) are kept. Returns the number of reports dropped.
     """
-    result = session.execute(delete(Report).where(Report.audit_id == audit_id))
+    from audit.storage.reports import ARTIFACT_PREFIX
+
+    result = session.execute(
+        delete(Report).where(
+            Report.audit_id == audit_id,
+            ~Report.format.startswith(ARTIFACT_PREFIX, autoescape=True),
+        )
+    )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

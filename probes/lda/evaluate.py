@@ -13,6 +13,11 @@ than the noise of the holdout shows as a difference whose interval excludes 0.
   the reference group's rate when a control group is set).
 
 Row weights (``dataset.weight``) multiply the bootstrap weights when given.
+Groups are hard (one level per row) or soft (``membership``: each row's
+probability of each group, e.g. a race proxy's posteriors): a group's selection
+rate is then the probability-weighted one, ``sum(w p sel) / sum(w p)``, as the
+demographic probe's ``race_proxy`` entry counts it; its size is the expected
+count ``sum(p)``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ class Holdout:
     """The holdout rows, their groups and the shared bootstrap weights."""
 
     y: np.ndarray  # bool: favorable ground truth
-    codes: np.ndarray  # int group code per row
+    codes: np.ndarray  # int group code per row (soft groups: the most likely)
     levels: tuple[str, ...]
     eligible: np.ndarray  # bool per level: compared in the impact ratio
     reference: int | None  # level index of the control group, or None (highest rate)
@@ -41,12 +46,13 @@ class Holdout:
     boot: np.ndarray  # (B, n) bootstrap weights (row weights included)
     confidence: float
     onehot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    sizes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
 
 
 def make_holdout(
     *,
     y: np.ndarray,
-    groups: Any,
+    groups: Any = None,
     n_boot: int,
     seed: int,
     confidence: float,
@@ -54,14 +60,23 @@ def make_holdout(
     weights: np.ndarray | None = None,
     reference: str | None = None,
     unknown_label: str = UNKNOWN,
+    membership: tuple[tuple[str, ...], np.ndarray] | None = None,
 ) -> Holdout:
-    """Factorize the groups once and draw the bootstrap weights once (seeded)."""
-    values = np.asarray([str(g) for g in groups], dtype=object)
-    levels, codes = np.unique(values, return_inverse=True)
-    levels_t = tuple(str(v) for v in levels)
-    w = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=float)
-    onehot = np.zeros((len(values), len(levels_t)))
-    onehot[np.arange(len(values)), codes] = 1.0
+    """Factorize the groups once and draw the bootstrap weights once (seeded).
+
+    ``groups`` gives one level per row; ``membership`` (levels, rows x levels
+    probabilities) gives soft groups instead."""
+    if membership is not None:
+        levels_t, onehot = membership[0], np.asarray(membership[1], dtype=float)
+        codes = onehot.argmax(axis=1) if len(onehot) else np.zeros(0, dtype=np.int64)
+    else:
+        values = np.asarray([str(g) for g in groups], dtype=object)
+        levels, codes = np.unique(values, return_inverse=True)
+        levels_t = tuple(str(v) for v in levels)
+        onehot = np.zeros((len(values), len(levels_t)))
+        onehot[np.arange(len(values)), codes] = 1.0
+    n = len(onehot)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
     sizes = onehot.sum(axis=0)
     eligible = np.array(
         [lv != unknown_label and sizes[i] >= min_group_size for i, lv in enumerate(levels_t)],
@@ -69,7 +84,7 @@ def make_holdout(
     )
     ref = levels_t.index(reference) if reference is not None and reference in levels_t else None
     rng = np.random.default_rng(seed)
-    boot = rng.poisson(1.0, size=(n_boot, len(values))).astype(float) * w[None, :]
+    boot = rng.poisson(1.0, size=(n_boot, n)).astype(float) * w[None, :]
     return Holdout(
         y=np.asarray(y, dtype=bool),
         codes=codes,
@@ -80,6 +95,7 @@ def make_holdout(
         boot=boot,
         confidence=confidence,
         onehot=onehot,
+        sizes=sizes,
     )
 
 

@@ -48,6 +48,10 @@ class LdaSummary(ResultSummary):
     budget_exhausted: bool
     time_budget_s: float | None
     best_model_file: str | None
+    training: str | None = None  # "file" (probes[].train) or "split" (holdout_size)
+    training_rows: int | None = None
+    holdout_rows: int | None = None
+    proxy_groups: bool | None = None  # attribute race_proxy: groups by posterior
 
 
 class GroupRate(ResultModel):

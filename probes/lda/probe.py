@@ -17,18 +17,15 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
 
 from probes.base import (
     Check,
     ModelAdapter,
     Probe,
-    ProbeConfig,
     ProbeEntry,
     ProbeError,
     ProbeInput,
@@ -38,10 +35,11 @@ from probes.base import (
 from probes.lda import candidates as cands_mod
 from probes.lda import models as typed
 from probes.lda.candidates import Candidate
+from probes.lda.config import LdaSearchConfig
 from probes.lda.evaluate import Evaluation, Holdout, evaluate, make_holdout, paired_gain_ci
 from probes.lda.frontier import choose_best, drivers, loss, pareto
+from probes.lda.rows import PROXY_ATTRIBUTE, Rows, rows_for
 from probes.lda.search import SearchOutcome, run_search
-from probes.util import canonical_label
 
 BASELINE = "model in use"
 MSG_NEEDS_SKLEARN = (
@@ -50,62 +48,8 @@ MSG_NEEDS_SKLEARN = (
 )
 MSG_NO_LABEL = "dataset.label: lda-search judges performance on the holdout; set dataset.label"
 MSG_NO_PROBA = "model.path: lda-search needs a classifier with predict_proba (a score)"
-MSG_TRAIN_COLUMNS = "probes[].train: {path} lacks column(s) {missing}; it needs {needed}"
 
-
-class LdaSearchConfig(ProbeConfig):
-    """Configuration of the less-discriminatory-alternative search (spec ``probes[i]``)."""
-
-    kind: Literal["lda-search"] = "lda-search"
-    attribute: str = Field(description="protected column whose lowest impact ratio is searched")
-    train: str = Field(
-        description="training data (CSV or Parquet) with the model's features, the label and "
-        "the attribute; candidates are fitted on it, never on the audited holdout"
-    )
-    metric: Literal["auc", "accuracy"] = Field(
-        default="auc", description="business-necessity measure judged on the holdout"
-    )
-    max_performance_loss: float = Field(
-        default=0.01, ge=0, le=1, description="alternatives may lose at most this much"
-    )
-    target_impact_ratio: float = Field(
-        default=0.8, gt=0, le=1, description="lowest impact ratio under which an LDA is needed"
-    )
-    time_budget_s: float = Field(default=600, gt=0, description="stop fitting after this long")
-    n_jobs: int | None = Field(default=None, description="parallel fits (default: every CPU)")
-    seeds: int = Field(default=3, ge=0, le=50, description="refits with other seeds")
-    hyperparameters: bool = Field(default=True, description="neighbour hyperparameter values")
-    drop_features: bool = Field(default=True, description="each feature neutralized in turn")
-    reductions: bool = Field(
-        default=True, description="fairlearn GridSearch / ExponentiatedGradient"
-    )
-    bounds: list[float] = Field(
-        default=[0.02, 0.05, 0.1], description="ExponentiatedGradient difference bounds"
-    )
-    grid_size: int = Field(default=5, ge=2, le=50, description="GridSearch grid size")
-    threshold_steps: int = Field(default=6, ge=0, le=50, description="thresholds each side of 0.5")
-    threshold_step: float = Field(default=0.025, gt=0, lt=0.5)
-    bootstrap: int = Field(default=200, ge=20, le=5000, description="bootstrap replicates (CIs)")
-    confidence: float = Field(default=0.95, gt=0.5, lt=1)
-    seed: int | None = Field(default=None, description="search seed (default: the audit seed)")
-
-
-def _train_frame(config: LdaSearchConfig, data: ProbeInput, needed: list[str]) -> pd.DataFrame:
-    path = Path(config.train)
-    if not path.is_absolute() and data.base_dir is not None:
-        path = Path(data.base_dir) / path
-    if not path.is_file():
-        raise ProbeError(f"probes[].train: file not found: {config.train} (CSV or Parquet)")
-    try:
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise ProbeError(f"probes[].train: cannot read {config.train}: {exc}") from None
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise ProbeError(
-            MSG_TRAIN_COLUMNS.format(path=config.train, missing=missing, needed=needed)
-        )
-    return frame
+__all__ = ["LdaSearchConfig", "LdaSearchProbe"]
 
 
 def _model_frame(frame: pd.DataFrame, features: tuple[str, ...]) -> pd.DataFrame:
@@ -190,29 +134,36 @@ def _search(data: ProbeInput, model: ModelAdapter | None, config: LdaSearchConfi
     if model is None or est is None or not hasattr(model, "predict_with_score"):
         raise ProbeError(MSG_NEEDS_SKLEARN)
     attr = config.attribute
-    if attr not in data.frame.columns:
+    if attr not in data.frame.columns and not (attr == PROXY_ATTRIBUTE and data.proxy is not None):
         raise ProbeError(
             f"probes[].attribute: column {attr!r} not found; protected columns are: "
             f"{', '.join(data.protected)}"
+            + (" (or race_proxy with dataset.proxy)" if attr == PROXY_ATTRIBUTE else "")
         )
     if data.y_true is None or data.label is None:
         raise ProbeError(MSG_NO_LABEL)
     features = tuple(getattr(model, "features", ()))
     excluded = tuple(c for c in features if c in data.protected or c == attr)
-    train = _train_frame(config, data, [*features, data.label, attr])
-    fav = canonical_label(data.favorable_label)
-    y_train = np.array([canonical_label(v) == fav for v in train[data.label]], dtype=int)
-    if len(np.unique(y_train)) < 2 or len(data.frame) == 0:
+    seed = data.seed if config.seed is None else config.seed
+    rows = rows_for(
+        data,
+        attribute=attr,
+        features=features,
+        train=config.train,
+        holdout_size=config.holdout_size,
+        seed=seed,
+    )
+    if len(np.unique(rows.y_train)) < 2 or len(rows.holdout) == 0:
         raise ProbeError(
-            f"probes[].train: {config.train} needs both outcomes of {data.label!r}, and the "
+            f"probes[].train: the training rows need both outcomes of {data.label!r}, and the "
             "holdout needs rows"
         )
-    seed = data.seed if config.seed is None else config.seed
     t_eval = time.monotonic()  # predicting and evaluating one candidate
-    sel, score = model.predict_with_score(data.frame)  # type: ignore[attr-defined]
+    hold_frame = data.frame.iloc[rows.holdout]
+    sel, score = model.predict_with_score(hold_frame)  # type: ignore[attr-defined]
     if score is None:
         raise ProbeError(MSG_NO_PROBA)
-    holdout = _holdout(config, data, seed)
+    holdout = _holdout(config, data, rows, seed)
     base = evaluate(holdout, score=score, selected=sel, metric=config.metric)
     t_eval = time.monotonic() - t_eval
     specs = cands_mod.plan(
@@ -229,9 +180,9 @@ def _search(data: ProbeInput, model: ModelAdapter | None, config: LdaSearchConfi
     outcome = run_search(
         specs,
         est,
-        x=_model_frame(train, features),
-        y=y_train,
-        sensitive=train[attr].fillna("unknown").astype(str).to_numpy(),
+        x=_model_frame(rows.train, features),
+        y=rows.y_train,
+        sensitive=rows.sensitive_train,
         excluded=excluded,
         seed=seed,
         n_jobs=config.n_jobs,
@@ -240,7 +191,21 @@ def _search(data: ProbeInput, model: ModelAdapter | None, config: LdaSearchConfi
         should_cancel=data.should_cancel,
     )
     found = _with_thresholds(config, list(outcome.candidates))
-    return _result(config, base, holdout, found, outcome, _model_frame(data.frame, features))
+    result = _result(config, base, holdout, found, outcome, _model_frame(hold_frame, features))
+    return _with_rows(result, config, rows)
+
+
+def _with_rows(result: ProbeResult, config: LdaSearchConfig, rows: Rows) -> ProbeResult:
+    """``summary`` says which rows trained and which were judged."""
+    (entry,) = result.entries
+    summary = {
+        **entry.summary,
+        "training": "split" if config.holdout_size is not None else "file",
+        "training_rows": len(rows.train),
+        "holdout_rows": len(rows.holdout),
+        "proxy_groups": rows.membership is not None,
+    }
+    return result.model_copy(update={"entries": [entry.model_copy(update={"summary": summary})]})
 
 
 def _threads(n_jobs: int | None) -> int:
@@ -260,17 +225,20 @@ def _fit_budget(config: LdaSearchConfig, started: float, t_eval: float, n_specs:
     return max(0.0, config.time_budget_s - spent - t_eval * to_evaluate)
 
 
-def _holdout(config: LdaSearchConfig, data: ProbeInput, seed: int) -> Holdout:
+def _holdout(config: LdaSearchConfig, data: ProbeInput, rows: Rows, seed: int) -> Holdout:
     """The holdout's groups and bootstrap; weights and control group when the dataset sets them."""
     control = data.reference.get(config.attribute)  # dataset.reference
+    weight = None if data.weight is None else np.asarray(data.weight, dtype=float)[rows.holdout]
+    soft = None if rows.membership is None else (rows.levels or (), rows.membership)
     return make_holdout(
-        y=np.asarray(data.y_true, dtype=bool),
-        groups=data.frame[config.attribute].astype(str),
+        y=np.asarray(data.y_true, dtype=bool)[rows.holdout],
+        groups=rows.groups,
+        membership=soft,
         n_boot=config.bootstrap,
         seed=seed,
         confidence=config.confidence,
         min_group_size=data.min_group_size,
-        weights=data.weight,  # dataset.weight
+        weights=weight,  # dataset.weight
         reference=None if control is None else str(control),
         unknown_label=data.unknown_label,
     )

@@ -161,6 +161,7 @@ def test_the_engine_inputs_reach_the_holdout() -> None:
 
     from probes.base import ProbeInput
     from probes.lda.probe import LdaSearchConfig, _holdout
+    from probes.lda.rows import Rows
 
     g, y, score, sel = _data()
     w = np.random.default_rng(3).uniform(0.5, 2.0, len(g))
@@ -172,9 +173,54 @@ def test_the_engine_inputs_reach_the_holdout() -> None:
         reference={"grp": "c"},
     )
     config = LdaSearchConfig(attribute="grp", train="train.csv")
-    ev = evaluate(_holdout(config, data, seed=1), score=score, selected=sel, metric="auc")
+    rows = Rows(
+        train=pd.DataFrame(),
+        y_train=np.zeros(0, dtype=int),
+        sensitive_train=np.zeros(0, dtype=object),
+        holdout=np.arange(len(g)),
+        levels=None,
+        membership=None,
+        groups=pd.Series(g).astype(str),
+    )
+    holdout = _holdout(config, data, rows, seed=1)
+    ev = evaluate(holdout, score=score, selected=sel, metric="auc")
     rates = {lv: np.average(sel[g == lv], weights=w[g == lv]) for lv in "abc"}
     assert ev.record["min_impact_ratio"] == pytest.approx(
         min(r / rates["c"] for r in rates.values()), abs=1e-12
     )
     assert ev.record["performance"] == pytest.approx(roc_auc_score(y, score, sample_weight=w))
+
+
+def test_soft_groups_are_probability_weighted() -> None:
+    """Membership probabilities (a race proxy's posteriors): one-hot rows give the hard
+    groups' figures exactly; soft rows give sum(w p sel) / sum(w p) per group."""
+    g, y, score, sel = _data()
+    levels = ("a", "b", "c")
+    onehot = (g[:, None] == np.array(levels)[None, :]).astype(float)
+    hard = make_holdout(y=y, groups=g, n_boot=50, seed=1, confidence=0.95, min_group_size=30)
+    soft = make_holdout(
+        y=y, membership=(levels, onehot), n_boot=50, seed=1, confidence=0.95, min_group_size=30
+    )
+    a = evaluate(hard, score=score, selected=sel, metric="auc").record
+    b = evaluate(soft, score=score, selected=sel, metric="auc").record
+    assert a == b
+    rng = np.random.default_rng(5)
+    p = rng.dirichlet([1.0, 1.0, 1.0], size=len(g))
+    w = rng.uniform(0.5, 2.0, len(g))
+    h = make_holdout(
+        y=y,
+        membership=(levels, p),
+        weights=w,
+        n_boot=50,
+        seed=1,
+        confidence=0.95,
+        min_group_size=30,
+        reference="a",
+    )
+    rec = evaluate(h, score=score, selected=sel, metric="auc").record
+    rates = {lv: float((w * p[:, i]) @ sel / (w @ p[:, i])) for i, lv in enumerate(levels)}
+    for lv, rate in rates.items():
+        assert rec["groups"][lv]["selection_rate"] == pytest.approx(rate, abs=1e-12)
+    assert rec["min_impact_ratio"] == pytest.approx(
+        min(r / rates["a"] for r in rates.values()), abs=1e-12
+    )
