@@ -27,7 +27,6 @@ MAX_FUNCTION_LINES = 80
 # Known exceptions (path -> lines today; "path:function" -> lines today). Shrink only.
 MODULES_OVER = {
     "audit/api/group_commit.py": 407,
-    "audit/engine/data.py": 406,
     "audit/engine/spec.py": 476,
     "probes/counterfactual_text.py": 575,
 }

@@ -53,14 +53,20 @@ def _uses_dataset(spec: AuditSpec) -> bool:
 
 
 def _chunked_entries(
-    spec: AuditSpec, path: Path, configs: list[Any], min_size: int
+    spec: AuditSpec, path: Path, configs: list[Any], should_cancel: Callable[[], bool] | None
 ) -> tuple[list[ProbeEntry], int, dict[str, int]]:
-    """Count-only audit of a file too large for memory: counts add across chunks."""
-    total, rows, unknown = data_mod.count_chunks(
-        spec.dataset, path, chunk_rows=get_settings().chunk_rows, max_levels=spec.policy.max_levels
+    """Count-only audit of a file too large for memory: the whole file as one shard,
+    counted and merged exactly as the shards of a sharded audit are."""
+    from audit.engine.sharding import merge_checked
+
+    part = data_mod.count_chunks(
+        spec.dataset,
+        path,
+        chunk_rows=get_settings().chunk_rows,
+        max_levels=spec.policy.max_levels,
+        should_cancel=should_cancel,
     )
-    if total is None:
-        raise AuditInputError(f"dataset.path: {path.name} has no rows", field="dataset.path")
+    total, rows, unknown = merge_checked(spec, [part], path)
     return entries_from_total(spec, configs, total), rows, unknown
 
 
@@ -269,8 +275,9 @@ def _run_probes(
         and path.stat().st_size > get_settings().chunk_bytes
     ):
         say(f"counting groups in {path.name}, in chunks")
-        counted, rows, unknown = _chunked_entries(spec, path, configs, spec.policy.min_group_size)
-        info = {"sha256": data_mod.file_sha256(path), "rows": rows, "chunked": True}
+        counted, rows, unknown = _chunked_entries(spec, path, configs, should_cancel)
+        info = {"sha256": data_mod.file_sha256(path), "rows": rows, "path": path.name}
+        info["chunked"] = True
         return counted, info, unknown
     pinput, info, unknown = _load_data(spec, base, frame_in, model, say)
     entries: list[ProbeEntry] = []
