@@ -65,9 +65,10 @@ def needed_columns(spec: DatasetSpec, extra: list[str]) -> list[str]:
     return cols
 
 
-def _text(spec: DatasetSpec) -> dict[str, Any]:
+def _text(spec: DatasetSpec, kind: Any = str) -> dict[str, Any]:
     # protected columns as text: chunks, shards and files agree on '25' vs '25.0'
-    return {c: str for c in spec.protected}
+    # (``category``: text categories straight from the parser, no string column)
+    return {c: kind for c in spec.protected}
 
 
 def read_frame(spec: DatasetSpec, path: Path, *, columns: list[str] | None = None) -> pd.DataFrame:
@@ -128,7 +129,7 @@ def _csv_range(
             names=names,
             usecols=cols,
             chunksize=chunk_rows,
-            dtype=_text(spec),
+            dtype=_text(spec, "category"),
             low_memory=False,
         ) as reader:
             yield from reader
@@ -147,7 +148,8 @@ def read_chunks(
     if file_format(spec, path) == "parquet":
         import pyarrow.parquet as pq
 
-        pf = pq.ParquetFile(path)
+        # protected text columns come as categoricals: no per-row strings, no re-hashing
+        pf = pq.ParquetFile(path, read_dictionary=list(spec.protected))
         groups = list(range(pf.metadata.num_row_groups))
         if shard is not None:
             starts = row_group_starts(pf.metadata)
@@ -162,7 +164,7 @@ def read_chunks(
         yield from _csv_range(spec, path, shard, cols, chunk_rows)
         return
     with pd.read_csv(
-        path, usecols=cols, chunksize=chunk_rows, low_memory=False, dtype=_text(spec)
+        path, usecols=cols, chunksize=chunk_rows, low_memory=False, dtype=_text(spec, "category")
     ) as reader:
         yield from reader
 
