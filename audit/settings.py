@@ -233,7 +233,18 @@ class Settings(BaseSettings):
         description="count-only audits of files above this size are sharded",
     )
     shard_rows: int = Field(default=1_000_000, ge=1, description="rows per shard")
-    max_shards: int = Field(default=64, ge=1, description="most shards one audit is split into")
+    max_shards: int = Field(
+        default=64,
+        ge=1,
+        description="most shards one audit is split into (size it to the cpu worker processes "
+        "that may run them at once, docs/scaling.md)",
+    )
+    shard_wait_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="how long the worker that split an audit keeps its lease while the shards "
+        "wait in the queue and run; past it a lost shard lets the reconciler run it again",
+    )
     ui_session_seconds: int = Field(
         default=8 * 3600,
         ge=60,

@@ -25,9 +25,7 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 
 # Known exceptions (path -> lines today; "path:function" -> lines today). Shrink only.
-MODULES_OVER = {
-    "audit/engine/data.py": 406,
-}
+MODULES_OVER: dict[str, int] = {}
 FUNCTIONS_OVER: dict[str, int] = {}
 
 

@@ -117,16 +117,22 @@ class LeaseKeeper:
             "url": url,
         }
         with self._lock:
+            now = time.time()  # forget detached holds whose time is over (the keeper did)
+            for old in [k for k, v in self._holds.items() if v.get("until", now + 1) <= now]:
+                del self._holds[old]
             self._holds[key] = line
             self._write(line)
         return key
 
-    def update(self, key: str, *, lease_seconds: float) -> None:
-        """Change the length of a held lease (a sharded audit waits longer)."""
+    def update(self, key: str, *, lease_seconds: float, until: float | None = None) -> None:
+        """Change the length of a held lease (a sharded audit waits longer), and with
+        ``until`` (wall-clock seconds) keep holding it only until then."""
         with self._lock:
             line = self._holds.get(key)
             if line is not None:
                 line["lease_seconds"] = lease_seconds
+                if until is not None:
+                    line["until"] = until
                 self._write(line)
 
     def release(self, key: str) -> None:
@@ -239,6 +245,18 @@ class Heartbeat:
         self.lease_seconds = lease_seconds
         if self._key is not None:
             keeper().update(self._key, lease_seconds=lease_seconds)
+
+    def detach(self, *, lease_seconds: float, until: float) -> None:
+        """Keep renewing this claim after the task returns, until ``until`` (wall clock) or
+        until the audit is no longer running for this worker (merged, failed, cancelled).
+
+        A sharded audit's parent does so: its shards may wait in a busy queue for
+        longer than any lease, and the reconciler must not start the audit again
+        meanwhile. If this worker process dies, the renewals stop with it.
+        """
+        if self._key is not None:
+            keeper().update(self._key, lease_seconds=lease_seconds, until=until)
+            self._key = None  # __exit__ no longer releases it
 
     def __enter__(self) -> Heartbeat:
         from audit.settings import get_settings

@@ -3,9 +3,12 @@
 Started by :class:`workers.lease.LeaseKeeper` as ``python -m workers.lease_keeper
 PARENT_PID``. It reads JSON lines on stdin::
 
-    {"op": "hold", "key": K, "audit_id": A, "worker": W, "lease_seconds": S, "url": U}
+    {"op": "hold", "key": K, "audit_id": A, "worker": W, "lease_seconds": S, "url": U,
+     "until": T}
     {"op": "release", "key": K}
 
+(``until``, optional: a wall-clock time after which the hold is dropped, for the lease
+a worker keeps after its task returned, while a sharded audit's shards wait)
 and renews each held lease every ``S / 3`` seconds with one conditional UPDATE
 (``repo.renew_lease``; progress is left to the worker). A renewal that finds the
 audit no longer running for ``W`` drops the hold; a database error is logged and
@@ -40,6 +43,7 @@ class Hold:
     lease_seconds: float
     url: str
     due: float
+    until: float | None = None
 
     @property
     def interval(self) -> float:
@@ -86,6 +90,7 @@ def apply(holds: dict[str, Hold], line: dict[str, Any]) -> None:
             lease_seconds=lease,
             url=str(line["url"]),
             due=due,
+            until=None if line.get("until") is None else float(line["until"]),
         )
 
 
@@ -112,6 +117,9 @@ def serve(parent: int, stdin_fd: int) -> int:
                 except (ValueError, KeyError, TypeError) as exc:
                     log.error("lease keeper: bad command ignored: %s", type(exc).__name__)
         for key, hold in list(holds.items()):
+            if hold.until is not None and time.time() >= hold.until:
+                holds.pop(key, None)  # the shards' wait is over: the lease may lapse
+                continue
             if hold.due > time.monotonic():
                 continue
             outcome = renew(hold)

@@ -23,6 +23,7 @@ import copy
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -256,8 +257,9 @@ def _run_claimed(
             budget=_budget(),
         )
         hooks.run_after_claim(audit_id, spec, hb)
+        not_split = None
         if launch_shards is not None and source is None:
-            shards = _plan(spec, base_dir, rows)
+            shards, not_split = _plan(spec, base_dir, rows)
             if shards:
                 _launch(audit_id, worker, hb, shards, launch_shards)
                 return "sharded"
@@ -276,6 +278,8 @@ def _run_claimed(
                 (base_dir / spec["dataset"]["path"]).unlink(missing_ok=True)
         if source is not None:  # what was read: name, query, window, rows (never the URL)
             results.setdefault("manifest", {})["dataset_source"] = source
+        if not_split is not None:  # large enough to shard, but the file cannot be split
+            results["dataset"]["not_split"] = not_split
         return _store(audit_id, results, artifacts)
 
 
@@ -286,8 +290,15 @@ def _launch(
     shards: list[Any],
     launch_shards: Callable[[str, list[Any]], None],
 ) -> None:
-    """Lengthen the lease to cover the shards' wait, then start the chord."""
-    lease = get_settings().lease_seconds * SHARD_LEASE_FACTOR
+    """Lengthen the lease, start the chord, and keep the lease while the shards wait.
+
+    The lease keeper of this worker process goes on renewing the claim after the
+    task returns, until the merge stores the results (or the audit fails or is
+    cancelled) or ``BIASAUDIT_SHARD_WAIT_SECONDS`` pass; so shards waiting in a busy
+    queue for longer than a lease are not mistaken for lost work.
+    """
+    settings = get_settings()
+    lease = settings.lease_seconds * SHARD_LEASE_FACTOR
 
     def lengthen() -> None:
         with session_scope() as session:
@@ -298,10 +309,15 @@ def _launch(
     retry_transient(lengthen, what="lengthening the lease", budget=_budget())
     hb.extend(lease)
     launch_shards(audit_id, shards)
+    hb.detach(lease_seconds=lease, until=time.time() + settings.shard_wait_seconds)
     log.info("audit split into %d shards", len(shards))
 
 
-def _plan(spec_dict: dict[str, Any], base_dir: Path, rows: int | None) -> list[Any]:
+def _plan(
+    spec_dict: dict[str, Any], base_dir: Path, rows: int | None
+) -> tuple[list[Any], str | None]:
+    """The shards of a large count-only audit ([] to run it here), and why a file large
+    enough to shard was not split (one Parquet row group, a compressed CSV)."""
     from audit.engine import data as data_mod
     from audit.engine import sharding
     from audit.engine.spec import parse_spec
@@ -309,7 +325,7 @@ def _plan(spec_dict: dict[str, Any], base_dir: Path, rows: int | None) -> list[A
     settings = get_settings()
     spec, _ = parse_spec(spec_dict)
     if not sharding.shardable(spec):
-        return []
+        return [], None
     path = data_mod.resolve_path(spec.dataset, base_dir)
     if not sharding.should_shard(
         spec,
@@ -318,12 +334,14 @@ def _plan(spec_dict: dict[str, Any], base_dir: Path, rows: int | None) -> list[A
         threshold_rows=settings.shard_threshold_rows,
         threshold_bytes=settings.shard_threshold_bytes,
     ):
-        return []
+        return [], None
     sharding.preflight(spec, path)
     shards = sharding.plan_for(
         spec, path, rows=rows, shard_rows=settings.shard_rows, max_shards=settings.max_shards
     )
-    return shards if len(shards) > 1 else []
+    if len(shards) > 1:
+        return shards, None
+    return [], sharding.not_split_reason(spec, path)
 
 
 def _after_crash(audit_id: str, worker: str, attempt: int, exc: BaseException) -> None:

@@ -2,10 +2,12 @@
 
 ``runner.execute_audit`` plans the shards and launches a chord; each
 ``biasaudit.run_shard`` calls :func:`execute_shard`, and the chord's callback
-``biasaudit.merge_shards`` calls :func:`merge_shards`. Shards renew the audit's
-lease while they run (whoever holds the claim), so a sharded audit is re-run
-only when all of its shard work is lost. Database errors that pass are retried as in
-``workers.runner``. See ``audit.engine.sharding`` for the counting.
+``biasaudit.merge_shards`` calls :func:`merge_shards`. The claiming worker's lease
+keeper renews the audit's lease while the shards wait in the queue (up to
+``BIASAUDIT_SHARD_WAIT_SECONDS``), and shards renew it while they run (whoever holds
+the claim), so a sharded audit is re-run only when its shard work is lost.
+Database errors that pass are retried as in ``workers.runner``. See
+``audit.engine.sharding`` for the counting.
 """
 
 from __future__ import annotations
@@ -59,10 +61,26 @@ def _resolved(spec: dict[str, Any], project: str) -> tuple[dict[str, Any], Any, 
     )
 
 
-def execute_shard(audit_id: str, index: int, start: int, stop: int, total: int) -> dict[str, Any]:
-    """Count rows ``[start, stop)`` of a claimed, sharded audit; JSON for the chord."""
+def _stored_sha256(spec: dict[str, Any], project: str) -> str | None:
+    """The sha256 an upload recorded when it arrived (None for a file given by path)."""
+    dataset_id = (spec.get("dataset") or {}).get("id")
+    if not dataset_id:
+        return None
+
+    def load() -> str | None:
+        with session_scope() as session:
+            record = repo.get_dataset(session=session, project=project, dataset_id=str(dataset_id))
+            return None if record is None else str(record.sha256)
+
+    return retry_transient(load, what="the dataset lookup", budget=_budget())
+
+
+def execute_shard(
+    audit_id: str, index: int, start: int, stop: int, total: int, unit: str = "rows"
+) -> dict[str, Any]:
+    """Count shard ``[start, stop)`` (rows, or CSV bytes) of a claimed, sharded audit;
+    JSON for the chord."""
     from audit.engine import data as data_mod
-    from audit.engine import sharding
     from audit.engine.spec import parse_spec
 
     settings = get_settings()
@@ -77,11 +95,12 @@ def execute_shard(audit_id: str, index: int, start: int, stop: int, total: int) 
             path = data_mod.resolve_path(spec.dataset, base_dir)
             lease = settings.lease_seconds * SHARD_LEASE_FACTOR
             with Heartbeat(audit_id, worker=None, lease_seconds=lease, keep_progress=True) as hb:
-                part = sharding.count_shard(
-                    spec,
+                part = data_mod.count_chunks(
+                    spec.dataset,
                     path,
-                    sharding.Shard(index, start, stop),
+                    shard=data_mod.Shard(index, start, stop, unit),
                     chunk_rows=settings.chunk_rows,
+                    max_levels=spec.policy.max_levels,
                     should_cancel=hb.should_cancel,
                 )
             _shard_progress(audit_id, 0.9 / max(total, 1))
@@ -119,6 +138,7 @@ def merge_shards(audit_id: str, parts: list[dict[str, Any]]) -> str:
                 audit_id=audit_id,
                 path=path,
                 started_at=started.isoformat(timespec="seconds") if started else None,
+                sha256=_stored_sha256(state[1], state[2]),
             )
         except AuditInputError as exc:
             _finish(audit_id, repo.mark_failed, error=str(exc))

@@ -1,17 +1,19 @@
 """The Celery tasks of the contract. Thin: each takes ids and calls ``workers.runner``.
 
-=========================  =========================================  ==============
-name                       arguments                                  queue
-=========================  =========================================  ==============
-``biasaudit.run_audit``    ``[audit_id]``                             gpu or cpu
-``biasaudit.run_shard``    ``[audit_id, index, start, stop, total]``  cpu
-``biasaudit.merge_shards`` ``[shard results, audit_id]`` (chord)      cpu
-``biasaudit.reconcile``    ``[]`` (beat)                              maintenance
-``biasaudit.fire_schedules`` ``[]`` (beat)                            maintenance
-``biasaudit.deliver_alert`` ``[alert_id, attempt]``                    cpu
-=========================  =========================================  ==============
+============================  ===============================================  ===========
+name                          arguments                                        queue
+============================  ===============================================  ===========
+``biasaudit.run_audit``       ``[audit_id]``                                   gpu or cpu
+``biasaudit.run_shard``       ``[audit_id, index, start, stop, total, unit]``  cpu
+``biasaudit.merge_shards``    ``[shard results, audit_id]`` (chord)            cpu
+``biasaudit.reconcile``       ``[]`` (beat)                                    maintenance
+``biasaudit.fire_schedules``  ``[]`` (beat)                                    maintenance
+``biasaudit.deliver_alert``   ``[alert_id, attempt]``                          cpu
+============================  ===============================================  ===========
 
-Only ids and row numbers travel: no token, secret or spec. Every task is
+``unit`` is ``rows`` (Parquet row groups) or ``bytes`` (a CSV byte range).
+
+Only ids and row or byte numbers travel: no token, secret or spec. Every task is
 idempotent, so a redelivered or duplicated message is harmless.
 """
 
@@ -36,7 +38,7 @@ from workers.app import (
 def _launch_shards(audit_id: str, shards: list[Any]) -> None:
     """Run the shards in parallel (a chord) and merge their counts when all are done."""
     total = len(shards)
-    header = [run_shard.s(audit_id, s.index, s.start, s.stop, total) for s in shards]
+    header = [run_shard.s(audit_id, s.index, s.start, s.stop, total, s.unit) for s in shards]
     chord(header)(merge_shards.s(audit_id))
 
 
@@ -48,9 +50,14 @@ def run_audit(self: Task, audit_id: str) -> str:
 
 
 @app.task(name=TASK_RUN_SHARD)
-def run_shard(audit_id: str, index: int, start: int, stop: int, total: int) -> dict[str, Any]:
-    """Count one shard of a sharded audit; the result (JSON counts) goes to the chord."""
-    return shards.execute_shard(str(audit_id), int(index), int(start), int(stop), int(total))
+def run_shard(
+    audit_id: str, index: int, start: int, stop: int, total: int, unit: str = "rows"
+) -> dict[str, Any]:
+    """Count one shard of a sharded audit (rows, or CSV bytes: ``unit``); the result
+    (JSON counts) goes to the chord."""
+    return shards.execute_shard(
+        str(audit_id), int(index), int(start), int(stop), int(total), str(unit)
+    )
 
 
 @app.task(name=TASK_MERGE_SHARDS, ignore_result=True)

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.engine.columns import count_columns, cut_bins, text_columns, weight_values
+from audit.engine.columns import count_columns, cut_bins, weight_values
 from audit.engine.columns import frame_weight as frame_weight  # data_mod.frame_weight
+from audit.engine.reader import BYTES, Shard, header, read_chunks, read_frame, rows_before
 from audit.engine.spec import DatasetSpec
 from audit.errors import (
     MSG_FAVORABLE_NOT_IN_LABELS,
@@ -29,6 +30,7 @@ from audit.errors import (
     MSG_NAN_PREDICTIONS,
     MSG_NONFINITE_SCORES,
     MSG_ONE_GROUP,
+    AuditCancelled,
     AuditInputError,
     did_you_mean,
 )
@@ -37,6 +39,8 @@ from probes.counts import MSG_TOO_MANY_LEVELS, GroupCounts, check_levels
 from probes.util import canonical_label, file_sha256
 
 canonical = canonical_label  # 1 == "1" == 1.0 == True == "true"
+__all__ = ["Shard", "count_chunks", "file_sha256", "header", "load_dataset", "read_frame"]
+MAX_LABEL_VALUES = 10  # label values kept per part for the "favorable label not seen" message
 
 
 def plain(value: Any) -> Any:
@@ -141,48 +145,6 @@ def _not_found_hint(name: str, base_dir: Path) -> str:
             "DIR` writes it with a spec.yaml into DIR, `biasaudit demo` does it for all"
         )
     return hint
-
-
-def _format(spec: DatasetSpec, path: Path) -> str:
-    if spec.format:
-        return spec.format
-    suffix = "".join(path.suffixes[-2:]).lower()
-    if suffix.endswith(".parquet") or suffix.endswith(".pq"):
-        return "parquet"
-    return "csv"
-
-
-def _needed_columns(spec: DatasetSpec, extra: list[str]) -> list[str]:
-    cols = list(spec.protected)
-    for c in (spec.label, spec.prediction, spec.score, spec.strata, spec.weight, *extra):
-        if c and c not in cols:
-            cols.append(c)
-    return cols
-
-
-def read_frame(spec: DatasetSpec, path: Path, *, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read the whole file (all columns, or ``columns``)."""
-    fmt = _format(spec, path)
-    try:
-        if fmt == "parquet":
-            return pd.read_parquet(path, columns=columns)
-        # protected columns as text: chunks and files agree on '25' vs '25.0'
-        text = {c: str for c in text_columns(spec)}
-        return pd.read_csv(path, usecols=columns, low_memory=False, dtype=text)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise AuditInputError(f"dataset.path: cannot read {path} as {fmt}: {exc}") from None
-
-
-def header(spec: DatasetSpec, path: Path) -> list[str]:
-    fmt = _format(spec, path)
-    try:
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            return list(pq.read_schema(path).names)
-        return list(pd.read_csv(path, nrows=0).columns)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
-        raise AuditInputError(f"dataset.path: cannot read {path} as {fmt}: {exc}") from None
 
 
 def check_columns(spec: DatasetSpec, path: Path, columns: list[str]) -> None:
@@ -343,32 +305,6 @@ def load_dataset(
     return LoadedDataset(frame, path, digest, y_true, y_pred, score, unknown)
 
 
-def iter_chunks(
-    spec: DatasetSpec, path: Path, *, chunk_rows: int
-) -> Generator[tuple[pd.DataFrame, int], None, None]:
-    """Yield (raw chunk, row offset) with only the columns the spec names."""
-    columns = header(spec, path)
-    check_columns(spec, path, columns)
-    cols = _needed_columns(spec, [c for _, c in spec.proxy.columns()] if spec.proxy else [])
-    if _format(spec, path) == "parquet":
-        import pyarrow.parquet as pq
-
-        offset = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=cols):
-            df = batch.to_pandas()
-            yield df, offset
-            offset += len(df)
-        return
-    offset = 0
-    text = {c: str for c in text_columns(spec)}
-    with pd.read_csv(
-        path, usecols=cols, chunksize=chunk_rows, low_memory=False, dtype=text
-    ) as reader:
-        for df in reader:
-            yield df, offset
-            offset += len(df)
-
-
 def refuse_levels(total: GroupCounts, max_levels: int, *, partial: bool = False) -> None:
     """Merged counts (chunks, shards) with a column over ``policy.max_levels``: input error."""
     try:
@@ -377,20 +313,59 @@ def refuse_levels(total: GroupCounts, max_levels: int, *, partial: bool = False)
         raise AuditInputError(str(exc), field="dataset.protected") from None
 
 
+def _prepare_at(
+    raw: pd.DataFrame, spec: DatasetSpec, offset: int | None, locate: Callable[..., int], **kw: Any
+) -> tuple[pd.DataFrame, np.ndarray | None, np.ndarray | None, np.ndarray | None, dict[str, int]]:
+    """``prepare`` of a chunk whose first row number may be unknown (a CSV byte shard):
+    it is counted (``locate``) only when a message must name a row."""
+    try:
+        return prepare(raw, spec, row_offset=offset or 0, **kw)
+    except AuditInputError:
+        if offset is not None:
+            raise
+        return prepare(raw, spec, row_offset=locate(), **kw)  # raises again, the row right
+
+
 def count_chunks(
-    spec: DatasetSpec, path: Path, *, chunk_rows: int, max_levels: int
-) -> tuple[GroupCounts | None, int, dict[str, int]]:
-    """Counts of a file read in chunks (they add): merged counts, rows, unknowns per column."""
+    spec: DatasetSpec,
+    path: Path,
+    *,
+    chunk_rows: int,
+    max_levels: int,
+    shard: Shard | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Confusion counts of the file, or of one shard, read in chunks (counts add).
+
+    The one counting path of large files: an in-process chunked run is the whole file
+    as one part, a sharded run one part per shard, merged alike
+    (:func:`audit.engine.sharding.merge_parts`). Returns the part as JSON: ``index``,
+    ``start``, ``stop``, ``unit``, ``rows``, ``counts``, ``unknown`` (missing protected
+    values per column) and ``label_values`` (for the "favorable label not seen" message).
+    Input errors name the row in the whole file; a cancel request between chunks
+    raises ``AuditCancelled``.
+    """
     from probes.counts import count_groups
 
+    check_columns(spec, path, header(spec, path))
+    shard = shard or Shard(0, 0, -1)
     total = None
     rows = 0
-    unknown: dict[str, int] = {c: 0 for c in spec.protected}
-    chunks = iter_chunks(spec, path, chunk_rows=chunk_rows)
+    unknown = {c: 0 for c in spec.protected}
+    label_values: list[str] = []
+    first = None if shard.unit == BYTES else shard.start  # row number of the shard's first row
+    chunks = read_chunks(spec, path, chunk_rows=chunk_rows, shard=None if shard.stop < 0 else shard)
     with closing(chunks):  # the file is closed also when a chunk is refused
-        for raw, offset in chunks:
-            frame, y_true, y_pred, _, unk = prepare(
-                raw, spec, need_prediction=True, row_offset=offset, max_levels=max_levels
+        for raw in chunks:
+            if should_cancel is not None and should_cancel():
+                raise AuditCancelled("audit cancelled")
+            frame, y_true, y_pred, _, unk = _prepare_at(
+                raw,
+                spec,
+                None if first is None else first + rows,
+                lambda done=rows: rows_before(spec, path, shard.start) + done,
+                need_prediction=True,
+                max_levels=max_levels,
             )
             assert y_pred is not None
             w = frame_weight(frame, spec)
@@ -400,4 +375,18 @@ def count_chunks(
             rows += len(frame)
             for k, v in unk.items():
                 unknown[k] += v
-    return total, rows, unknown
+            if spec.label and len(label_values) < MAX_LABEL_VALUES:
+                for value in pd.unique(raw[spec.label]):
+                    text = repr(plain(value))
+                    if text not in label_values and len(label_values) < MAX_LABEL_VALUES:
+                        label_values.append(text)
+    return {
+        "index": shard.index,
+        "start": shard.start,
+        "stop": shard.stop,
+        "unit": shard.unit,
+        "rows": rows,
+        "counts": None if total is None else total.to_dict(),
+        "unknown": unknown,
+        "label_values": label_values,
+    }

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from audit.engine import data as data_mod
+from audit.engine.columns import count_columns
+from audit.engine.reader import header, read_chunks
 from audit.engine.spec import AuditSpec, DatasetSpec
 from audit.errors import AuditInputError
 from probes.base import ProbeInput
@@ -71,17 +73,19 @@ def chunked_proxy(
     weights: list[np.ndarray] = []
     rows = 0
     unknown = {c: 0 for c in ds.protected}
-    chunks = data_mod.iter_chunks(ds, path, chunk_rows=chunk_rows)
+    data_mod.check_columns(ds, path, header(ds, path))
+    names = [c for _, c in ds.proxy.columns()] if ds.proxy else []
+    chunks = read_chunks(ds, path, chunk_rows=chunk_rows, extra=names)
     with closing(chunks):
-        for raw, offset in chunks:
+        for raw in chunks:
             frame, truth, pred, _, unk = data_mod.prepare(
-                raw, ds, need_prediction=True, row_offset=offset, max_levels=spec.policy.max_levels
+                raw, ds, need_prediction=True, row_offset=rows, max_levels=spec.policy.max_levels
             )
             assert pred is not None
             weight = data_mod.frame_weight(frame, ds)
             if ds.protected:
                 part = count_groups(
-                    frame, list(ds.protected), y_pred=pred, y_true=truth, weight=weight
+                    frame, count_columns(ds), y_pred=pred, y_true=truth, weight=weight
                 )
                 total = part if total is None else total + part
                 data_mod.refuse_levels(total, spec.policy.max_levels, partial=True)

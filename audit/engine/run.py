@@ -54,19 +54,25 @@ def _uses_dataset(spec: AuditSpec) -> bool:
 
 
 def _chunked_entries(
-    spec: AuditSpec, path: Path, configs: list[Any], min_size: int
+    spec: AuditSpec, path: Path, configs: list[Any], should_cancel: Callable[[], bool] | None
 ) -> tuple[list[ProbeEntry], int, dict[str, int]]:
-    """Count-only audit of a file too large for memory: counts add across chunks (with
+    """Count-only audit of a file too large for memory: the whole file as one shard,
+    counted and merged exactly as the shards of a sharded audit are (with
     ``dataset.proxy``, each chunk's posteriors are kept for the imputations)."""
+    from audit.engine.sharding import merge_checked
+
     chunk_rows = get_settings().chunk_rows
     if spec.dataset.proxy is not None:
         total, proxy, rows, unknown = chunked_proxy(spec, path, chunk_rows=chunk_rows)
         return entries_from_total(spec, configs, total, proxy=proxy), rows, unknown
-    total, rows, unknown = data_mod.count_chunks(
-        spec.dataset, path, chunk_rows=chunk_rows, max_levels=spec.policy.max_levels
+    part = data_mod.count_chunks(
+        spec.dataset,
+        path,
+        chunk_rows=chunk_rows,
+        max_levels=spec.policy.max_levels,
+        should_cancel=should_cancel,
     )
-    if total is None:
-        raise AuditInputError(f"dataset.path: {path.name} has no rows", field="dataset.path")
+    total, rows, unknown = merge_checked(spec, [part], path)
     return entries_from_total(spec, configs, total), rows, unknown
 
 
@@ -258,8 +264,9 @@ def _run_probes(
         and path.stat().st_size > get_settings().chunk_bytes
     ):
         say(f"counting groups in {path.name}, in chunks")
-        counted, rows, unknown = _chunked_entries(spec, path, configs, spec.policy.min_group_size)
-        info = {"sha256": data_mod.file_sha256(path), "rows": rows, "chunked": True}
+        counted, rows, unknown = _chunked_entries(spec, path, configs, should_cancel)
+        info = {"sha256": data_mod.file_sha256(path), "rows": rows, "path": path.name}
+        info["chunked"] = True
         return counted, info, unknown
     pinput, info, unknown = _load_data(spec, base, frame_in, model, say)
     entries: list[ProbeEntry] = []

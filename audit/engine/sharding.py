@@ -1,13 +1,18 @@
-"""Split a large count-only audit into row shards, count each shard, merge the counts.
+"""Split a large count-only audit into shards, count each shard, merge the counts.
 
 This is how an audit outgrows one machine: the worker that claims a large
-audit plans shards (row ranges), a Celery chord runs :func:`count_shard` on
-each in parallel on any number of workers, and :func:`results_from_parts`
-merges the per-shard :class:`~probes.counts.GroupCounts` by addition and
-builds the same results.json document that :func:`audit.engine.compute_results`
+audit plans shards (:func:`plan_for`), a Celery chord counts each
+(:func:`audit.engine.data.count_chunks`) in parallel on any number of workers,
+and :func:`results_from_parts` merges the per-shard :class:`~probes.counts.GroupCounts`
+by addition and builds the same results.json document that :func:`audit.engine.compute_results`
 gives for the whole file (ids and times aside) — group metrics come from
 counts, and counts add. It is the multi-process form of the engine's
-in-process chunked path (``audit.engine._chunked_entries``).
+in-process chunked path: both count with :func:`audit.engine.data.count_chunks` and
+merge with :func:`merge_parts` (an in-process chunked run is one shard: the whole file).
+
+Shards are read ranges (:mod:`audit.engine.reader`): Parquet row groups (planned from
+the footer) or CSV byte ranges that start at record starts (planned by one
+quote-aware pass), so no shard reads another's rows.
 
 Only audits whose every metric reduces to counts are sharded: decisions from
 a column (``model.kind: predictions``), only count-based probes (``from_counts``) over
@@ -18,43 +23,32 @@ posterior, which does not reduce to counts; such an audit runs in one worker, in
 chunks above ``BIASAUDIT_CHUNK_BYTES``. Everything here is pure (no Celery, no
 database): shard results are plain JSON so they travel through the result backend.
 
->>> plan_shards(rows=10, shard_rows=4, max_shards=8)
-[Shard(index=0, start=0, stop=4), Shard(index=1, start=4, stop=7), Shard(index=2, start=7, stop=10)]
+>>> plan_shards(rows=10, shard_rows=4, max_shards=8)  # doctest: +NORMALIZE_WHITESPACE
+[Shard(index=0, start=0, stop=4, unit='rows'), Shard(index=1, start=4, stop=7, unit='rows'),
+ Shard(index=2, start=7, stop=10, unit='rows')]
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator, Sequence
-from contextlib import closing
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from audit.engine import data as data_mod
-from audit.engine.columns import count_columns, text_columns
+from audit.engine import reader
+from audit.engine.reader import Shard
 from audit.engine.spec import AuditSpec, parse_spec, validate_probe_configs
 from audit.errors import (
     MSG_FAVORABLE_NOT_IN_LABELS,
     MSG_ONE_GROUP,
-    AuditCancelled,
     AuditInputError,
 )
 from probes.base import get_probe
 
-MAX_LABEL_VALUES = 10  # label values kept per shard for the "favorable label not seen" message
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Rows ``[start, stop)`` of the dataset (0-based, header excluded)."""
-
-    index: int
-    start: int
-    stop: int
+MAX_LABEL_VALUES = data_mod.MAX_LABEL_VALUES
+__all__ = ["Shard", "merge_checked", "plan_for", "results_from_parts", "should_shard"]
 
 
 def shardable(spec: AuditSpec) -> bool:
@@ -79,27 +73,28 @@ def shardable(spec: AuditSpec) -> bool:
 
 def is_parquet(spec: AuditSpec, path: Path) -> bool:
     """The file format, as the engine decides it (``dataset.format`` or the extension)."""
-    if spec.dataset.format:
-        return spec.dataset.format == "parquet"
-    return path.name.lower().endswith((".parquet", ".pq"))
+    return reader.file_format(spec.dataset, path) == "parquet"
 
 
-def count_rows(spec: AuditSpec, path: Path, *, chunk_rows: int = 1_000_000) -> int:
-    """Data rows in the file (Parquet: from the footer; CSV: one pass over one column)."""
-    if is_parquet(spec, path):
-        import pyarrow.parquet as pq
+def count_rows(spec: AuditSpec, path: Path) -> int | None:
+    """Data rows from the Parquet footer; None for CSV (its size decides, never a pass)."""
+    if not is_parquet(spec, path):
+        return None
+    import pyarrow.parquet as pq
 
-        return int(pq.ParquetFile(path).metadata.num_rows)
-    column = spec.dataset.protected[0]
-    return sum(len(c) for c in pd.read_csv(path, usecols=[column], chunksize=chunk_rows))
+    return int(pq.ParquetFile(path).metadata.num_rows)
 
 
 def should_shard(
     spec: AuditSpec, path: Path, *, rows: int | None, threshold_rows: int, threshold_bytes: int
 ) -> bool:
-    """Shard when the audit is count-only and the file is above either size threshold."""
+    """Shard when the audit is count-only and the file is above either size threshold.
+
+    ``rows`` is the upload's stored count; a file given by path has its Parquet footer's.
+    """
     if not shardable(spec):
         return False
+    rows = rows if rows is not None else count_rows(spec, path)
     big_rows = rows is not None and rows > threshold_rows
     return big_rows or path.stat().st_size > threshold_bytes
 
@@ -133,118 +128,56 @@ def plan_parquet_shards(path: Path, *, shard_rows: int, max_shards: int) -> list
     return shards
 
 
+def plan_csv_shards(path: Path, *, shard_rows: int, max_shards: int) -> list[Shard]:
+    """Byte ranges of a CSV file, each starting at a record start (quoted line breaks skipped).
+
+    The rows per byte come from the first MiB, so shards hold about ``shard_rows`` rows.
+    """
+    size = path.stat().st_size
+    data_start = reader.record_starts(path, [0])[0]
+    if data_start >= size:
+        return []
+    with open(path, "rb") as f:
+        f.seek(data_start)
+        sample = f.read(1 << 20)
+    row_bytes = max(len(sample) / max(sample.count(b"\n"), 1), 1.0)
+    count = max(1, min(max_shards, math.ceil((size - data_start) / (shard_rows * row_bytes))))
+    step = (size - data_start) / count
+    targets = [data_start + round(i * step) for i in range(1, count)]
+    bounds = sorted({data_start, *reader.record_starts(path, targets), size})
+    return [
+        Shard(i, a, b, reader.BYTES) for i, (a, b) in enumerate(zip(bounds, bounds[1:])) if b > a
+    ]
+
+
 def plan_for(
     spec: AuditSpec, path: Path, *, rows: int | None, shard_rows: int, max_shards: int
 ) -> list[Shard]:
-    """The shards of ``path`` (row counts taken from ``rows`` when known)."""
+    """The shards of ``path``: row groups (Parquet), byte ranges (CSV); one for a
+    compressed CSV (``rows`` is unused: kept for callers that know it)."""
     if is_parquet(spec, path):
         return plan_parquet_shards(path, shard_rows=shard_rows, max_shards=max_shards)
-    total = rows if rows is not None else count_rows(spec, path)
-    return plan_shards(rows=total, shard_rows=shard_rows, max_shards=max_shards)
+    if reader.compressed(path):
+        return [Shard(0, 0, -1)]
+    return plan_csv_shards(path, shard_rows=shard_rows, max_shards=max_shards)
 
 
-def _columns(spec: AuditSpec) -> list[str]:
-    cols = count_columns(spec.dataset)
-    for c in (spec.dataset.label, spec.dataset.prediction, spec.dataset.weight):
-        if c and c not in cols:
-            cols.append(c)
-    return cols
-
-
-def _read_rows(
-    spec: AuditSpec, path: Path, start: int, stop: int, *, chunk_rows: int
-) -> Generator[pd.DataFrame, None, None]:
-    """Rows ``[start, stop)`` in chunks of at most ``chunk_rows``, only the needed columns."""
-    cols = _columns(spec)
+def not_split_reason(spec: AuditSpec, path: Path) -> str:
+    """Why a file above the shard thresholds was read by one process (for the results)."""
     if is_parquet(spec, path):
         import pyarrow.parquet as pq
 
-        pf = pq.ParquetFile(path)
-        groups, offset = [], 0
-        for i in range(pf.metadata.num_row_groups):
-            if start <= offset < stop:
-                groups.append(i)
-            offset += pf.metadata.row_group(i).num_rows
-        if groups:
-            for batch in pf.iter_batches(batch_size=chunk_rows, row_groups=groups, columns=cols):
-                yield batch.to_pandas()
-        return
-    # Protected columns are read as text so every shard sees the same group names
-    # whatever the other values of its rows (no per-chunk int/float inference).
-    with pd.read_csv(
-        path,
-        usecols=cols,
-        skiprows=range(1, start + 1),
-        nrows=stop - start,
-        chunksize=chunk_rows,
-        dtype={c: "string" for c in text_columns(spec.dataset)},
-        low_memory=False,
-    ) as reader:
-        yield from reader
-
-
-def count_shard(
-    spec: AuditSpec,
-    path: Path,
-    shard: Shard,
-    *,
-    chunk_rows: int = 200_000,
-    should_cancel: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
-    """Confusion counts of one shard, as JSON: ``{"index", "rows", "counts", "unknown", ...}``.
-
-    Input errors (a missing prediction, a bad label) raise ``AuditInputError``
-    with the row number in the whole file; a cancel request between chunks
-    raises ``AuditCancelled``.
-    """
-    from probes.counts import count_groups
-
-    data_mod.check_columns(spec.dataset, path, data_mod.header(spec.dataset, path))
-    total = None
-    rows = 0
-    unknown = {c: 0 for c in spec.dataset.protected}
-    label_values: list[str] = []
-    offset = shard.start
-    chunks = _read_rows(spec, path, shard.start, shard.stop, chunk_rows=chunk_rows)
-    with closing(chunks):  # the file is closed also when a chunk is refused
-        for raw in chunks:
-            if should_cancel is not None and should_cancel():
-                raise AuditCancelled("audit cancelled")
-            frame, y_true, y_pred, _, unk = data_mod.prepare(
-                raw,
-                spec.dataset,
-                need_prediction=True,
-                row_offset=offset,
-                max_levels=spec.policy.max_levels,
+        if pq.ParquetFile(path).metadata.num_row_groups == 1:
+            return (
+                f"{path.name} has one Parquet row group, which is never split: write it with "
+                "row groups of about BIASAUDIT_SHARD_ROWS rows to shard it"
             )
-            assert y_pred is not None
-            part = count_groups(
-                frame,
-                count_columns(spec.dataset),
-                y_pred=y_pred,
-                y_true=y_true,
-                weight=data_mod.frame_weight(frame, spec.dataset),
-            )
-            total = part if total is None else total + part
-            data_mod.refuse_levels(total, spec.policy.max_levels, partial=True)
-            rows += len(frame)
-            offset += len(frame)
-            for k, v in unk.items():
-                unknown[k] += v
-            if spec.dataset.label and len(label_values) < MAX_LABEL_VALUES:
-                for value in pd.unique(raw[spec.dataset.label]):
-                    text = repr(data_mod.plain(value))
-                    if text not in label_values and len(label_values) < MAX_LABEL_VALUES:
-                        label_values.append(text)
-    return {
-        "index": shard.index,
-        "start": shard.start,
-        "stop": shard.stop,
-        "rows": rows,
-        "counts": None if total is None else total.to_dict(),
-        "unknown": unknown,
-        "label_values": label_values,
-    }
+    elif reader.compressed(path):
+        return (
+            f"{path.name} is a compressed CSV, one stream that is read whole: upload it "
+            "uncompressed or as Parquet to shard it"
+        )
+    return f"{path.name} fits in one shard of BIASAUDIT_SHARD_ROWS rows"
 
 
 def _sorted_levels(counts: Any, unknown_label: str) -> Any:
@@ -309,24 +242,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def results_from_parts(
-    spec_source: dict[str, Any],
-    parts: Sequence[dict[str, Any]],
-    *,
-    audit_id: str,
-    path: Path | None = None,
-    started_at: str | None = None,
-    dataset_info: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Merge shard counts into the results.json document ``compute_results`` would give.
-
-    ``path`` is the dataset file (its name and sha256 go into ``dataset``), or
-    ``dataset_info`` says what was counted (counts made in a database: ``pushdown``).
-    """
-    from audit.engine.run import assemble_results, entries_from_total
-
-    spec, _ = parse_spec(spec_source)
-    configs = validate_probe_configs(spec)
+def merge_checked(
+    spec: AuditSpec, parts: Sequence[dict[str, Any]], path: Path | None
+) -> tuple[Any, int, dict[str, int]]:
+    """Merged counts, rows and unknowns of the parts, checked as the engine checks a frame."""
     total, rows, unknown, label_values = merge_parts(
         parts, unknown_label=spec.dataset.unknown_label
     )
@@ -335,6 +254,31 @@ def results_from_parts(
         raise AuditInputError(f"dataset.path: {name} has no rows", field="dataset.path")
     data_mod.refuse_levels(total, spec.policy.max_levels)
     _check_groups(spec, total, label_values)
+    return total, rows, unknown
+
+
+def results_from_parts(
+    spec_source: dict[str, Any],
+    parts: Sequence[dict[str, Any]],
+    *,
+    audit_id: str,
+    path: Path | None = None,
+    started_at: str | None = None,
+    sha256: str | None = None,
+    dataset_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Merge shard counts into the results.json document ``compute_results`` would give.
+
+    ``path`` is the dataset file (its name goes into ``dataset``, and its sha256 unless
+    ``sha256`` is given: an upload's, stored when it arrived); ``dataset.shards`` says
+    how many shards were merged. Counts made in a database (push-down) have no file:
+    ``dataset_info`` says what was counted.
+    """
+    from audit.engine.run import assemble_results, entries_from_total
+
+    spec, _ = parse_spec(spec_source)
+    configs = validate_probe_configs(spec)
+    total, rows, unknown = merge_checked(spec, parts, path)
     return assemble_results(
         spec,
         configs,
@@ -348,7 +292,12 @@ def results_from_parts(
         },
         dataset_info=(dataset_info or {"sha256": None, "rows": rows})
         if path is None
-        else {"sha256": data_mod.file_sha256(path), "rows": rows, "path": path.name},
+        else {
+            "sha256": sha256 or data_mod.file_sha256(path),
+            "rows": rows,
+            "path": path.name,
+            "shards": len(parts),
+        },
         unknown_counts=unknown,
     )
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from audit.engine import data as data_mod
 from audit.engine import sharding
 from audit.engine.run import compute_results
 from audit.engine.spec import parse_spec
@@ -133,7 +134,12 @@ def test_weighted_cddpl_is_the_same_in_memory_chunked_and_sharded(
     assert sharding.shardable(parsed)
     shards = sharding.plan_for(parsed, path, rows=None, shard_rows=1500, max_shards=64)
     assert len(shards) > 1
-    parts = [sharding.count_shard(parsed, path, s, chunk_rows=700) for s in shards]
+    parts = [
+        data_mod.count_chunks(
+            parsed.dataset, path, shard=s, chunk_rows=700, max_levels=parsed.policy.max_levels
+        )
+        for s in shards
+    ]
     sharded = sharding.results_from_parts(
         spec, json.loads(json.dumps(parts)), audit_id="x", path=path
     )
@@ -223,7 +229,12 @@ def test_weighted_bootstrap_is_the_same_in_memory_chunked_and_sharded(
     parsed, _ = parse_spec(spec)
     shards = sharding.plan_for(parsed, adult_csv, rows=None, shard_rows=7000, max_shards=64)
     assert len(shards) > 1
-    parts = [sharding.count_shard(parsed, adult_csv, s, chunk_rows=3000) for s in shards]
+    parts = [
+        data_mod.count_chunks(
+            parsed.dataset, adult_csv, shard=s, chunk_rows=3000, max_levels=parsed.policy.max_levels
+        )
+        for s in shards
+    ]
     sharded = sharding.results_from_parts(
         spec, json.loads(json.dumps(parts)), audit_id="x", path=adult_csv
     )

@@ -88,8 +88,10 @@ class SelectionGapProbe(Probe):
     )
 
     def entries_from_counts(
-        self, counts: GroupCounts, *, config: Any, context: CountContext
+        self, counts: GroupCounts | None, *, config: Any, context: CountContext
     ) -> list[ProbeEntry]:
+        if counts is None:  # no protected column was counted
+            return []
         entries = []
         for attribute in counts.attributes:
             keys, cells = counts.marginal([attribute]).flat()

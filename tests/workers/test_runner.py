@@ -200,13 +200,18 @@ def test_sharded_run_equals_unsharded(
     def launch(audit_id: str, plan: list[Any]) -> None:  # the chord, in-process
         launched.extend(plan)
         assert audit_row(audit_id).status == "running"
-        parts = [shards.execute_shard(audit_id, s.index, s.start, s.stop, len(plan)) for s in plan]
+        parts = [
+            shards.execute_shard(audit_id, s.index, s.start, s.stop, len(plan), s.unit)
+            for s in plan
+        ]
         assert shards.merge_shards(audit_id, json.loads(json.dumps(parts[::-1]))) == "succeeded"
 
     assert runner.execute_audit(sharded, worker="w", launch_shards=launch) == "sharded"
-    assert len(launched) == 5
+    assert len(launched) == 5 and {s.unit for s in launched} == {"bytes"}
     assert audit_row(sharded).status == "succeeded" and result_count(sharded) == 1
-    assert _strip(_stored(sharded)) == _strip(_stored(plain))
+    merged = _strip(_stored(sharded))
+    assert merged["dataset"].pop("shards") == 5
+    assert merged == _strip(_stored(plain))
     # a late duplicate merge (an old chord) writes nothing
     assert shards.merge_shards(sharded, []) in ("skipped", "duplicate")
     assert result_count(sharded) == 1

@@ -10,10 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from audit.engine import data as data_mod
 from audit.engine import sharding
 from audit.engine.run import compute_results
 from audit.engine.spec import parse_spec
 from audit.errors import AuditCancelled, AuditInputError
+
+
+def count_chunks(parsed: Any, path: Path, shard: Any, **kw: Any) -> dict[str, Any]:
+    """One shard's counts, as a worker counts them."""
+    kw.setdefault("chunk_rows", 200_000)
+    return data_mod.count_chunks(
+        parsed.dataset, path, shard=shard, max_levels=parsed.policy.max_levels, **kw
+    )
 
 
 def _frame(n: int = 2400, seed: int = 7) -> pd.DataFrame:
@@ -59,7 +68,7 @@ def _sharded(spec: dict[str, Any], path: Path, *, shard_rows: int) -> dict[str, 
     parsed, _ = parse_spec(spec)
     shards = sharding.plan_for(parsed, path, rows=None, shard_rows=shard_rows, max_shards=64)
     assert len(shards) > 1
-    parts = [sharding.count_shard(parsed, path, s, chunk_rows=150) for s in shards]
+    parts = [count_chunks(parsed, path, s, chunk_rows=150) for s in shards]
     parts = json.loads(json.dumps(parts))  # what travels through the result backend
     return sharding.results_from_parts(spec, parts[::-1], audit_id="x", path=path)
 
@@ -68,6 +77,7 @@ def _without_ids_and_times(doc: dict[str, Any]) -> dict[str, Any]:
     doc = json.loads(json.dumps(doc))
     for key in ("id", "started_at", "finished_at"):
         doc["audit"].pop(key)
+    doc["dataset"].pop("shards", None)  # how many parts were merged
     return doc
 
 
@@ -152,10 +162,11 @@ def test_shard_errors_name_the_row_in_the_whole_file(tmp_path: Path) -> None:
     path = tmp_path / "pool.csv"
     frame.to_csv(path, index=False)
     parsed, _ = parse_spec(_spec(path))
-    shards = sharding.plan_shards(rows=600, shard_rows=200, max_shards=8)
-    sharding.count_shard(parsed, path, shards[0])
+    shards = sharding.plan_for(parsed, path, rows=None, shard_rows=200, max_shards=8)
+    assert len(shards) == 3 and shards[0].unit == "bytes"
+    count_chunks(parsed, path, shards[0])
     with pytest.raises(AuditInputError, match="first at row 450"):
-        sharding.count_shard(parsed, path, shards[2], chunk_rows=64)
+        count_chunks(parsed, path, shards[2], chunk_rows=64)
 
 
 def test_merge_checks_groups_like_the_engine(tmp_path: Path) -> None:
@@ -166,8 +177,8 @@ def test_merge_checks_groups_like_the_engine(tmp_path: Path) -> None:
     spec = _spec(path)
     parsed, _ = parse_spec(spec)
     parts = [
-        sharding.count_shard(parsed, path, s)
-        for s in sharding.plan_shards(rows=400, shard_rows=200, max_shards=4)
+        count_chunks(parsed, path, s)
+        for s in sharding.plan_for(parsed, path, rows=None, shard_rows=200, max_shards=4)
     ]
     with pytest.raises(AuditInputError, match="has only one group") as merged:
         sharding.results_from_parts(spec, parts, audit_id="x", path=path)
@@ -183,7 +194,10 @@ def test_favorable_label_never_seen_is_an_input_error(tmp_path: Path) -> None:
     frame.to_csv(path, index=False)
     spec = _spec(path)
     parsed, _ = parse_spec(spec)
-    parts = [sharding.count_shard(parsed, path, sharding.Shard(0, 0, 300))]
+    parts = [
+        count_chunks(parsed, path, s)
+        for s in sharding.plan_for(parsed, path, rows=None, shard_rows=300, max_shards=1)
+    ]
     with pytest.raises(AuditInputError, match="dataset.favorable_label") as merged:
         sharding.results_from_parts(spec, parts, audit_id="x", path=path)
     with pytest.raises(AuditInputError) as whole:
@@ -196,8 +210,12 @@ def test_cancel_between_chunks(tmp_path: Path) -> None:
     _frame(500).to_csv(path, index=False)
     parsed, _ = parse_spec(_spec(path))
     with pytest.raises(AuditCancelled):
-        sharding.count_shard(
-            parsed, path, sharding.Shard(0, 0, 500), chunk_rows=100, should_cancel=lambda: True
+        count_chunks(
+            parsed,
+            path,
+            sharding.plan_for(parsed, path, rows=None, shard_rows=500, max_shards=1)[0],
+            chunk_rows=100,
+            should_cancel=lambda: True,
         )
 
 
