@@ -30,6 +30,7 @@ from typing import Any
 from audit.errors import AuditCancelled, AuditInputError
 from audit.settings import get_settings
 from audit.storage import repo, session_scope
+from audit.storage.objects import get_store, stored_dataset, stored_model
 from probes.models.safety import ModelLoadError
 from workers import hooks
 from workers.lease import Heartbeat, LeaseLost, retry_budget, retry_transient
@@ -60,7 +61,9 @@ def _resolve_model(model: dict[str, Any], *, project: str, root: Path) -> None:
                 "upload it with POST /v1/models",
                 field="model.id",
             )
-        model["path"] = os.path.relpath(record.path, root)
+        address, fingerprint = record.path, record.sha256
+    local = stored_model(get_store(), address, sha256=fingerprint, root=root)
+    model["path"] = os.path.relpath(local, root)
     del model["id"]
 
 
@@ -92,9 +95,11 @@ def resolve_dataset(
                     "upload it with POST /v1/datasets",
                     field="dataset.id",
                 )
-            # project-relative, so that no message shows the server's folders
-            dataset["path"] = os.path.relpath(record.path, roots.project)
-            rows = int(record.rows)
+            address, sha256, rows = record.path, record.sha256, int(record.rows)
+        # a stored object is read from this machine's copy (downloaded once, verified);
+        # project-relative, so that no message shows the server's folders
+        local = stored_dataset(get_store(), address, sha256=sha256, root=roots.project)
+        dataset["path"] = os.path.relpath(local, roots.project)
     model = spec.get("model")
     if isinstance(model, dict) and model.get("id"):
         _resolve_model(model, project=project, root=roots.project)

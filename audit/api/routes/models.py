@@ -6,14 +6,12 @@ as ``model: {kind: sklearn, id: ID}`` (or ``kind: huggingface``).
 
 from __future__ import annotations
 
-import shutil
-
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from audit.api.deps import ReaderToken, SessionDep, SettingsDep, SubmitterToken
 from audit.api.errors import not_found
-from audit.api.model_upload import receive_model
+from audit.api.model_upload import discard_model, receive_model
 from audit.api.schemas import ErrorPublic, ModelPublic
 from audit.storage.models import plausible_id
 from audit.storage.repo import create_model, get_model
@@ -72,7 +70,7 @@ async def upload_model(
                 project=token.project,
                 kind=stored.kind,
                 sha256=stored.sha256,
-                path=str(stored.path),
+                path=stored.address,
                 model_id=stored.model_id,
                 filename=stored.filename,
                 size_bytes=stored.size_bytes,
@@ -80,10 +78,7 @@ async def upload_model(
             )
             session.commit()
         except BaseException:
-            if stored.path.is_dir():
-                shutil.rmtree(stored.path, ignore_errors=True)
-            else:
-                stored.path.unlink(missing_ok=True)
+            discard_model(settings, stored.key)
             raise
         return ModelPublic.model_validate(row)
 
