@@ -30,7 +30,7 @@ from typing import Any
 from audit.errors import AuditCancelled, AuditInputError
 from audit.settings import get_settings
 from audit.storage import repo, session_scope
-from audit.storage.objects import get_store, stored_dataset, stored_model
+from audit.storage.objects import export_results, get_store, stored_dataset, stored_model
 from probes.models.safety import ModelLoadError
 from workers import hooks
 from workers.lease import Heartbeat, LeaseLost, retry_budget, retry_transient
@@ -122,7 +122,7 @@ def _finish(audit_id: str, action: Callable[..., Any], **kwargs: Any) -> None:
     retry_transient(record, what="recording the outcome", budget=_budget())
 
 
-def _store(audit_id: str, results: dict[str, Any]) -> str:
+def _store(audit_id: str, results: dict[str, Any], *, project: str) -> str:
     """Check the size, render the report once, store both; input errors raise at once."""
     from sqlalchemy.exc import DBAPIError
 
@@ -160,6 +160,7 @@ def _store(audit_id: str, results: dict[str, Any]) -> str:
     if outcome != "skipped":
         log.info("audit succeeded" if outcome == "succeeded" else "duplicate run ignored")
     if outcome == "succeeded":
+        export_results(get_store(), project, audit_id, results=results, html=html)
         _alert(audit_id)
     return outcome
 
@@ -266,7 +267,7 @@ def _run_claimed(
                 (base_dir / spec["dataset"]["path"]).unlink(missing_ok=True)
         if source is not None:  # what was read: name, query, window, rows (never the URL)
             results.setdefault("manifest", {})["dataset_source"] = source
-        return _store(audit_id, results)
+        return _store(audit_id, results, project=project)
 
 
 def read_source(

@@ -24,6 +24,8 @@ one object per file) and verified against their fingerprint.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -34,6 +36,7 @@ from typing import Any, Protocol
 from audit.errors import AuditInputError
 from audit.settings import parse_storage_url
 
+log = logging.getLogger("biasaudit.storage")
 SCHEME = "s3://"
 READ_BLOCK = 1 << 20
 MSG_CHANGED = (
@@ -277,3 +280,21 @@ def stored_model(store: ObjectStore, address: str, *, sha256: str, root: Path) -
     folder = not Path(name).suffix
     target = root / "models" / name
     return local_copy(store, address, target, sha256=sha256, folder=folder, field="model.id")
+
+
+def export_results(
+    store: ObjectStore, project: str, audit_id: str, *, results: dict[str, Any], html: str
+) -> None:
+    """Copy a stored audit's results.json and HTML report to an object store, as
+    ``<project>/audits/<id>/results.json`` and ``report.html``, for readers outside the
+    API (a data lake, another region). The database stays the record the API serves; a
+    failure here is logged and never fails the audit. The local folder gets no copy."""
+    if not store.remote:
+        return
+    base = f"{project}/audits/{audit_id}"
+    try:
+        body = json.dumps(results, indent=2, sort_keys=False).encode("utf-8")
+        store.put_bytes(f"{base}/results.json", body, "application/json")
+        store.put_bytes(f"{base}/report.html", html.encode("utf-8"), "text/html; charset=utf-8")
+    except Exception as exc:  # noqa: BLE001 - the database already holds the result
+        log.warning("results of audit %s not copied to the object store: %s", audit_id, exc)

@@ -5,6 +5,7 @@ of a stored dataset is verified against the SHA-256 recorded at upload."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from audit.storage.objects import (
     ObjectMissing,
     ObjectStore,
     check_key,
+    export_results,
     get_store,
     local_copy,
 )
@@ -108,3 +110,25 @@ def test_settings_refuse_a_bad_url_and_hide_the_secret() -> None:
     assert "very-secret-value" not in repr(settings)
     assert "very-secret-value" not in str(settings.model_dump())
     assert isinstance(get_store(Settings()), LocalStore)
+
+
+def test_results_are_exported_to_a_remote_store_only(
+    s3_endpoint: str,  # noqa: F811
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bucket = new_bucket(s3_endpoint)
+    store = S3Store(bucket, "p", s3_client(s3_endpoint))
+    doc = {"schema_version": 1, "verdict": "pass", "probes": [{"x": 0.1 + 0.2}]}
+    export_results(store, "acme", "a1", results=doc, html="<p>ok</p>")
+    client = s3_client(s3_endpoint)
+    body = client.get_object(Bucket=bucket, Key="p/acme/audits/a1/results.json")["Body"].read()
+    assert json.loads(body) == doc
+    report = client.get_object(Bucket=bucket, Key="p/acme/audits/a1/report.html")
+    assert report["Body"].read() == b"<p>ok</p>" and report["ContentType"].startswith("text/html")
+    local = LocalStore(tmp_path)
+    export_results(local, "acme", "a1", results=doc, html="x")
+    assert list(tmp_path.iterdir()) == []  # the database is the record; no folder copy
+    gone = S3Store("no-such-bucket", "p", s3_client(s3_endpoint))
+    export_results(gone, "acme", "a2", results=doc, html="x")  # logged, not raised
+    assert "results of audit a2 not copied to the object store" in caplog.text

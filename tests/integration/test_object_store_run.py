@@ -27,7 +27,7 @@ from audit.engine.run import compute_results
 from audit.storage import repo, session_scope
 from tests.factories import spec_for, write_pool
 from tests.integration.conftest import Stack, wait_for
-from tests.s3_server import object_names, s3_endpoint, s3_env  # noqa: F401
+from tests.s3_server import object_names, s3_client, s3_endpoint, s3_env  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.postgres]
 
@@ -95,7 +95,15 @@ def test_object_store_run_equals_local_folder_and_in_process(
     lines = [x for x in worker.log_lines() if x.get("audit_id") == audit_id]
     assert any(x["message"] == "audit split into 4 shards" for x in lines), lines
     bucket = s3_env["BIASAUDIT_STORAGE_URL"].removeprefix("s3://").split("/")[0]
-    assert object_names(s3_endpoint, bucket) == [f"tenants/acme/{dataset_id}.csv"]
+    assert set(object_names(s3_endpoint, bucket)) == {
+        f"tenants/acme/{dataset_id}.csv",
+        f"tenants/acme/audits/{audit_id}/report.html",
+        f"tenants/acme/audits/{audit_id}/results.json",
+    }
+    exported = s3_client(s3_endpoint).get_object(
+        Bucket=bucket, Key=f"tenants/acme/audits/{audit_id}/results.json"
+    )
+    assert json.loads(exported["Body"].read()) == on_store  # the copy is the served document
     copy = worker_dir / "acme" / f"{dataset_id}.csv"
     assert copy.read_bytes() == content  # read from the store, verified, kept for next time
     api_dir = Path(local.env["BIASAUDIT_DATA_DIR"]) / "acme"
