@@ -17,6 +17,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,18 @@ MSG_DEFAULT_SECRET = (
     '(e.g. python -c "import secrets; print(secrets.token_urlsafe(32))"), '
     "or use BIASAUDIT_ENVIRONMENT=development for local work"
 )
+MSG_BAD_STORAGE_URL = (
+    "BIASAUDIT_STORAGE_URL: {url!r} is not an object store address; use s3://BUCKET or "
+    "s3://BUCKET/PREFIX (unset: the local folder BIASAUDIT_DATA_DIR)"
+)
+
+
+def parse_storage_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` -> (bucket, prefix); ValueError naming the setting."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(MSG_BAD_STORAGE_URL.format(url=url))
+    return parts.netloc, parts.path.strip("/")
 
 
 class Settings(BaseSettings):
@@ -51,6 +64,37 @@ class Settings(BaseSettings):
     data_dir: Path | None = Field(
         default=None,
         description="where uploaded datasets and models are stored (default: artifact_dir/data)",
+    )
+    storage_url: str | None = Field(
+        default=None,
+        description=(
+            "object store for uploaded datasets and models, results and reports: "
+            "s3://BUCKET/PREFIX (any S3-compatible service); unset: the local data_dir"
+        ),
+    )
+    storage_endpoint_url: str | None = Field(
+        default=None,
+        description="endpoint of an S3-compatible service (MinIO, Ceph...); unset: AWS S3",
+    )
+    storage_public_endpoint_url: str | None = Field(
+        default=None,
+        description=(
+            "the endpoint clients reach the store at, when it differs from the servers' "
+            "(presigned upload URLs are signed for it); unset: storage_endpoint_url"
+        ),
+    )
+    storage_region: str = Field(default="us-east-1", description="the object store's region")
+    storage_access_key_id: str | None = Field(
+        default=None, description="object store access key (unset: boto3's usual chain)"
+    )
+    storage_secret_access_key: SecretStr | None = Field(
+        default=None, description="object store secret key (never logged)"
+    )
+    storage_upload_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="how long a presigned upload URL (POST /v1/datasets/uploads) stays valid",
     )
     database_url: str | None = Field(
         default=None,
@@ -284,7 +328,15 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
-    @field_validator("database_url", "broker_url", "result_backend_url", mode="before")
+    @field_validator(
+        "database_url",
+        "broker_url",
+        "result_backend_url",
+        "storage_url",
+        "storage_endpoint_url",
+        "storage_public_endpoint_url",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -297,6 +349,8 @@ class Settings(BaseSettings):
         if self.database_url is None:
             db_path = (self.artifact_dir / "biasaudit.db").resolve()
             object.__setattr__(self, "database_url", f"sqlite:///{db_path}")
+        if self.storage_url is not None:
+            parse_storage_url(self.storage_url)  # ValueError naming BIASAUDIT_STORAGE_URL
         secret = self.secret_key.get_secret_value().strip()
         if self.environment != "development" and secret in ("", DEFAULT_SECRET_KEY):
             what = "empty" if not secret else "default"

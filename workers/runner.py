@@ -31,6 +31,7 @@ from typing import Any
 from audit.errors import AuditCancelled, AuditInputError
 from audit.settings import get_settings
 from audit.storage import repo, session_scope
+from audit.storage.objects import export_results, get_store, stored_dataset, stored_model
 from probes.models.safety import ModelLoadError
 from workers import hooks
 from workers.lease import Heartbeat, LeaseLost, retry_budget, retry_transient
@@ -62,7 +63,9 @@ def _resolve_model(model: dict[str, Any], *, project: str, root: Path) -> None:
                 "upload it with POST /v1/models",
                 field="model.id",
             )
-        model["path"] = os.path.relpath(record.path, root)
+        address, fingerprint = record.path, record.sha256
+    local = stored_model(get_store(), address, sha256=fingerprint, root=root)
+    model["path"] = os.path.relpath(local, root)
     del model["id"]
 
 
@@ -94,9 +97,11 @@ def resolve_dataset(
                     "upload it with POST /v1/datasets",
                     field="dataset.id",
                 )
-            # project-relative, so that no message shows the server's folders
-            dataset["path"] = os.path.relpath(record.path, roots.project)
-            rows = int(record.rows)
+            address, sha256, rows = record.path, record.sha256, int(record.rows)
+        # a stored object is read from this machine's copy (downloaded once, verified);
+        # project-relative, so that no message shows the server's folders
+        local = stored_dataset(get_store(), address, sha256=sha256, root=roots.project)
+        dataset["path"] = os.path.relpath(local, roots.project)
     model = spec.get("model")
     if isinstance(model, dict) and model.get("id"):
         _resolve_model(model, project=project, root=roots.project)
@@ -120,7 +125,11 @@ def _finish(audit_id: str, action: Callable[..., Any], **kwargs: Any) -> None:
 
 
 def _store(
-    audit_id: str, results: dict[str, Any], artifacts: dict[str, bytes] | None = None
+    audit_id: str,
+    results: dict[str, Any],
+    artifacts: dict[str, bytes] | None = None,
+    *,
+    project: str,
 ) -> str:
     """Check the size, render the report once, store both (and the files the probes
     produced, in the same transaction); input errors raise at once."""
@@ -164,6 +173,7 @@ def _store(
     if outcome != "skipped":
         log.info("audit succeeded" if outcome == "succeeded" else "duplicate run ignored")
     if outcome == "succeeded":
+        export_results(get_store(), project, audit_id, results=results, html=html)
         _alert(audit_id)
     return outcome
 
@@ -249,7 +259,7 @@ def _run_claimed(
         if counted is not None:  # the database grouped the rows: only counts travelled
             counts_results, pushed = counted
             counts_results.setdefault("manifest", {})["dataset_source"] = pushed
-            return _store(audit_id, counts_results)
+            return _store(audit_id, counts_results, project=project)
         raw_spec, source = read_source(raw_spec, project=project, audit_id=audit_id)
         spec, base_dir, rows = retry_transient(
             lambda: resolve_dataset(raw_spec, project=project),
@@ -280,7 +290,7 @@ def _run_claimed(
             results.setdefault("manifest", {})["dataset_source"] = source
         if not_split is not None:  # large enough to shard, but the file cannot be split
             results["dataset"]["not_split"] = not_split
-        return _store(audit_id, results, artifacts)
+        return _store(audit_id, results, artifacts, project=project)
 
 
 def _launch(

@@ -143,4 +143,4 @@ def merge_shards(audit_id: str, parts: list[dict[str, Any]]) -> str:
         except AuditInputError as exc:
             _finish(audit_id, repo.mark_failed, error=str(exc))
             return "failed"
-        return _store(audit_id, results)
+        return _store(audit_id, results, project=state[2])

@@ -21,9 +21,10 @@ The ``file`` part streams to a temporary file in the project's data folder
   ``auto_map``, safetensors weights) and every file is sniffed for pickle content.
 
 Only a model that passes is moved into ``data_dir/<project>/models/<id>`` (``.skops``
-or a folder); every exit path removes the temporary files. ``sha256`` is the model's
-fingerprint (:func:`probes.models.fingerprint.fingerprint`), the value results.json
-shows as ``model.sha256`` for the same file or folder run locally.
+or a folder), and with ``BIASAUDIT_STORAGE_URL`` uploaded to the object store under the
+same key (:mod:`audit.storage.objects`); every exit path removes the temporary files.
+``sha256`` is the model's fingerprint (:func:`probes.models.fingerprint.fingerprint`),
+the value results.json shows as ``model.sha256`` for the same file or folder run locally.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from audit.api.submission import project_dir
 from audit.api.uploads import FIELD, check_request, receive_file
 from audit.settings import Settings
 from audit.storage.models import new_id
+from audit.storage.objects import get_store, put_tree, remove
 
 MODELS_FOLDER = "models"
 # What a corrupt, encrypted or exotic archive raises while it is read.
@@ -105,7 +107,8 @@ class StoredModel:
 
     model_id: str
     kind: str  # "sklearn" | "huggingface"
-    path: Path
+    key: str  # in the object store: <project>/models/<id>[.skops]
+    address: str  # what the model row records: local path or s3://...
     sha256: str
     size_bytes: int
     filename: str | None
@@ -317,6 +320,23 @@ def inspect_model(tmp: Path, unpack_dir: Path, settings: Settings) -> tuple[str,
     return "huggingface", root, files
 
 
+def store_model(settings: Settings, key: str, final: Path) -> str:
+    """Put a checked model into the object store (a folder: one object per file); its
+    address. The local store leaves it where it is."""
+    store = get_store(settings)
+    if final.is_dir():
+        address = put_tree(store, key, final)
+        if store.remote:
+            shutil.rmtree(final, ignore_errors=True)
+        return address
+    return store.put_file(key, final)
+
+
+def discard_model(settings: Settings, key: str) -> None:
+    """Remove a stored model (file or folder) that will not be recorded."""
+    remove(get_store(settings), key)
+
+
 async def receive_model(request: Request, *, settings: Settings, project: str) -> StoredModel:
     """Stream, check and move an uploaded model into place; nothing is left behind on error."""
     from probes.models.fingerprint import fingerprint
@@ -329,19 +349,29 @@ async def receive_model(request: Request, *, settings: Settings, project: str) -
     model_id = new_id()
     tmp = folder / f".{model_id}.upload.tmp"
     unpack_dir = models / f".{model_id}.unpack.tmp"
+    final: Path | None = None
+    key = ""
     try:
         sink = await receive_file(request, boundary, tmp, limit, allowed=None, no_file=MSG_NO_FILE)
         kind, checked, files = await run_in_threadpool(inspect_model, tmp, unpack_dir, settings)
-        final = models / (f"{model_id}.skops" if kind == "sklearn" else model_id)
-        await run_in_threadpool(os.replace, checked, final)
+        name = f"{model_id}.skops" if kind == "sklearn" else model_id
+        key = f"{project}/{MODELS_FOLDER}/{name}"
+        await run_in_threadpool(os.replace, checked, models / name)
+        final = models / name
         sha256 = await run_in_threadpool(fingerprint, final)
+        address = await run_in_threadpool(store_model, settings, key, final)
+    except BaseException:
+        if final is not None:  # checked, then lost (cancelled, store down): remove it
+            await run_in_threadpool(discard_model, settings, key)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
         await run_in_threadpool(shutil.rmtree, unpack_dir, True)
     return StoredModel(
         model_id=model_id,
         kind=kind,
-        path=final,
+        key=key,
+        address=address,
         sha256=sha256,
         size_bytes=sink.size,
         filename=sink.filename,

@@ -29,6 +29,8 @@ from audit.api.schemas import (
     ReviewCreate,
     ScheduleCreate,
     ScheduleUpdate,
+    UploadComplete,
+    UploadCreate,
 )
 
 SCHEME = "bearerAuth"
@@ -69,7 +71,15 @@ def _roles_of(route: APIRoute) -> tuple[str, ...] | None:
 
 def _components(schema: dict[str, Any]) -> dict[str, Any]:
     components: dict[str, Any] = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (AuditCreate, ReviewCreate, ScheduleCreate, ScheduleUpdate, ErrorPublic):
+    for model in (
+        AuditCreate,
+        ReviewCreate,
+        ScheduleCreate,
+        ScheduleUpdate,
+        UploadCreate,
+        UploadComplete,
+        ErrorPublic,
+    ):
         definition = model.model_json_schema(ref_template=REF)
         for name, sub in definition.pop("$defs", {}).items():
             components.setdefault(name, sub)

@@ -99,6 +99,36 @@ class DatasetPublic(_Public):
     created_at: datetime
 
 
+class UploadCreate(BaseModel):
+    """A direct upload to the object store: what the client is about to send."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size_bytes: int | None = Field(
+        default=None, ge=0, description="the file's size; refused at once above the limit"
+    )
+
+
+class UploadPublic(BaseModel):
+    """Where to PUT the file, and where to confirm it afterwards."""
+
+    id: str
+    method: Literal["PUT"] = "PUT"
+    url: str = Field(description="presigned URL: PUT the file's bytes here, no auth header")
+    expires_at: datetime
+    max_bytes: int
+    complete_url: str = Field(description="POST here with the file's sha256 once it is PUT")
+
+
+class UploadComplete(BaseModel):
+    """The client's statement of what it uploaded; the server checks it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", description="hex SHA-256 of the file")
+    filename: str | None = Field(default=None, max_length=255)
+
+
 class ModelPublic(_Public):
     """A stored model: its kind and fingerprint (no server path). A spec names it as
     ``model: {kind: ..., id: ...}``."""

@@ -9,9 +9,7 @@ project's id: no existence leak).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
@@ -36,22 +34,17 @@ def file_upload_body(description: str) -> dict[str, Any]:
     }
 
 
-def remove_stored(path: Path) -> None:
-    """Remove an uploaded file or unpacked folder (it has no row)."""
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
 async def record_stored(
-    session: Session, path: Path, create: Callable[[], Row], answer: Callable[[Row], Answer]
+    session: Session,
+    discard: Callable[[], None],
+    create: Callable[[], Row],
+    answer: Callable[[Row], Answer],
 ) -> Answer:
     """``create()`` the row of a stored upload, commit, and ``answer(row)``, on a worker thread
     (the answer reads the committed row through the session).
 
-    If the row cannot be created or committed, the stored file (or folder) at ``path``
-    is removed.
+    If the row cannot be created or committed, ``discard()`` removes what was stored
+    (the file or folder, or the object in the store).
     """
 
     def record() -> Answer:
@@ -59,7 +52,7 @@ async def record_stored(
             row = create()
             session.commit()
         except BaseException:
-            remove_stored(path)
+            discard()
             raise
         return answer(row)
 

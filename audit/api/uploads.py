@@ -10,9 +10,11 @@ Nothing is held whole in memory.
 Then :func:`audit.api.sniff.sniff_upload` decides from the bytes what the
 file is (``415`` unless CSV / gzip / zip / Parquet), counts rows (``413``
 above ``BIASAUDIT_MAX_UPLOAD_ROWS``) and decompressed bytes (``413`` above
-``BIASAUDIT_MAX_DECOMPRESSED_BYTES``). Only a file that passes is renamed
-into place as ``data_dir/<project>/<dataset_id><ext>``; the temp file is
-deleted on every failure, so no half-written dataset is ever visible.
+``BIASAUDIT_MAX_DECOMPRESSED_BYTES``). Only a file that passes is put into
+the object store (:mod:`audit.storage.objects`) as ``<project>/<dataset_id><ext>``:
+renamed into ``data_dir`` by default, uploaded to ``BIASAUDIT_STORAGE_URL`` when
+set. The temp file is deleted on every failure, so no half-written dataset is
+ever visible.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from audit.api.sniff import Limits, Sniffed, SniffStopped, UploadRejected, sniff
 from audit.api.submission import project_dir
 from audit.settings import Settings
 from audit.storage.models import new_id
+from audit.storage.objects import get_store
 
 FIELD = "file"
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
@@ -84,10 +87,13 @@ MSG_PART_TYPE = (
 
 @dataclass
 class StoredUpload:
-    """A checked upload, renamed into its final place (the caller records it)."""
+    """A checked upload, in its final place in the object store (the caller records it).
+
+    ``address`` is what the dataset row records: the local path, or ``s3://...``."""
 
     dataset_id: str
-    path: Path
+    key: str
+    address: str
     sha256: str
     size_bytes: int
     filename: str | None
@@ -150,6 +156,11 @@ class _Sink:
 
     def on_part_end(self) -> None:
         self.in_file = False
+
+
+def dataset_key(project: str, dataset_id: str, extension: str) -> str:
+    """Where a project's dataset lives in the object store: ``<project>/<id><ext>``."""
+    return f"{project}/{dataset_id}{extension}"
 
 
 def check_request(request: Request, limit: int) -> bytes:
@@ -269,13 +280,14 @@ async def receive_upload(request: Request, *, settings: Settings, project: str) 
     try:
         sink = await receive_file(request, boundary, tmp, limit)
         sniffed = await _sniff(request, tmp, Limits.from_settings(settings))
-        final = folder / f"{dataset_id}{sniffed.extension}"
-        os.replace(tmp, final)
+        key = dataset_key(project, dataset_id, sniffed.extension)
+        address = await run_in_threadpool(get_store(settings).put_file, key, tmp)
     finally:
         tmp.unlink(missing_ok=True)
     return StoredUpload(
         dataset_id=dataset_id,
-        path=final,
+        key=key,
+        address=address,
         sha256=sink.digest.hexdigest(),
         size_bytes=sink.size,
         filename=sink.filename,

@@ -1,7 +1,10 @@
 """``biasaudit submit SPEC --api URL``: run a local spec on a biasaudit service.
 
 1. The spec is read and validated here (exit 2 with every error before anything is sent).
-2. ``dataset.path`` is uploaded (``POST /v1/datasets``) and replaced by ``dataset.id``;
+2. ``dataset.path`` is uploaded and replaced by ``dataset.id``: straight to the
+   server's object store when it has one (``POST /v1/datasets/uploads``, a PUT to
+   the presigned URL, then ``complete`` with the file's SHA-256), else with
+   ``POST /v1/datasets``;
    a local ``model.path`` (a ``.skops`` file, or a Hugging Face folder, sent as a
    ``.tar.gz`` of its files) is uploaded (``POST /v1/models``) and replaced by
    ``model.id``. Paths are relative to the spec file, as for ``biasaudit run``.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import os
 import sys
@@ -33,9 +37,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
-from audit.cli.api_client import ApiClient, ApiRequestError
+from audit.cli.api_client import TIMEOUT, ApiClient, ApiRequestError
 
 EXIT_PASS, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
 EXIT_INTERRUPTED = 130
@@ -53,6 +58,7 @@ MSG_NO_TOKEN = (
 MSG_NO_API = "--api: required (or set BIASAUDIT_API), e.g. --api https://biasaudit.example.org"
 MSG_BAD_API = "--api: {url!r} is not an http:// or https:// URL"
 MSG_NOT_FOUND = "{field}: file not found: {path}"
+MSG_PUT = "dataset.path: the object store refused the upload (HTTP {status}): {text}"
 MSG_ENDED = "audit {id} {status}: {error}"
 MSG_TIMEOUT = (
     "audit {id} is still {status} after {timeout:.0f} s (--timeout); it goes on on the "
@@ -117,6 +123,33 @@ def _upload(client: ApiClient, route: str, path: Path, name: str) -> dict[str, A
     return response
 
 
+def upload_direct(client: ApiClient, path: Path) -> dict[str, Any] | None:
+    """Send a dataset straight to the server's object store (presigned PUT, then
+    ``complete`` with its SHA-256); None when the server has no object store (``409``)."""
+    size = path.stat().st_size
+    try:
+        ticket = client.request(
+            "POST", "/v1/datasets/uploads", build=lambda: {"json": {"size_bytes": size}}
+        ).json()
+    except ApiRequestError as exc:
+        if exc.status in (404, 409):  # an older server, or datasets kept in a folder
+            return None
+        raise
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    with path.open("rb") as f:
+        put = httpx.put(ticket["url"], content=f, timeout=TIMEOUT)  # no bearer token here
+    if put.status_code >= 300:
+        raise ApiRequestError(MSG_PUT.format(status=put.status_code, text=put.text[:300]))
+    body = {"sha256": digest.hexdigest(), "filename": path.name[:255]}
+    done: dict[str, Any] = client.request(
+        "POST", ticket["complete_url"], build=lambda: {"json": body}
+    ).json()
+    return done
+
+
 def _pack_folder(folder: Path, dest: Path) -> Path:
     """The model folder's files as ``dest/<name>.tar.gz`` (regular files only)."""
     archive = dest / f"{folder.name or 'model'}.tar.gz"
@@ -135,7 +168,8 @@ def upload_inputs(client: ApiClient, raw: dict[str, Any], base: Path) -> dict[st
     if isinstance(dataset, dict) and dataset.get("path") and not dataset.get("id"):
         path = _local(str(dataset["path"]), base, "dataset.path")
         _say(f"uploading dataset {path.name} ({path.stat().st_size:,} bytes)")
-        dataset["id"] = _upload(client, "/v1/datasets", path, path.name)["id"]
+        direct = upload_direct(client, path)
+        dataset["id"] = (direct or _upload(client, "/v1/datasets", path, path.name))["id"]
         del dataset["path"]
     model = spec.get("model")
     if isinstance(model, dict) and model.get("path") and not model.get("id"):

@@ -78,6 +78,8 @@ def test_upload_inputs_replaces_paths_with_the_uploads_ids(tmp_path: Path) -> No
     seen: list[tuple[str, bytes]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/datasets/uploads":  # no object store: multipart instead
+            return httpx.Response(409, json={"detail": "uploads: ...", "field": "uploads"})
         seen.append((request.url.path, request.read()))
         return httpx.Response(201, json={"id": f"id-{len(seen)}"})
 
@@ -162,6 +164,8 @@ def test_a_failed_audit_exits_2_with_its_error(
     )
 
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/datasets/uploads":  # an older server: no such route
+            return httpx.Response(404, json={"detail": "Not Found", "field": None})
         if request.method == "POST":
             return httpx.Response(201 if "datasets" in request.url.path else 202, json={"id": "a1"})
         error = "dataset.protected: column 'sex' has only one group"

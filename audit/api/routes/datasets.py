@@ -1,14 +1,30 @@
-"""Datasets: streamed upload (``POST /v1/datasets``) and lookup (``GET /v1/datasets/{id}``)."""
+"""Datasets: streamed upload (``POST /v1/datasets``), direct upload to the object store
+(``POST /v1/datasets/uploads``, then ``.../{id}/complete``), lookup (``GET /v1/datasets/{id}``).
+"""
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Request
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from audit.api.body import json_body
 from audit.api.deps import ReaderToken, SessionDep, SettingsDep, SubmitterToken
-from audit.api.schemas import DatasetPublic, ErrorPublic
+from audit.api.direct_uploads import complete_upload, start_upload
+from audit.api.schemas import (
+    DatasetPublic,
+    ErrorPublic,
+    UploadComplete,
+    UploadCreate,
+    UploadPublic,
+    json_request_body,
+)
 from audit.api.stored import file_upload_body, find_or_404, record_stored
-from audit.api.uploads import receive_upload
+from audit.api.uploads import StoredUpload, receive_upload
+from audit.settings import Settings
+from audit.storage.objects import get_store
 from audit.storage.repo import create_dataset, get_dataset
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -34,14 +50,21 @@ async def upload_dataset(
     # Release the connection while the body streams in: uploads can be slow.
     await run_in_threadpool(session.commit)
     stored = await receive_upload(request, settings=settings, project=token.project)
+    return await _record(session, settings, token.project, stored)
+
+
+async def _record(
+    session: Session, settings: Settings, project: str, stored: StoredUpload
+) -> DatasetPublic:
+    """Record a checked, stored upload; remove the object if recording fails."""
     return await record_stored(
         session,
-        stored.path,
+        lambda: get_store(settings).delete(stored.key),
         lambda: create_dataset(
             session=session,
-            project=token.project,
+            project=project,
             sha256=stored.sha256,
-            path=str(stored.path),
+            path=stored.address,
             rows=stored.sniffed.rows,
             columns=stored.sniffed.columns,
             column_levels=stored.sniffed.levels,
@@ -51,6 +74,68 @@ async def upload_dataset(
         ),
         DatasetPublic.model_validate,
     )
+
+
+@router.post(
+    "/uploads",
+    status_code=201,
+    response_model=UploadPublic,
+    summary="Start a direct upload to the object store (presigned PUT URL)",
+    openapi_extra=json_request_body("UploadCreate"),
+    responses={
+        409: {"model": ErrorPublic, "description": "no object store: use POST /v1/datasets"},
+        413: {"model": ErrorPublic, "description": "size_bytes above the upload limit"},
+    },
+)
+async def start_dataset_upload(
+    request: Request, token: SubmitterToken, settings: SettingsDep
+) -> UploadPublic:
+    body = await json_body(request, UploadCreate)
+    started = await run_in_threadpool(
+        partial(start_upload, settings=settings, project=token.project, size_bytes=body.size_bytes)
+    )
+    return UploadPublic(
+        id=started.upload_id,
+        url=started.url,
+        expires_at=started.expires_at,
+        max_bytes=settings.max_upload_bytes,
+        complete_url=f"/v1/datasets/uploads/{started.upload_id}/complete",
+    )
+
+
+@router.post(
+    "/uploads/{upload_id}/complete",
+    status_code=201,
+    response_model=DatasetPublic,
+    summary="Verify a direct upload (sha256, size, type) and register the dataset",
+    openapi_extra=json_request_body("UploadComplete"),
+    responses={
+        404: {"model": ErrorPublic, "description": "no uploaded object for this id"},
+        409: {"model": ErrorPublic, "description": "no object store, or the object changed"},
+        413: {"model": ErrorPublic, "description": "too large, too many rows, or a bomb"},
+        415: {"model": ErrorPublic, "description": "not CSV or Parquet"},
+        422: {"model": ErrorPublic, "description": "sha256 differs, or unreadable CSV"},
+    },
+)
+async def complete_dataset_upload(
+    upload_id: str,
+    request: Request,
+    token: SubmitterToken,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> DatasetPublic:
+    body = await json_body(request, UploadComplete)
+    await run_in_threadpool(session.commit)  # no connection held while the object is read
+    work = partial(
+        complete_upload,
+        settings=settings,
+        project=token.project,
+        upload_id=upload_id,
+        sha256=body.sha256,
+        filename=body.filename,
+    )
+    stored = await run_in_threadpool(work)
+    return await _record(session, settings, token.project, stored)
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic, summary="A dataset's hash and shape")

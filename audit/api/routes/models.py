@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from audit.api.deps import ReaderToken, SessionDep, SettingsDep, SubmitterToken
-from audit.api.model_upload import receive_model
+from audit.api.model_upload import discard_model, receive_model
 from audit.api.schemas import ErrorPublic, ModelPublic
 from audit.api.stored import file_upload_body, find_or_404, record_stored
 from audit.storage.repo import create_model, get_model
@@ -46,13 +46,13 @@ async def upload_model(
     stored = await receive_model(request, settings=settings, project=token.project)
     return await record_stored(
         session,
-        stored.path,
+        lambda: discard_model(settings, stored.key),
         lambda: create_model(
             session=session,
             project=token.project,
             kind=stored.kind,
             sha256=stored.sha256,
-            path=str(stored.path),
+            path=stored.address,
             model_id=stored.model_id,
             filename=stored.filename,
             size_bytes=stored.size_bytes,

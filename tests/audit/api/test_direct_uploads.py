@@ -1,0 +1,236 @@
+"""Datasets in an object store (moto's S3 server as a child process on loopback).
+
+With ``BIASAUDIT_STORAGE_URL=s3://...`` a multipart upload lands in the bucket
+under its project, and the direct flow (presigned PUT, then ``complete``)
+registers a dataset only after the same checks: the declared SHA-256 (read back
+from the store), the size limit and the type. Refusals name the field and leave
+nothing behind; another project cannot complete someone else's upload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+
+from audit.api.app import create_app
+from audit.errors import AuditInputError
+from audit.settings import Settings, get_settings
+from audit.storage import db
+from audit.storage.objects import get_store, stored_model
+from audit.storage.repo import get_dataset, get_model
+from probes.models.fingerprint import fingerprint
+from tests.audit.api.conftest import MAX_UPLOAD_BYTES
+from tests.audit.api.helpers import auth, make_csv, upload
+from tests.s3_server import object_names, s3_endpoint, s3_env  # noqa: F401
+
+
+@pytest.fixture
+def s3_settings(
+    api_settings: Settings,
+    s3_env: dict[str, str],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Settings]:
+    for key, value in s3_env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def s3(s3_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(s3_settings)) as c:
+        yield c
+
+
+def _bucket(settings: Settings) -> str:
+    assert settings.storage_url is not None
+    return settings.storage_url.removeprefix("s3://").split("/")[0]
+
+
+def _put(client: TestClient, token: str, content: bytes, **body: object) -> dict[str, str]:
+    started = client.post("/v1/datasets/uploads", json=body, headers=auth(token))
+    assert started.status_code == 201, started.text
+    ticket = started.json()
+    assert ticket["method"] == "PUT" and ticket["max_bytes"] == MAX_UPLOAD_BYTES
+    put = httpx.put(ticket["url"], content=content, timeout=30)  # straight to the store
+    assert put.status_code == 200, put.text
+    return dict(ticket)
+
+
+def _complete(client: TestClient, token: str, ticket: dict[str, str], sha256: str) -> Any:
+    body = {"sha256": sha256, "filename": "pool.csv"}
+    return client.post(ticket["complete_url"], json=body, headers=auth(token))
+
+
+def test_direct_upload_is_verified_then_registered(
+    s3: TestClient,
+    s3_settings: Settings,
+    make_token: Callable[..., str],
+    s3_endpoint: str,  # noqa: F811
+) -> None:
+    token = make_token("submitter")
+    content = make_csv(300)
+    ticket = _put(s3, token, content, size_bytes=len(content))
+    done = _complete(s3, token, ticket, hashlib.sha256(content).hexdigest().upper())
+    assert done.status_code == 201, done.text
+    body = done.json()
+    assert body["sha256"] == hashlib.sha256(content).hexdigest()
+    assert body["rows"] == 300 and body["columns"] == ["sex", "race", "qualified", "advanced"]
+    assert body["filename"] == "pool.csv" and body["size_bytes"] == len(content)
+    # the upload object is gone; the dataset sits under the project's prefix
+    names = object_names(s3_endpoint, _bucket(s3_settings))
+    assert names == [f"tenants/acme/{body['id']}.csv"]
+    with db.session_scope(s3_settings.db_url) as session:
+        row = get_dataset(session=session, project="acme", dataset_id=body["id"])
+        assert row is not None and row.path == f"{s3_settings.storage_url}/acme/{body['id']}.csv"
+    # completing twice finds nothing
+    again = _complete(s3, token, ticket, body["sha256"])
+    assert again.status_code == 404 and again.json()["field"] == "upload_id"
+    # a Parquet file goes the same way
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"sex": ["f", "m"] * 50, "hired": [0, 1] * 50}), buf)
+    ticket = _put(s3, token, buf.getvalue())
+    done = _complete(s3, token, ticket, hashlib.sha256(buf.getvalue()).hexdigest())
+    assert done.status_code == 201 and done.json()["rows"] == 100
+
+
+def test_tampered_upload_is_refused_naming_sha256(
+    s3: TestClient,
+    s3_settings: Settings,
+    make_token: Callable[..., str],
+    s3_endpoint: str,  # noqa: F811
+) -> None:
+    token = make_token("submitter")
+    content = make_csv(200)
+    ticket = _put(s3, token, content[:-10])  # truncated on the way
+    refused = _complete(s3, token, ticket, hashlib.sha256(content).hexdigest())
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "sha256"
+    assert refused.json()["detail"].startswith("sha256: the uploaded object's SHA-256 is")
+    assert object_names(s3_endpoint, _bucket(s3_settings)) == []  # nothing kept
+    listed = s3.get("/v1/datasets/" + ticket["id"], headers=auth(token))
+    assert listed.status_code == 404
+
+
+def test_limits_and_types_are_those_of_the_direct_upload(
+    s3: TestClient,
+    s3_settings: Settings,
+    make_token: Callable[..., str],
+    s3_endpoint: str,  # noqa: F811
+) -> None:
+    token = make_token("submitter")
+    declared = s3.post(
+        "/v1/datasets/uploads", json={"size_bytes": MAX_UPLOAD_BYTES + 1}, headers=auth(token)
+    )
+    assert declared.status_code == 413 and declared.json()["field"] == "size_bytes"
+    # a client that lies about the size is caught at completion
+    big = b"a,b\n" + b"1,2\n" * (MAX_UPLOAD_BYTES // 4 + 10)
+    ticket = _put(s3, token, big, size_bytes=10)
+    refused = _complete(s3, token, ticket, hashlib.sha256(big).hexdigest())
+    assert refused.status_code == 413 and "BIASAUDIT_MAX_UPLOAD_BYTES" in refused.json()["detail"]
+    # not a dataset: 415 naming the file, as POST /v1/datasets answers
+    blob = b"\x00\x01\x02binary" * 100
+    ticket = _put(s3, token, blob)
+    refused = _complete(s3, token, ticket, hashlib.sha256(blob).hexdigest())
+    assert refused.status_code == 415 and refused.json()["field"] == "file"
+    bad = s3.post(ticket["complete_url"], json={"sha256": "xyz"}, headers=auth(token))
+    assert bad.status_code == 422 and "sha256" in bad.text
+    assert object_names(s3_endpoint, _bucket(s3_settings)) == []
+
+
+def test_another_project_cannot_complete_an_upload(
+    s3: TestClient,
+    s3_settings: Settings,
+    make_token: Callable[..., str],
+    s3_endpoint: str,  # noqa: F811
+) -> None:
+    acme, other = make_token("submitter"), make_token("submitter", project="globex")
+    content = make_csv(100)
+    ticket = _put(s3, acme, content)
+    sha = hashlib.sha256(content).hexdigest()
+    stolen = _complete(s3, other, ticket, sha)
+    assert stolen.status_code == 404 and stolen.json()["field"] == "upload_id"
+    for weird in ("..%2F..%2Facme", "not-a-uuid"):
+        probe = s3.post(
+            f"/v1/datasets/uploads/{weird}/complete", json={"sha256": sha}, headers=auth(other)
+        )
+        assert probe.status_code == 404
+    assert object_names(s3_endpoint, _bucket(s3_settings)) == [
+        f"tenants/.uploads/acme/{ticket['id']}"
+    ]
+    mine = _complete(s3, acme, ticket, sha)
+    assert mine.status_code == 201
+    # a reader of globex cannot see acme's dataset
+    assert s3.get(f"/v1/datasets/{mine.json()['id']}", headers=auth(other)).status_code == 404
+
+
+def test_multipart_upload_lands_in_the_store(
+    s3: TestClient,
+    s3_settings: Settings,
+    make_token: Callable[..., str],
+    s3_endpoint: str,  # noqa: F811
+) -> None:
+    response = upload(s3, make_token("submitter"), make_csv())
+    assert response.status_code == 201, response.text
+    names = object_names(s3_endpoint, _bucket(s3_settings))
+    assert names == [f"tenants/acme/{response.json()['id']}.csv"]
+    assert not list((s3_settings.data_path / "acme").glob("*.csv"))  # no local copy kept
+
+
+def test_local_folder_server_says_to_use_the_multipart_route(
+    client: TestClient, make_token: Callable[..., str]
+) -> None:
+    refused = client.post("/v1/datasets/uploads", json={}, headers=auth(make_token("submitter")))
+    assert refused.status_code == 409
+    assert refused.json()["field"] == "uploads"
+    assert "POST /v1/datasets" in refused.json()["detail"]
+
+
+def test_models_go_to_the_store_and_workers_fetch_them_verified(
+    s3: TestClient,
+    s3_settings: Settings,
+    make_token: Callable[..., str],
+    s3_endpoint: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from tests.audit.api.test_models_api import _hf_files, _post, _skops_bytes, _zip
+
+    token = make_token("submitter")
+    skops = _post(s3, token, _skops_bytes(), name="m.skops")
+    assert skops.status_code == 201, skops.text
+    folder = _post(s3, token, _zip(_hf_files()))
+    assert folder.status_code == 201, folder.text
+    sk_id, hf_id = skops.json()["id"], folder.json()["id"]
+    names = object_names(s3_endpoint, _bucket(s3_settings))
+    assert f"tenants/acme/models/{sk_id}.skops" in names
+    assert {n for n in names if hf_id in n} == {
+        f"tenants/acme/models/{hf_id}/{name}" for name in _hf_files()
+    }
+    assert not list((s3_settings.data_path / "acme" / "models").glob(f"{hf_id}*"))
+
+    # a worker machine fetches each into its own project folder, checking the fingerprint
+    store, root = get_store(s3_settings), tmp_path / "worker" / "acme"
+    for model_id, body in ((sk_id, skops.json()), (hf_id, folder.json())):
+        with db.session_scope(s3_settings.db_url) as session:
+            row = get_model(session=session, project="acme", model_id=model_id)
+            assert row is not None
+            address = row.path
+        local = stored_model(store, address, sha256=body["sha256"], root=root)
+        assert local.parent == root / "models" and fingerprint(local) == body["sha256"]
+    # tampered in the store: another machine refuses it, naming model.id
+    key = f"acme/models/{hf_id}/config.json"
+    store.put_bytes(key, b'{"model_type": "bert", "num_labels": 3}', "application/json")
+    with pytest.raises(AuditInputError, match="model.id: the stored object") as info:
+        stored_model(store, address, sha256=folder.json()["sha256"], root=tmp_path / "other")
+    assert info.value.field == "model.id"
+    assert not (tmp_path / "other" / "models" / hf_id).exists()

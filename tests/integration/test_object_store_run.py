@@ -1,0 +1,126 @@
+"""Workers on another machine: datasets through an S3-compatible store, no shared folder.
+
+The stack's API and worker get ``BIASAUDIT_STORAGE_URL=s3://...`` (moto's
+server, a child process on loopback) and *different* ``BIASAUDIT_DATA_DIR``
+folders, as two machines would. The dataset goes straight to the store
+(presigned PUT, then ``complete``, as ``biasaudit submit`` sends it); the worker
+reads it from the store and, the file being above the shard threshold, shards it.
+The served results.json must equal the same audit run by a local-folder stack,
+and the engine run in one process on the same bytes, to the last digit (ids and
+times aside).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from audit.cli.api_client import ApiClient
+from audit.cli.submit import upload_direct
+from audit.engine.run import compute_results
+from audit.storage import repo, session_scope
+from tests.factories import spec_for, write_pool
+from tests.integration.conftest import Stack, wait_for
+from tests.s3_server import object_names, s3_client, s3_endpoint, s3_env  # noqa: F401
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.postgres]
+
+
+def _strip(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document without what names this audit or this dataset id: ids and times."""
+    doc = json.loads(json.dumps(doc))
+    for key in ("id", "started_at", "finished_at", "spec_sha256"):
+        doc["audit"].pop(key, None)
+    doc["dataset"].pop("path", None)
+    doc.get("manifest", {}).pop("spec", None)
+    return doc
+
+
+def _run(client: httpx.Client, dataset_id: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    spec = spec_for(dataset_id, name="object-store")
+    submitted = client.post("/v1/audits", json=spec)
+    assert submitted.status_code == 202, submitted.text
+    audit_id = str(submitted.json()["id"])
+
+    def finished() -> dict[str, Any] | None:
+        body = client.get(f"/v1/audits/{audit_id}").json()
+        return body if body["status"] in ("succeeded", "failed", "cancelled") else None
+
+    status = wait_for(finished, timeout=120, what="the audit to finish", step=0.3)
+    assert status["status"] == "succeeded", status
+    return audit_id, spec, client.get(f"/v1/audits/{audit_id}/results").json()
+
+
+def test_object_store_run_equals_local_folder_and_in_process(
+    local: Stack,
+    tmp_path: Path,
+    s3_env: dict[str, str],  # noqa: F811
+    s3_endpoint: str,  # noqa: F811
+) -> None:
+    with session_scope() as session:
+        token, _ = repo.create_token(session=session, project="acme", role="submitter")
+    auth = {"Authorization": f"Bearer {token}"}
+    pool = write_pool(tmp_path / "applicants.csv", n=5000, seed=7)
+    content = pool.read_bytes()
+
+    # 1. the single-machine default: local folder shared by API and worker
+    worker = local.worker("folder", concurrency=2)
+    api, base = local.api("folder-api")
+    with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
+        up = client.post("/v1/datasets", files={"file": ("a.csv", content, "text/csv")})
+        assert up.status_code == 201, up.text
+        _, _, on_folder = _run(client, up.json()["id"])
+    local.stop(worker)
+    local.stop(api)
+
+    # 2. object store; the worker's machine has a folder of its own
+    worker_dir = tmp_path / "worker-machine"
+    worker = local.worker(
+        "s3", concurrency=2, extra={**s3_env, "BIASAUDIT_DATA_DIR": str(worker_dir)}
+    )
+    api, base = local.api("s3-api", extra=s3_env)
+    with ApiClient(base, token) as api_client:  # what `biasaudit submit` does
+        done = upload_direct(api_client, pool)
+    assert done is not None and done["sha256"] == hashlib.sha256(content).hexdigest()
+    dataset_id = done["id"]
+    with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
+        audit_id, spec, on_store = _run(client, dataset_id)
+
+    lines = [x for x in worker.log_lines() if x.get("audit_id") == audit_id]
+    assert any(x["message"] == "audit split into 4 shards" for x in lines), lines
+    bucket = s3_env["BIASAUDIT_STORAGE_URL"].removeprefix("s3://").split("/")[0]
+    assert set(object_names(s3_endpoint, bucket)) == {
+        f"tenants/acme/{dataset_id}.csv",
+        f"tenants/acme/audits/{audit_id}/report.html",
+        f"tenants/acme/audits/{audit_id}/results.json",
+    }
+    exported = s3_client(s3_endpoint).get_object(
+        Bucket=bucket, Key=f"tenants/acme/audits/{audit_id}/results.json"
+    )
+    assert json.loads(exported["Body"].read()) == on_store  # the copy is the served document
+    copy = worker_dir / "acme" / f"{dataset_id}.csv"
+    assert copy.read_bytes() == content  # read from the store, verified, kept for next time
+    api_dir = Path(local.env["BIASAUDIT_DATA_DIR"]) / "acme"
+    assert not list(api_dir.rglob(f"{dataset_id}*"))  # the API machine kept no copy
+    for service in (worker, api):
+        assert s3_env["BIASAUDIT_STORAGE_SECRET_ACCESS_KEY"] not in service.log_text()
+
+    # == the local-folder run, to the last digit
+    assert on_store["audit"]["id"] == audit_id
+    assert _strip(on_store) == _strip(on_folder)
+    # == the engine in one process on the same bytes, with the spec the worker ran
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    shutil.copyfile(pool, ref / f"{dataset_id}.csv")
+    worker_spec = {**spec, "dataset": {**spec["dataset"], "path": f"{dataset_id}.csv"}}
+    expected = compute_results(worker_spec, audit_id="x", base_dir=ref)
+    for doc in (on_store, expected):
+        for key in ("id", "started_at", "finished_at"):
+            doc["audit"].pop(key)
+    assert on_store == expected
