@@ -10,20 +10,16 @@ and what was read (a count table instead of a copy of the rows) differ.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import psycopg
 import pytest
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from audit.settings import get_settings
 from audit.storage import repo, session_scope
-from tests.conftest import POSTGRES_ADMIN_URL, _admin_connect
-from tests.workers.conftest import add_audit, audit_row
+from tests.workers.conftest import add_audit, audit_row, source_database
 from workers import runner
 
 pytestmark = pytest.mark.postgres
@@ -34,10 +30,6 @@ ROWS = 6000
 @pytest.fixture
 def source(service_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A PostgreSQL database with a ``decisions`` table of ROWS planted rows."""
-    name = f"biasaudit_test_push_{secrets.token_hex(4)}"
-    with _admin_connect() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     rng = np.random.default_rng(11)
     sex = rng.choice(
         np.array(["female", "male", None], dtype=object), size=ROWS, p=[0.48, 0.48, 0.04]
@@ -58,23 +50,15 @@ def source(service_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iter
             strict=True,
         )
     ]
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "create table decisions (sex text, race text, age int, qualified text, "
-            "advanced text, weight double precision, score double precision)"
-        )
-        with conn.cursor() as cur:
-            cur.executemany("insert into decisions values (%s, %s, %s, %s, %s, %s, %s)", rows)
-    sa_url = make_url(url).set(drivername="postgresql+psycopg").render_as_string(False)
-    monkeypatch.setenv("BIASAUDIT_SOURCE_LOANS_URL", sa_url)
-    get_settings.cache_clear()
-    try:
-        yield url
-    finally:
-        with _admin_connect() as conn:
+    with source_database(monkeypatch, "loans") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                "create table decisions (sex text, race text, age int, qualified text, "
+                "advanced text, weight double precision, score double precision)"
             )
+            with conn.cursor() as cur:
+                cur.executemany("insert into decisions values (%s, %s, %s, %s, %s, %s, %s)", rows)
+        yield url
 
 
 def _spec(**dataset: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ raised. The query runs read-only: a data-modifying one fails the audit.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,15 +17,13 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import update
-from sqlalchemy.engine import make_url
 
 from audit.settings import get_settings
 from audit.storage import repo, session_scope
 from audit.storage.alerts import list_alerts
 from audit.storage.models import Audit, Schedule, utcnow
-from tests.conftest import POSTGRES_ADMIN_URL, _admin_connect
+from tests.workers.conftest import source_database
 from workers import runner
 from workers.scheduling import fire_due_schedules
 
@@ -41,29 +38,17 @@ QUERY = (
 @pytest.fixture
 def decisions(service_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh PostgreSQL database with an empty ``decisions`` table: its psycopg URL."""
-    name = f"biasaudit_test_src_{secrets.token_hex(4)}"
-    with _admin_connect() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "create table decisions (decided_at timestamptz, sex text, race text, "
-            "qualified int, advanced int)"
-        )
-        conn.execute(  # a function that writes: a read-only transaction refuses it
-            "create function wipe() returns int language plpgsql as "
-            "$$ begin delete from decisions; return 0; end $$"
-        )
-    sa_url = make_url(url).set(drivername="postgresql+psycopg").render_as_string(False)
-    monkeypatch.setenv("BIASAUDIT_SOURCE_HIRING_URL", sa_url)
-    get_settings.cache_clear()
-    try:
-        yield url
-    finally:
-        with _admin_connect() as conn:
+    with source_database(monkeypatch, "hiring") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                "create table decisions (decided_at timestamptz, sex text, race text, "
+                "qualified int, advanced int)"
             )
+            conn.execute(  # a function that writes: a read-only transaction refuses it
+                "create function wipe() returns int language plpgsql as "
+                "$$ begin delete from decisions; return 0; end $$"
+            )
+        yield url
 
 
 def _insert(url: str, at: datetime, *, female_rate: float, seed: int, n: int = 4000) -> None:
