@@ -23,9 +23,11 @@ rows already given skipped: pandas then reads it as before, and its messages nam
 file and row as before. Chunks have ``chunk_rows`` rows (the last one fewer), whichever
 reader, so weighted sums are added in the same order.
 
-Threads: ``use_threads`` is off. A worker machine runs one process per core, each
-counting its own shard; pyarrow's thread pool in each of them would only compete for the
-same cores (measured in docs/performance.md, "Large decision logs").
+Threads: ``use_threads`` is on for a whole file (one process reads it: idle cores help
+the streaming reader convert blocks) and off for a shard (the planner gives one shard per
+worker process, one process per core: a thread pool in each would only compete for the
+same cores). Measured CPU time is the same either way (docs/performance.md, "Large
+decision logs"), so a busy machine loses nothing.
 """
 
 from __future__ import annotations
@@ -106,13 +108,15 @@ def has_quote(path: Path, start: int, stop: int) -> bool:
     return False
 
 
-def _options(names: list[str], cols: list[str], text: list[str], *, skip: int, quoted: bool) -> Any:
+def _options(
+    names: list[str], cols: list[str], text: list[str], *, skip: int, quoted: bool, threads: bool
+) -> Any:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     category = pa.dictionary(pa.int32(), pa.string())
     read = pacsv.ReadOptions(
-        column_names=names, skip_rows=skip, block_size=BLOCK_BYTES, use_threads=False
+        column_names=names, skip_rows=skip, block_size=BLOCK_BYTES, use_threads=threads
     )
     parse = pacsv.ParseOptions(newlines_in_values=quoted)
     convert = pacsv.ConvertOptions(
@@ -154,6 +158,7 @@ def arrow_chunks(
     chunk_rows: int,
     skip: int,
     quoted: bool,
+    threads: bool,
     fallback: Callable[[int], Iterator[pd.DataFrame]],
 ) -> Generator[pd.DataFrame, None, None]:
     """Chunks parsed by pyarrow from ``open_stream()``; on a row it refuses, the rest
@@ -162,7 +167,7 @@ def arrow_chunks(
     import pyarrow.csv as pacsv
 
     given = 0
-    read, parse, convert = _options(names, cols, text, skip=skip, quoted=quoted)
+    read, parse, convert = _options(names, cols, text, skip=skip, quoted=quoted, threads=threads)
     stream = open_stream()
     try:
         try:

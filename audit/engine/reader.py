@@ -127,9 +127,11 @@ def _csv_chunks(
             chunk_rows=chunk_rows,
             skip=1,
             quoted=True,  # a stream: not looked at twice
+            threads=True,  # one process reads the whole file
             fallback=whole,
         )
         return
+    threads = shard is None  # one process reads the whole file; a shard: one per core
     if shard is None:
         shard = Shard(0, record_starts(path, [0])[0], path.stat().st_size, BYTES)
     if shard.stop <= shard.start:
@@ -162,6 +164,7 @@ def _csv_chunks(
         chunk_rows=chunk_rows,
         skip=0,
         quoted=csv_reader.has_quote(path, start, stop),
+        threads=threads,
         fallback=rest,
     )
 
