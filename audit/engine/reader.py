@@ -10,25 +10,29 @@ A shard is a range of the file that any process can read on its own:
   the end of a record. A shard then reads only its own bytes; no shard re-reads the
   rows before its own.
 
+CSV is parsed by pyarrow's streaming reader, for the whole file and for shards alike
+(:mod:`audit.engine.csv_reader`; pandas only where pyarrow refuses a row or a codec).
 Compressed CSV (``.gz``, ``.zip``, ...) is one stream: it is read whole, never split.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from audit.engine import csv_reader
 from audit.engine.columns import text_columns
 from audit.engine.spec import DatasetSpec
 from audit.errors import AuditInputError
 
 BLOCK = 8 << 20  # bytes read at a time by the record-start scan
 COMPRESSED = (".gz", ".zip", ".bz2", ".xz", ".zst", ".tar")
+SAMPLE = 1 << 20  # bytes looked at to estimate a CSV file's rows
 ROWS = "rows"
 BYTES = "bytes"
 
@@ -96,45 +100,73 @@ def header(spec: DatasetSpec, path: Path) -> list[str]:
         raise AuditInputError(f"dataset.path: cannot read {path} as {fmt}: {exc}") from None
 
 
-class _Window(io.RawIOBase):
-    """Bytes ``[start, stop)`` of an open binary file, as a readable stream."""
-
-    def __init__(self, raw: io.BufferedReader, start: int, stop: int) -> None:
-        raw.seek(start)
-        self._raw = raw
-        self._left = stop - start
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer)
-        want = min(len(view), self._left)
-        if want <= 0:
-            return 0
-        got = self._raw.readinto(view[:want])
-        self._left -= got or 0
-        return got or 0
-
-
-def _csv_range(
-    spec: DatasetSpec, path: Path, shard: Shard, cols: list[str], chunk_rows: int
+def _csv_chunks(
+    spec: DatasetSpec, path: Path, cols: list[str], chunk_rows: int, shard: Shard | None
 ) -> Generator[pd.DataFrame, None, None]:
+    """The CSV rows of the file (or of a byte shard), parsed by pyarrow
+    (:mod:`audit.engine.csv_reader`), by pandas when pyarrow cannot."""
+    import pyarrow as pa
+
+    names = header(spec, path)
+    text = _text(spec)  # pandas: as read_frame (its "category" typed '25' and '25.0' alike)
+    if shard is None and compressed(path):  # one stream, header included
+
+        def whole(given: int) -> Iterator[pd.DataFrame]:
+            return csv_reader.pandas_chunks(
+                path, skip_given=given, chunk_rows=chunk_rows, usecols=cols, dtype=text
+            )
+
+        if not path.name.lower().endswith(csv_reader.ARROW_CODECS):
+            yield from whole(0)
+            return
+        yield from csv_reader.arrow_chunks(
+            lambda: pa.input_stream(str(path), compression="detect"),
+            names=names,
+            cols=cols,
+            text=text_columns(spec),
+            chunk_rows=chunk_rows,
+            skip=1,
+            quoted=True,  # a stream: not looked at twice
+            threads=True,  # one process reads the whole file
+            fallback=whole,
+        )
+        return
+    threads = shard is None  # one process reads the whole file; a shard: one per core
+    if shard is None:
+        shard = Shard(0, record_starts(path, [0])[0], path.stat().st_size, BYTES)
     if shard.stop <= shard.start:
         return
-    names = header(spec, path)
-    with open(path, "rb") as raw:
-        stream = io.BufferedReader(_Window(raw, shard.start, shard.stop), 1 << 20)
-        with pd.read_csv(
-            stream,
-            header=None,
-            names=names,
-            usecols=cols,
-            chunksize=chunk_rows,
-            dtype=_text(spec, "category"),
-            low_memory=False,
-        ) as reader:
-            yield from reader
+    start, stop = shard.start, shard.stop
+
+    def window() -> Any:
+        return io.BufferedReader(csv_reader.Window(open(path, "rb"), start, stop), 1 << 20)
+
+    def rest(given: int) -> Iterator[pd.DataFrame]:
+        stream = window()
+        try:
+            yield from csv_reader.pandas_chunks(
+                stream,
+                skip_given=given,
+                chunk_rows=chunk_rows,
+                header=None,
+                names=names,
+                usecols=cols,
+                dtype=text,
+            )
+        finally:
+            stream.close()
+
+    yield from csv_reader.arrow_chunks(
+        lambda: pa.PythonFile(window(), mode="r"),
+        names=names,
+        cols=cols,
+        text=text_columns(spec),
+        chunk_rows=chunk_rows,
+        skip=0,
+        quoted=csv_reader.has_quote(path, start, stop),
+        threads=threads,
+        fallback=rest,
+    )
 
 
 def read_chunks(
@@ -160,15 +192,28 @@ def read_chunks(
             for batch in pf.iter_batches(batch_size=chunk_rows, row_groups=groups, columns=cols):
                 yield batch.to_pandas()
         return
-    if shard is not None:
-        if shard.unit != BYTES:  # never read rows a shard does not own
-            raise ValueError(f"CSV shards are byte ranges, got {shard}")
-        yield from _csv_range(spec, path, shard, cols, chunk_rows)
-        return
-    with pd.read_csv(
-        path, usecols=cols, chunksize=chunk_rows, low_memory=False, dtype=_text(spec, "category")
-    ) as reader:
-        yield from reader
+    if shard is not None and shard.unit != BYTES:  # never read rows a shard does not own
+        raise ValueError(f"CSV shards are byte ranges, got {shard}")
+    yield from _csv_chunks(spec, path, cols, chunk_rows, shard)
+
+
+def estimate_rows(spec: DatasetSpec, path: Path) -> int | None:
+    """Data rows of the file, cheaply: the Parquet footer's count; for a CSV file the
+    line breaks in its first ``SAMPLE`` bytes scaled to its size (a guess, good enough to
+    decide whether to read in chunks); None for a compressed CSV."""
+    if file_format(spec, path) == "parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    if compressed(path):
+        return None
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        sample = f.read(SAMPLE)
+    lines = sample.count(b"\n")
+    if len(sample) >= size or lines == 0:
+        return max(lines - 1, 0)  # the whole file (less its header), or one long record
+    return size * lines // len(sample)
 
 
 def row_group_starts(meta: Any) -> list[int]:
