@@ -97,6 +97,7 @@ class ProbeInput:
     max_total_groups: int | None = None  # policy.max_total_groups: over all sets of a probe
     unknown_label: str = "unknown"  # dataset.unknown_label: the level of missing values
     weight: np.ndarray | None = None  # dataset.weight: validated non-negative, finite
+    weight_column: str | None = None  # dataset.weight's column (e.g. in a training file)
     outcome: str | None = None  # dataset.outcome: continuous outcome column (outcome-disparity)
     proxy: Any = None  # dataset.proxy: a probes.proxy.ProxyResult, one posterior row per row
     # dataset.proxy applied to another frame with the same name columns (e.g. training rows)

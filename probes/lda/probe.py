@@ -189,6 +189,7 @@ def _search(data: ProbeInput, model: ModelAdapter | None, config: LdaSearchConfi
         budget_s=_fit_budget(config, started, t_eval, len(specs)),
         progress=data.progress,
         should_cancel=data.should_cancel,
+        sample_weight=rows.w_train,
     )
     found = _with_thresholds(config, list(outcome.candidates))
     result = _result(config, base, holdout, found, outcome, _model_frame(hold_frame, features))
@@ -204,8 +205,19 @@ def _with_rows(result: ProbeResult, config: LdaSearchConfig, rows: Rows) -> Prob
         "training_rows": len(rows.train),
         "holdout_rows": len(rows.holdout),
         "proxy_groups": rows.membership is not None,
+        "training_weights": _training_weights(config, rows),
     }
     return result.model_copy(update={"entries": [entry.model_copy(update={"summary": summary})]})
+
+
+def _training_weights(config: LdaSearchConfig, rows: Rows) -> str:
+    """How the candidates were trained: "none" (unweighted), "all" (every fit weighted),
+    "except_reductions" (weights that are not integers: fairlearn's reductions unweighted)."""
+    if rows.w_train is None:
+        return "none"
+    if config.reductions and cands_mod.repeats(rows.w_train) is None:
+        return "except_reductions"
+    return "all"
 
 
 def _threads(n_jobs: int | None) -> int:
