@@ -47,6 +47,10 @@ MSG_NEEDS_SKLEARN = (
     "(a fitted scikit-learn pipeline in a .skops file)"
 )
 MSG_NO_LABEL = "dataset.label: lda-search judges performance on the holdout; set dataset.label"
+MSG_TRAIN_ID = (
+    "probes[].train_id: an uploaded dataset's id, which only the service resolves; "
+    "'biasaudit run' and run_audit take train (a file) or holdout_size"
+)
 MSG_NO_PROBA = "model.path: lda-search needs a classifier with predict_proba (a score)"
 
 __all__ = ["LdaSearchConfig", "LdaSearchProbe"]
@@ -89,6 +93,7 @@ class LdaSearchProbe(Probe):
     entry_fields = typed.LdaEntryFields
     example = typed.EXAMPLE
     file_fields = ("train",)
+    upload_fields = ("train",)  # train_id: a dataset uploaded to the project
     checks = (
         Check(
             "lda_available",
@@ -142,6 +147,8 @@ def _search(data: ProbeInput, model: ModelAdapter | None, config: LdaSearchConfi
         )
     if data.y_true is None or data.label is None:
         raise ProbeError(MSG_NO_LABEL)
+    if config.train is None and config.holdout_size is None:  # train_id, not resolved
+        raise ProbeError(MSG_TRAIN_ID)
     features = tuple(getattr(model, "features", ()))
     excluded = tuple(c for c in features if c in data.protected or c == attr)
     seed = data.seed if config.seed is None else config.seed
