@@ -97,6 +97,7 @@ class ProbeInput:
     max_total_groups: int | None = None  # policy.max_total_groups: over all sets of a probe
     unknown_label: str = "unknown"  # dataset.unknown_label: the level of missing values
     weight: np.ndarray | None = None  # dataset.weight: validated non-negative, finite
+    weight_column: str | None = None  # dataset.weight's column (e.g. in a training file)
     outcome: str | None = None  # dataset.outcome: continuous outcome column (outcome-disparity)
     proxy: Any = None  # dataset.proxy: a probes.proxy.ProxyResult, one posterior row per row
     # dataset.proxy applied to another frame with the same name columns (e.g. training rows)
@@ -215,7 +216,9 @@ class Probe:
     - ``title`` and ``layout`` (``rates``, ``counterfactual``, ``table`` or ``frontier``):
       how the report shows its entries.
     - ``file_fields``: config keys naming files the probe opens (service audits confine
-      them to the project folder like every ``*_path`` key).
+      them to the project folder like every ``*_path`` key); ``upload_fields``, those
+      of them a service audit may give as an uploaded dataset's id instead
+      (``<key>_id``; ``biasaudit submit`` uploads the file, the worker resolves the id).
     - ``checks``: its policy checks (:class:`Check`).
     - ``from_counts``: True when every metric it reports comes from merged confusion
       counts; it then implements ``count_attributes`` and ``entries_from_counts``, and
@@ -236,6 +239,7 @@ class Probe:
     title: ClassVar[str] = ""
     layout: ClassVar[Literal["rates", "counterfactual", "table", "frontier"]] = "table"
     file_fields: ClassVar[tuple[str, ...]] = ()  # config keys naming files (besides *_path)
+    upload_fields: ClassVar[tuple[str, ...]] = ()  # file_fields also given as <key>_id
     checks: ClassVar[tuple[Check, ...]] = ()
     from_counts: ClassVar[bool] = False
     counts_strata: ClassVar[bool] = False

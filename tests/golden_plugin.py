@@ -3,7 +3,10 @@
 For refactors that must not change a single number: run the suite before and after with
 ``BIASAUDIT_GOLDEN_DIR=DIR pytest -p tests.golden_plugin`` and compare the two folders
 (``diff -r``). Each test's documents go to ``DIR/<test id>.json`` with ids, timestamps,
-versions and temporary paths replaced by placeholders.
+versions, the spec's hash and temporary paths replaced by placeholders.
+
+:func:`normalised` is that normal form, for tests that compare two runs' documents:
+what differs from run to run is volatile here, once, not left out test by test.
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ import pytest
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _HEX32 = re.compile(r"\b[0-9a-f]{32}\b")
 _TMP = re.compile(r"/tmp/pytest-of-[^/]+/pytest-\d+/[^/\"]+")
-_VOLATILE = {"id", "started_at", "finished_at", "versions", "git_commit", "created_at"}
+#: differ from run to run: ids, times, versions, and ``spec_sha256`` (a hash over the
+#: spec, whose paths name temporary folders, uploads' names, the ids a service ran with)
+_VOLATILE = {
+    "id", "started_at", "finished_at", "versions", "git_commit", "created_at", "spec_sha256",
+}  # fmt: skip
 
 _current: list[dict[str, Any]] = []
 
@@ -34,6 +41,13 @@ def _normalise(value: Any) -> Any:
     if isinstance(value, str):
         return _HEX32.sub("<hex>", _UUID.sub("<uuid>", _TMP.sub("<tmp>", value)))
     return value
+
+
+def normalised(doc: Any) -> Any:
+    """``doc`` (a results document, or any JSON value) as the golden files hold it: every
+    volatile key's value replaced by ``"<volatile>"``, UUIDs, 32-hex ids and temporary
+    paths in strings by placeholders. A new value; ``doc`` is not changed."""
+    return _normalise(doc)
 
 
 def _wrap(original: Any) -> Any:

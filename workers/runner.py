@@ -37,6 +37,7 @@ from workers import hooks
 from workers.lease import Heartbeat, LeaseLost, retry_budget, retry_transient
 from workers.logs import audit_context
 from workers.sources import count_at_source, read_source
+from workers.uploads import resolve_probe_uploads
 
 log = logging.getLogger("biasaudit.worker")
 
@@ -74,7 +75,8 @@ def resolve_dataset(
 ) -> tuple[dict[str, Any], Path, int | None]:
     """The spec as the engine runs it, the project folder, and the stored row count.
 
-    ``dataset.id`` is looked up in the project's datasets; then
+    ``dataset.id`` (and a probe's uploaded file, ``train_id``) is looked up in the
+    project's datasets; then
     :func:`audit.engine.confine.confine_spec` checks the spec exactly as the API did
     at submission (the worker trusts no path and no ``model.trusted``); the engine
     runs the result with the project folder as its base folder. A refusal is an
@@ -105,6 +107,7 @@ def resolve_dataset(
     model = spec.get("model")
     if isinstance(model, dict) and model.get("id"):
         _resolve_model(model, project=project, root=roots.project)
+    resolve_probe_uploads(spec, project=project, root=roots.project)  # e.g. train_id
     return confine_spec(spec, roots=roots).resolved, roots.project, rows
 
 

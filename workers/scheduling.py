@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from audit.engine.spec import parse_spec
@@ -20,7 +20,7 @@ from audit.errors import AuditInputError
 from audit.queue import queue_for
 from audit.storage import repo, session_scope
 from audit.storage.models import Schedule, utcnow
-from audit.storage.schedules import log_schedule
+from audit.storage.schedules import log_schedule, source_window
 
 log = logging.getLogger("biasaudit.schedules")
 
@@ -104,21 +104,13 @@ def _fire_one(schedule_id: str, now: datetime) -> tuple[str, str] | None:
 def _with_window(
     session: Any, schedule: Schedule, previous: str | None, due: datetime
 ) -> dict[str, Any]:
-    """A ``dataset.source`` spec gets this run's window: the previous run's end (or the
-    cron's previous time) .. this due time, both ``settle_seconds`` earlier, as ISO-8601
-    UTC (rows may reach the source late: a settled window still reads them)."""
+    """A ``dataset.source`` spec gets this run's window (``source_window``: the previous
+    run's end, or the cron's previous time, .. this due time, both ``settle_seconds``
+    earlier, as ISO-8601 UTC: rows may reach the source late, a settled window still
+    reads them)."""
     spec = dict(schedule.spec)
-    dataset = spec.get("dataset")
-    if not isinstance(dataset, dict) or not dataset.get("source"):
+    window = source_window(session, schedule, previous=previous, due=due)
+    if window is None:
         return spec
-    from croniter import croniter
-
-    settle = timedelta(seconds=schedule.settle_seconds or 0)
-    start = None
-    if previous:
-        last = repo.load_audit(session=session, audit_id=previous)
-        start = ((last.spec if last else {}).get("dataset") or {}).get("window_end")
-    if start is None:
-        start = (croniter(schedule.cron, due).get_prev(datetime) - settle).isoformat()
-    end = (due - settle).isoformat()
-    return {**spec, "dataset": {**dataset, "window_start": start, "window_end": end}}
+    start, end = window
+    return {**spec, "dataset": {**spec["dataset"], "window_start": start, "window_end": end}}

@@ -27,6 +27,7 @@ from audit.api.errors import (
     unreachable,
 )
 from audit.api.submission import PreparedSpec, model_finder, parse_submitted, resolve_spec
+from audit.engine.confine import upload_refs
 from audit.engine.spec import AuditSpec
 from audit.queue import publish_many, queue_for
 from audit.settings import Settings
@@ -40,6 +41,7 @@ from audit.storage.audits import (
 )
 from audit.storage.db import get_sessionmaker
 from audit.storage.events import append_events
+from audit.storage.models import plausible_id
 from audit.storage.repo import get_datasets, verify_tokens
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,11 @@ def _parse_deferred(sub: Submission) -> ApiError | None:
     return sub.key_error
 
 
+def _upload_ids(raw: dict[str, Any]) -> list[str]:
+    """The datasets a spec's probes name by id (lda-search's train_id), fetched with the batch."""
+    return [r.dataset_id for r in upload_refs(raw) if plausible_id(r.dataset_id)]
+
+
 def _dataset_of(datasets: dict[tuple[str, str], Any], project: str, dataset_id: str) -> Any:
     return datasets.get((project, dataset_id))
 
@@ -126,9 +133,11 @@ def record_batch(
             role_error = authorize(row.role, SUBMIT_ROLES, action=SUBMIT_ACTION)
             outcomes[i] = role_error or sub.spec_error or _parse_deferred(sub)
     wanted = [
-        (row.project, sub.spec.dataset.id)
+        (row.project, dataset_id)
         for sub, row, out in zip(batch, tokens, outcomes, strict=True)
-        if out is None and row is not None and sub.spec is not None and sub.spec.dataset.id
+        if out is None and row is not None and sub.spec is not None and sub.raw is not None
+        for dataset_id in [sub.spec.dataset.id, *_upload_ids(sub.raw)]
+        if dataset_id
     ]
     datasets = get_datasets(session=session, keys=wanted)
     plain: list[dict[str, Any]] = []

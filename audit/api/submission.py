@@ -9,7 +9,8 @@ A spec is refused at submission whenever the worker would refuse it at once:
 - ``model.id`` must be a model of the caller's project (``404`` otherwise) of the
   spec's ``model.kind`` (``422``);
 - ``dataset.id`` must be a dataset of the caller's project (``404`` otherwise,
-  also for another project's id); the spec's columns (dataset fields, ``model.features``,
+  also for another project's id), and so must a probe's uploaded file
+  (lda-search's ``probes[i].train_id``); the spec's columns (dataset fields, ``model.features``,
   each probe's ``*_column``) must exist in it, and a
   protected column may not have more distinct values than ``policy.max_levels``
   (counted at upload);
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session
 from audit.api.body import check_tree
 from audit.api.errors import ApiError, not_found
 from audit.api.levels import LEVELS_CAP
-from audit.engine.confine import confine_spec, project_roots
+from audit.engine.confine import confine_spec, project_roots, upload_refs
 from audit.engine.spec import MAX_PROBES, AuditSpec, parse_spec
 from audit.errors import MSG_MISSING_COLUMN, AuditInputError, SpecError, did_you_mean
 from audit.settings import Settings
@@ -266,6 +267,9 @@ def resolve_spec(
             raise not_found("dataset", ds.id, field=f"{prefix}dataset.id")
         check_dataset(spec, row, prefix=prefix)
         dataset_sha = row.sha256
+    for ref in upload_refs(raw):  # a probe's file uploaded to the project (train_id)
+        if not plausible_id(ref.dataset_id) or find_dataset(ref.dataset_id) is None:
+            raise not_found("dataset", ref.dataset_id[:100], field=prefix + ref.field)
     if spec.model.id is not None:
         found = find_model(spec.model.id) if find_model and plausible_id(spec.model.id) else None
         if found is None:

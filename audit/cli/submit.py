@@ -7,7 +7,9 @@
    ``POST /v1/datasets``;
    a local ``model.path`` (a ``.skops`` file, or a Hugging Face folder, sent as a
    ``.tar.gz`` of its files) is uploaded (``POST /v1/models``) and replaced by
-   ``model.id``. Paths are relative to the spec file, as for ``biasaudit run``.
+   ``model.id``; a probe's local file that the service takes as an upload
+   (lda-search's ``train``) is uploaded like the dataset and replaced by its id
+   (``train_id``). Paths are relative to the spec file, as for ``biasaudit run``.
 3. The rewritten spec is submitted (``POST /v1/audits``, with an ``Idempotency-Key``
    so a retried submission cannot start a second audit).
 4. With ``--wait`` (the default) the status is polled and its progress printed on
@@ -161,16 +163,44 @@ def _pack_folder(folder: Path, dest: Path) -> Path:
     return archive
 
 
+def upload_data_file(client: ApiClient, path: Path, what: str) -> str:
+    """Upload a data file as a dataset (object store when the server has one); its id."""
+    _say(f"uploading {what} {path.name} ({path.stat().st_size:,} bytes)")
+    direct = upload_direct(client, path)
+    return str((direct or _upload(client, "/v1/datasets", path, path.name))["id"])
+
+
+def upload_probe_files(client: ApiClient, spec: dict[str, Any], base: Path) -> None:
+    """Each probe's local file that the service takes as an upload (``upload_fields``:
+    lda-search's ``train``), uploaded and replaced by ``<key>_id`` (in place)."""
+    from probes.base import ProbeError, get_probe
+
+    for i, probe in enumerate(spec.get("probes") or []):
+        if not isinstance(probe, dict):
+            continue
+        try:
+            keys = get_probe(str(probe.get("kind"))).upload_fields
+        except ProbeError:  # load_raw_spec refused it already
+            continue
+        for key in keys:
+            if probe.get(key) is None or probe.get(f"{key}_id") is not None:
+                continue
+            field = f"probes[{i}].{key}"
+            path = _local(str(probe[key]), base, field)
+            probe[f"{key}_id"] = upload_data_file(client, path, field)
+            del probe[key]
+
+
 def upload_inputs(client: ApiClient, raw: dict[str, Any], base: Path) -> dict[str, Any]:
-    """The spec with local dataset and model paths replaced by the ids of their uploads."""
+    """The spec with local dataset, probe and model files replaced by the ids of their
+    uploads."""
     spec = copy.deepcopy(raw)
     dataset = spec.get("dataset")
     if isinstance(dataset, dict) and dataset.get("path") and not dataset.get("id"):
         path = _local(str(dataset["path"]), base, "dataset.path")
-        _say(f"uploading dataset {path.name} ({path.stat().st_size:,} bytes)")
-        direct = upload_direct(client, path)
-        dataset["id"] = (direct or _upload(client, "/v1/datasets", path, path.name))["id"]
+        dataset["id"] = upload_data_file(client, path, "dataset")
         del dataset["path"]
+    upload_probe_files(client, spec, base)
     model = spec.get("model")
     if isinstance(model, dict) and model.get("path") and not model.get("id"):
         value = str(model["path"])

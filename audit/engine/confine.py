@@ -195,6 +195,38 @@ def _is_file_key(probe: dict[str, Any], key: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class UploadRef:
+    """A probe's file given as an uploaded dataset's id: ``probes[index].<key>_id``."""
+
+    index: int
+    key: str  # the file key, e.g. "train"
+    dataset_id: str
+
+    @property
+    def field(self) -> str:
+        return f"probes[{self.index}].{self.key}_id"
+
+
+def upload_refs(raw: dict[str, Any]) -> list[UploadRef]:
+    """Every ``probes[i].<key>_id`` of a key the probe declares in ``upload_fields``
+    (lda-search's ``train_id``): files the service resolves from the project's uploads."""
+    from probes.base import ProbeError, get_probe
+
+    out = []
+    for i, probe in enumerate(raw.get("probes") or []):
+        if not isinstance(probe, dict):
+            continue
+        try:
+            keys = get_probe(str(probe.get("kind"))).upload_fields
+        except ProbeError:  # an unknown kind: the spec validation names it
+            continue
+        out += [
+            UploadRef(i, k, probe[f"{k}_id"]) for k in keys if isinstance(probe.get(f"{k}_id"), str)
+        ]
+    return out
+
+
 def _has_paths(raw: dict[str, Any]) -> bool:
     for section in ("model", "dataset"):
         part = raw.get(section)

@@ -226,6 +226,7 @@ def _load_data(
         label=spec.dataset.label,
         base_dir=base,
         weight=None if frame is None else data_mod.frame_weight(frame, spec.dataset),
+        weight_column=spec.dataset.weight,
         reference={k: str(v) for k, v in spec.dataset.reference.items()},
         outcome=spec.dataset.outcome,
         proxy=None if frame is None else proxy_posteriors(frame, spec.dataset),

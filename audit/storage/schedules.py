@@ -9,7 +9,7 @@ only one gets True), then ``create_audit(schedule_id=...)``, then sets
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from croniter import croniter
@@ -35,6 +35,44 @@ def next_run(cron: str, after: datetime) -> datetime:
         raise ScheduleError(MSG_BAD_CRON.format(cron=cron))
     result: datetime = croniter(cron, after).get_next(datetime)
     return result
+
+
+def source_window(
+    session: Session,
+    schedule: Schedule,
+    *,
+    previous: str | None,
+    due: datetime,
+    settle_seconds: int | None = None,
+) -> tuple[str, str] | None:
+    """The ``dataset.source`` window of the run due at ``due`` (ISO-8601 start, end), or
+    None when the spec reads no source.
+
+    It starts where the window of ``previous`` (the last run's audit id) ended, or at
+    the cron's previous time, and ends at ``due``, both ``settle_seconds`` earlier
+    (default: the schedule's own), so rows that reach the source late are still read.
+    The scheduler and the check on a changed ``settle_seconds`` both use it."""
+    dataset = (schedule.spec or {}).get("dataset")
+    if not isinstance(dataset, dict) or not dataset.get("source"):
+        return None
+    settle = timedelta(
+        seconds=schedule.settle_seconds if settle_seconds is None else settle_seconds
+    )
+    start = None
+    if previous:
+        from audit.storage.audits import load_audit
+
+        last = load_audit(session=session, audit_id=previous)
+        start = ((last.spec if last else {}).get("dataset") or {}).get("window_end")
+    if start is None:
+        start = (croniter(schedule.cron, due).get_prev(datetime) - settle).isoformat()
+    return str(start), (due - settle).isoformat()
+
+
+def as_utc(moment: str | datetime) -> datetime:
+    """An ISO-8601 string or datetime as an aware UTC datetime (naive means UTC)."""
+    value = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def create_schedule(

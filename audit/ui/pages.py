@@ -10,7 +10,7 @@ from audit.api.deps import SessionDep, SettingsDep, authorize
 from audit.storage.models import plausible_id
 from audit.ui.insights import compare_page, history_page
 from audit.ui.render import render, see_other
-from audit.ui.schedule_views import create_from_form, disable, schedules_page
+from audit.ui.schedule_views import change_settle, create_from_form, disable, schedules_page
 from audit.ui.security import UiError, ViewerDep, checked_form
 from audit.ui.trail import list_events
 from audit.ui.views import when
@@ -52,6 +52,17 @@ async def create_schedule(
     context = await run_in_threadpool(schedules_page, session, viewer)
     created = {"name": fields.get("name", "").strip(), "secret": secret}
     return render(request, "schedules.html.j2", {"viewer": viewer, "created": created, **context})
+
+
+@router.post("/schedules/{schedule_id}/settle")
+async def settle_schedule(
+    schedule_id: str, request: Request, viewer: ViewerDep, session: SessionDep,
+    settings: SettingsDep,
+) -> Response:  # fmt: skip
+    fields = await checked_form(request, viewer)
+    raw = fields.get("settle_seconds", "")
+    await run_in_threadpool(change_settle, session, viewer, settings, schedule_id, raw)
+    return see_other("/ui/schedules")
 
 
 @router.post("/schedules/{schedule_id}/disable")

@@ -1,4 +1,5 @@
-"""The schedules page (admins, like ``/v1/schedules``): list, create, disable.
+"""The schedules page (admins, like ``/v1/schedules``): list, create, change the settle
+delay, disable.
 
 Creating goes through the API's own schedule code (the spec is checked as
 for ``POST /v1/audits``, the cron expression before anything is stored), so
@@ -14,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from audit.api.body import check_tree, parse_json
 from audit.api.deps import authorize
-from audit.api.errors import ApiError
-from audit.api.schemas import AlertConfig, ScheduleCreate
+from audit.api.errors import ApiError, validation_errors
+from audit.api.schemas import ScheduleCreate, ScheduleUpdate
 from audit.settings import Settings
 from audit.storage.alerts import list_alerts
 from audit.storage.dashboard import audits_by_id
@@ -61,6 +62,7 @@ def schedules_page(session: Session, viewer: Viewer) -> dict[str, Any]:
                 "last_verdict": (audit.verdict or "") if audit else "",
                 "alerts": len(mine),
                 "webhook": (s.alert or {}).get("webhook", ""),
+                "settle_seconds": s.settle_seconds or 0,
             }
         )
     names = {s.id: s.name for s in rows}
@@ -87,12 +89,6 @@ def alert_row(alert: Any, names: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _field(error: ValidationError) -> str:
-    first = error.errors()[0]
-    loc = ".".join(str(p) for p in first.get("loc", ()))
-    return f"{loc or 'form'}: {first.get('msg', 'invalid')}"
-
-
 def create_from_form(
     session: Session, viewer: Viewer, settings: Settings, fields: dict[str, str]
 ) -> str | None:
@@ -112,22 +108,44 @@ def create_from_form(
         detail = exc.detail.removeprefix("body: ")
         raise UiError(422, MSG_SPEC_JSON.format(error=detail[:160])) from None
     webhook = (fields.get("webhook") or "").strip()
+    settle = (fields.get("settle_seconds") or "").strip()
+    raw: dict[str, Any] = {
+        "name": fields.get("name", "").strip(),
+        "cron": fields.get("cron", "").strip(),
+        "spec": spec,
+        "enabled": True,
+        "alert": {"webhook": webhook} if webhook else None,
+    }
+    if settle:  # blank: the API's default (0)
+        raw["settle_seconds"] = settle
     try:
-        body = ScheduleCreate(
-            name=fields.get("name", "").strip(),
-            cron=fields.get("cron", "").strip(),
-            spec=spec,
-            enabled=True,
-            alert=AlertConfig(webhook=webhook) if webhook else None,
-        )
-    except ValidationError as exc:
-        loc = "alert.webhook" if any(e.get("loc") == ("webhook",) for e in exc.errors()) else ""
-        raise UiError(422, f"{loc}: {exc.errors()[0]['msg']}" if loc else _field(exc)) from None
+        body = ScheduleCreate.model_validate(raw)
+    except ValidationError as exc:  # the API's own messages, naming the field
+        raise UiError(422, validation_errors(exc.errors()).detail) from None
     try:
         created = _create(body, viewer.token, session, settings)
     except ApiError as exc:
         raise UiError(exc.status_code, exc.detail) from None
     return created.webhook_secret
+
+
+def change_settle(
+    session: Session, viewer: Viewer, settings: Settings, schedule_id: str, raw: str
+) -> None:
+    """Change a schedule's ``settle_seconds`` through the API's own ``PATCH`` code (the
+    same bounds and messages, the same refusal of a window that would end before it
+    starts, the same event-log entry)."""
+    from audit.api.routes.schedules import _update
+
+    require_admin(viewer)
+    try:
+        body = ScheduleUpdate.model_validate({"settle_seconds": raw.strip()})
+    except ValidationError as exc:
+        raise UiError(422, validation_errors(exc.errors()).detail) from None
+    try:
+        _update(schedule_id, body, viewer.token, session, settings)
+    except ApiError as exc:
+        raise UiError(exc.status_code, exc.detail) from None
 
 
 def disable(session: Session, viewer: Viewer, schedule_id: str) -> None:

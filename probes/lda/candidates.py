@@ -20,6 +20,13 @@ budget keeps them):
 - ``threshold``: one decision threshold for everyone, applied to ``refit``.
 
 The protected attribute is used by the reductions in training only.
+
+Training weights (``dataset.weight``) go to every fit as ``sample_weight``: to each
+step of the pipeline whose ``fit`` takes it (the final estimator must). fairlearn's
+reductions take no row weights (their ``sample_weight_name`` is how *they* pass
+weights to the estimator), so integer weights repeat the rows they weigh, which is
+what an integer weight means; other weights leave the reductions unweighted
+(:func:`repeats` says which; the probe's summary says so).
 """
 
 from __future__ import annotations
@@ -32,6 +39,11 @@ import numpy as np
 import pandas as pd
 
 EG_MAX_ITER = 30  # ExponentiatedGradient iterations (each one fit)
+REPEAT_LIMIT = 20  # integer weights repeat rows for the reductions up to 20x the rows
+MSG_NO_SAMPLE_WEIGHT = (
+    "{name}.fit takes no sample_weight, so dataset.weight cannot weigh its training; "
+    "use an estimator that does (e.g. LogisticRegression) or drop dataset.weight"
+)
 Family = Literal["refit", "hyperparameter", "drop", "reduction", "threshold"]
 
 #: hyperparameters moved to neighbour values: multiplicative steps (floats) or +/- steps
@@ -184,8 +196,55 @@ def _split(estimator: Any) -> tuple[Any, Any]:
     return FunctionTransformer(np.asarray), estimator
 
 
+def repeats(weights: np.ndarray | None) -> np.ndarray | None:
+    """Integer ``weights`` as how many times each row counts (for the reductions), or None
+    when they are not integers or would repeat more than ``REPEAT_LIMIT`` x the rows."""
+    if weights is None or len(weights) == 0:
+        return None
+    counts = np.rint(weights)
+    if not np.array_equal(counts, weights) or counts.sum() > REPEAT_LIMIT * len(weights):
+        return None
+    return counts.astype(np.int64)
+
+
+def _step_weights(steps: list[tuple[str, Any]], weights: Any, prefix: str) -> dict[str, Any]:
+    """``name__sample_weight`` for each transformer step whose ``fit`` takes it."""
+    from sklearn.utils.validation import has_fit_parameter
+
+    return {
+        f"{prefix}{name}__sample_weight": weights
+        for name, step in steps
+        if step is not None and step != "passthrough" and has_fit_parameter(step, "sample_weight")
+    }
+
+
+def weight_params(estimator: Any, weights: np.ndarray | None, prefix: str = "") -> dict[str, Any]:
+    """``fit`` keyword arguments giving ``weights`` to every step that takes
+    ``sample_weight`` (nested pipelines: ``step__sample_weight``); {} without weights.
+    Raises ValueError when the final estimator takes none."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils.validation import has_fit_parameter
+
+    if weights is None:
+        return {}
+    if isinstance(estimator, Pipeline):
+        (name, last), steps = estimator.steps[-1], estimator.steps[:-1]
+        return {
+            **_step_weights(steps, weights, prefix),
+            **weight_params(last, weights, f"{prefix}{name}__"),
+        }
+    if not has_fit_parameter(estimator, "sample_weight"):
+        raise ValueError(MSG_NO_SAMPLE_WEIGHT.format(name=type(estimator).__name__))
+    return {f"{prefix}sample_weight": weights}
+
+
 def _fit_reduction(
-    spec: CandidateSpec, base: Any, x: pd.DataFrame, y: np.ndarray, s: np.ndarray, seed: int
+    spec: CandidateSpec,
+    base: Any,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    s: np.ndarray,
+    w: np.ndarray | None,
 ) -> list[tuple[str, Any]]:
     """Reductions on the pipeline's final step; deterministic predictors with the preprocessing."""
     from fairlearn.reductions import ExponentiatedGradient, GridSearch
@@ -194,10 +253,14 @@ def _fit_reduction(
     assert spec.reduction is not None
     red = spec.reduction
     pre, final = _split(base)
-    z = pre.fit_transform(x, y)
+    steps = pre.steps if isinstance(pre, Pipeline) else []
+    z = pre.fit_transform(x, y, **({} if w is None else _step_weights(steps, w, "")))
     if hasattr(z, "toarray"):
         z = z.toarray()
     z = np.asarray(z, dtype=float)
+    counts = repeats(w)
+    if counts is not None:  # an integer weight is that many rows
+        z, y, s = np.repeat(z, counts, axis=0), np.repeat(y, counts), np.repeat(s, counts)
     bound = red.get("bound")
     constraint = _constraint(red["constraint"], bound)
 
@@ -228,8 +291,10 @@ def fit(
     sensitive: np.ndarray,
     excluded: tuple[str, ...],
     seed: int,
+    sample_weight: np.ndarray | None = None,
 ) -> list[Candidate]:
-    """Fit one recipe on the training rows (may give several candidates: a grid)."""
+    """Fit one recipe on the training rows (may give several candidates: a grid), each
+    row weighed by ``sample_weight`` when given."""
     from sklearn.base import clone
 
     features = tuple(x.columns)
@@ -240,12 +305,13 @@ def fit(
     if spec.family == "reduction":
         step = neutralizer(cols) if cols else None
         xn = x if step is None else step.fit_transform(x)
-        fitted = _fit_reduction(spec, base, xn, y, sensitive, seed)
+        fitted = _fit_reduction(spec, base, xn, y, sensitive, sample_weight)
         return [
             Candidate(name, "reduction", neutralized(est, cols, step), features, dropped=spec.drop)
             for name, est in fitted
         ]
-    est = neutralized(base, cols).fit(x, y)
+    est = neutralized(base, cols)
+    est.fit(x, y, **weight_params(est, sample_weight))
     return [Candidate(spec.name, spec.family, est, features, params=spec.params, dropped=spec.drop)]
 
 

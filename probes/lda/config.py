@@ -9,8 +9,9 @@ from pydantic import Field, model_validator
 from probes.base import ProbeConfig
 
 MSG_TRAIN_OR_SPLIT = (
-    "probes[].train: set train (a training file) or holdout_size (split the audited rows "
-    "into training and holdout rows), not both and not neither"
+    "probes[].train: set train (a training file), train_id (a training file uploaded to "
+    "the service) or holdout_size (split the audited rows into training and holdout "
+    "rows): exactly one of them"
 )
 
 
@@ -27,6 +28,12 @@ class LdaSearchConfig(ProbeConfig):
         description="training data (CSV or Parquet) with the model's features, the label and "
         "the attribute; candidates are fitted on it, never on the audited holdout "
         "(or set holdout_size instead)",
+    )
+    train_id: str | None = Field(
+        default=None,
+        max_length=100,
+        description="service audits: the id of a training file uploaded with POST "
+        "/v1/datasets (biasaudit submit uploads train and sets this), instead of train",
     )
     holdout_size: float | None = Field(
         default=None,
@@ -64,6 +71,7 @@ class LdaSearchConfig(ProbeConfig):
 
     @model_validator(mode="after")
     def _train_or_split(self) -> LdaSearchConfig:
-        if (self.train is None) == (self.holdout_size is None):
+        given = [v for v in (self.train, self.train_id, self.holdout_size) if v is not None]
+        if len(given) != 1:
             raise ValueError(MSG_TRAIN_OR_SPLIT)
         return self

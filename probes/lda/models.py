@@ -52,6 +52,8 @@ class LdaSummary(ResultSummary):
     training_rows: int | None = None
     holdout_rows: int | None = None
     proxy_groups: bool | None = None  # attribute race_proxy: groups by posterior
+    # dataset.weight in training: "none", "all", "except_reductions" (non-integer weights)
+    training_weights: str | None = None
 
 
 class GroupRate(ResultModel):

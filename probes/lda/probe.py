@@ -47,6 +47,10 @@ MSG_NEEDS_SKLEARN = (
     "(a fitted scikit-learn pipeline in a .skops file)"
 )
 MSG_NO_LABEL = "dataset.label: lda-search judges performance on the holdout; set dataset.label"
+MSG_TRAIN_ID = (
+    "probes[].train_id: an uploaded dataset's id, which only the service resolves; "
+    "'biasaudit run' and run_audit take train (a file) or holdout_size"
+)
 MSG_NO_PROBA = "model.path: lda-search needs a classifier with predict_proba (a score)"
 
 __all__ = ["LdaSearchConfig", "LdaSearchProbe"]
@@ -89,6 +93,7 @@ class LdaSearchProbe(Probe):
     entry_fields = typed.LdaEntryFields
     example = typed.EXAMPLE
     file_fields = ("train",)
+    upload_fields = ("train",)  # train_id: a dataset uploaded to the project
     checks = (
         Check(
             "lda_available",
@@ -142,6 +147,8 @@ def _search(data: ProbeInput, model: ModelAdapter | None, config: LdaSearchConfi
         )
     if data.y_true is None or data.label is None:
         raise ProbeError(MSG_NO_LABEL)
+    if config.train is None and config.holdout_size is None:  # train_id, not resolved
+        raise ProbeError(MSG_TRAIN_ID)
     features = tuple(getattr(model, "features", ()))
     excluded = tuple(c for c in features if c in data.protected or c == attr)
     seed = data.seed if config.seed is None else config.seed
@@ -189,6 +196,7 @@ def _search(data: ProbeInput, model: ModelAdapter | None, config: LdaSearchConfi
         budget_s=_fit_budget(config, started, t_eval, len(specs)),
         progress=data.progress,
         should_cancel=data.should_cancel,
+        sample_weight=rows.w_train,
     )
     found = _with_thresholds(config, list(outcome.candidates))
     result = _result(config, base, holdout, found, outcome, _model_frame(hold_frame, features))
@@ -204,8 +212,19 @@ def _with_rows(result: ProbeResult, config: LdaSearchConfig, rows: Rows) -> Prob
         "training_rows": len(rows.train),
         "holdout_rows": len(rows.holdout),
         "proxy_groups": rows.membership is not None,
+        "training_weights": _training_weights(config, rows),
     }
     return result.model_copy(update={"entries": [entry.model_copy(update={"summary": summary})]})
+
+
+def _training_weights(config: LdaSearchConfig, rows: Rows) -> str:
+    """How the candidates were trained: "none" (unweighted), "all" (every fit weighted),
+    "except_reductions" (weights that are not integers: fairlearn's reductions unweighted)."""
+    if rows.w_train is None:
+        return "none"
+    if config.reductions and cands_mod.repeats(rows.w_train) is None:
+        return "except_reductions"
+    return "all"
 
 
 def _threads(n_jobs: int | None) -> int:

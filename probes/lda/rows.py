@@ -10,6 +10,9 @@
   (``race_proxy`` with ``dataset.proxy``), each row's posterior probabilities
   (soft membership: every rate is probability-weighted). Reductions, which need
   one group per training row, get one seeded draw from the posteriors.
+- **Training weights** (``dataset.weight``): the weights of the training rows of a
+  split, or the train file's column of that name (validated like the dataset's);
+  a train file without it trains unweighted.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ MSG_PROXY_MISSING = (
     "probes[].attribute: race_proxy needs dataset.proxy (surname and geography columns) "
     "to estimate each row's race"
 )
+MSG_TRAIN_WEIGHTS = (
+    "probes[].train: column {column!r} (dataset.weight) has {bad} missing, negative or "
+    "non-finite value(s) in {path}; weights must be finite numbers >= 0"
+)
 MSG_PROXY_TRAIN = (
     "probes[].train: race_proxy with a train file needs dataset.proxy applied to it; "
     "use holdout_size to split the audited rows instead"
@@ -46,6 +53,7 @@ class Rows:
     levels: tuple[str, ...] | None  # soft groups: the proxy's categories, else None
     membership: np.ndarray | None  # (holdout rows, levels) posteriors, or None
     groups: pd.Series | None  # hard groups of the holdout rows, or None
+    w_train: np.ndarray | None = None  # training rows' weights (dataset.weight), or None
 
 
 def split_rows(strata: pd.DataFrame, *, holdout_size: float, seed: int) -> np.ndarray:
@@ -90,6 +98,17 @@ def read_train(path_text: str, base_dir: Path | None, needed: list[str]) -> pd.D
     if missing:
         raise ProbeError(MSG_TRAIN_COLUMNS.format(path=path_text, missing=missing, needed=needed))
     return frame
+
+
+def _train_weights(frame: pd.DataFrame, column: str | None, path: str) -> np.ndarray | None:
+    """The train file's ``dataset.weight`` column (finite, >= 0), or None without one."""
+    if column is None or column not in frame.columns:
+        return None
+    w = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    bad = int((~np.isfinite(w) | (w < 0)).sum())
+    if bad:
+        raise ProbeError(MSG_TRAIN_WEIGHTS.format(column=column, bad=bad, path=path))
+    return w
 
 
 def _posteriors(proxy: Any) -> tuple[tuple[str, ...], np.ndarray]:
@@ -145,6 +164,7 @@ def rows_for(
         frame = data.frame.iloc[np.flatnonzero(~hold_mask)]
         y_train = np.asarray(data.y_true, dtype=int)[~hold_mask]
         train_post = None if post is None else post[~hold_mask]
+        w_train = None if data.weight is None else np.asarray(data.weight)[~hold_mask]
     else:
         assert train is not None and data.label is not None
         needed = [*features, data.label, *([] if proxied else [attribute])]
@@ -152,12 +172,13 @@ def rows_for(
         holdout = np.arange(len(data.frame))
         y_train = _favorable(frame[data.label], data.favorable_label)
         train_post = None
+        w_train = _train_weights(frame, data.weight_column, train)
         if proxied:
             if data.proxy_of is None:
                 raise ProbeError(MSG_PROXY_TRAIN)
             train_post = _posteriors(data.proxy_of(frame))[1]
     if post is not None and train_post is not None and levels is not None:
         sensitive = _draw(train_post, levels, seed)
-        return Rows(frame, y_train, sensitive, holdout, levels, post[holdout], None)
+        return Rows(frame, y_train, sensitive, holdout, levels, post[holdout], None, w_train)
     groups = data.frame[attribute].iloc[holdout].astype(str)
-    return Rows(frame, y_train, _hard(frame[attribute]), holdout, None, None, groups)
+    return Rows(frame, y_train, _hard(frame[attribute]), holdout, None, None, groups, w_train)

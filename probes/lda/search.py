@@ -39,9 +39,12 @@ def _fit_one(
     s: np.ndarray,
     excluded: tuple[str, ...],
     seed: int,
+    w: np.ndarray | None,
 ) -> list[Candidate] | str:
     try:
-        return fit(spec, model, x=x, y=y, sensitive=s, excluded=excluded, seed=seed)
+        return fit(
+            spec, model, x=x, y=y, sensitive=s, excluded=excluded, seed=seed, sample_weight=w
+        )
     except (ValueError, TypeError, ArithmeticError) as exc:  # one recipe fails, not the search
         return f"{type(exc).__name__}: {exc}"
 
@@ -64,8 +67,10 @@ def run_search(
     budget_s: float,
     progress: Callable[[float], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> SearchOutcome:
-    """Fit ``specs`` in order, in parallel batches, leaving out what would pass the budget."""
+    """Fit ``specs`` in order, in parallel batches, leaving out what would pass the budget;
+    each training row weighed by ``sample_weight`` when given."""
     jobs = n_jobs if n_jobs and n_jobs > 0 else max(1, os.cpu_count() or 1)
     batch = 2 * jobs if jobs > 1 else 1
     start = time.monotonic()
@@ -88,7 +93,7 @@ def run_search(
         if not chunk:
             continue
         t0 = time.monotonic()
-        args = [(specs[k], model, x, y, sensitive, excluded, seed) for k in chunk]
+        args = [(specs[k], model, x, y, sensitive, excluded, seed, sample_weight) for k in chunk]
         if jobs == 1:
             out = [_fit_one(*a) for a in args]
         else:

@@ -24,6 +24,7 @@ from audit.engine.run import compute_results
 from audit.engine.spec import parse_spec
 from audit.errors import AuditInputError
 from audit.settings import get_settings
+from tests.golden_plugin import normalised
 
 FILE_FIELDS = ("sha256", "path", "shards", "chunked")
 
@@ -76,10 +77,8 @@ def _write_csv(frame: pd.DataFrame, path: Path, *, variant: str) -> Path:
 
 
 def _values(doc: dict[str, Any]) -> dict[str, Any]:
-    """The document without ids, times and the fields that describe the file itself."""
-    doc = json.loads(json.dumps(doc))
-    for key in ("id", "started_at", "finished_at", "spec_sha256"):  # the spec names the file
-        doc["audit"].pop(key)
+    """The golden normal form without the fields that describe the file itself."""
+    doc = normalised(doc)
     doc["manifest"]["spec"]["dataset"].pop("path")
     for key in FILE_FIELDS:
         doc["dataset"].pop(key, None)

@@ -97,6 +97,38 @@ def test_upload_inputs_replaces_paths_with_the_uploads_ids(tmp_path: Path) -> No
     assert b"sex,advanced\nF,1\n" in seen[0][1] and b'filename="data.csv"' in seen[0][1]
 
 
+def test_upload_inputs_uploads_a_probes_train_file_and_names_it_by_id(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("sex,advanced\nF,1\n")
+    (tmp_path / "train.csv").write_text("sex,advanced\nM,0\n")
+    seen: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/datasets/uploads":
+            return httpx.Response(409, json={"detail": "uploads: ...", "field": "uploads"})
+        assert request.url.path == "/v1/datasets"
+        seen.append(request.read())
+        return httpx.Response(201, json={"id": f"id-{len(seen)}"})
+
+    lda = {"kind": "lda-search", "attribute": "sex", "train": "train.csv"}
+    raw: dict[str, Any] = {
+        "name": "x",
+        "dataset": {"path": "data.csv", "protected": ["sex"]},
+        "probes": [{"kind": "demographic"}, lda],
+    }
+    with _client(handler, []) as client:
+        spec = upload_inputs(client, raw, tmp_path)
+    assert spec["probes"] == [
+        {"kind": "demographic"},
+        {"kind": "lda-search", "attribute": "sex", "train_id": "id-2"},
+    ]
+    assert b'filename="train.csv"' in seen[1] and b"M,0" in seen[1]
+    assert raw["probes"][1]["train"] == "train.csv"  # the caller's dict is not changed
+    (tmp_path / "train.csv").unlink()
+    with _client(handler, []) as client:
+        with pytest.raises(ApiRequestError, match=r"probes\[1\]\.train: file not found"):
+            upload_inputs(client, raw, tmp_path)
+
+
 def test_upload_inputs_names_a_missing_file(tmp_path: Path) -> None:
     raw = {"name": "x", "dataset": {"path": "gone.csv", "protected": ["sex"]}}
     with _client(lambda r: httpx.Response(500), []) as client:

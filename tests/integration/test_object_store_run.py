@@ -26,6 +26,7 @@ from audit.cli.submit import upload_direct
 from audit.engine.run import compute_results
 from audit.storage import repo, session_scope
 from tests.factories import spec_for, write_pool
+from tests.golden_plugin import normalised
 from tests.integration.conftest import Stack, wait_for
 from tests.s3_server import object_names, s3_client, s3_endpoint, s3_env  # noqa: F401
 
@@ -33,10 +34,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.postgres]
 
 
 def _strip(doc: dict[str, Any]) -> dict[str, Any]:
-    """The document without what names this audit or this dataset id: ids and times."""
-    doc = json.loads(json.dumps(doc))
-    for key in ("id", "started_at", "finished_at", "spec_sha256"):
-        doc["audit"].pop(key, None)
+    """The golden normal form without what names this dataset's copy (its path, the spec
+    as it ran)."""
+    doc = normalised(doc)
     doc["dataset"].pop("path", None)
     doc.get("manifest", {}).pop("spec", None)
     return doc

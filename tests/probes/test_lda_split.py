@@ -56,12 +56,34 @@ def test_the_split_is_disjoint_exhaustive_and_stratified() -> None:
 def test_train_or_holdout_size_exactly_one() -> None:
     assert LdaSearchConfig(attribute="sex", holdout_size=0.4).train is None
     assert LdaSearchConfig(attribute="sex", train="t.csv").holdout_size is None
-    bad: list[dict[str, Any]] = [{}, {"train": "t.csv", "holdout_size": 0.3}]
+    assert LdaSearchConfig(attribute="sex", train_id="d1").train is None  # service: an upload
+    bad: list[dict[str, Any]] = [
+        {},
+        {"train": "t.csv", "holdout_size": 0.3},
+        {"train": "t.csv", "train_id": "d1"},
+        {"train_id": "d1", "holdout_size": 0.3},
+    ]
     for extra in bad:
         with pytest.raises(ValidationError, match="holdout_size"):
             LdaSearchConfig.model_validate({"attribute": "sex", **extra})
     with pytest.raises(ValidationError, match="holdout_size"):
         LdaSearchConfig(attribute="sex", holdout_size=1.0)
+
+
+def test_train_id_outside_the_service_is_named(tmp_path: Path) -> None:
+    """Only the service resolves an uploaded file's id; run_audit says what to give."""
+    import yaml
+
+    from audit import run_audit
+    from audit.errors import AuditInputError
+    from tests.probes.lda_data import german_case
+
+    spec = german_case(tmp_path, planted=False)
+    probe = spec["probes"][0]
+    probe["train_id"] = probe.pop("train")
+    (tmp_path / "id.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(AuditInputError, match=r"probes\[\]\.train_id: an uploaded dataset's id"):
+        run_audit(tmp_path / "id.yaml", store=False)
 
 
 @pytest.mark.slow

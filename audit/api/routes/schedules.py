@@ -33,11 +33,17 @@ from audit.storage.alerts import list_alerts, new_webhook_salt, webhook_secret
 from audit.storage.audits import get_audit
 from audit.storage.models import Schedule, plausible_id, utcnow
 from audit.storage.repo import ScheduleError, create_schedule, get_schedule, list_schedules
-from audit.storage.schedules import log_schedule, next_run
+from audit.storage.schedules import as_utc, log_schedule, next_run, source_window
 
 MSG_NEVER_FIRES = (
     "cron: {cron!r} never fires (no such date, e.g. February 30th); use five fields "
     "'minute hour day-of-month month day-of-week' in UTC, e.g. '0 3 * * 1'"
+)
+
+MSG_SETTLE_INVERTS = (
+    "settle_seconds: {settle} would end the next window ({end}) before it starts ({start}, "
+    "where the last run's window ended); use at most {most} until the next run ({due}) "
+    "has happened"
 )
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
@@ -164,12 +170,34 @@ def _update(
         row.baseline_audit_id = body.baseline_audit_id
         changed["baseline_audit_id"] = body.baseline_audit_id
     if "settle_seconds" in body.model_fields_set:
+        check_settle(session, row, body.settle_seconds)
         row.settle_seconds = body.settle_seconds
         changed["settle_seconds"] = body.settle_seconds
     session.flush()
     log_schedule(session, row, "schedule.changed", token.actor, **changed)
     session.commit()
     return SchedulePublic.model_validate(row).model_copy(update={"webhook_secret": secret})
+
+
+def check_settle(session: Session, row: Schedule, settle: int) -> None:
+    """422 naming ``settle_seconds`` when the next ``dataset.source`` window would end
+    before (or where) it starts: raising the delay by more than the time between runs
+    moves the end before the last run's window end (the run would fail later)."""
+    if not row.enabled or row.next_run_at is None:
+        return
+    due = row.next_run_at
+    window = source_window(session, row, previous=row.last_audit_id, due=due, settle_seconds=settle)
+    if window is None or as_utc(window[0]) < as_utc(window[1]):
+        return
+    most = int((as_utc(due) - as_utc(window[0])).total_seconds()) - 1
+    raise ApiError(
+        422,
+        MSG_SETTLE_INVERTS.format(
+            settle=settle, end=window[1], start=window[0], most=max(most, 0),
+            due=as_utc(due).isoformat(),
+        ),
+        field="settle_seconds",
+    )  # fmt: skip
 
 
 @router.get("/{schedule_id}/alerts", response_model=AlertsPublic, summary="A schedule's alerts")

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from audit.monitoring.webhooks import host_listed, sign
+from audit.settings import Settings
 from tests.audit.api.helpers import auth, spec_for
 
 pytestmark = pytest.mark.postgres
@@ -162,3 +163,92 @@ def test_settle_seconds_saved_changed_and_bounded(
     assert client.get(url, headers=auth(admin)).json()["settle_seconds"] == 600
     plain = client.post("/v1/schedules", json={**body, "name": "other"}, headers=auth(admin))
     assert plain.json()["settle_seconds"] == 0
+
+
+def plant_previous_window(db_url: str, schedule_id: str, audit_id: str, end: str) -> None:
+    """Make ``audit_id`` the schedule's last run, its ``dataset.source`` window ending at
+    ``end`` (what the scheduler stores on each run's spec)."""
+    from audit.storage import db
+    from audit.storage.models import Audit, Schedule
+
+    with db.session_scope(db_url) as session:
+        audit = session.get(Audit, audit_id)
+        schedule = session.get(Schedule, schedule_id)
+        assert audit is not None and schedule is not None
+        audit.spec = {**schedule.spec, "dataset": {**schedule.spec["dataset"], "window_end": end}}
+        schedule.last_audit_id = audit_id
+
+
+def source_spec() -> dict[str, object]:
+    return {
+        "name": "s",
+        "domain": "hiring",
+        "probes": [{"kind": "demographic"}],
+        "dataset": {
+            "source": "hiring",
+            "label": "qualified",
+            "prediction": "advanced",
+            "protected": ["sex"],
+            "query": "select * from decisions where decided_at < :window_end",
+        },
+    }
+
+
+def test_settle_change_that_would_end_the_next_window_before_it_starts_is_refused(
+    client: TestClient,
+    make_token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    api_settings: Settings,
+    dataset_id: str,
+) -> None:
+    from datetime import datetime, timedelta
+
+    from audit.storage import db
+    from audit.storage.models import Schedule
+    from audit.storage.schedules import as_utc, source_window
+
+    monkeypatch.setenv("BIASAUDIT_SOURCE_HIRING_URL", "sqlite:///never-opened-here.db")
+    admin = make_token("admin")
+    body = {"name": "weekly", "cron": "0 3 * * 1", "spec": source_spec(), "settle_seconds": 3600}
+    created = client.post("/v1/schedules", json=body, headers=auth(admin))
+    assert created.status_code == 201, created.text
+    url = f"/v1/schedules/{created.json()['id']}"
+    # no run yet: the first window starts at the cron's previous time, any delay fits
+    assert (
+        client.patch(url, json={"settle_seconds": 30 * 86400}, headers=auth(admin)).status_code
+        == 200
+    )
+    assert client.patch(url, json={"settle_seconds": 3600}, headers=auth(admin)).status_code == 200
+    # the last run (a week before the next) read up to its due time less an hour
+    due = datetime.fromisoformat(created.json()["next_run_at"])
+    run = client.post("/v1/audits", json=spec_for(dataset_id), headers=auth(admin)).json()["id"]
+    last_end = (due - timedelta(days=7, hours=1)).isoformat()
+    db_url = api_settings.db_url
+    plant_previous_window(db_url, created.json()["id"], run, last_end)
+    limit = 7 * 86400 + 3600  # the next window would be empty from here on
+    for bad in (limit, limit + 1, 30 * 86400):
+        refused = client.patch(url, json={"settle_seconds": bad}, headers=auth(admin))
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.json()["field"] == "settle_seconds"
+        detail = refused.json()["detail"]
+        assert detail.startswith(f"settle_seconds: {bad} would end the next window")
+        assert f"use at most {limit - 1}" in detail and last_end in detail
+    assert client.get(url, headers=auth(admin)).json()["settle_seconds"] == 3600  # unchanged
+    fits = client.patch(url, json={"settle_seconds": limit - 1}, headers=auth(admin))
+    assert fits.status_code == 200 and fits.json()["settle_seconds"] == limit - 1
+    with db.session_scope(db_url) as session:  # the scheduler's window: one second long
+        row = session.get(Schedule, created.json()["id"])
+        assert row is not None
+        window = source_window(session, row, previous=run, due=as_utc(due))
+        assert window is not None
+        assert as_utc(window[1]) - as_utc(window[0]) == timedelta(seconds=1)
+    # a spec without dataset.source has no window: any delay within the bounds
+    plain = {"name": "files", "cron": "0 3 * * 1", "spec": spec_for(dataset_id)}
+    other = client.post("/v1/schedules", json=plain, headers=auth(admin)).json()
+    plant_previous_window(db_url, other["id"], run, last_end)
+    assert (
+        client.patch(
+            f"/v1/schedules/{other['id']}", json={"settle_seconds": 30 * 86400}, headers=auth(admin)
+        ).status_code
+        == 200
+    )

@@ -263,3 +263,32 @@ def test_a_cron_that_never_fires_is_422(
     )
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "cron" and "never fires" in response.json()["detail"]
+
+
+def test_a_probes_uploaded_train_file_is_the_projects_own(
+    client: TestClient, make_token: Callable[..., str], dataset_id: str, api_settings: Settings
+) -> None:
+    """lda-search's ``train_id`` names a dataset of the caller's project: another
+    project's upload is 404 naming the field (as for ``dataset.id``), for audits and
+    schedules; with ``train`` too it is 422."""
+    mine = upload(client, make_token("submitter"), make_csv()).json()["id"]
+    theirs = upload(client, make_token("submitter", project="globex"), make_csv()).json()["id"]
+
+    def spec(**probe: Any) -> dict[str, Any]:
+        lda = {"kind": "lda-search", "attribute": "sex", **probe}
+        return spec_for(dataset_id, model={"kind": "sklearn", "path": "m.skops"}, probes=[lda])
+
+    (api_settings.data_path / "acme" / "m.skops").write_bytes(b"placeholder")
+    token = make_token("submitter")
+    for bad in (theirs, "../globex/x.csv", "y" * 99):
+        detail = _refused(client, token, spec(train_id=bad), "probes[0].train_id", status=404)
+        assert detail.startswith("dataset ") and "not found" in detail
+    admin = make_token("admin")
+    body = {"name": "w", "cron": "0 3 * * 1", "spec": spec(train_id=theirs)}
+    refused = client.post("/v1/schedules", json=body, headers=auth(admin))
+    assert refused.status_code == 404 and refused.json()["field"] == "spec.probes[0].train_id"
+    both = client.post("/v1/audits", json=spec(train_id=mine, train="t.csv"), headers=auth(token))
+    assert both.status_code == 422 and "exactly one of them" in both.json()["detail"]
+    assert _count(api_settings) == 0
+    accepted = client.post("/v1/audits", json=spec(train_id=mine), headers=auth(token))
+    assert accepted.status_code == 202, accepted.text

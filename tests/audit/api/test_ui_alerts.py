@@ -132,3 +132,77 @@ def test_schedule_form_takes_a_webhook_checked_like_the_api_secret_shown_once(
         follow_redirects=False,
     )
     assert plain.status_code == 303 and plain.headers["location"] == "/ui/schedules"
+
+
+def test_schedule_form_takes_settle_seconds_checked_like_the_api_and_changes_it(
+    client: TestClient,
+    make_token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    api_settings: Settings,
+    dataset_id: str,
+) -> None:
+    import json
+    from datetime import datetime, timedelta
+
+    from tests.audit.api.test_schedule_alerts import plant_previous_window, source_spec
+
+    monkeypatch.setenv("BIASAUDIT_SOURCE_HIRING_URL", "sqlite:///never-opened-here.db")
+    admin = make_token("admin")
+    csrf = sign_in(client, admin)
+    assert 'name="settle_seconds"' in client.get("/ui/schedules").text
+    form = {"name": "weekly", "cron": "0 3 * * 1", "spec": json.dumps(source_spec())}
+    api_body = {**form, "spec": source_spec()}
+    for bad in ("-1", "2592001", "soon"):
+        refused = client.post(
+            "/ui/schedules", data={**form, "settle_seconds": bad, "csrf_token": csrf}
+        )
+        assert refused.status_code == 422, (bad, refused.text)
+        api = client.post("/v1/schedules", json={**api_body, "settle_seconds": bad},
+                          headers=auth(admin))  # fmt: skip
+        assert api.status_code == 422 and api.json()["field"] == "settle_seconds"
+        assert api.json()["detail"] in refused.text.replace("&#39;", "'"), (bad, refused.text)
+    assert client.post("/ui/schedules", data={**form, "settle_seconds": "3600"}).status_code == 403
+    created = client.post(
+        "/ui/schedules",
+        data={**form, "settle_seconds": "3600", "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert created.status_code == 303, created.text
+    [row] = client.get("/v1/schedules", headers=auth(admin)).json()["data"]
+    assert row["settle_seconds"] == 3600
+    page = client.get("/ui/schedules").text
+    assert 'name="settle_seconds" type="number" min="0" max="2592000" step="1" value="3600"' in page
+    blank = client.post(
+        "/ui/schedules",
+        data={**form, "name": "daily", "settle_seconds": "", "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert blank.status_code == 303  # blank: the API's default
+    settle_url = f"/ui/schedules/{row['id']}/settle"
+    assert client.post(settle_url, data={"settle_seconds": "60"}).status_code == 403  # no CSRF
+    refused = client.post(settle_url, data={"settle_seconds": "soon", "csrf_token": csrf})
+    api = client.patch(f"/v1/schedules/{row['id']}", json={"settle_seconds": "soon"},
+                       headers=auth(admin))  # fmt: skip
+    assert refused.status_code == 422 and api.status_code == 422
+    assert api.json()["detail"] in refused.text.replace("&#39;", "'")
+    # after a run whose window ended a week and an hour before the next due time
+    due = datetime.fromisoformat(row["next_run_at"])
+    run = client.post("/v1/audits", json=spec_for(dataset_id), headers=auth(admin)).json()["id"]
+    last_end = (due - timedelta(days=7, hours=1)).isoformat()
+    plant_previous_window(api_settings.db_url, row["id"], run, last_end)
+    inverted = client.post(settle_url, data={"settle_seconds": "700000", "csrf_token": csrf})
+    assert inverted.status_code == 422
+    assert "settle_seconds: 700000 would end the next window" in inverted.text
+    assert f"use at most {7 * 86400 + 3600 - 1}" in inverted.text
+    changed = client.post(
+        settle_url, data={"settle_seconds": "7200", "csrf_token": csrf}, follow_redirects=False
+    )
+    assert changed.status_code == 303 and changed.headers["location"] == "/ui/schedules"
+    assert (
+        client.get(f"/v1/schedules/{row['id']}", headers=auth(admin)).json()["settle_seconds"]
+        == 7200
+    )
+    assert 'value="7200"' in client.get("/ui/schedules").text
+    other = make_token("admin", project="other")
+    assert client.patch(f"/v1/schedules/{row['id']}", json={"settle_seconds": 1},
+                        headers=auth(other)).status_code == 404  # fmt: skip
