@@ -152,6 +152,7 @@ def _verify(
             raise ApiError(exc.status_code, exc.detail, field="file") from None
         final = dataset_key(project, dataset_id, sniffed.extension)
         address = store.copy(key, final, etag=info.etag)
+        etag = store.head(final).etag  # the version ranged reads will be pinned to
     except (ObjectMissing, ClientError) as exc:
         if isinstance(exc, ClientError) and "PreconditionFailed" not in str(exc):
             raise
@@ -166,4 +167,5 @@ def _verify(
         size_bytes=info.size,
         filename=filename,
         sniffed=sniffed,
+        etag=etag,
     )

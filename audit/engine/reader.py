@@ -11,6 +11,10 @@ A shard is a range of the file that any process can read on its own:
   rows before its own.
 
 Compressed CSV (``.gz``, ``.zip``, ...) is one stream: it is read whole, never split.
+
+``path`` is a local :class:`~pathlib.Path`, or a stored object read by ranged GETs
+(:class:`audit.storage.ranged.StoredFile`: same ``name``, ``stat()``, ``open("rb")``);
+bytes are opened only through ``path.open("rb")`` and :func:`_source`.
 """
 
 from __future__ import annotations
@@ -41,6 +45,11 @@ class Shard:
     start: int
     stop: int
     unit: str = ROWS
+
+
+def _source(path: Path) -> Any:
+    """What pandas / pyarrow open: a local path as it is, else a seekable binary stream."""
+    return path if isinstance(path, Path) else path.open("rb")
 
 
 def file_format(spec: DatasetSpec, path: Path) -> str:
@@ -90,8 +99,10 @@ def header(spec: DatasetSpec, path: Path) -> list[str]:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            return list(pq.read_schema(path).names)
-        return list(pd.read_csv(path, nrows=0).columns)
+            return list(pq.read_schema(_source(path)).names)
+        return list(pd.read_csv(_source(path), nrows=0).columns)
+    except AuditInputError:  # a stored object replaced or gone: its own message
+        raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
         raise AuditInputError(f"dataset.path: cannot read {path} as {fmt}: {exc}") from None
 
@@ -123,7 +134,7 @@ def _csv_range(
     if shard.stop <= shard.start:
         return
     names = header(spec, path)
-    with open(path, "rb") as raw:
+    with path.open("rb") as raw:
         stream = io.BufferedReader(_Window(raw, shard.start, shard.stop), 1 << 20)
         with pd.read_csv(
             stream,
@@ -151,7 +162,7 @@ def read_chunks(
         import pyarrow.parquet as pq
 
         # protected text columns come as categoricals: no per-row strings, no re-hashing
-        pf = pq.ParquetFile(path, read_dictionary=list(spec.protected))
+        pf = pq.ParquetFile(_source(path), read_dictionary=list(spec.protected))
         groups = list(range(pf.metadata.num_row_groups))
         if shard is not None:
             starts = row_group_starts(pf.metadata)
@@ -216,7 +227,7 @@ def record_starts(path: Path, targets: list[int]) -> list[int]:
     odd = False  # inside quotes at the current position
     base = 0
     searching = False  # a target is reached; looking for the next line break outside quotes
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         while pending:
             block = f.read(BLOCK)
             if not block:

@@ -71,6 +71,7 @@ async def _record(
             size_bytes=stored.size_bytes,
             filename=stored.filename,
             dataset_id=stored.dataset_id,
+            etag=stored.etag,
         ),
         DatasetPublic.model_validate,
     )
