@@ -95,10 +95,13 @@ def _count(spec: Any, path: Any, shard: Any, should_cancel: Any) -> dict[str, An
             message = MSG_QUOTED_CUT.format(name=stored.name, start=shard.start)
             raise AuditInputError(message, field="dataset.id")
         log.info(
-            "shard %d read by range: %d bytes in %d GETs",
+            "shard %d read by range: %d bytes in %d GETs (range %d-%d %s)",
             shard.index,
             stored.stats.bytes,
             stored.stats.requests,
+            shard.start,
+            shard.stop,
+            shard.unit,
         )
     return part
 
