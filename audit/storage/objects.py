@@ -78,6 +78,9 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None: ...
     def list(self, key: str) -> list[str]: ...
     def presigned_put(self, key: str, *, seconds: int) -> str | None: ...
+    def presigned_post(
+        self, key: str, *, seconds: int, max_bytes: int
+    ) -> dict[str, Any] | None: ...
 
 
 def check_key(key: str) -> str:
@@ -164,6 +167,9 @@ class LocalStore:
 
     def presigned_put(self, key: str, *, seconds: int) -> str | None:
         return None  # the local folder has no upload URL: use POST /v1/datasets
+
+    def presigned_post(self, key: str, *, seconds: int, max_bytes: int) -> dict[str, Any] | None:
+        return None
 
 
 _STORES: dict[int, tuple[Any, ObjectStore]] = {}

@@ -137,6 +137,18 @@ class S3Store:
             )
         )
 
+    def presigned_post(self, key: str, *, seconds: int, max_bytes: int) -> dict[str, Any] | None:
+        """A browser-style form upload (``url`` + ``fields``) whose signed policy has a
+        ``content-length-range`` of 1 to ``max_bytes``: the store itself refuses a larger
+        body (AWS S3, MinIO; moto does not check policies). ``complete`` still checks."""
+        form = self.signer.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=self._name(key),
+            Conditions=[["content-length-range", 1, max_bytes]],
+            ExpiresIn=seconds,
+        )
+        return {"url": str(form["url"]), "fields": dict(form["fields"])}
+
 
 def _status(exc: Any) -> int:
     meta = exc.response.get("ResponseMetadata", {})
