@@ -81,6 +81,7 @@ def _count(spec: Any, path: Any, shard: Any, should_cancel: Any) -> dict[str, An
     stored = path if isinstance(path, StoredFile) else None
     if stored is not None and shard.unit == BYTES:
         stored.watch = QuoteWatch(shard.start, shard.stop)
+        stored.horizon = shard.stop
     part = data_mod.count_chunks(
         spec.dataset,
         path,

@@ -11,7 +11,8 @@ consume like a local file.
 Read-ahead is sequential only, as an operating system's: a read that continues
 where the previous one ended fetches ahead a window that doubles with each such
 read, from 64 KiB up to ``block`` (``BIASAUDIT_RANGE_BLOCK_BYTES``, 4 MiB by default) but never
-more than half of what was read in sequence so far; a read elsewhere (a Parquet
+more than half of what was read in sequence so far, nor past ``horizon`` (a CSV
+shard's last byte); a read elsewhere (a Parquet
 column chunk) fetches just what it asks (at least 64 KiB). So a shard fetches at
 most about 1.5x its bytes plus the footer, in requests of up to a few MiB.
 
@@ -120,6 +121,9 @@ class RangedReader(io.RawIOBase):
         """Fill the buffer from ``_pos``: ``want`` bytes, plus read-ahead in a sequence."""
         ahead = min(self._block, max(MIN_FETCH, self._run // 2)) if self._run else MIN_FETCH
         stop = min(self._size, self._pos + max(want, ahead))
+        horizon = self._src.horizon  # a CSV shard's end: read-ahead stops there
+        if horizon is not None and self._pos < horizon:
+            stop = min(stop, max(horizon, self._pos + want))
         self._buf = self._src.read_range(self._pos, stop)
         self._buf_at = self._pos
 
@@ -186,7 +190,10 @@ class StoredFile:
         self.name = key.rsplit("/", 1)[-1]
         self.stats = RangeStats()
         self.watch: QuoteWatch | None = None
-        self._tail = (size, b"")  # the file's last bytes, fetched once (Parquet footer)
+        self.horizon: int | None = None  # no read-ahead past this byte (a shard's end)
+        # the file's first and last bytes, fetched once: every reader of this file asks
+        # for the CSV header, or the Parquet footer, again
+        self._kept: list[tuple[int, bytes]] = []
 
     @property
     def suffixes(self) -> list[str]:
@@ -220,11 +227,11 @@ class StoredFile:
     def read_range(self, start: int, stop: int) -> bytes:
         """Bytes ``[start, stop)``, pinned to the registered ETag; counted in ``stats``.
 
-        A read that ends at the end of the object is kept: every reader of this file
-        (schema, row groups) asks for the Parquet footer again, and gets it from memory."""
-        tail_at, tail = self._tail
-        if tail_at <= start and stop <= self.size:
-            return tail[start - tail_at : stop - tail_at]
+        A read from the first byte or to the last is kept: the next reader of the header
+        (CSV) or the footer (Parquet) gets it from memory."""
+        for at, kept in self._kept:
+            if at <= start and stop <= at + len(kept):
+                return kept[start - at : stop - at]
         try:
             data = self.store.read_range(self.key, start, stop, etag=self.etag)
         except ObjectReplaced:
@@ -233,8 +240,8 @@ class StoredFile:
             message = MSG_MISSING.format(field=self.field, key=self.key)
             raise AuditInputError(message, field=self.field) from None
         self.stats.add(len(data))
-        if stop == self.size and start < tail_at:
-            self._tail = (start, data)
+        if (start == 0 or stop == self.size) and len(self._kept) < 4:
+            self._kept.append((start, data))
         return data
 
     def _current_etag(self) -> str:
