@@ -74,27 +74,36 @@ def _resolved(spec: dict[str, Any], project: str) -> tuple[dict[str, Any], Any, 
 def _count(spec: Any, path: Any, shard: Any, should_cancel: Any) -> dict[str, Any]:
     """Count one shard; a CSV shard read by ranges checks its cuts (quote parity)."""
     from audit.engine import data as data_mod
-    from audit.engine.cuts import MSG_QUOTED_CUT
+    from audit.engine.cuts import MSG_CUTS_HINT
     from audit.engine.reader import BYTES
     from audit.storage.ranged import QuoteWatch, StoredFile
 
     stored = path if isinstance(path, StoredFile) else None
+    watch = None
     if stored is not None and shard.unit == BYTES:
-        stored.watch = QuoteWatch(shard.start, shard.stop)
+        stored.watch = watch = QuoteWatch(shard.start, shard.stop)
         stored.horizon = shard.stop
-    part = data_mod.count_chunks(
-        spec.dataset,
-        path,
-        shard=shard,
-        chunk_rows=get_settings().chunk_rows,
-        max_levels=spec.policy.max_levels,
-        should_cancel=should_cancel,
-    )
+    try:
+        part = data_mod.count_chunks(
+            spec.dataset,
+            path,
+            shard=shard,
+            chunk_rows=get_settings().chunk_rows,
+            max_levels=spec.policy.max_levels,
+            should_cancel=should_cancel,
+        )
+    except (AuditInputError, ValueError) as exc:  # a parser's error, or a row refused
+        if watch is None or stored is None or "replaced in the object store" in str(exc):
+            raise
+        _check_cuts(stored, watch, shard)  # a cut inside quotes explains it: say so
+        if isinstance(exc, AuditInputError):
+            raise
+        message = f"dataset.id: cannot read {stored.name} as csv (bytes {shard.start}-"
+        message += f"{shard.stop}): {exc}. {MSG_CUTS_HINT}"
+        raise AuditInputError(message, field="dataset.id") from None
     if stored is not None:
-        watch = stored.watch
-        if watch is not None and watch.complete and not watch.balanced:
-            message = MSG_QUOTED_CUT.format(name=stored.name, start=shard.start)
-            raise AuditInputError(message, field="dataset.id")
+        if watch is not None:
+            _check_cuts(stored, watch, shard)
         log.info(
             "shard %d read by range: %d bytes in %d GETs (range %d-%d %s)",
             shard.index,
@@ -105,6 +114,22 @@ def _count(spec: Any, path: Any, shard: Any, should_cancel: Any) -> dict[str, An
             shard.unit,
         )
     return part
+
+
+def _check_cuts(stored: Any, watch: Any, shard: Any) -> None:
+    """The shard's range holds an even number of quotes (its cuts are record starts),
+    else the input error :data:`audit.engine.cuts.MSG_QUOTED_CUT`. Bytes the parser did
+    not reach (it failed first) are read now, to tell a bad cut from a bad row."""
+    from audit.engine.cuts import MSG_QUOTED_CUT
+
+    while not watch.complete:
+        data = stored.read_range(watch.pos, min(watch.stop, watch.pos + stored.block))
+        if not data:
+            break
+        watch.seen(watch.pos, data, 0, len(data))
+    if not watch.balanced:
+        message = MSG_QUOTED_CUT.format(name=stored.name, start=shard.start)
+        raise AuditInputError(message, field="dataset.id")
 
 
 def _stored_sha256(spec: dict[str, Any], project: str) -> str | None:

@@ -17,11 +17,14 @@ from pathlib import Path
 from audit.engine import reader
 
 WINDOW = 16 << 10  # the first window at a cut; doubled while no line break is found
-MSG_QUOTED_CUT = (
-    "dataset.id: {name} has a line break inside a quoted field near byte {start}, "
-    "where a shard read by ranges from the object store begins or ends; such a file "
-    "is split only by a pass from its start. Convert it to Parquet, or set "
+MSG_CUTS_HINT = (
+    "A CSV read by ranges from the object store is split at line breaks, so a line break "
+    "inside a quoted field near a cut breaks it: convert the file to Parquet, or set "
     "BIASAUDIT_SHARD_THRESHOLD_BYTES above its size to audit it in one process"
+)
+MSG_QUOTED_CUT = (
+    "dataset.id: {name} has a line break inside a quoted field near byte {start}, where "
+    "a shard begins or ends. " + MSG_CUTS_HINT
 )
 
 
