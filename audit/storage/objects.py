@@ -19,7 +19,10 @@ verified against the SHA-256 recorded at upload: the engine then opens it like
 any local file, and every rule about the project folder (a model is never
 loaded from a dataset upload, paths stay inside the project) holds unchanged.
 Models are stored the same way (a ``.skops`` file, or a Hugging Face folder as
-one object per file) and verified against their fingerprint.
+one object per file) and verified against their fingerprint. Those copies are
+bounded per machine (``BIASAUDIT_CACHE_BYTES``, :mod:`audit.storage.cache`). The
+planner and the shards of a sharded audit copy nothing: they read by ranged GETs
+pinned to the registered ETag (:mod:`audit.storage.ranged`, ``workers/inputs.py``).
 """
 
 from __future__ import annotations
