@@ -240,7 +240,7 @@ class StoredFile:
             message = MSG_MISSING.format(field=self.field, key=self.key)
             raise AuditInputError(message, field=self.field) from None
         self.stats.add(len(data))
-        if (start == 0 or stop == self.size) and len(self._kept) < 4:
+        if (start == 0 or stop == self.size) and len(self._kept) < 4 and len(data) <= 1 << 20:
             self._kept.append((start, data))
         return data
 
