@@ -103,3 +103,19 @@ def test_a_cut_inside_a_quoted_field_fails_the_shard_by_name(stored_env: dict[st
     assert all(isinstance(e, AuditInputError) and e.field == "dataset.id" for e in errors)
     assert any("has a line break inside a quoted field near byte" in str(e) for e in errors)
     assert all("convert the file to Parquet" in str(e) for e in errors), errors
+
+
+def test_an_object_replaced_after_registration_fails_the_plan_by_name(
+    stored_env: dict[str, Any], tmp_path: Path
+) -> None:
+    body = write_pool(tmp_path / "p.csv", n=8000, seed=4).read_bytes()
+    dataset_id = _register(body, ".csv", rows=8000)
+    get_store().put_bytes(f"acme/{dataset_id}.csv", body.replace(b"male", b"MALE"), "text/csv")
+    spec = spec_for(dataset_id)
+    resolved, root, rows = resolve_dataset(spec, project="acme", ranged=True)
+    with pytest.raises(AuditInputError, match="was replaced in the object store") as info:
+        runner._plan(resolved, root, rows, ranged_source(spec, project="acme"))
+    assert info.value.field == "dataset.id" and f"acme/{dataset_id}.csv" in str(info.value)
+    # the whole copy an in-process run would make is refused by its SHA-256 alike
+    with pytest.raises(AuditInputError, match="no longer has the SHA-256"):
+        resolve_dataset(spec, project="acme")
