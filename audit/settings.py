@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         le=7 * 24 * 3600,
         description="how long a presigned upload URL (POST /v1/datasets/uploads) stays valid",
     )
+    range_block_bytes: int = Field(
+        default=4 << 20, ge=1 << 16, description="most read-ahead of a shard's ranged GET"
+    )
+    cache_bytes: int | None = Field(
+        default=None, ge=0, description="most bytes of stored-object copies kept per machine"
+    )
     database_url: str | None = Field(
         default=None,
         description=(

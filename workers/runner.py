@@ -19,7 +19,6 @@ restart) are retried within the attempt while the lease is surely valid
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import socket
@@ -31,13 +30,13 @@ from typing import Any
 from audit.errors import AuditCancelled, AuditInputError
 from audit.settings import get_settings
 from audit.storage import repo, session_scope
-from audit.storage.objects import export_results, get_store, stored_dataset, stored_model
+from audit.storage.objects import export_results, get_store
 from probes.models.safety import ModelLoadError
 from workers import hooks
+from workers.inputs import ranged_source, resolve_dataset
 from workers.lease import Heartbeat, LeaseLost, retry_budget, retry_transient
 from workers.logs import audit_context
 from workers.sources import count_at_source, read_source
-from workers.uploads import resolve_probe_uploads
 
 log = logging.getLogger("biasaudit.worker")
 
@@ -51,64 +50,6 @@ def worker_id(task_id: str | None, hostname: str | None = None) -> str:
 
 def _budget() -> float:
     return retry_budget(get_settings().lease_seconds)
-
-
-def _resolve_model(model: dict[str, Any], *, project: str, root: Path) -> None:
-    """Replace ``model.id`` with the stored model's project-relative path (an input error
-    when the project has no such model); confine_spec then checks that path."""
-    with session_scope() as session:
-        record = repo.get_model(session=session, project=project, model_id=str(model["id"]))
-        if record is None:
-            raise AuditInputError(
-                f"model.id: no model {model['id']!r} in project {project!r}; "
-                "upload it with POST /v1/models",
-                field="model.id",
-            )
-        address, fingerprint = record.path, record.sha256
-    local = stored_model(get_store(), address, sha256=fingerprint, root=root)
-    model["path"] = os.path.relpath(local, root)
-    del model["id"]
-
-
-def resolve_dataset(
-    spec: dict[str, Any], *, project: str
-) -> tuple[dict[str, Any], Path, int | None]:
-    """The spec as the engine runs it, the project folder, and the stored row count.
-
-    ``dataset.id`` (and a probe's uploaded file, ``train_id``) is looked up in the
-    project's datasets; then
-    :func:`audit.engine.confine.confine_spec` checks the spec exactly as the API did
-    at submission (the worker trusts no path and no ``model.trusted``); the engine
-    runs the result with the project folder as its base folder. A refusal is an
-    input error: the audit fails, no retry.
-    """
-    from audit.engine.confine import confine_spec, project_roots
-
-    roots = project_roots(get_settings(), project)
-    spec = copy.deepcopy(spec)
-    dataset = spec.setdefault("dataset", {})
-    rows = None
-    if dataset.get("id"):
-        with session_scope() as session:
-            record = repo.get_dataset(
-                session=session, project=project, dataset_id=str(dataset["id"])
-            )
-            if record is None:
-                raise AuditInputError(
-                    f"dataset.id: no dataset {dataset['id']!r} in project {project!r}; "
-                    "upload it with POST /v1/datasets",
-                    field="dataset.id",
-                )
-            address, sha256, rows = record.path, record.sha256, int(record.rows)
-        # a stored object is read from this machine's copy (downloaded once, verified);
-        # project-relative, so that no message shows the server's folders
-        local = stored_dataset(get_store(), address, sha256=sha256, root=roots.project)
-        dataset["path"] = os.path.relpath(local, roots.project)
-    model = spec.get("model")
-    if isinstance(model, dict) and model.get("id"):
-        _resolve_model(model, project=project, root=roots.project)
-    resolve_probe_uploads(spec, project=project, root=roots.project)  # e.g. train_id
-    return confine_spec(spec, roots=roots).resolved, roots.project, rows
 
 
 def _fail_exhausted() -> None:
@@ -264,18 +205,19 @@ def _run_claimed(
             counts_results.setdefault("manifest", {})["dataset_source"] = pushed
             return _store(audit_id, counts_results, project=project)
         raw_spec, source = read_source(raw_spec, project=project, audit_id=audit_id)
-        spec, base_dir, rows = retry_transient(
-            lambda: resolve_dataset(raw_spec, project=project),
-            what="the dataset lookup",
-            budget=_budget(),
-        )
+        sharding = launch_shards is not None and source is None
+        spec, base_dir, rows = _resolve(raw_spec, project, ranged=sharding)
         hooks.run_after_claim(audit_id, spec, hb)
         not_split = None
-        if launch_shards is not None and source is None:
-            shards, not_split = _plan(spec, base_dir, rows)
+        if sharding:
+            assert launch_shards is not None
+            stored = _lookup(lambda: ranged_source(raw_spec, project=project))
+            shards, not_split = _plan(spec, base_dir, rows, stored)
             if shards:
                 _launch(audit_id, worker, hb, shards, launch_shards)
                 return "sharded"
+            if stored is not None:  # one process reads it all: a whole, verified copy
+                spec, base_dir, rows = _resolve(raw_spec, project, ranged=False)
         artifacts: dict[str, bytes] = {}  # files the probes produce (an lda-search model)
         try:
             results = compute_results(
@@ -326,11 +268,22 @@ def _launch(
     log.info("audit split into %d shards", len(shards))
 
 
+def _lookup(fn: Callable[[], Any]) -> Any:
+    return retry_transient(fn, what="the dataset lookup", budget=_budget())
+
+
+def _resolve(
+    raw_spec: dict[str, Any], project: str, *, ranged: bool
+) -> tuple[dict[str, Any], Path, int | None]:
+    return _lookup(lambda: resolve_dataset(raw_spec, project=project, ranged=ranged))  # type: ignore[no-any-return]
+
+
 def _plan(
-    spec_dict: dict[str, Any], base_dir: Path, rows: int | None
+    spec_dict: dict[str, Any], base_dir: Path, rows: int | None, stored: Any = None
 ) -> tuple[list[Any], str | None]:
     """The shards of a large count-only audit ([] to run it here), and why a file large
-    enough to shard was not split (one Parquet row group, a compressed CSV)."""
+    enough to shard was not split (one Parquet row group, a compressed CSV). ``stored``:
+    the dataset read by ranges from the object store (:func:`workers.inputs.ranged_source`)."""
     from audit.engine import data as data_mod
     from audit.engine import sharding
     from audit.engine.spec import parse_spec
@@ -339,7 +292,7 @@ def _plan(
     spec, _ = parse_spec(spec_dict)
     if not sharding.shardable(spec):
         return [], None
-    path = data_mod.resolve_path(spec.dataset, base_dir)
+    path = stored.check() if stored is not None else data_mod.resolve_path(spec.dataset, base_dir)
     if not sharding.should_shard(
         spec,
         path,

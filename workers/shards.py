@@ -18,9 +18,10 @@ from typing import Any
 from audit.errors import AuditCancelled, AuditInputError
 from audit.settings import get_settings
 from audit.storage import repo, session_scope
+from workers.inputs import ranged_source, resolve_dataset
 from workers.lease import Heartbeat, retry_transient
 from workers.logs import audit_context
-from workers.runner import SHARD_LEASE_FACTOR, _budget, _finish, _store, resolve_dataset
+from workers.runner import SHARD_LEASE_FACTOR, _budget, _finish, _store
 
 log = logging.getLogger("biasaudit.worker")
 
@@ -53,12 +54,82 @@ def _state(audit_id: str) -> tuple[str, dict[str, Any], str, Any] | None:
     return retry_transient(load, what="reading the audit", budget=_budget())
 
 
-def _resolved(spec: dict[str, Any], project: str) -> tuple[dict[str, Any], Any, int | None]:
-    return retry_transient(
-        lambda: resolve_dataset(spec, project=project),
-        what="the dataset lookup",
-        budget=_budget(),
-    )
+def _resolved(spec: dict[str, Any], project: str) -> tuple[dict[str, Any], Any, Any]:
+    """The spec as the engine runs it, the project folder, and the dataset as the reader
+    opens it: a local path, or the stored object read by ranges (never copied whole)."""
+    from audit.engine import data as data_mod
+    from audit.engine.spec import parse_spec
+
+    def resolve() -> tuple[dict[str, Any], Any, Any]:
+        spec_dict, base_dir, _ = resolve_dataset(spec, project=project, ranged=True)
+        stored = ranged_source(spec, project=project)
+        if stored is not None:
+            return spec_dict, base_dir, stored
+        parsed, _ = parse_spec(spec_dict)
+        return spec_dict, base_dir, data_mod.resolve_path(parsed.dataset, base_dir)
+
+    return retry_transient(resolve, what="the dataset lookup", budget=_budget())
+
+
+def _count(spec: Any, path: Any, shard: Any, should_cancel: Any) -> dict[str, Any]:
+    """Count one shard; a CSV shard read by ranges checks its cuts (quote parity)."""
+    from audit.engine import data as data_mod
+    from audit.engine.cuts import MSG_CUTS_HINT
+    from audit.engine.reader import BYTES
+    from audit.storage.ranged import QuoteWatch, StoredFile
+
+    stored = path if isinstance(path, StoredFile) else None
+    watch = None
+    if stored is not None and shard.unit == BYTES:
+        stored.watch = watch = QuoteWatch(shard.start, shard.stop)
+        stored.horizon = shard.stop
+    try:
+        part = data_mod.count_chunks(
+            spec.dataset,
+            path,
+            shard=shard,
+            chunk_rows=get_settings().chunk_rows,
+            max_levels=spec.policy.max_levels,
+            should_cancel=should_cancel,
+        )
+    except (AuditInputError, ValueError) as exc:  # a parser's error, or a row refused
+        if watch is None or stored is None or "replaced in the object store" in str(exc):
+            raise
+        _check_cuts(stored, watch, shard)  # a cut inside quotes explains it: say so
+        if isinstance(exc, AuditInputError):
+            raise
+        message = f"dataset.id: cannot read {stored.name} as csv (bytes {shard.start}-"
+        message += f"{shard.stop}): {exc}. {MSG_CUTS_HINT}"
+        raise AuditInputError(message, field="dataset.id") from None
+    if stored is not None:
+        if watch is not None:
+            _check_cuts(stored, watch, shard)
+        log.info(
+            "shard %d read by range: %d bytes in %d GETs (range %d-%d %s)",
+            shard.index,
+            stored.stats.bytes,
+            stored.stats.requests,
+            shard.start,
+            shard.stop,
+            shard.unit,
+        )
+    return part
+
+
+def _check_cuts(stored: Any, watch: Any, shard: Any) -> None:
+    """The shard's range holds an even number of quotes (its cuts are record starts),
+    else the input error :data:`audit.engine.cuts.MSG_QUOTED_CUT`. Bytes the parser did
+    not reach (it failed first) are read now, to tell a bad cut from a bad row."""
+    from audit.engine.cuts import MSG_QUOTED_CUT
+
+    while not watch.complete:
+        data = stored.read_range(watch.pos, min(watch.stop, watch.pos + stored.block))
+        if not data:
+            break
+        watch.seen(watch.pos, data, 0, len(data))
+    if not watch.balanced:
+        message = MSG_QUOTED_CUT.format(name=stored.name, start=shard.start)
+        raise AuditInputError(message, field="dataset.id")
 
 
 def _stored_sha256(spec: dict[str, Any], project: str) -> str | None:
@@ -90,19 +161,12 @@ def execute_shard(
             log.info("shard %d skipped: audit is %s", index, state[0] if state else "gone")
             return {"index": index, "skipped": True}
         try:
-            spec_dict, base_dir, _ = _resolved(state[1], state[2])
+            spec_dict, _, path = _resolved(state[1], state[2])
             spec, _ = parse_spec(spec_dict)
-            path = data_mod.resolve_path(spec.dataset, base_dir)
             lease = settings.lease_seconds * SHARD_LEASE_FACTOR
+            shard = data_mod.Shard(index, start, stop, unit)
             with Heartbeat(audit_id, worker=None, lease_seconds=lease, keep_progress=True) as hb:
-                part = data_mod.count_chunks(
-                    spec.dataset,
-                    path,
-                    shard=data_mod.Shard(index, start, stop, unit),
-                    chunk_rows=settings.chunk_rows,
-                    max_levels=spec.policy.max_levels,
-                    should_cancel=hb.should_cancel,
-                )
+                part = _count(spec, path, shard, hb.should_cancel)
             _shard_progress(audit_id, 0.9 / max(total, 1))
             log.info("shard %d of %d counted (%d rows)", index + 1, total, part["rows"])
             return part
@@ -116,9 +180,7 @@ def execute_shard(
 
 def merge_shards(audit_id: str, parts: list[dict[str, Any]]) -> str:
     """Merge the shard counts of an audit into one results document and store it."""
-    from audit.engine import data as data_mod
     from audit.engine import sharding
-    from audit.engine.spec import parse_spec
 
     with audit_context(audit_id):
         if any("counts" not in p for p in parts):
@@ -129,9 +191,7 @@ def merge_shards(audit_id: str, parts: list[dict[str, Any]]) -> str:
             return "skipped"
         started = state[3]
         try:
-            spec_dict, base_dir, _ = _resolved(state[1], state[2])
-            spec, _ = parse_spec(spec_dict)
-            path = data_mod.resolve_path(spec.dataset, base_dir)
+            spec_dict, _, path = _resolved(state[1], state[2])
             results = sharding.results_from_parts(
                 spec_dict,
                 parts,

@@ -24,6 +24,7 @@ from typing import Any
 from celery import Task, chord
 
 from audit.queue import TASK_RUN_AUDIT
+from audit.storage.cache import release_all
 from workers import runner, shards
 from workers.app import (
     TASK_DELIVER_ALERT,
@@ -46,7 +47,10 @@ def _launch_shards(audit_id: str, shards: list[Any]) -> None:
 def run_audit(self: Task, audit_id: str) -> str:
     """Claim and run one audit (or launch its shards); see ``runner.execute_audit``."""
     worker = runner.worker_id(self.request.id, self.request.hostname)
-    return runner.execute_audit(str(audit_id), worker=worker, launch_shards=_launch_shards)
+    try:
+        return runner.execute_audit(str(audit_id), worker=worker, launch_shards=_launch_shards)
+    finally:
+        release_all()  # this task's copies of stored objects may be evicted again
 
 
 @app.task(name=TASK_RUN_SHARD)
@@ -55,9 +59,12 @@ def run_shard(
 ) -> dict[str, Any]:
     """Count one shard of a sharded audit (rows, or CSV bytes: ``unit``); the result
     (JSON counts) goes to the chord."""
-    return shards.execute_shard(
-        str(audit_id), int(index), int(start), int(stop), int(total), str(unit)
-    )
+    try:
+        return shards.execute_shard(
+            str(audit_id), int(index), int(start), int(stop), int(total), str(unit)
+        )
+    finally:
+        release_all()
 
 
 @app.task(name=TASK_MERGE_SHARDS, ignore_result=True)

@@ -2,7 +2,11 @@
 
 ``POST /v1/datasets/uploads`` answers a presigned PUT URL for the object
 ``.uploads/<project>/<upload id>`` (the project comes from the token, so one
-project can never name another's upload). The client PUTs the file there; its
+project can never name another's upload), and a presigned form POST (``post``) to
+the same key whose signed policy limits the body to 1 byte .. the declared
+``size_bytes`` (else ``BIASAUDIT_MAX_UPLOAD_BYTES``) with ``content-length-range``,
+so that a store which checks policies (AWS S3, MinIO) refuses a larger body itself;
+a PUT URL cannot carry that limit. The client PUTs (or POSTs) the file there; its
 bytes never pass through the API process. ``POST
 /v1/datasets/uploads/{id}/complete`` with the file's SHA-256 then verifies the
 object exactly as a direct upload is verified:
@@ -61,6 +65,7 @@ class Presigned:
     upload_id: str
     url: str
     expires_at: datetime
+    post: dict[str, Any] | None = None
 
 
 def upload_key(project: str, upload_id: str) -> str:
@@ -83,10 +88,14 @@ def start_upload(*, settings: Settings, project: str, size_bytes: int | None) ->
         raise ApiError(413, msg, field="size_bytes")
     upload_id = new_id()
     seconds = settings.storage_upload_seconds
-    url = store.presigned_put(upload_key(project, upload_id), seconds=seconds)
+    key = upload_key(project, upload_id)
+    url = store.presigned_put(key, seconds=seconds)
     assert url is not None  # a remote store always signs
+    # the form upload carries the size limit in its signed policy: the store refuses more
+    limit = min(settings.max_upload_bytes, size_bytes or settings.max_upload_bytes)
+    post = store.presigned_post(key, seconds=seconds, max_bytes=limit)
     expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds)
-    return Presigned(upload_id=upload_id, url=url, expires_at=expires)
+    return Presigned(upload_id=upload_id, url=url, expires_at=expires, post=post)
 
 
 def _upload_id(raw: str) -> str:
@@ -152,6 +161,7 @@ def _verify(
             raise ApiError(exc.status_code, exc.detail, field="file") from None
         final = dataset_key(project, dataset_id, sniffed.extension)
         address = store.copy(key, final, etag=info.etag)
+        etag = store.head(final).etag  # the version ranged reads will be pinned to
     except (ObjectMissing, ClientError) as exc:
         if isinstance(exc, ClientError) and "PreconditionFailed" not in str(exc):
             raise
@@ -166,4 +176,5 @@ def _verify(
         size_bytes=info.size,
         filename=filename,
         sniffed=sniffed,
+        etag=etag,
     )

@@ -109,6 +109,13 @@ class UploadCreate(BaseModel):
     )
 
 
+class UploadPost(BaseModel):
+    """A presigned form upload: POST ``fields`` then ``file`` (multipart) to ``url``."""
+
+    url: str
+    fields: dict[str, str]
+
+
 class UploadPublic(BaseModel):
     """Where to PUT the file, and where to confirm it afterwards."""
 
@@ -118,6 +125,10 @@ class UploadPublic(BaseModel):
     expires_at: datetime
     max_bytes: int
     complete_url: str = Field(description="POST here with the file's sha256 once it is PUT")
+    post: UploadPost | None = Field(
+        default=None,
+        description="or send the file as a form POST: the store refuses a body over the limit",
+    )
 
 
 class UploadComplete(BaseModel):

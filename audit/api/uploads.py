@@ -42,7 +42,7 @@ from audit.api.sniff import Limits, Sniffed, SniffStopped, UploadRejected, sniff
 from audit.api.submission import project_dir
 from audit.settings import Settings
 from audit.storage.models import new_id
-from audit.storage.objects import get_store
+from audit.storage.objects import get_store, put_pinned
 
 FIELD = "file"
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
@@ -98,6 +98,7 @@ class StoredUpload:
     size_bytes: int
     filename: str | None
     sniffed: Sniffed
+    etag: str | None = None  # the stored version (remote stores): ranged reads pin it
 
 
 @dataclass
@@ -281,7 +282,7 @@ async def receive_upload(request: Request, *, settings: Settings, project: str) 
         sink = await receive_file(request, boundary, tmp, limit)
         sniffed = await _sniff(request, tmp, Limits.from_settings(settings))
         key = dataset_key(project, dataset_id, sniffed.extension)
-        address = await run_in_threadpool(get_store(settings).put_file, key, tmp)
+        address, etag = await run_in_threadpool(put_pinned, get_store(settings), key, tmp)
     finally:
         tmp.unlink(missing_ok=True)
     return StoredUpload(
@@ -292,4 +293,5 @@ async def receive_upload(request: Request, *, settings: Settings, project: str) 
         size_bytes=sink.size,
         filename=sink.filename,
         sniffed=sniffed,
+        etag=etag,
     )

@@ -13,6 +13,10 @@ A shard is a range of the file that any process can read on its own:
 CSV is parsed by pyarrow's streaming reader, for the whole file and for shards alike
 (:mod:`audit.engine.csv_reader`; pandas only where pyarrow refuses a row or a codec).
 Compressed CSV (``.gz``, ``.zip``, ...) is one stream: it is read whole, never split.
+
+``path`` is a local :class:`~pathlib.Path`, or a stored object read by ranged GETs
+(:class:`audit.storage.ranged.StoredFile`: same ``name``, ``stat()``, ``open("rb")``);
+bytes are opened only through ``path.open("rb")`` and :func:`_source`.
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ class Shard:
     start: int
     stop: int
     unit: str = ROWS
+
+
+def _source(path: Path) -> Any:
+    """What pandas / pyarrow open: a local path as it is, else a seekable binary stream."""
+    return path if isinstance(path, Path) else path.open("rb")
 
 
 def file_format(spec: DatasetSpec, path: Path) -> str:
@@ -94,8 +103,10 @@ def header(spec: DatasetSpec, path: Path) -> list[str]:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            return list(pq.read_schema(path).names)
-        return list(pd.read_csv(path, nrows=0).columns)
+            return list(pq.read_schema(_source(path)).names)
+        return list(pd.read_csv(_source(path), nrows=0).columns)
+    except AuditInputError:  # a stored object replaced or gone: its own message
+        raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
         raise AuditInputError(f"dataset.path: cannot read {path} as {fmt}: {exc}") from None
 
@@ -139,7 +150,7 @@ def _csv_chunks(
     start, stop = shard.start, shard.stop
 
     def window() -> Any:
-        return io.BufferedReader(csv_reader.Window(open(path, "rb"), start, stop), 1 << 20)
+        return io.BufferedReader(csv_reader.Window(path.open("rb"), start, stop), 1 << 20)
 
     def rest(given: int) -> Iterator[pd.DataFrame]:
         stream = window()
@@ -163,7 +174,8 @@ def _csv_chunks(
         text=text_columns(spec),
         chunk_rows=chunk_rows,
         skip=0,
-        quoted=csv_reader.has_quote(path, start, stop),
+        # a stored object is not read twice: the quoted-newline mode costs no CPU
+        quoted=csv_reader.has_quote(path, start, stop) if isinstance(path, Path) else True,
         threads=threads,
         fallback=rest,
     )
@@ -183,7 +195,7 @@ def read_chunks(
         import pyarrow.parquet as pq
 
         # protected text columns come as categoricals: no per-row strings, no re-hashing
-        pf = pq.ParquetFile(path, read_dictionary=list(spec.protected))
+        pf = pq.ParquetFile(_source(path), read_dictionary=list(spec.protected))
         groups = list(range(pf.metadata.num_row_groups))
         if shard is not None:
             starts = row_group_starts(pf.metadata)
@@ -204,11 +216,11 @@ def estimate_rows(spec: DatasetSpec, path: Path) -> int | None:
     if file_format(spec, path) == "parquet":
         import pyarrow.parquet as pq
 
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        return int(pq.ParquetFile(_source(path)).metadata.num_rows)
     if compressed(path):
         return None
     size = path.stat().st_size
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         sample = f.read(SAMPLE)
     lines = sample.count(b"\n")
     if len(sample) >= size or lines == 0:
@@ -261,7 +273,7 @@ def record_starts(path: Path, targets: list[int]) -> list[int]:
     odd = False  # inside quotes at the current position
     base = 0
     searching = False  # a target is reached; looking for the next line break outside quotes
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         while pending:
             block = f.read(BLOCK)
             if not block:

@@ -12,7 +12,8 @@ merge with :func:`merge_parts` (an in-process chunked run is one shard: the whol
 
 Shards are read ranges (:mod:`audit.engine.reader`): Parquet row groups (planned from
 the footer) or CSV byte ranges that start at record starts (planned by one
-quote-aware pass), so no shard reads another's rows.
+quote-aware pass; for a file read by ranges from an object store, by a window at
+each cut: :mod:`audit.engine.cuts`), so no shard reads another's rows.
 
 Only audits whose every metric reduces to counts are sharded: decisions from
 a column (``model.kind: predictions``), only count-based probes (``from_counts``) over
@@ -36,8 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from audit.engine import cuts, reader
 from audit.engine import data as data_mod
-from audit.engine import reader
 from audit.engine.reader import Shard
 from audit.engine.spec import AuditSpec, parse_spec, validate_probe_configs
 from audit.errors import (
@@ -82,7 +83,7 @@ def count_rows(spec: AuditSpec, path: Path) -> int | None:
         return None
     import pyarrow.parquet as pq
 
-    return int(pq.ParquetFile(path).metadata.num_rows)
+    return int(pq.ParquetFile(reader._source(path)).metadata.num_rows)
 
 
 def should_shard(
@@ -112,7 +113,7 @@ def plan_parquet_shards(path: Path, *, shard_rows: int, max_shards: int) -> list
     """Shards aligned to Parquet row groups (a shard reads whole row groups only)."""
     import pyarrow.parquet as pq
 
-    meta = pq.ParquetFile(path).metadata
+    meta = pq.ParquetFile(reader._source(path)).metadata
     sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
     total = sum(sizes)
     target = max(shard_rows, math.ceil(total / max_shards)) if total else shard_rows
@@ -134,17 +135,18 @@ def plan_csv_shards(path: Path, *, shard_rows: int, max_shards: int) -> list[Sha
     The rows per byte come from the first MiB, so shards hold about ``shard_rows`` rows.
     """
     size = path.stat().st_size
-    data_start = reader.record_starts(path, [0])[0]
+    starts = reader.record_starts if isinstance(path, Path) else cuts.near_record_starts
+    data_start = starts(path, [0])[0]
     if data_start >= size:
         return []
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         f.seek(data_start)
         sample = f.read(1 << 20)
     row_bytes = max(len(sample) / max(sample.count(b"\n"), 1), 1.0)
     count = max(1, min(max_shards, math.ceil((size - data_start) / (shard_rows * row_bytes))))
     step = (size - data_start) / count
     targets = [data_start + round(i * step) for i in range(1, count)]
-    bounds = sorted({data_start, *reader.record_starts(path, targets), size})
+    bounds = sorted({data_start, *starts(path, targets), size})
     return [
         Shard(i, a, b, reader.BYTES) for i, (a, b) in enumerate(zip(bounds, bounds[1:])) if b > a
     ]
@@ -167,7 +169,7 @@ def not_split_reason(spec: AuditSpec, path: Path) -> str:
     if is_parquet(spec, path):
         import pyarrow.parquet as pq
 
-        if pq.ParquetFile(path).metadata.num_row_groups == 1:
+        if pq.ParquetFile(reader._source(path)).metadata.num_row_groups == 1:
             return (
                 f"{path.name} has one Parquet row group, which is never split: write it with "
                 "row groups of about BIASAUDIT_SHARD_ROWS rows to shard it"
@@ -305,8 +307,8 @@ def results_from_parts(
 def preflight(spec: AuditSpec, path: Path) -> None:
     """The engine's file checks before any shard runs: columns present, expected hash."""
     data_mod.check_columns(spec.dataset, path, data_mod.header(spec.dataset, path))
-    if spec.dataset.sha256:
-        digest = data_mod.file_sha256(path)
+    if spec.dataset.sha256:  # a stored object's was checked when it was registered
+        digest = getattr(path, "sha256", None) or data_mod.file_sha256(path)
         if digest != spec.dataset.sha256:
             raise AuditInputError(
                 f"dataset.sha256: {path.name} has sha256 {digest}, "

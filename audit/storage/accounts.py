@@ -303,10 +303,12 @@ def create_dataset(
     filename: str | None = None,
     dataset_id: str | None = None,
     column_levels: dict[str, int] | None = None,
+    etag: str | None = None,
 ) -> Dataset:
     """Register a stored dataset file for ``project``.
 
-    ``column_levels``: distinct values per column, as counted at upload (capped).
+    ``column_levels``: distinct values per column, as counted at upload (capped);
+    ``etag``: the object store's version tag of what was checked (ranged reads pin it).
     """
     ensure_project(session=session, name=project)
     dataset = Dataset(
@@ -319,6 +321,7 @@ def create_dataset(
         column_levels=column_levels,
         size_bytes=size_bytes,
         filename=filename,
+        etag=etag,
     )
     session.add(dataset)
     session.flush()

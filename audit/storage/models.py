@@ -152,6 +152,8 @@ class Dataset(Base):
     # distinct values per column, counted at upload up to a bound (bound + 1: "more")
     column_levels: Mapped[Any | None] = mapped_column(JSONType, nullable=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
+    # the object store's ETag of the registered version: ranged reads are pinned to it
+    etag: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -19,7 +19,10 @@ verified against the SHA-256 recorded at upload: the engine then opens it like
 any local file, and every rule about the project folder (a model is never
 loaded from a dataset upload, paths stay inside the project) holds unchanged.
 Models are stored the same way (a ``.skops`` file, or a Hugging Face folder as
-one object per file) and verified against their fingerprint.
+one object per file) and verified against their fingerprint. Those copies are
+bounded per machine (``BIASAUDIT_CACHE_BYTES``, :mod:`audit.storage.cache`). The
+planner and the shards of a sharded audit copy nothing: they read by ranged GETs
+pinned to the registered ETag (:mod:`audit.storage.ranged`, ``workers/inputs.py``).
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ class ObjectMissing(LookupError):
     """The key names no object."""
 
 
+class ObjectReplaced(LookupError):
+    """The object no longer has the ETag a read was pinned to (``If-Match`` failed)."""
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     """What a HEAD tells: size in bytes and a version tag (ETag or mtime)."""
@@ -69,11 +76,14 @@ class ObjectStore(Protocol):
     def put_bytes(self, key: str, data: bytes, content_type: str) -> str: ...
     def head(self, key: str) -> ObjectInfo: ...
     def iter_bytes(self, key: str, *, etag: str | None = None) -> Iterator[bytes]: ...
-    def read_range(self, key: str, start: int, stop: int) -> bytes: ...
+    def read_range(self, key: str, start: int, stop: int, *, etag: str | None = None) -> bytes: ...
     def copy(self, source: str, target: str, *, etag: str | None = None) -> str: ...
     def delete(self, key: str) -> None: ...
     def list(self, key: str) -> list[str]: ...
     def presigned_put(self, key: str, *, seconds: int) -> str | None: ...
+    def presigned_post(
+        self, key: str, *, seconds: int, max_bytes: int
+    ) -> dict[str, Any] | None: ...
 
 
 def check_key(key: str) -> str:
@@ -130,8 +140,10 @@ class LocalStore:
             while block := f.read(READ_BLOCK):
                 yield block
 
-    def read_range(self, key: str, start: int, stop: int) -> bytes:
+    def read_range(self, key: str, start: int, stop: int, *, etag: str | None = None) -> bytes:
         with open(self._path(key), "rb") as f:
+            if etag is not None and str(os.fstat(f.fileno()).st_mtime_ns) != etag:
+                raise ObjectReplaced(key)
             f.seek(start)
             return f.read(max(0, stop - start))
 
@@ -158,6 +170,9 @@ class LocalStore:
 
     def presigned_put(self, key: str, *, seconds: int) -> str | None:
         return None  # the local folder has no upload URL: use POST /v1/datasets
+
+    def presigned_post(self, key: str, *, seconds: int, max_bytes: int) -> dict[str, Any] | None:
+        return None
 
 
 _STORES: dict[int, tuple[Any, ObjectStore]] = {}
@@ -203,6 +218,13 @@ def put_tree(store: ObjectStore, key: str, folder: Path) -> str:
     return store.address(key)
 
 
+def put_pinned(store: ObjectStore, key: str, source: Path) -> tuple[str, str | None]:
+    """Store ``source`` as ``key``: its address, and for a remote store the ETag of the
+    version written (recorded with the dataset; ranged reads are pinned to it)."""
+    address = store.put_file(key, source)
+    return address, store.head(key).etag if store.remote else None
+
+
 def remove(store: ObjectStore, key: str) -> None:
     """Delete the object ``key``, or every object of the folder ``key``."""
     for name in store.list(key):
@@ -224,6 +246,7 @@ def local_copy(
     sha256: str,
     folder: bool = False,
     field: str = "dataset.id",
+    cache: tuple[Path, int | None] | None = None,
 ) -> Path:
     """A local file (or ``folder``) holding the object(s) at ``address``, verified.
 
@@ -232,13 +255,17 @@ def local_copy(
     (:func:`probes.models.fingerprint.fingerprint`: the plain SHA-256 of a file)
     equals ``sha256``, recorded at upload; so a tampered or truncated object is an
     input error naming ``field``, never audited. A ``target`` already present (same
-    machine, earlier audit) is reused.
+    machine, earlier audit) is reused. The copy is pinned until the task ends
+    (:mod:`audit.storage.cache`); ``cache`` = (root, bytes): after a download, unused
+    copies under root are evicted, least recently used first, down to that many bytes.
     """
+    from audit.storage import cache as copies
     from probes.models.fingerprint import fingerprint
 
     key = store.key_of(address)
     if not store.remote or key is None:
         return Path(address)
+    copies.pin(target)
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -262,7 +289,16 @@ def local_copy(
         raise AuditInputError(MSG_MISSING.format(field=field, key=key), field=field) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+    if cache is not None and cache[1] is not None:
+        copies.evict(cache[0], cache[1])
     return target
+
+
+def _cache() -> tuple[Path, int | None]:
+    from audit.settings import get_settings
+
+    settings = get_settings()
+    return settings.data_path, settings.cache_bytes
 
 
 def stored_dataset(store: ObjectStore, address: str, *, sha256: str, root: Path) -> Path:
@@ -270,7 +306,7 @@ def stored_dataset(store: ObjectStore, address: str, *, sha256: str, root: Path)
     folder; for an object store, this machine's verified copy where a local upload
     would be (``root/<id><ext>``, ``root`` the project folder)."""
     name = address.rsplit("/", 1)[-1]
-    return local_copy(store, address, root / name, sha256=sha256)
+    return local_copy(store, address, root / name, sha256=sha256, cache=_cache())
 
 
 def stored_model(store: ObjectStore, address: str, *, sha256: str, root: Path) -> Path:
@@ -279,7 +315,9 @@ def stored_model(store: ObjectStore, address: str, *, sha256: str, root: Path) -
     name = address.rsplit("/", 1)[-1]
     folder = not Path(name).suffix
     target = root / "models" / name
-    return local_copy(store, address, target, sha256=sha256, folder=folder, field="model.id")
+    return local_copy(
+        store, address, target, sha256=sha256, folder=folder, field="model.id", cache=_cache()
+    )
 
 
 def export_results(

@@ -16,6 +16,7 @@ from audit.storage.objects import (
     SCHEME,
     ObjectInfo,
     ObjectMissing,
+    ObjectReplaced,
     check_key,
 )
 
@@ -80,13 +81,29 @@ class S3Store:
         finally:
             body.close()
 
-    def read_range(self, key: str, start: int, stop: int) -> bytes:
+    def read_range(self, key: str, start: int, stop: int, *, etag: str | None = None) -> bytes:
+        """Bytes ``[start, stop)``; with ``etag``, only of that version (``If-Match``)."""
+        from botocore.exceptions import ClientError
+
         if stop <= start:
             return b""
-        reply = self.client.get_object(
-            Bucket=self.bucket, Key=self._name(key), Range=f"bytes={start}-{stop - 1}"
-        )
-        return bytes(reply["Body"].read())
+        extra = {"IfMatch": etag} if etag else {}
+        try:
+            reply = self.client.get_object(
+                Bucket=self.bucket, Key=self._name(key), Range=f"bytes={start}-{stop - 1}", **extra
+            )
+        except ClientError as exc:
+            status = _status(exc)
+            if status == 404:
+                raise ObjectMissing(key) from None
+            if status == 412:  # replaced since the registration recorded its ETag
+                raise ObjectReplaced(key) from None
+            raise
+        body = reply["Body"]
+        try:
+            return bytes(body.read())
+        finally:
+            body.close()
 
     def copy(self, source: str, target: str, *, etag: str | None = None) -> str:
         src = {"Bucket": self.bucket, "Key": self._name(source)}
@@ -119,6 +136,18 @@ class S3Store:
                 ExpiresIn=seconds,
             )
         )
+
+    def presigned_post(self, key: str, *, seconds: int, max_bytes: int) -> dict[str, Any] | None:
+        """A browser-style form upload (``url`` + ``fields``) whose signed policy has a
+        ``content-length-range`` of 1 to ``max_bytes``: the store itself refuses a larger
+        body (AWS S3, MinIO; moto does not check policies). ``complete`` still checks."""
+        form = self.signer.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=self._name(key),
+            Conditions=[["content-length-range", 1, max_bytes]],
+            ExpiresIn=seconds,
+        )
+        return {"url": str(form["url"]), "fields": dict(form["fields"])}
 
 
 def _status(exc: Any) -> int:

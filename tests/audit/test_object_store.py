@@ -93,7 +93,8 @@ def test_local_copy_downloads_once_and_verifies(s3_endpoint: str, tmp_path: Path
     with pytest.raises(AuditInputError, match="no longer has the SHA-256") as info:
         local_copy(store, address, fresh, sha256=sha)
     assert info.value.field == "dataset.id"
-    assert not fresh.exists() and list(fresh.parent.iterdir()) == []
+    leftover = [p.name for p in fresh.parent.iterdir()]
+    assert not fresh.exists() and leftover == [".d.csv.copy.lock"]  # the cache's lock, no bytes
     store.delete("acme/d.csv")
     with pytest.raises(AuditInputError, match="missing from the object store"):
         local_copy(store, address, fresh, sha256=sha)

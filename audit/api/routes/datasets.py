@@ -18,6 +18,7 @@ from audit.api.schemas import (
     ErrorPublic,
     UploadComplete,
     UploadCreate,
+    UploadPost,
     UploadPublic,
     json_request_body,
 )
@@ -71,6 +72,7 @@ async def _record(
             size_bytes=stored.size_bytes,
             filename=stored.filename,
             dataset_id=stored.dataset_id,
+            etag=stored.etag,
         ),
         DatasetPublic.model_validate,
     )
@@ -100,6 +102,7 @@ async def start_dataset_upload(
         expires_at=started.expires_at,
         max_bytes=settings.max_upload_bytes,
         complete_url=f"/v1/datasets/uploads/{started.upload_id}/complete",
+        post=None if started.post is None else UploadPost.model_validate(started.post),
     )
 
 

@@ -9,8 +9,10 @@ nothing behind; another project cannot complete someone else's upload.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,7 @@ def test_direct_upload_is_verified_then_registered(
     with db.session_scope(s3_settings.db_url) as session:
         row = get_dataset(session=session, project="acme", dataset_id=body["id"])
         assert row is not None and row.path == f"{s3_settings.storage_url}/acme/{body['id']}.csv"
+        assert row.etag == get_store(s3_settings).head(f"acme/{body['id']}.csv").etag
     # completing twice finds nothing
     again = _complete(s3, token, ticket, body["sha256"])
     assert again.status_code == 404 and again.json()["field"] == "upload_id"
@@ -185,6 +188,10 @@ def test_multipart_upload_lands_in_the_store(
     names = object_names(s3_endpoint, _bucket(s3_settings))
     assert names == [f"tenants/acme/{response.json()['id']}.csv"]
     assert not list((s3_settings.data_path / "acme").glob("*.csv"))  # no local copy kept
+    key = f"acme/{response.json()['id']}.csv"
+    with db.session_scope(s3_settings.db_url) as session:  # ranged reads are pinned to it
+        row = get_dataset(session=session, project="acme", dataset_id=response.json()["id"])
+        assert row is not None and row.etag == get_store(s3_settings).head(key).etag
 
 
 def test_local_folder_server_says_to_use_the_multipart_route(
@@ -234,3 +241,37 @@ def test_models_go_to_the_store_and_workers_fetch_them_verified(
         stored_model(store, address, sha256=folder.json()["sha256"], root=tmp_path / "other")
     assert info.value.field == "model.id"
     assert not (tmp_path / "other" / "models" / hf_id).exists()
+
+
+def test_presigned_post_carries_the_size_limit_in_its_policy(
+    s3: TestClient,
+    s3_settings: Settings,
+    make_token: Callable[..., str],
+) -> None:
+    """The form upload's signed policy limits the body (content-length-range): AWS S3 and
+    MinIO refuse a larger one themselves. moto stores it anyway (it checks no policy), so
+    here the registration's own size check is what refuses it."""
+    token = make_token("submitter")
+    content = make_csv(200)
+    started = s3.post(
+        "/v1/datasets/uploads", json={"size_bytes": len(content)}, headers=auth(token)
+    )
+    assert started.status_code == 201, started.text
+    ticket = started.json()
+    form = ticket["post"]
+    policy = json.loads(base64.b64decode(form["fields"]["policy"]))
+    assert ["content-length-range", 1, len(content)] in policy["conditions"]
+    assert form["fields"]["key"] == f"tenants/.uploads/acme/{ticket['id']}"
+    sent = httpx.post(form["url"], data=form["fields"], files={"file": content}, timeout=30)
+    assert sent.status_code == 204, sent.text
+    done = _complete(s3, token, ticket, hashlib.sha256(content).hexdigest())
+    assert done.status_code == 201 and done.json()["rows"] == 200
+    # undeclared size: the policy's limit is the server's
+    ticket = s3.post("/v1/datasets/uploads", json={}, headers=auth(token)).json()
+    policy = json.loads(base64.b64decode(ticket["post"]["fields"]["policy"]))
+    assert ["content-length-range", 1, MAX_UPLOAD_BYTES] in policy["conditions"]
+    big = b"a,b\n" + b"1,2\n" * (MAX_UPLOAD_BYTES // 4)  # moto accepts it...
+    sent = httpx.post(ticket["post"]["url"], data=ticket["post"]["fields"], files={"file": big})
+    assert sent.status_code == 204
+    refused = _complete(s3, token, ticket, hashlib.sha256(big).hexdigest())
+    assert refused.status_code == 413 and refused.json()["field"] == "file"  # ...complete does not

@@ -1,0 +1,125 @@
+"""What a worker audits: the spec with its dataset and model resolved, confined to the project.
+
+A dataset uploaded to an object store is read one of two ways (docs/scaling.md):
+
+- by ranged GETs (:class:`audit.storage.ranged.StoredFile`), pinned to the ETag the
+  registration recorded, by the planner (Parquet footer, CSV cuts) and by every
+  shard: each machine fetches only its shard's bytes, never the whole file;
+- as a whole local copy verified by SHA-256 (:func:`audit.storage.objects.local_copy`,
+  kept in the machine's bounded cache) when the audit runs in one process: not
+  count-only, below the shard thresholds, or a file that cannot be split. Models
+  are always whole copies. Datasets registered before ETags were recorded (none in
+  the row) are read as whole copies too.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+from audit.errors import AuditInputError
+from audit.settings import get_settings
+from audit.storage import repo, session_scope
+from audit.storage.objects import get_store, stored_dataset, stored_model
+from workers.uploads import resolve_probe_uploads
+from audit.storage.ranged import StoredFile
+
+
+def _resolve_model(model: dict[str, Any], *, project: str, root: Path) -> None:
+    """Replace ``model.id`` with the stored model's project-relative path (an input error
+    when the project has no such model); confine_spec then checks that path."""
+    with session_scope() as session:
+        record = repo.get_model(session=session, project=project, model_id=str(model["id"]))
+        if record is None:
+            raise AuditInputError(
+                f"model.id: no model {model['id']!r} in project {project!r}; "
+                "upload it with POST /v1/models",
+                field="model.id",
+            )
+        address, fingerprint = record.path, record.sha256
+    local = stored_model(get_store(), address, sha256=fingerprint, root=root)
+    model["path"] = os.path.relpath(local, root)
+    del model["id"]
+
+
+def _dataset_record(dataset_id: str, project: str) -> Any:
+    with session_scope() as session:
+        record = repo.get_dataset(session=session, project=project, dataset_id=dataset_id)
+        if record is None:
+            raise AuditInputError(
+                f"dataset.id: no dataset {dataset_id!r} in project {project!r}; "
+                "upload it with POST /v1/datasets",
+                field="dataset.id",
+            )
+        session.expunge(record)
+        return record
+
+
+def resolve_dataset(
+    spec: dict[str, Any], *, project: str, ranged: bool = False
+) -> tuple[dict[str, Any], Path, int | None]:
+    """The spec as the engine runs it, the project folder, and the stored row count.
+
+    ``dataset.id`` (and a probe's uploaded file, ``train_id``) is looked up in the
+    project's datasets; then
+    :func:`audit.engine.confine.confine_spec` checks the spec exactly as the API did
+    at submission (the worker trusts no path and no ``model.trusted``); the engine
+    runs the result with the project folder as its base folder. A refusal is an
+    input error: the audit fails, no retry. With ``ranged``, a dataset that
+    :func:`ranged_source` reads by ranges is not copied: ``dataset.path`` is then
+    only its name (the reader is given the :class:`StoredFile`).
+    """
+    from audit.engine.confine import confine_spec, project_roots
+
+    roots = project_roots(get_settings(), project)
+    spec = copy.deepcopy(spec)
+    dataset = spec.setdefault("dataset", {})
+    rows, name = None, None
+    if dataset.get("id"):
+        record = _dataset_record(str(dataset["id"]), project)
+        rows = int(record.rows)
+        if ranged and _rangeable(record):
+            name = record.path.rsplit("/", 1)[-1]
+        else:
+            # a stored object is read from this machine's copy (downloaded once, verified);
+            # project-relative, so that no message shows the server's folders
+            local = stored_dataset(
+                get_store(), record.path, sha256=record.sha256, root=roots.project
+            )
+            dataset["path"] = os.path.relpath(local, roots.project)
+    model = spec.get("model")
+    if isinstance(model, dict) and model.get("id"):
+        _resolve_model(model, project=project, root=roots.project)
+    resolve_probe_uploads(spec, project=project, root=roots.project)  # e.g. train_id
+    resolved = confine_spec(spec, roots=roots).resolved
+    if name is not None:  # read by ranges: the name alone, nothing local to confine
+        resolved = {**resolved, "dataset": {**resolved["dataset"], "path": name}}
+    return resolved, roots.project, rows
+
+
+def _rangeable(record: Any) -> bool:
+    return bool(record.etag) and get_store().remote and get_store().key_of(record.path) is not None
+
+
+def ranged_source(spec: dict[str, Any], *, project: str) -> StoredFile | None:
+    """The stored dataset of ``spec`` (``dataset.id``) as a :class:`StoredFile` pinned to
+    its registered ETag and size, or None when it is read from a local file."""
+    dataset_id = (spec.get("dataset") or {}).get("id")
+    if not dataset_id:
+        return None
+    record = _dataset_record(str(dataset_id), project)
+    if not _rangeable(record):
+        return None
+    store = get_store()
+    key = store.key_of(record.path)
+    assert key is not None
+    return StoredFile(
+        store,
+        key,
+        size=int(record.size_bytes),
+        etag=str(record.etag),
+        sha256=str(record.sha256),
+        block=get_settings().range_block_bytes,
+    )
