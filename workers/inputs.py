@@ -23,8 +23,8 @@ from audit.errors import AuditInputError
 from audit.settings import get_settings
 from audit.storage import repo, session_scope
 from audit.storage.objects import get_store, stored_dataset, stored_model
-from workers.uploads import resolve_probe_uploads
 from audit.storage.ranged import StoredFile
+from workers.uploads import resolve_probe_uploads
 
 
 def _resolve_model(model: dict[str, Any], *, project: str, root: Path) -> None:
