@@ -101,6 +101,10 @@ def resolve_dataset(
         # a stored object is read from this machine's copy (downloaded once, verified);
         # project-relative, so that no message shows the server's folders
         local = stored_dataset(get_store(), address, sha256=sha256, root=roots.project)
+        if get_store().remote:  # the upload's columnar copy, when made (workers.columnar)
+            from workers.columnar import fetch_copy
+
+            fetch_copy(get_store(), address, local, sha256=sha256)
         dataset["path"] = os.path.relpath(local, roots.project)
     model = spec.get("model")
     if isinstance(model, dict) and model.get("id"):

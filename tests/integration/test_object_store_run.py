@@ -4,7 +4,8 @@ The stack's API and worker get ``BIASAUDIT_STORAGE_URL=s3://...`` (moto's
 server, a child process on loopback) and *different* ``BIASAUDIT_DATA_DIR``
 folders, as two machines would. The dataset goes straight to the store
 (presigned PUT, then ``complete``, as ``biasaudit submit`` sends it); the worker
-reads it from the store and, the file being above the shard threshold, shards it.
+reads it from the store and, the file being above the shard threshold, shards it (the
+row groups of the columnar copy a worker made right after the upload and put beside it).
 The served results.json must equal the same audit run by a local-folder stack,
 and the engine run in one process on the same bytes, to the last digit (ids and
 times aside).
@@ -75,6 +76,9 @@ def test_object_store_run_equals_local_folder_and_in_process(
     with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
         up = client.post("/v1/datasets", files={"file": ("a.csv", content, "text/csv")})
         assert up.status_code == 201, up.text
+        folder_copy = Path(local.env["BIASAUDIT_DATA_DIR"]) / "acme" / f"{up.json()['id']}.csv"
+        folder_copy = folder_copy.with_name(folder_copy.name + ".columnar.parquet")
+        wait_for(folder_copy.exists, timeout=60, what="the columnar copy", step=0.2)
         _, _, on_folder = _run(client, up.json()["id"])
     local.stop(worker)
     local.stop(api)
@@ -89,14 +93,21 @@ def test_object_store_run_equals_local_folder_and_in_process(
         done = upload_direct(api_client, pool)
     assert done is not None and done["sha256"] == hashlib.sha256(content).hexdigest()
     dataset_id = done["id"]
+    bucket = s3_env["BIASAUDIT_STORAGE_URL"].removeprefix("s3://").split("/")[0]
+    copy_key = f"tenants/acme/{dataset_id}.csv.columnar.parquet"  # made by the worker
+
+    def copied() -> bool:
+        return copy_key in object_names(s3_endpoint, bucket)
+
+    wait_for(copied, timeout=60, what="the columnar copy in the store", step=0.3)
     with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
         audit_id, spec, on_store = _run(client, dataset_id)
 
     lines = [x for x in worker.log_lines() if x.get("audit_id") == audit_id]
     assert any(x["message"] == "audit split into 4 shards" for x in lines), lines
-    bucket = s3_env["BIASAUDIT_STORAGE_URL"].removeprefix("s3://").split("/")[0]
     assert set(object_names(s3_endpoint, bucket)) == {
         f"tenants/acme/{dataset_id}.csv",
+        copy_key,
         f"tenants/acme/audits/{audit_id}/report.html",
         f"tenants/acme/audits/{audit_id}/results.json",
     }
@@ -106,12 +117,15 @@ def test_object_store_run_equals_local_folder_and_in_process(
     assert json.loads(exported["Body"].read()) == on_store  # the copy is the served document
     copy = worker_dir / "acme" / f"{dataset_id}.csv"
     assert copy.read_bytes() == content  # read from the store, verified, kept for next time
+    assert copy.with_name(copy.name + ".columnar.parquet").is_file()  # and its columnar copy
     api_dir = Path(local.env["BIASAUDIT_DATA_DIR"]) / "acme"
     assert not list(api_dir.rglob(f"{dataset_id}*"))  # the API machine kept no copy
     for service in (worker, api):
         assert s3_env["BIASAUDIT_STORAGE_SECRET_ACCESS_KEY"] not in service.log_text()
 
-    # == the local-folder run, to the last digit
+    # both read the upload's columnar copy; == the local-folder run, to the last digit
+    assert on_store["dataset"].pop("columnar") is True
+    assert on_folder["dataset"].pop("columnar") is True
     assert on_store["audit"]["id"] == audit_id
     assert _strip(on_store) == _strip(on_folder)
     # == the engine in one process on the same bytes, with the spec the worker ran
