@@ -199,3 +199,26 @@ def test_stale_copy_is_not_read(tmp_path: Path) -> None:
     ds = parse_spec(_spec(path.name))[0].dataset
     rows = sum(len(c) for c in reader.read_chunks(ds, path, chunk_rows=100))
     assert rows == 301
+
+
+def test_errors_name_the_same_row_from_the_copy(tmp_path: Path) -> None:
+    """A bad value read from the copy (in-process or a row-group shard) is named by its
+    row in the whole file, as when the CSV file is read."""
+    from audit.engine.data import count_chunks
+
+    lines = [f"{'FM'[i % 2]},r{i % 3},{i % 4},{i % 2},{i // 2 % 2},1" for i in range(500)]
+    lines[377] = "F,r1,3,1,,1"  # a missing prediction, row 377 of the file
+    path = tmp_path / "missing.csv"
+    path.write_text("sex,race,age,label,pred,w\n" + "\n".join(lines) + "\n")
+    ds = parse_spec(_spec(path.name))[0].dataset
+    with pytest.raises(AuditInputError) as from_csv:
+        count_chunks(ds, path, chunk_rows=50, max_levels=100)
+    _convert(path)  # row groups of 250: the bad row is in the second
+    with pytest.raises(AuditInputError) as whole:
+        count_chunks(ds, path, chunk_rows=50, max_levels=100)
+    with pytest.raises(AuditInputError) as shard:
+        count_chunks(
+            ds, path, chunk_rows=50, max_levels=100, shard=reader.Shard(1, 250, 500, "rows")
+        )
+    assert "first at row 377" in str(from_csv.value)
+    assert str(whole.value) == str(shard.value) == str(from_csv.value)
