@@ -222,3 +222,26 @@ def test_errors_name_the_same_row_from_the_copy(tmp_path: Path) -> None:
         )
     assert "first at row 377" in str(from_csv.value)
     assert str(whole.value) == str(shard.value) == str(from_csv.value)
+
+
+def test_shards_planned_before_the_copy_read_the_csv_file(tmp_path: Path) -> None:
+    """An audit planned before the copy existed (byte shards) reads the CSV file even
+    when the copy appears meanwhile; its results are the same and do not claim the copy."""
+    import json as json_mod
+
+    from audit.engine import sharding
+    from audit.engine.data import count_chunks
+
+    path = _awkward(tmp_path / "log.csv", n=900)
+    spec = _spec(path.name)
+    parsed, _ = parse_spec(spec)
+    shards = sharding.plan_for(parsed, path, rows=None, shard_rows=200, max_shards=64)
+    assert {s.unit for s in shards} == {"bytes"}
+    _convert(path)  # the copy arrives while the shards wait in the queue
+    parts = [
+        count_chunks(parsed.dataset, path, shard=s, chunk_rows=97, max_levels=1000) for s in shards
+    ]
+    parts = json_mod.loads(json_mod.dumps(parts))
+    doc = sharding.results_from_parts(spec, parts, audit_id="x", path=path)
+    assert "columnar" not in doc["dataset"]
+    assert _values(doc) == _values(_sharded(spec, path, shard_rows=200))  # = from the copy
