@@ -151,7 +151,10 @@ def convert(csv: str, shard_rows: int) -> tuple[str, float, float, float]:
 
     upload = Path(csv).parent / "upload" / "log.csv"
     upload.parent.mkdir(exist_ok=True)
-    os.link(csv, upload)  # the same bytes, no second copy on disk
+    try:
+        os.link(csv, upload)  # the same bytes, no second copy on disk
+    except OSError:  # a file system without hard links
+        shutil.copyfile(csv, upload)
     t0, c0 = time.perf_counter(), _cpu_s()
     columnar.convert_csv(upload, columnar.copy_path(upload), row_group_rows=shard_rows)
     return str(upload), time.perf_counter() - t0, _peak_mb(), _cpu_s() - c0
