@@ -144,10 +144,12 @@ def count_shard(path: str, shard: tuple[int, int, int, str]) -> dict[str, Any]:
     }
 
 
-def convert(csv: str, shard_rows: int) -> tuple[str, float, float, float]:
+def convert(csv: str, shard_rows: int) -> tuple[str, float, float, float, str]:
     """The upload's columnar copy (what ``biasaudit.convert_dataset`` runs once per CSV
-    upload), in this (fresh) process: the uploaded file, seconds, peak MB, CPU s."""
+    upload), in this (fresh) process: the uploaded file, seconds, peak MB, CPU s, and its
+    sha256 (the API computes it while the bytes stream in; not timed)."""
     from audit.engine import columnar
+    from audit.engine.data import file_sha256
 
     upload = Path(csv).parent / "upload" / "log.csv"
     upload.parent.mkdir(exist_ok=True)
@@ -157,7 +159,8 @@ def convert(csv: str, shard_rows: int) -> tuple[str, float, float, float]:
         shutil.copyfile(csv, upload)
     t0, c0 = time.perf_counter(), _cpu_s()
     columnar.convert_csv(upload, columnar.copy_path(upload), row_group_rows=shard_rows)
-    return str(upload), time.perf_counter() - t0, _peak_mb(), _cpu_s() - c0
+    seconds, cpu = time.perf_counter() - t0, _cpu_s() - c0
+    return str(upload), seconds, _peak_mb(), cpu, file_sha256(upload)
 
 
 def warm(small: str) -> int:
@@ -168,7 +171,10 @@ def warm(small: str) -> int:
     return os.getpid()
 
 
-def sharded(path: Path, pool: ProcessPoolExecutor, args: argparse.Namespace) -> dict[str, Any]:
+def sharded(
+    path: Path, pool: ProcessPoolExecutor, args: argparse.Namespace, sha256: str | None = None
+) -> dict[str, Any]:
+    """``sha256``: an upload's, stored when it arrived (the merge then hashes nothing)."""
     from audit.engine import sharding
     from audit.engine.spec import parse_spec
 
@@ -186,7 +192,9 @@ def sharded(path: Path, pool: ProcessPoolExecutor, args: argparse.Namespace) -> 
     parts = [json.loads(json.dumps(d["part"])) for d in done]  # through the result backend
     moved = sum(len(json.dumps(d["part"])) for d in done)
     t1 = time.perf_counter()
-    doc = sharding.results_from_parts(spec_for(path), parts, audit_id="bench", path=path)
+    doc = sharding.results_from_parts(
+        spec_for(path), parts, audit_id="bench", path=path, sha256=sha256
+    )
     merge_s = time.perf_counter() - t1
     peaks: dict[int, float] = {}
     for d in done:
@@ -247,11 +255,12 @@ def main() -> None:
         )
         print(f"generated {args.rows:,} rows in {time.perf_counter() - t0:.0f} s: {sizes}")
         docs = {}
-        upload = csv
+        upload, stored_sha256 = csv, None
         if "upload" in formats:
             with ProcessPoolExecutor(max_workers=1) as solo:
                 made = solo.submit(convert, str(csv), args.shard_rows).result()
             upload, seconds, peak, cpu = Path(made[0]), made[1], made[2], made[3]
+            stored_sha256 = made[4]
             copy_mb = upload.with_name(upload.name + ".columnar.parquet").stat().st_size / 1e6
             figures["conversion"] = {"seconds": seconds, "peak_mb": peak, "cpu_s": cpu}
             figures["conversion"]["copy_mb"] = copy_mb
@@ -267,7 +276,7 @@ def main() -> None:
             docs[f"in-process {name}"] = doc
             with ProcessPoolExecutor(max_workers=args.workers) as pool:
                 [f.result() for f in [pool.submit(warm, str(small)) for _ in range(args.workers)]]
-                run = sharded(path, pool, args)
+                run = sharded(path, pool, args, stored_sha256 if name == "upload" else None)
             docs[f"sharded {name}"] = run.pop("doc")
             run.update(in_process_s=seconds, in_process_peak_mb=peak, in_process_cpu_s=cpu)
             run["ratio"] = run["seconds"] / seconds
