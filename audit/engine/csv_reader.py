@@ -9,20 +9,21 @@ before, value for value:
   spellings) are booleans, as pandas reads them;
 - protected and strata columns come as dictionary (categorical) columns straight from
   the parser: raw text, so ``25`` and ``25.0`` stay two groups, as in Parquet;
-- the other columns are typed by pyarrow from the first block (pandas types each
-  chunk): labels and predictions are compared canonically (``1 == "1" == 1.0``),
-  weights are parsed as numbers, so the counts are the same;
+- the other columns (labels, predictions, weights) come as raw text too and are typed
+  per chunk by :func:`typed_table` (integers, else booleans, else floats, else text;
+  pandas types each chunk alike), the one typing shared with an upload's columnar copy
+  (:mod:`audit.engine.columnar`), so the two give the same values; labels and
+  predictions are compared canonically (``1 == "1" == 1.0``) anyway;
 - a line break inside quotes needs ``newlines_in_values``: it is on only when the bytes
   read hold a quote character (:func:`has_quote`, a memchr-speed look: 13 ms for 47 MB).
   Measured on 2M rows it costs no CPU single-threaded (0.40 against 0.41 CPU s); pyarrow
   documents it as slowing the multi-threaded block splitter, which a whole file uses.
 
-Fallback: a row pyarrow refuses (wrong number of fields, a value that does not fit the
-type inferred from the first block, bad UTF-8 ...) or a codec pyarrow lacks (``.zip``,
-``.xz``, ``.tar``) sends the rest of the range to pandas (:func:`pandas_chunks`), the
-rows already given skipped: pandas then reads it as before, and its messages name the
-file and row as before. Chunks have ``chunk_rows`` rows (the last one fewer), whichever
-reader, so weighted sums are added in the same order.
+Fallback: a row pyarrow refuses (wrong number of fields, bad UTF-8 ...) or a codec
+pyarrow lacks (``.zip``, ``.xz``, ``.tar``) sends the rest of the range to pandas
+(:func:`pandas_chunks`), the rows already given skipped: pandas then reads it as before,
+and its messages name the file and row as before. Chunks have ``chunk_rows`` rows (the
+last one fewer), whichever reader, so weighted sums are added in the same order.
 
 Threads: ``use_threads`` is on for a whole file (one process reads it: idle cores help
 the streaming reader convert blocks) and off for a shard (the planner gives one shard per
