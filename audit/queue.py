@@ -37,6 +37,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 TASK_RUN_AUDIT = "biasaudit.run_audit"
+TASK_CONVERT_DATASET = "biasaudit.convert_dataset"  # columnar copy of an uploaded CSV
 QUEUE_GPU = "gpu"
 QUEUE_CPU = "cpu"
 QUEUES = (QUEUE_GPU, QUEUE_CPU)
@@ -127,6 +128,22 @@ def publish(audit_id: str, *, queue: str, broker_url: str | None = None) -> None
         args=[str(audit_id)],
         queue=queue,
         routing_key=queue,
+        serializer="json",
+        retry=True,
+        retry_policy=_RETRY_POLICY,
+        ignore_result=True,
+    )
+
+
+def publish_conversion(project: str, dataset_id: str, *, broker_url: str | None = None) -> None:
+    """Send ``biasaudit.convert_dataset(project, dataset_id)`` to the cpu queue (the
+    columnar copy of an uploaded CSV file); raises if the broker is down. Call it only
+    after the dataset row is committed."""
+    client(_broker_url(broker_url)).send_task(
+        TASK_CONVERT_DATASET,
+        args=[project, dataset_id],
+        queue=QUEUE_CPU,
+        routing_key=QUEUE_CPU,
         serializer="json",
         retry=True,
         retry_policy=_RETRY_POLICY,

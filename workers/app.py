@@ -27,7 +27,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init
 
-from audit.queue import QUEUE_CPU, QUEUE_GPU, TASK_RUN_AUDIT
+from audit.queue import QUEUE_CPU, QUEUE_GPU, TASK_CONVERT_DATASET, TASK_RUN_AUDIT
 from audit.settings import Settings, get_settings
 
 QUEUE_MAINTENANCE = "maintenance"
@@ -100,6 +100,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             TASK_RECONCILE: {"queue": QUEUE_MAINTENANCE},
             TASK_FIRE_SCHEDULES: {"queue": QUEUE_MAINTENANCE},
             TASK_DELIVER_ALERT: {"queue": QUEUE_CPU},  # off the beat: a hook may take seconds
+            TASK_CONVERT_DATASET: {"queue": QUEUE_CPU},  # an upload's columnar copy
         },
         "result_expires": 24 * 3600,
         "result_extended": False,  # never copy task arguments into the result backend

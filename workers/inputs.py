@@ -22,7 +22,7 @@ from typing import Any
 from audit.errors import AuditInputError
 from audit.settings import get_settings
 from audit.storage import repo, session_scope
-from audit.storage.objects import get_store, stored_dataset, stored_model
+from audit.storage.objects import ObjectMissing, get_store, stored_dataset, stored_model
 from audit.storage.ranged import StoredFile
 from workers.uploads import resolve_probe_uploads
 
@@ -88,6 +88,10 @@ def resolve_dataset(
             local = stored_dataset(
                 get_store(), record.path, sha256=record.sha256, root=roots.project
             )
+            if get_store().remote:  # the upload's columnar copy, when made (workers.columnar)
+                from workers.columnar import fetch_copy
+
+                fetch_copy(get_store(), record.path, local, sha256=record.sha256)
             dataset["path"] = os.path.relpath(local, roots.project)
     model = spec.get("model")
     if isinstance(model, dict) and model.get("id"):
@@ -115,11 +119,28 @@ def ranged_source(spec: dict[str, Any], *, project: str) -> StoredFile | None:
     store = get_store()
     key = store.key_of(record.path)
     assert key is not None
-    return StoredFile(
+    block = get_settings().range_block_bytes
+    stored = StoredFile(
         store,
         key,
         size=int(record.size_bytes),
         etag=str(record.etag),
         sha256=str(record.sha256),
-        block=get_settings().range_block_bytes,
+        block=block,
     )
+    stored.columnar = _columnar_copy(store, key, block)
+    return stored
+
+
+def _columnar_copy(store: Any, key: str, block: int) -> StoredFile | None:
+    """The upload's columnar copy in the store (workers.columnar), read by ranges too,
+    pinned to the ETag it has now; None when there is none (yet). The reader uses it only
+    when its metadata names the original's size (audit.engine.columnar.usable)."""
+    from audit.engine.columnar import SUFFIX
+
+    try:
+        info = store.head(key + SUFFIX)
+    except ObjectMissing:
+        return None
+    copy_key = key + SUFFIX
+    return StoredFile(store, copy_key, size=info.size, etag=info.etag, sha256="", block=block)

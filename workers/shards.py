@@ -104,11 +104,12 @@ def _count(spec: Any, path: Any, shard: Any, should_cancel: Any) -> dict[str, An
     if stored is not None:
         if watch is not None:
             _check_cuts(stored, watch, shard)
+        copy = stored.columnar.stats if stored.columnar is not None else None
         log.info(
             "shard %d read by range: %d bytes in %d GETs (range %d-%d %s)",
             shard.index,
-            stored.stats.bytes,
-            stored.stats.requests,
+            stored.stats.bytes + (copy.bytes if copy else 0),  # and its columnar copy's
+            stored.stats.requests + (copy.requests if copy else 0),
             shard.start,
             shard.stop,
             shard.unit,

@@ -9,6 +9,7 @@ name                          arguments                                        q
 ``biasaudit.reconcile``       ``[]`` (beat)                                    maintenance
 ``biasaudit.fire_schedules``  ``[]`` (beat)                                    maintenance
 ``biasaudit.deliver_alert``   ``[alert_id, attempt]``                          cpu
+``biasaudit.convert_dataset`` ``[project, dataset_id]``                        cpu
 ============================  ===============================================  ===========
 
 ``unit`` is ``rows`` (Parquet row groups) or ``bytes`` (a CSV byte range).
@@ -23,7 +24,7 @@ from typing import Any
 
 from celery import Task, chord
 
-from audit.queue import TASK_RUN_AUDIT
+from audit.queue import TASK_CONVERT_DATASET, TASK_RUN_AUDIT
 from audit.storage.cache import release_all
 from workers import runner, shards
 from workers.app import (
@@ -95,3 +96,11 @@ def deliver_alert(alert_id: str, attempt: int) -> str | None:
     from audit.monitoring.notify import deliver_alert as deliver
 
     return deliver(str(alert_id), int(attempt))
+
+
+@app.task(name=TASK_CONVERT_DATASET, ignore_result=True)
+def convert_dataset(project: str, dataset_id: str) -> str:
+    """The columnar copy of an uploaded CSV dataset (``workers.columnar``)."""
+    from workers.columnar import convert_dataset as convert
+
+    return convert(str(project), str(dataset_id))

@@ -9,20 +9,21 @@ before, value for value:
   spellings) are booleans, as pandas reads them;
 - protected and strata columns come as dictionary (categorical) columns straight from
   the parser: raw text, so ``25`` and ``25.0`` stay two groups, as in Parquet;
-- the other columns are typed by pyarrow from the first block (pandas types each
-  chunk): labels and predictions are compared canonically (``1 == "1" == 1.0``),
-  weights are parsed as numbers, so the counts are the same;
+- the other columns (labels, predictions, weights) come as raw text too and are typed
+  per chunk by :func:`typed_table` (integers, else booleans, else floats, else text;
+  pandas types each chunk alike), the one typing shared with an upload's columnar copy
+  (:mod:`audit.engine.columnar`), so the two give the same values; labels and
+  predictions are compared canonically (``1 == "1" == 1.0``) anyway;
 - a line break inside quotes needs ``newlines_in_values``: it is on only when the bytes
   read hold a quote character (:func:`has_quote`, a memchr-speed look: 13 ms for 47 MB).
   Measured on 2M rows it costs no CPU single-threaded (0.40 against 0.41 CPU s); pyarrow
   documents it as slowing the multi-threaded block splitter, which a whole file uses.
 
-Fallback: a row pyarrow refuses (wrong number of fields, a value that does not fit the
-type inferred from the first block, bad UTF-8 ...) or a codec pyarrow lacks (``.zip``,
-``.xz``, ``.tar``) sends the rest of the range to pandas (:func:`pandas_chunks`), the
-rows already given skipped: pandas then reads it as before, and its messages name the
-file and row as before. Chunks have ``chunk_rows`` rows (the last one fewer), whichever
-reader, so weighted sums are added in the same order.
+Fallback: a row pyarrow refuses (wrong number of fields, bad UTF-8 ...) or a codec
+pyarrow lacks (``.zip``, ``.xz``, ``.tar``) sends the rest of the range to pandas
+(:func:`pandas_chunks`), the rows already given skipped: pandas then reads it as before,
+and its messages name the file and row as before. Chunks have ``chunk_rows`` rows (the
+last one fewer), whichever reader, so weighted sums are added in the same order.
 
 Threads: ``use_threads`` is on for a whole file (one process reads it: idle cores help
 the streaming reader convert blocks) and off for a shard (the planner gives one shard per
@@ -109,8 +110,62 @@ def has_quote(path: Path, start: int, stop: int) -> bool:
     return False
 
 
+def typed_values(values: Any) -> Any:
+    """A column of raw text (pyarrow strings, nulls for :data:`NA_VALUES`) typed as pandas
+    would: int64, else booleans (:data:`TRUE_VALUES`, :data:`FALSE_VALUES`), else float64,
+    else text. The one typing of labels, predictions and weights for a CSV file and for
+    its columnar copy (:mod:`audit.engine.columnar`), so the two cannot drift."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if values.null_count == len(values):
+        return values
+    try:
+        return pc.cast(values, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    spelled = pa.array(TRUE_VALUES + FALSE_VALUES)
+    if pc.all(pc.is_in(values.drop_null(), value_set=spelled)).as_py():
+        true = pc.is_in(values, value_set=pa.array(TRUE_VALUES))
+        return pc.if_else(pc.is_valid(values), true, pa.scalar(None, pa.bool_()))
+    try:
+        return pc.cast(values, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return values
+
+
+def typed_table(table: Any, text: list[str]) -> Any:
+    """``table`` with every column but ``text`` (raw text: group names) typed by
+    :func:`typed_values`; a dictionary column is typed once per distinct value."""
+    import pyarrow as pa
+
+    table = table.unify_dictionaries()
+    for i, name in enumerate(table.column_names):
+        column = table.column(i)
+        if name in text:
+            continue
+        if pa.types.is_dictionary(column.type):
+            if column.num_chunks == 0:
+                continue
+            values = typed_values(column.chunk(0).dictionary)
+            typed = pa.chunked_array([values.take(c.indices) for c in column.chunks], values.type)
+        elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            typed = pa.chunked_array([typed_values(c) for c in column.chunks])
+        else:
+            continue
+        table = table.set_column(i, name, typed)
+    return table
+
+
 def _options(
-    names: list[str], cols: list[str], text: list[str], *, skip: int, quoted: bool, threads: bool
+    names: list[str],
+    cols: list[str],
+    text: list[str],
+    *,
+    skip: int,
+    quoted: bool,
+    threads: bool,
+    plain: tuple[str, ...] = (),
 ) -> Any:
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -120,9 +175,11 @@ def _options(
         column_names=names, skip_rows=skip, block_size=BLOCK_BYTES, use_threads=threads
     )
     parse = pacsv.ParseOptions(newlines_in_values=quoted)
+    # every column as raw text: group names as they are, the others typed by typed_table
+    # (as dictionaries: once per distinct value; ``plain`` ones, weights, as strings)
     convert = pacsv.ConvertOptions(
         include_columns=cols,
-        column_types={c: category for c in text if c in cols},
+        column_types={c: pa.string() if c in plain else category for c in cols},
         null_values=list(NA_VALUES),
         true_values=list(TRUE_VALUES),
         false_values=list(FALSE_VALUES),
@@ -132,8 +189,28 @@ def _options(
     return read, parse, convert
 
 
-def _rebatch(batches: Iterator[Any], chunk_rows: int) -> Generator[pd.DataFrame, None, None]:
-    """Record batches regrouped into frames of ``chunk_rows`` rows (the last one fewer)."""
+def text_options(names: list[str], *, skip: int, quoted: bool) -> Any:
+    """Options that read every column as raw text (nulls for :data:`NA_VALUES`, as
+    :func:`_options` reads a CSV file): the columnar copy's (:mod:`audit.engine.columnar`)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    read = pacsv.ReadOptions(column_names=names, skip_rows=skip, block_size=BLOCK_BYTES)
+    parse = pacsv.ParseOptions(newlines_in_values=quoted)
+    convert = pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in names},
+        null_values=list(NA_VALUES),
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+    return read, parse, convert
+
+
+def _rebatch(
+    batches: Iterator[Any], chunk_rows: int, text: list[str]
+) -> Generator[pd.DataFrame, None, None]:
+    """Record batches regrouped into frames of ``chunk_rows`` rows (the last one fewer),
+    typed by :func:`typed_table`."""
     import pyarrow as pa
 
     held: list[Any] = []
@@ -143,11 +220,11 @@ def _rebatch(batches: Iterator[Any], chunk_rows: int) -> Generator[pd.DataFrame,
         count += batch.num_rows
         while count >= chunk_rows:
             table = pa.Table.from_batches(held)
-            yield table.slice(0, chunk_rows).to_pandas()
+            yield typed_table(table.slice(0, chunk_rows), text).to_pandas()
             rest = table.slice(chunk_rows)
             held, count = rest.to_batches(), rest.num_rows
     if count:
-        yield pa.Table.from_batches(held).to_pandas()
+        yield typed_table(pa.Table.from_batches(held), text).to_pandas()
 
 
 def arrow_chunks(
@@ -161,6 +238,7 @@ def arrow_chunks(
     quoted: bool,
     threads: bool,
     fallback: Callable[[int], Iterator[pd.DataFrame]],
+    plain: tuple[str, ...] = (),
 ) -> Generator[pd.DataFrame, None, None]:
     """Chunks parsed by pyarrow from ``open_stream()``; on a row it refuses, the rest
     from ``fallback(rows_given)`` (pandas, reading the same bytes)."""
@@ -168,12 +246,14 @@ def arrow_chunks(
     import pyarrow.csv as pacsv
 
     given = 0
-    read, parse, convert = _options(names, cols, text, skip=skip, quoted=quoted, threads=threads)
+    read, parse, convert = _options(
+        names, cols, text, skip=skip, quoted=quoted, threads=threads, plain=plain
+    )
     stream = open_stream()
     try:
         try:
             batches = iter(pacsv.open_csv(stream, read, parse, convert))
-            for frame in _rebatch(batches, chunk_rows):
+            for frame in _rebatch(batches, chunk_rows, text):
                 given += len(frame)
                 yield frame
             return

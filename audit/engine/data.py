@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from audit.engine import columnar
 from audit.engine.columns import count_columns, cut_bins, weight_values
 from audit.engine.columns import frame_weight as frame_weight  # data_mod.frame_weight
 from audit.engine.reader import BYTES, Shard, header, read_chunks, read_frame, rows_before
@@ -354,6 +355,7 @@ def count_chunks(
     unknown = {c: 0 for c in spec.protected}
     label_values: list[str] = []
     first = None if shard.unit == BYTES else shard.start  # row number of the shard's first row
+    copied = shard.unit != BYTES and columnar.read_from_copy(spec, path)
     chunks = read_chunks(spec, path, chunk_rows=chunk_rows, shard=None if shard.stop < 0 else shard)
     with closing(chunks):  # the file is closed also when a chunk is refused
         for raw in chunks:
@@ -389,4 +391,5 @@ def count_chunks(
         "counts": None if total is None else total.to_dict(),
         "unknown": unknown,
         "label_values": label_values,
+        **({"columnar": True} if copied else {}),
     }

@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from audit.engine import csv_reader
+from audit.engine import columnar, csv_reader
 from audit.engine.columns import text_columns
 from audit.engine.spec import DatasetSpec
 from audit.errors import AuditInputError
@@ -86,6 +86,11 @@ def _text(spec: DatasetSpec, kind: Any = str) -> dict[str, Any]:
     return {c: kind for c in text_columns(spec)}
 
 
+def _plain(spec: DatasetSpec) -> tuple[str, ...]:
+    # weights: one value per row, read as strings (a dictionary would hash every row)
+    return (spec.weight,) if spec.weight else ()
+
+
 def read_frame(spec: DatasetSpec, path: Path, *, columns: list[str] | None = None) -> pd.DataFrame:
     """Read the whole file (all columns, or ``columns``)."""
     fmt = file_format(spec, path)
@@ -140,6 +145,7 @@ def _csv_chunks(
             quoted=True,  # a stream: not looked at twice
             threads=True,  # one process reads the whole file
             fallback=whole,
+            plain=_plain(spec),
         )
         return
     threads = shard is None  # one process reads the whole file; a shard: one per core
@@ -178,6 +184,7 @@ def _csv_chunks(
         quoted=csv_reader.has_quote(path, start, stop) if isinstance(path, Path) else True,
         threads=threads,
         fallback=rest,
+        plain=_plain(spec),
     )
 
 
@@ -192,21 +199,46 @@ def read_chunks(
     """The file's rows (or one shard's) in chunks of at most ``chunk_rows``, needed columns only."""
     cols = needed_columns(spec, extra or [])
     if file_format(spec, path) == "parquet":
-        import pyarrow.parquet as pq
-
         # protected text columns come as categoricals: no per-row strings, no re-hashing
-        pf = pq.ParquetFile(_source(path), read_dictionary=list(spec.protected))
-        groups = list(range(pf.metadata.num_row_groups))
-        if shard is not None:
-            starts = row_group_starts(pf.metadata)
-            groups = [i for i in groups if shard.start <= starts[i] < shard.stop]
-        if groups:
-            for batch in pf.iter_batches(batch_size=chunk_rows, row_groups=groups, columns=cols):
-                yield batch.to_pandas()
+        yield from _parquet_chunks(path, cols, list(spec.protected), chunk_rows, shard)
+        return
+    copy = columnar.usable(path) if shard is None or shard.unit == ROWS else None
+    if copy is not None:  # the upload's columnar copy: raw text, typed as the CSV reader does
+        text = text_columns(spec)
+        dictionary = [c for c in cols if c not in _plain(spec)]
+        yield from _parquet_chunks(copy, cols, dictionary, chunk_rows, shard, text=text)
         return
     if shard is not None and shard.unit != BYTES:  # never read rows a shard does not own
-        raise ValueError(f"CSV shards are byte ranges, got {shard}")
+        raise ValueError(f"CSV shards are byte ranges (or rows of a columnar copy), got {shard}")
     yield from _csv_chunks(spec, path, cols, chunk_rows, shard)
+
+
+def _parquet_chunks(
+    path: Path,
+    cols: list[str],
+    dictionary: list[str],
+    chunk_rows: int,
+    shard: Shard | None,
+    *,
+    text: list[str] | None = None,
+) -> Generator[pd.DataFrame, None, None]:
+    """The Parquet file's rows (a shard's row groups) in chunks; with ``text``, a columnar
+    copy: every column but ``text`` typed by :func:`csv_reader.typed_table`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(_source(path), read_dictionary=dictionary)
+    groups = list(range(pf.metadata.num_row_groups))
+    if shard is not None:
+        starts = row_group_starts(pf.metadata)
+        groups = [i for i in groups if shard.start <= starts[i] < shard.stop]
+    if not groups:
+        return
+    for batch in pf.iter_batches(batch_size=chunk_rows, row_groups=groups, columns=cols):
+        if text is None:
+            yield batch.to_pandas()
+        else:
+            yield csv_reader.typed_table(pa.Table.from_batches([batch]), text).to_pandas()
 
 
 def estimate_rows(spec: DatasetSpec, path: Path) -> int | None:

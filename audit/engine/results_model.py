@@ -51,6 +51,11 @@ class DatasetInfo(ResultModel):
     rows: int
     path: str | None = None
     chunked: bool | None = None
+    columnar: bool | None = Field(
+        default=None,
+        description="the rows were read from the upload's columnar (Parquet) copy of the "
+        "CSV file; sha256 is the original file's",
+    )
 
 
 class FindingResult(ResultModel):

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from audit.engine import columnar, reader
 from audit.engine import data as data_mod
-from audit.engine import reader
 from audit.engine.counted import count_only, entries_from_total
 from audit.engine.models import load_spec_model as _load_model
 from audit.engine.models import model_info as _model_info
@@ -279,9 +279,12 @@ def _run_probes(
         and _large(spec, path)
     ):
         say(f"counting groups in {path.name}, in chunks")
+        copied = columnar.read_from_copy(spec.dataset, path)  # an upload's columnar copy
         counted, rows, unknown = _chunked_entries(spec, path, configs, should_cancel)
         info = {"sha256": data_mod.file_sha256(path), "rows": rows, "path": path.name}
         info["chunked"] = True
+        if copied:
+            info["columnar"] = True
         return counted, info, unknown
     pinput, info, unknown = _load_data(spec, base, frame_in, model, say)
     entries: list[ProbeEntry] = []

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from audit.engine import cuts, reader
+from audit.engine import columnar, cuts, reader
 from audit.engine import data as data_mod
 from audit.engine.reader import Shard
 from audit.engine.spec import AuditSpec, parse_spec, validate_probe_configs
@@ -159,6 +159,9 @@ def plan_for(
     compressed CSV (``rows`` is unused: kept for callers that know it)."""
     if is_parquet(spec, path):
         return plan_parquet_shards(path, shard_rows=shard_rows, max_shards=max_shards)
+    copy = columnar.usable(path)
+    if copy is not None:  # an upload's columnar copy: its row groups, also for a .gz
+        return plan_parquet_shards(copy, shard_rows=shard_rows, max_shards=max_shards)
     if reader.compressed(path):
         return [Shard(0, 0, -1)]
     return plan_csv_shards(path, shard_rows=shard_rows, max_shards=max_shards)
@@ -174,7 +177,7 @@ def not_split_reason(spec: AuditSpec, path: Path) -> str:
                 f"{path.name} has one Parquet row group, which is never split: write it with "
                 "row groups of about BIASAUDIT_SHARD_ROWS rows to shard it"
             )
-    elif reader.compressed(path):
+    elif reader.compressed(path) and columnar.usable(path) is None:
         return (
             f"{path.name} is a compressed CSV, one stream that is read whole: upload it "
             "uncompressed or as Parquet to shard it"
@@ -299,6 +302,7 @@ def results_from_parts(
             "rows": rows,
             "path": path.name,
             "shards": len(parts),
+            **({"columnar": True} if parts and all(p.get("columnar") for p in parts) else {}),
         },
         unknown_counts=unknown,
     )

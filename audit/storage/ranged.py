@@ -190,6 +190,7 @@ class StoredFile:
         self.name = key.rsplit("/", 1)[-1]
         self.stats = RangeStats()
         self.watch: QuoteWatch | None = None
+        self.columnar: StoredFile | None = None  # an upload's columnar copy, also by ranges
         self.horizon: int | None = None  # no read-ahead past this byte (a shard's end)
         # the file's first and last bytes, fetched once: every reader of this file asks
         # for the CSV header, or the Parquet footer, again

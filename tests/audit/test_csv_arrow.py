@@ -5,8 +5,8 @@ break, header only, pandas' missing-value spellings, True/False labels, numbers 
 group names, a BOM, integers with missing values) are read by the pyarrow path
 (whole file and every record-start shard) and by pandas' ``read_csv`` as before; the
 prepared groups, labels and predictions must be equal row for row, and so must the
-messages that name a row. A value pyarrow refuses (a label column typed from the
-first block) sends the rest of the file to pandas with the same result.
+messages that name a row. Labels and predictions are typed per chunk from raw text
+(a word after a block of integers is no refusal).
 """
 
 from __future__ import annotations
@@ -163,17 +163,20 @@ def test_header_only_has_no_rows(tmp_path: Path, text: str) -> None:
     assert part["rows"] == 0 and part["counts"] is None
 
 
-def test_a_value_pyarrow_refuses_sends_the_rest_to_pandas(
+def test_a_value_of_another_type_later_needs_no_pandas(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fallbacks: list[int]
 ) -> None:
-    monkeypatch.setattr(csv_reader, "BLOCK_BYTES", 256)  # the label typed from a small block
+    """Columns come as raw text and are typed per chunk (csv_reader.typed_table, shared
+    with the columnar copy): a label typed as integers in the first block and a word
+    later is no refusal; the rows are pandas' still."""
+    monkeypatch.setattr(csv_reader, "BLOCK_BYTES", 256)  # small blocks
     lines = [f"{'FM'[i % 2]},r{i % 3},{i % 4},{i % 2},{i // 2 % 2}" for i in range(300)]
-    lines[250] = "F,r1,3,yes,1"  # not an integer: pyarrow stops, pandas reads on
+    lines[250] = "F,r1,3,yes,1"  # not an integer
     path = _write(tmp_path / "mixed.csv", HEADER + "\n".join(lines) + "\n")
     ds = _dataset(path, favorable_label=1)
     frames = list(reader.read_chunks(ds, path, chunk_rows=64))
     assert sum(len(f) for f in frames) == 300
-    assert len(fallbacks) == 1 and 0 < fallbacks[0] < 250  # pyarrow gave the first rows
+    assert fallbacks == []  # pyarrow read every row
     assert _prepared(ds, frames) == _prepared(ds, [_pandas(ds, path)])
 
 

@@ -1,7 +1,8 @@
 """Over HTTP, through Redis, on a real worker: a sharded audit equals the embedded one.
 
 The dataset (5,000 rows) is above the stack's shard threshold (4,000 rows),
-so the worker splits it into a chord of shards and merges their counts; the
+so the worker splits it into a chord of shards (the row groups of the upload's columnar
+copy, made by the worker right after the upload) and merges their counts; the
 document served by the API must equal what the engine computes in one
 process on the same file. Afterwards the bearer token must appear nowhere in
 Redis (every key of the database) nor in any service's log.
@@ -14,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 import redis
 
 from audit import run_audit
 from audit.engine.run import compute_results
 from audit.storage import repo, session_scope
+from probes.util import file_sha256
 from tests.factories import spec_for, write_pool
 from tests.golden_plugin import normalised
 from tests.integration.conftest import Stack, wait_for
@@ -73,6 +76,10 @@ def test_sharded_audit_over_http_equals_embedded_and_token_stays_out(
         )
         assert upload.status_code == 201, upload.text
         dataset_id = upload.json()["id"]
+        # the worker makes the upload's columnar copy (biasaudit.convert_dataset) beside it
+        stored = Path(local.env["BIASAUDIT_DATA_DIR"]) / "acme"
+        copy = stored / f"{dataset_id}.csv.columnar.parquet"
+        wait_for(copy.exists, timeout=60, what="the columnar copy", step=0.2)
         spec = spec_for(dataset_id, name="e2e-sharded")
         submitted = client.post("/v1/audits", json=spec)
         assert submitted.status_code == 202, submitted.text
@@ -88,16 +95,20 @@ def test_sharded_audit_over_http_equals_embedded_and_token_stays_out(
         assert served.status_code == 200
         results = served.json()
 
-    # the worker sharded it (a chord of 4 CSV byte ranges of ~1,250 rows)
+    # the worker sharded it (a chord of 4 row groups of the columnar copy, 1,250 rows each),
+    # read from the copy; the dataset is still the original bytes (sha256 below)
     assert results["dataset"]["shards"] == 4
+    assert results["dataset"].pop("columnar") is True
+    assert pq.ParquetFile(copy).metadata.num_row_groups == 4
     lines = [x for x in worker.log_lines() if x.get("audit_id") == audit_id]
     assert any(x["message"] == "audit split into 4 shards" for x in lines)
     assert sum(x["message"].startswith("shard ") for x in lines) == 4
     assert results["audit"]["id"] == audit_id and results["dataset"]["rows"] == 5000
 
-    # == the engine in one process on the stored file, with the spec the worker ran
-    stored = Path(local.env["BIASAUDIT_DATA_DIR"]) / "acme"
-    stored_file = next(stored.glob(f"{dataset_id}.*"))
+    # == the engine in one process on the stored CSV file (read whole: the CSV, not the
+    # copy), with the spec the worker ran
+    stored_file = stored / f"{dataset_id}.csv"
+    assert results["dataset"]["sha256"] == upload.json()["sha256"] == file_sha256(pool)
     worker_spec = {**spec, "dataset": {**spec["dataset"], "path": stored_file.name}}
     expected = compute_results(worker_spec, audit_id="x", base_dir=stored)
     assert _strip(results) == _strip(expected)

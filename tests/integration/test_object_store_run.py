@@ -4,8 +4,9 @@ The stack's API and worker get ``BIASAUDIT_STORAGE_URL=s3://...`` (moto's
 server, a child process on loopback) and *different* ``BIASAUDIT_DATA_DIR``
 folders, as two machines would. The dataset goes straight to the store
 (presigned PUT, then ``complete``, as ``biasaudit submit`` sends it); the worker
-reads it from the store and, the file being above the shard threshold, shards it: each
-shard reads its own byte range by ranged GETs (no machine copies the whole file).
+reads it from the store and, the file being above the shard threshold, shards it: the
+row groups of the columnar copy a worker made right after the upload and put beside it
+in the store, each shard reading its own row groups by ranged GETs.
 The served results.json must equal the same audit run by a local-folder stack,
 and the engine run in one process on the same bytes, to the last digit (ids and
 times aside).
@@ -76,6 +77,9 @@ def test_object_store_run_equals_local_folder_and_in_process(
     with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
         up = client.post("/v1/datasets", files={"file": ("a.csv", content, "text/csv")})
         assert up.status_code == 201, up.text
+        folder_copy = Path(local.env["BIASAUDIT_DATA_DIR"]) / "acme" / f"{up.json()['id']}.csv"
+        folder_copy = folder_copy.with_name(folder_copy.name + ".columnar.parquet")
+        wait_for(folder_copy.exists, timeout=60, what="the columnar copy", step=0.2)
         _, _, on_folder = _run(client, up.json()["id"])
     local.stop(worker)
     local.stop(api)
@@ -90,14 +94,21 @@ def test_object_store_run_equals_local_folder_and_in_process(
         done = upload_direct(api_client, pool)
     assert done is not None and done["sha256"] == hashlib.sha256(content).hexdigest()
     dataset_id = done["id"]
+    bucket = s3_env["BIASAUDIT_STORAGE_URL"].removeprefix("s3://").split("/")[0]
+    copy_key = f"tenants/acme/{dataset_id}.csv.columnar.parquet"  # made by the worker
+
+    def copied() -> bool:
+        return copy_key in object_names(s3_endpoint, bucket)
+
+    wait_for(copied, timeout=60, what="the columnar copy in the store", step=0.3)
     with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
         audit_id, spec, on_store = _run(client, dataset_id)
 
     lines = [x for x in worker.log_lines() if x.get("audit_id") == audit_id]
     assert any(x["message"] == "audit split into 4 shards" for x in lines), lines
-    bucket = s3_env["BIASAUDIT_STORAGE_URL"].removeprefix("s3://").split("/")[0]
     assert set(object_names(s3_endpoint, bucket)) == {
         f"tenants/acme/{dataset_id}.csv",
+        copy_key,
         f"tenants/acme/audits/{audit_id}/report.html",
         f"tenants/acme/audits/{audit_id}/results.json",
     }
@@ -105,20 +116,26 @@ def test_object_store_run_equals_local_folder_and_in_process(
         Bucket=bucket, Key=f"tenants/acme/audits/{audit_id}/results.json"
     )
     assert json.loads(exported["Body"].read()) == on_store  # the copy is the served document
-    # the shards read their own bytes by ranged GETs: no machine copied the whole file
-    assert not list(worker_dir.rglob(f"{dataset_id}*"))
+    original = worker_dir / "acme" / f"{dataset_id}.csv"
+    assert original.read_bytes() == content  # the conversion read it from the store, verified
+    columnar_copy = original.with_name(original.name + ".columnar.parquet")
+    assert columnar_copy.is_file()  # and made its columnar copy, put in the store too
+    # the shards read the copy's row groups by ranged GETs (no whole copy of either file)
     ranged = [x["message"] for x in lines if "read by range" in x["message"]]
     assert len(ranged) == 4, ranged
-    for message in ranged:  # its byte range, plus the header (pandas reads 256 KiB at once)
+    for message in ranged:  # the copy's row groups and footer, and the CSV header at most
         fetched = int(message.split(": ")[1].split(" bytes")[0])
-        start, stop = map(int, message.split("(range ")[1].split(" ")[0].split("-"))
-        assert 0 < fetched <= min(len(content), stop - start + (256 << 10)), message
+        assert message.endswith(" rows)"), message
+        bound = columnar_copy.stat().st_size + min(len(content), 256 << 10)
+        assert 0 < fetched <= bound, message
     api_dir = Path(local.env["BIASAUDIT_DATA_DIR"]) / "acme"
     assert not list(api_dir.rglob(f"{dataset_id}*"))  # the API machine kept no copy
     for service in (worker, api):
         assert s3_env["BIASAUDIT_STORAGE_SECRET_ACCESS_KEY"] not in service.log_text()
 
-    # == the local-folder run, to the last digit
+    # both read the upload's columnar copy; == the local-folder run, to the last digit
+    assert on_store["dataset"].pop("columnar") is True
+    assert on_folder["dataset"].pop("columnar") is True
     assert on_store["audit"]["id"] == audit_id
     assert _strip(on_store) == _strip(on_folder)
     # == the engine in one process on the same bytes, with the spec the worker ran

@@ -185,7 +185,8 @@ def test_api_and_a_sharded_worker_run_plugin_probes(
     assert any(x["message"].startswith("audit split into") for x in lines), lines
     gap = _check_document(docs["gap"], served_schema)
     stored = Path(local.env["BIASAUDIT_DATA_DIR"]) / "plugins"
-    stored_file = next(stored.glob(f"{spec['dataset']['id']}.*"))
+    uploaded = stored.glob(f"{spec['dataset']['id']}.*")
+    stored_file = next(p for p in uploaded if not p.name.endswith(".columnar.parquet"))
     in_process = compute_results(
         {**spec, "dataset": {**spec["dataset"], "path": stored_file.name, "id": None}},
         audit_id="x",

@@ -47,12 +47,17 @@ def test_the_running_app_uses_them() -> None:
         "biasaudit.reconcile",
         "biasaudit.fire_schedules",
         "biasaudit.deliver_alert",
+        "biasaudit.convert_dataset",
     }
     # the API side enqueues deliveries by this name, without importing workers/
     from audit.monitoring.notify import DELIVERY_QUEUE, TASK_DELIVER_ALERT
 
     assert TASK_DELIVER_ALERT in names
     assert app.conf.task_routes[TASK_DELIVER_ALERT] == {"queue": DELIVERY_QUEUE}
+    # and the columnar copy of an upload (audit.queue.publish_conversion) on the cpu queue
+    from audit.queue import QUEUE_CPU, TASK_CONVERT_DATASET
+
+    assert app.conf.task_routes[TASK_CONVERT_DATASET] == {"queue": QUEUE_CPU}
 
 
 def test_visibility_timeout_must_exceed_the_time_limit() -> None:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 from fastapi import APIRouter, Request
@@ -24,10 +25,13 @@ from audit.api.schemas import (
 )
 from audit.api.stored import file_upload_body, find_or_404, record_stored
 from audit.api.uploads import StoredUpload, receive_upload
+from audit.queue import publish_conversion
 from audit.settings import Settings
 from audit.storage.objects import get_store
 from audit.storage.repo import create_dataset, get_dataset
 
+log = logging.getLogger("biasaudit.api")
+COPIED = (".csv", ".csv.gz")  # uploads that get a columnar copy (not .zip: not streamed)
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 _UPLOAD_BODY = file_upload_body("CSV (UTF-8; may be .gz or a .zip of one CSV) or Parquet")
@@ -57,8 +61,9 @@ async def upload_dataset(
 async def _record(
     session: Session, settings: Settings, project: str, stored: StoredUpload
 ) -> DatasetPublic:
-    """Record a checked, stored upload; remove the object if recording fails."""
-    return await record_stored(
+    """Record a checked, stored upload; remove the object if recording fails; then ask a
+    worker for the columnar copy of a CSV file (:mod:`workers.columnar`)."""
+    recorded = await record_stored(
         session,
         lambda: get_store(settings).delete(stored.key),
         lambda: create_dataset(
@@ -76,6 +81,18 @@ async def _record(
         ),
         DatasetPublic.model_validate,
     )
+    if stored.sniffed.extension in COPIED:
+        await run_in_threadpool(_ask_for_copy, project, recorded.id)
+    return recorded
+
+
+def _ask_for_copy(project: str, dataset_id: str) -> None:
+    """Queue the columnar copy; a broker that is down costs only the copy (audits read
+    the CSV file): the upload has succeeded."""
+    try:
+        publish_conversion(project, dataset_id)
+    except Exception as exc:  # noqa: BLE001 - an optimisation, never a new way to fail
+        log.warning("dataset %s: columnar copy not queued: %s", dataset_id, type(exc).__name__)
 
 
 @router.post(

@@ -8,6 +8,8 @@ creates tokens straight in the database, as ``biasaudit keys create`` does.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from audit.api.app import create_app
+from audit.queue import TASK_CONVERT_DATASET
 from audit.settings import Settings, get_settings
 from audit.storage import db
 from audit.storage.models import Base
@@ -100,7 +103,23 @@ def make_token(api_settings: Settings) -> Callable[..., str]:
 
 @pytest.fixture
 def dataset_id(client: TestClient, make_token: Callable[..., str]) -> str:
-    """A dataset uploaded to project ``acme``."""
+    """A dataset uploaded to project ``acme``; the columnar copy it asked for
+    (``biasaudit.convert_dataset``, no worker here) taken off the ``cpu`` queue, so that
+    tests see only what they enqueue."""
     response = upload(client, make_token("submitter"), make_csv())
     assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    dataset = str(response.json()["id"])
+    conn = redis.Redis.from_url(REDIS_URL)
+    try:
+        asked = [
+            raw
+            for raw in conn.lrange("cpu", 0, -1)
+            if json.loads(raw)["headers"]["task"] == TASK_CONVERT_DATASET
+        ]
+        assert len(asked) == 1, "the CSV upload asked for its columnar copy"
+        args = json.loads(base64.b64decode(json.loads(asked[0])["body"]))[0]
+        assert args == ["acme", dataset]  # only ids travel
+        conn.lrem("cpu", 0, asked[0])  # type: ignore[arg-type]  # bytes: redis-py accepts them
+    finally:
+        conn.close()
+    return dataset

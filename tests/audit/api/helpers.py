@@ -8,6 +8,7 @@ from typing import Any
 import redis
 from fastapi.testclient import TestClient
 
+from audit.queue import TASK_CONVERT_DATASET
 from tests.factories import spec_for
 
 __all__ = ["auth", "claim", "finish_audit", "make_csv", "queued_messages", "spec_for", "upload"]
@@ -39,9 +40,16 @@ def upload(
     return client.post("/v1/datasets", files={"file": (name, content, ctype)}, headers=auth(token))
 
 
-def queued_messages(conn: redis.Redis, queue: str) -> list[dict[str, Any]]:
-    """The Celery messages waiting in ``queue`` (kombu keeps them in a Redis list)."""
-    return [json.loads(raw) for raw in conn.lrange(queue, 0, -1)]
+def queued_messages(
+    conn: redis.Redis, queue: str, *, conversions: bool = False
+) -> list[dict[str, Any]]:
+    """The Celery messages waiting in ``queue`` (kombu keeps them in a Redis list);
+    without ``conversions``, less the ``biasaudit.convert_dataset`` messages that every
+    CSV upload sends (its columnar copy)."""
+    messages = [json.loads(raw) for raw in conn.lrange(queue, 0, -1)]
+    if conversions:
+        return messages
+    return [m for m in messages if m["headers"]["task"] != TASK_CONVERT_DATASET]
 
 
 def finish_audit(database_url: str, audit_id: str) -> dict[str, Any]:
