@@ -22,6 +22,7 @@ bytes are opened only through ``path.open("rb")`` and :func:`_source`.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from audit.engine.spec import DatasetSpec
 from audit.errors import AuditInputError
 
 BLOCK = 8 << 20  # bytes read at a time by the record-start scan
+EXTRA = "\x00biasaudit:extra-field"  # a name no header has: fields beyond the header's
 COMPRESSED = (".gz", ".zip", ".bz2", ".xz", ".zst", ".tar")
 SAMPLE = 1 << 20  # bytes looked at to estimate a CSV file's rows
 ROWS = "rows"
@@ -159,17 +161,32 @@ def _csv_chunks(
         return io.BufferedReader(csv_reader.Window(path.open("rb"), start, stop), 1 << 20)
 
     def rest(given: int) -> Iterator[pd.DataFrame]:
+        # pandas given ``names`` drops the fields of a row beyond them: one more name
+        # catches them, so a row with too many fields is refused as reading it whole is
+        if _first_fields(path, start, stop) > len(names):  # pandas would take an index
+            raise _too_many_fields(spec, path, start, 1, len(names))
         stream = window()
         try:
-            yield from csv_reader.pandas_chunks(
+            for frame in csv_reader.pandas_chunks(
                 stream,
                 skip_given=given,
                 chunk_rows=chunk_rows,
                 header=None,
-                names=names,
-                usecols=cols,
+                names=[*names, EXTRA],
                 dtype=text,
-            )
+            ):
+                extra = frame[EXTRA].notna().to_numpy()
+                if extra.any():
+                    at = int(frame.index[extra.argmax()]) + 1  # row of the range, from 1
+                    raise _too_many_fields(spec, path, start, at, len(names))
+                yield frame[cols]
+        except pd.errors.ParserError as exc:  # more fields still: pandas names the line
+            line = re.search(r"in line (\d+)", str(exc))
+            if line is None:
+                raise AuditInputError(
+                    f"dataset.path: cannot read {path.name} as csv: {exc}"
+                ) from None
+            raise _too_many_fields(spec, path, start, int(line.group(1)), len(names)) from None
         finally:
             stream.close()
 
@@ -185,6 +202,28 @@ def _csv_chunks(
         threads=threads,
         fallback=rest,
         plain=_plain(spec),
+    )
+
+
+def _first_fields(path: Path, start: int, stop: int) -> int:
+    """Fields of the first record of bytes ``[start, stop)`` (its first MiB, quotes kept)."""
+    import csv
+
+    with path.open("rb") as f:
+        f.seek(start)
+        head = f.read(min(stop - start, 1 << 20)).decode("utf-8", errors="replace")
+    return len(next(csv.reader(io.StringIO(head)), []))
+
+
+def _too_many_fields(
+    spec: DatasetSpec, path: Path, start: int, at: int, fields: int
+) -> AuditInputError:
+    """Row ``at`` (from 1) of the bytes from ``start`` has more fields than the header;
+    the message names the row as the others do (from 0, the header not counted)."""
+    row = rows_before(spec, path, start) + at - 1
+    return AuditInputError(
+        f"dataset.path: cannot read {path.name} as csv: row {row} (line {row + 2} of the "
+        f"file) has more fields than the header's {fields}"
     )
 
 

@@ -205,3 +205,33 @@ def test_compressed_csv_reads_as_pandas_did(tmp_path: Path, suffix: str) -> None
     ds = _dataset(path)
     expected = _prepared(ds, [_pandas(ds, plain)])
     assert _prepared(ds, list(reader.read_chunks(ds, path, chunk_rows=4))) == expected
+
+
+@pytest.mark.parametrize("extra", [",EXTRA", ",EXTRA,MORE"])
+@pytest.mark.parametrize("at", [0, 251, 377])
+def test_a_row_with_more_fields_than_the_header_is_refused_by_name(
+    tmp_path: Path, extra: str, at: int
+) -> None:
+    """Read whole, pandas refuses such a row; read in chunks or shards it must not be
+    counted with its extra fields dropped (pandas given ``names`` drops them)."""
+    lines = [f"{'FM'[i % 2]},r{i % 3},{i % 4},{i % 2},{i // 2 % 2}" for i in range(500)]
+    lines[at] += extra
+    path = _write(tmp_path / "ragged.csv", HEADER + "\n".join(lines) + "\n")
+    ds = _dataset(path)
+    if at:  # pandas reading it whole refuses it (on the first row it takes an index)
+        with pytest.raises(pd.errors.ParserError):
+            pd.read_csv(path)
+    with pytest.raises(AuditInputError) as whole:
+        count_chunks(ds, path, chunk_rows=50, max_levels=100)
+    expected = f"row {at} (line {at + 2} of the file) has more fields than the header's 5"
+    assert str(whole.value).endswith(expected), whole.value
+    size = path.stat().st_size
+    cuts = reader.record_starts(path, [0, size // 2, size])
+    messages = []
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        shard = reader.Shard(i, a, b, "bytes")
+        try:
+            count_chunks(ds, path, chunk_rows=50, max_levels=100, shard=shard)
+        except AuditInputError as exc:
+            messages.append(str(exc))
+    assert messages == [str(whole.value)]  # only the shard holding the row, named alike
