@@ -43,6 +43,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_serve_migrates_and_answers_over_http(api_settings: Settings, tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ}  # BIASAUDIT_* from the api_settings fixture
@@ -109,6 +110,7 @@ def test_serve_refuses_to_start_without_a_broker(
     assert "BIASAUDIT_BROKER_URL" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_server_app_freezes_the_startup_heap_and_plain_apps_do_not(tmp_path: Path) -> None:
     """``biasaudit serve``'s app tunes the GC at startup (process-wide: so in a subprocess)."""
     code = (
