@@ -121,11 +121,36 @@ def postgres_url() -> Iterator[str]:
             )
 
 
+# Append-only tables (a trigger refuses DELETE): emptied with TRUNCATE, when they hold rows.
+_APPEND_ONLY = frozenset({"events"})
+
+
 def _truncate_all(url: str) -> None:
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    """Empty every table and restart the id sequences (as ``TRUNCATE ... RESTART IDENTITY``).
+
+    A ``TRUNCATE`` of all the tables costs ~0.35 s (new files for each table and index),
+    after every PostgreSQL test; ``DELETE`` of the few rows a test leaves costs
+    milliseconds. Children go before parents (reverse dependency order).
+    """
+    tables = [t.name for t in Base.metadata.sorted_tables]
     with db.make_engine(url).begin() as conn:
         conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
-        conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        used = [
+            t
+            for t in _APPEND_ONLY & set(tables)
+            if conn.exec_driver_sql(f'SELECT EXISTS (SELECT 1 FROM "{t}")').scalar()
+        ]
+        if used:
+            conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{t}"' for t in used))
+        conn.exec_driver_sql(
+            "; ".join(f'DELETE FROM "{t}"' for t in reversed(tables) if t not in _APPEND_ONLY)
+        )
+        sequences = conn.exec_driver_sql(
+            "SELECT sequence_name FROM information_schema.sequences "
+            "WHERE sequence_schema = current_schema()"
+        ).scalars()
+        for name in list(sequences):
+            conn.exec_driver_sql(f'ALTER SEQUENCE "{name}" RESTART')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -155,6 +155,7 @@ def test_proxy_spec_errors_name_the_field(tmp_path: Path) -> None:
     assert err.value.field == "dataset.proxy.surname"
 
 
+@pytest.mark.slow
 def test_pricing_by_proxy_finds_the_planted_apr_gap(tmp_path: Path, tables: ProxyTables) -> None:
     pool = generate_pool(tables, n=6000, seed=5, apr_gap=0.25)
     spec = _spec(_write(tmp_path, pool), outcome="apr")

@@ -57,6 +57,7 @@ def _black(doc: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return black, findings
 
 
+@pytest.mark.slow
 def test_planted_apr_gap_is_found_by_imputation(tmp_path: Path, tables: ProxyTables) -> None:
     pool = generate_pool(tables, n=6000, seed=5, apr_gap=0.25)
     doc = _audit(tmp_path, pool, controls=["credit_score"])

@@ -140,6 +140,7 @@ class Service:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
         self.name = name
         self.log_path = log_path
+        self.ready_line: str | None = None  # the log line that says it is ready
         full_env = {
             k: v for k, v in os.environ.items() if not k.startswith("BIASAUDIT_") or k == "PATH"
         }
@@ -180,6 +181,10 @@ class Service:
 
         wait_for(seen, timeout=timeout, what=f"{self.name} to log {needle!r}")
 
+    def wait_ready(self, *, timeout: float = READY_TIMEOUT) -> None:
+        assert self.ready_line is not None, f"{self.name} logs no ready line"
+        self.wait_log(self.ready_line, timeout=timeout)
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the whole process group (the worker and its pool processes)."""
         if self.proc.poll() is None:
@@ -189,8 +194,12 @@ class Service:
                 pass
 
     def stop(self, timeout: float = 15.0) -> None:
+        self.kill(signal.SIGTERM)
+        self.wait_stopped(timeout)
+
+    def wait_stopped(self, timeout: float = 15.0) -> None:
+        """After a SIGTERM: wait for the exit (SIGKILL after ``timeout``)."""
         if self.proc.poll() is None:
-            self.kill(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -225,50 +234,88 @@ class Stack:
         queues: str = "cpu",
         concurrency: int = 1,
         extra: dict[str, str] | None = None,
+        wait: bool = True,
     ) -> Service:
-        """A worker (with the tests' fault hooks); ``extra`` adds environment variables."""
+        """A worker (with the tests' fault hooks); ``extra`` adds environment variables.
+
+        ``wait=False`` returns as soon as the process is started: call
+        ``service.wait_ready()`` before relying on it (start-ups then overlap)."""
         argv = [*HOOKED_WORKER, "worker", "--queues", queues]
         if "gpu" not in queues:
             argv += ["--concurrency", str(concurrency)]
         env = {"BIASAUDIT_WORKER_NAME": f"{name}@test", **(extra or {})}
         service = self._start(name, argv, env)
-        service.wait_log(f"{name}@test ready.")
+        service.ready_line = f"{name}@test ready."
+        if wait:
+            service.wait_ready()
         return service
 
-    def beat(self, name: str = "beat") -> Service:
+    def beat(self, name: str = "beat", *, wait: bool = True) -> Service:
         service = self._start(name, [BIASAUDIT, "beat"], {"BIASAUDIT_WORKER_NAME": f"{name}@test"})
-        service.wait_log(f"{name}@test ready.")
+        service.ready_line = f"{name}@test ready."
+        if wait:
+            service.wait_ready()
         return service
 
     def api(self, name: str = "api", *, extra: dict[str, str] | None = None) -> tuple[Service, str]:
+        """A started ``serve`` answering ``/healthz``, and its base URL."""
+        service, base = self.launch_api(name, extra=extra)
+        return self.wait_api(service, base)
+
+    def launch_api(
+        self, name: str = "api", *, extra: dict[str, str] | None = None
+    ) -> tuple[Service, str]:
+        """Start ``serve`` without waiting for it (start a worker meanwhile), then
+        :meth:`wait_api`."""
         port = free_port()
         service = self._start(
             name, [BIASAUDIT, "serve", "--host", "127.0.0.1", "--port", str(port)], extra
         )
-        base = f"http://127.0.0.1:{port}"
+        return service, f"http://127.0.0.1:{port}"
 
+    @staticmethod
+    def wait_api(service: Service, base: str) -> tuple[Service, str]:
         def healthy() -> bool:
-            import httpx
-
             if service.proc.poll() is not None:
-                pytest.fail(f"{name} exited:\n{service.log_text()[-3000:]}", pytrace=False)
+                pytest.fail(f"{service.name} exited:\n{service.log_text()[-3000:]}", pytrace=False)
             try:
                 return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
 
-        wait_for(healthy, timeout=READY_TIMEOUT, what="the API to answer /healthz", step=0.2)
+        wait_for(healthy, timeout=READY_TIMEOUT, what="the API to answer /healthz", step=0.05)
         return service, base
+
+    def worker_and_api(
+        self,
+        name: str,
+        api_name: str = "api",
+        *,
+        api_extra: dict[str, str] | None = None,
+        **worker: Any,
+    ) -> tuple[Service, str, Service]:
+        """A worker (``worker`` as for :meth:`worker`) and an API, started side by side
+        (each imports the engine for seconds): the API, its base URL, the worker."""
+        api, base = self.launch_api(api_name, extra=api_extra)
+        service = self.worker(name, **worker)
+        return (*self.wait_api(api, base), service)
 
     def stop(self, service: Service) -> None:
         service.stop()
         if service in self.services:
             self.services.remove(service)
 
+    def stop_many(self, services: list[Service]) -> None:
+        """Stop ``services`` side by side (each warm shutdown takes a second or more)."""
+        for service in services:
+            service.kill(signal.SIGTERM)
+        for service in services:
+            service.wait_stopped()
+            if service in self.services:
+                self.services.remove(service)
+
     def stop_all(self) -> None:
-        for service in reversed(self.services):
-            service.stop()
-        self.services.clear()
+        self.stop_many(list(reversed(self.services)))
 
 
 @contextmanager
@@ -332,8 +379,7 @@ def local(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     try:
         yield stack
     finally:
-        for service in [s for s in stack.services if s not in before]:
-            stack.stop(service)
+        stack.stop_many([s for s in stack.services if s not in before])
         get_settings.cache_clear()
 
 

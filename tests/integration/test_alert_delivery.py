@@ -68,7 +68,8 @@ def test_a_tick_with_unreachable_hooks_returns_at_once_and_the_worker_delivers(
         "BIASAUDIT_WEBHOOK_BACKOFF": "0.5",
         "BIASAUDIT_WEBHOOK_MAX_ATTEMPTS": "2",
     }
-    local.worker("hook-worker", extra=env)
+    # one pool process per hook: the attempts wait out their timeouts side by side
+    local.worker("hook-worker", concurrency=HOOKS, extra=env)
     project = f"hooks-{new_id()[:8]}"
     later = utcnow() + timedelta(minutes=30)  # not due for the running beat: this test ticks
     ids = []

@@ -40,16 +40,22 @@ def _token(role: str = "submitter", project: str = "acme") -> str:
     return token
 
 
-@pytest.fixture
-def api(local: Stack) -> Iterator[tuple[httpx.Client, Path]]:
-    _, base = local.api(
+@pytest.fixture(scope="module")
+def api(stack: Stack) -> Iterator[tuple[httpx.Client, Path]]:
+    """One API for the module's attacks (each leaves it as it found it, which they check)."""
+    service, base = stack.api(
         "attack-api",
         extra={"BIASAUDIT_REQUEST_HEADER_TIMEOUT": "2", "BIASAUDIT_REQUEST_BODY_TIMEOUT": "2"},
     )
-    headers = {"Authorization": f"Bearer {_token()}"}
-    folder = Path(local.env["BIASAUDIT_DATA_DIR"]) / "acme"
-    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
-        yield client, folder
+    try:
+        with session_scope(stack.env["BIASAUDIT_DATABASE_URL"]) as session:
+            token, _ = repo.create_token(session=session, project="acme", role="submitter")
+        headers = {"Authorization": f"Bearer {token}"}
+        folder = Path(stack.env["BIASAUDIT_DATA_DIR"]) / "acme"
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+            yield client, folder
+    finally:
+        stack.stop(service)
 
 
 def _leftovers(folder: Path) -> list[str]:

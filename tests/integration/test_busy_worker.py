@@ -21,8 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.postgres]
 def test_worker_busy_for_three_leases_in_one_call_keeps_its_lease(
     local: Stack, tmp_path: Path
 ) -> None:
-    busy = local.worker("busy")
-    _, base = local.api("busy-api")
+    _, base, busy = local.worker_and_api("busy", "busy-api")
     with api_client(base) as client:
         audit_id = submit_pool(client, tmp_path, description="biasaudit-test:hold=10")
         row = wait_status(audit_id, {"running"}, timeout=30)

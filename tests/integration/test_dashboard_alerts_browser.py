@@ -44,8 +44,9 @@ def test_alert_of_a_failing_scheduled_run_in_a_browser(local: Stack, tmp_path: P
             "BIASAUDIT_WEBHOOK_ALLOWLIST": "127.0.0.1",
         }
         try:
-            local.worker("alerts-ui-worker", extra=env)
-            _, base = local.api("alerts-ui-api", extra=env)
+            _, base, _ = local.worker_and_api(
+                "alerts-ui-worker", "alerts-ui-api", api_extra=env, extra=env
+            )
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
                 try:

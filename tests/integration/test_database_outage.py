@@ -52,9 +52,9 @@ def test_database_outage_mid_audit_costs_no_attempt(
         own = Stack(env, tmp_path / "logs")
         try:
             db.upgrade(url)
-            own.beat("outage-beat")
-            worker = own.worker("steady")
-            api, base = own.api("outage-api")
+            beat = own.beat("outage-beat", wait=False)  # the three start side by side
+            api, base, worker = own.worker_and_api("steady", "outage-api")
+            beat.wait_ready()
             with api_client(base, database_url=url) as client:
                 # computes for 6 s: the database goes down 1 s in and comes back 10 s
                 # after the computation ended, so the result is stored through the outage

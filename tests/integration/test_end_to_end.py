@@ -63,8 +63,7 @@ def _redis_dump(conn: redis.Redis) -> bytes:
 def test_sharded_audit_over_http_equals_embedded_and_token_stays_out(
     local: Stack, tmp_path: Path
 ) -> None:
-    worker = local.worker("e2e", concurrency=2)
-    api, base = local.api()
+    api, base, worker = local.worker_and_api("e2e", concurrency=2)
     with session_scope() as session:
         token, _ = repo.create_token(session=session, project="acme", role="submitter")
     auth = {"Authorization": f"Bearer {token}"}

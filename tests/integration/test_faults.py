@@ -91,8 +91,9 @@ def test_commit_without_publish_is_published_by_the_reconciler(local: Stack) -> 
 
 def test_two_deliveries_of_one_message_give_one_result(local: Stack) -> None:
     data = Path(local.env["BIASAUDIT_DATA_DIR"])
-    local.worker("twin-a")
+    twin = local.worker("twin-a", wait=False)  # the two start side by side
     local.worker("twin-b")
+    twin.wait_ready()
     audit_id = _submit(data, description="biasaudit-test:sleep=1")
     publish(audit_id, queue="cpu")  # the same message, delivered again
     publish(audit_id, queue="cpu")
@@ -130,8 +131,9 @@ def test_redis_restart_loses_no_queued_audit(
         server.wait(timeout=10)
         server = redis_server(port, tmp_path)  # back, empty: no persistence
         assert conn.llen("cpu") == 0
+        beat = own.beat("own-beat", wait=False)  # starts beside the worker
         own.worker("survivor")
-        own.beat("own-beat")
+        beat.wait_ready()
         for audit_id in ids:
             row = wait_status(audit_id, {"succeeded", "failed"}, timeout=60)
             assert row.status == "succeeded" and result_count(audit_id) == 1

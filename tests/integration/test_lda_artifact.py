@@ -66,8 +66,7 @@ def _submit(base: str, spec_path: Path, out: Path, cwd: Path) -> subprocess.Comp
 def test_submit_downloads_the_best_alternative_and_it_decides_as_reported(
     case: tuple[Path, dict[str, Any]], local: Stack, tmp_path: Path
 ) -> None:
-    local.worker("lda", queues="gpu,cpu")
-    _, base = local.api()
+    _, base, _ = local.worker_and_api("lda", queues="gpu,cpu")
     folder, spec = case
     probe = spec["probes"][0]
     del probe["train"]  # the service has only the uploaded dataset: split it

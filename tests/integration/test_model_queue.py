@@ -61,8 +61,9 @@ def test_model_audit_runs_on_the_gpu_queue(local: Stack) -> None:
         "probes": [{"kind": "demographic"}],
     }
     assert queue_for(spec) == "gpu"
-    local.worker("cpu-only", queues="cpu")
+    cpu_only = local.worker("cpu-only", queues="cpu", wait=False)  # side by side
     local.worker("gpu-one", queues="gpu")
+    cpu_only.wait_ready()
     audit_id = add_audit(spec)
     publish(audit_id, queue=queue_for(spec))
     row = wait_status(audit_id, {"succeeded", "failed"}, timeout=60)

@@ -144,8 +144,7 @@ def test_api_and_a_sharded_worker_run_plugin_probes(
     from audit.engine.run import compute_results
 
     extra = {"PYTHONPATH": plugin_path}
-    worker = local.worker("plugin", concurrency=2, extra=extra)
-    _, base = local.api(extra=extra)
+    _, base, worker = local.worker_and_api("plugin", api_extra=extra, concurrency=2, extra=extra)
     with session_scope() as session:
         token, _ = repo.create_token(session=session, project="plugins", role="submitter")
     pool = write_pool(tmp_path / "applicants.csv", n=5000, seed=11)  # above the shard threshold

@@ -15,8 +15,9 @@ LIMIT = 4096
 
 
 def test_result_over_the_size_cap_fails_once_naming_the_limit(local: Stack, tmp_path: Path) -> None:
-    worker = local.worker("capped", extra={"BIASAUDIT_MAX_RESULT_BYTES": str(LIMIT)})
-    _, base = local.api("capped-api")
+    _, base, worker = local.worker_and_api(
+        "capped", "capped-api", extra={"BIASAUDIT_MAX_RESULT_BYTES": str(LIMIT)}
+    )
     with api_client(base) as client:
         audit_id = submit_pool(client, tmp_path)
         row = wait_status(audit_id, {"succeeded", "failed"}, timeout=60)

@@ -23,8 +23,7 @@ BUSY_SECONDS = 20
 
 
 def test_lease_is_kept_while_the_shards_wait_in_a_busy_queue(local: Stack, tmp_path: Path) -> None:
-    worker = local.worker("queue", concurrency=1)
-    _, base = local.api("queue-api")
+    _, base, worker = local.worker_and_api("queue", "queue-api", concurrency=1)
     lease = float(local.env["BIASAUDIT_LEASE_SECONDS"])
     assert BUSY_SECONDS > 4 * lease + 2  # the wait outlasts a sharded audit's lease
     with api_client(base) as client:

@@ -67,6 +67,25 @@ def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
     )
 
 
+class _Background:
+    """A ``biasaudit`` command running beside the test (its output to files): the embedded
+    ``run`` computes while the stack starts and the submitted audit runs."""
+
+    def __init__(self, *args: str, env: dict[str, str], cwd: Path) -> None:
+        self.out, self.err = cwd / f"{args[0]}.stdout", cwd / f"{args[0]}.stderr"
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.proc = subprocess.Popen(
+                [BIASAUDIT, *args], env=env, cwd=cwd, stdout=out, stderr=err
+            )
+        self.args = [BIASAUDIT, *args]
+
+    def result(self) -> subprocess.CompletedProcess[str]:
+        code = self.proc.wait(timeout=300)
+        return subprocess.CompletedProcess(
+            self.args, code, self.out.read_text(), self.err.read_text()
+        )
+
+
 def _embedded_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BIASAUDIT_")}
     env["BIASAUDIT_ARTIFACT_DIR"] = str(home)
@@ -87,19 +106,18 @@ def _token(project: str = "acme") -> str:
 
 
 def test_submit_returns_the_results_of_run(local: Stack, tmp_path: Path) -> None:
-    local.worker("submit", queues="gpu,cpu")
-    _, base = local.api()
     spec = _hiring_with_model(tmp_path / "hiring")
-
-    ran = _cli(
+    running = _Background(
         "run", str(spec), "--out", str(tmp_path / "run"), "--no-store",
         env=_embedded_env(tmp_path / "home"), cwd=tmp_path,
     )  # fmt: skip
-    assert ran.returncode in (0, 1), ran.stderr
+    _, base, _ = local.worker_and_api("submit", queues="gpu,cpu")
     env = {**_embedded_env(tmp_path / "client"), "BIASAUDIT_TOKEN": _token()}
     submitted = _cli(
         "submit", str(spec), "--api", base, "--out", str(tmp_path / "submit"), env=env, cwd=tmp_path
     )
+    ran = running.result()
+    assert ran.returncode in (0, 1), ran.stderr
     assert submitted.returncode == ran.returncode, submitted.stderr
     assert "uploading dataset applicants.csv" in submitted.stderr
     assert "uploading model screener.skops" in submitted.stderr
@@ -124,22 +142,26 @@ def test_submit_refusals_exit_2_with_the_servers_message(local: Stack, tmp_path:
     bad.write_text(yaml.safe_dump(spec))
     env = {**_embedded_env(tmp_path / "client"), "BIASAUDIT_TOKEN": _token()}
 
-    refused = _cli("submit", str(bad), "--api", base, env=env, cwd=tmp_path)
+    wrong = {**env, "BIASAUDIT_TOKEN": "ba_" + "x" * 40}
+    no_token = {k: v for k, v in env.items() if k != "BIASAUDIT_TOKEN"}
+    # four independent clients, side by side (each spends seconds importing)
+    commands = {
+        "refused": (["submit", str(bad), "--api", base], env),
+        "denied": (["submit", str(spec_path), "--api", base], wrong),
+        "missing": (["submit", str(spec_path), "--api", base], no_token),
+        "queued": (["submit", str(spec_path), "--no-wait"], {**env, "BIASAUDIT_API": base}),
+    }
+    started = {}
+    for name, (args, with_env) in commands.items():
+        (tmp_path / name).mkdir()
+        started[name] = _Background(*args, env=with_env, cwd=tmp_path / name)
+    refused, denied, missing, queued = (started[name].result() for name in commands)
+
     assert refused.returncode == 2
     assert "POST /v1/audits: 422" in refused.stderr
     assert "ethnicity" in refused.stderr and "dataset.protected[1]" in refused.stderr
-
-    wrong = {**env, "BIASAUDIT_TOKEN": "ba_" + "x" * 40}
-    denied = _cli("submit", str(spec_path), "--api", base, env=wrong, cwd=tmp_path)
     assert denied.returncode == 2 and ": 401 " in denied.stderr
-
-    no_token = {k: v for k, v in env.items() if k != "BIASAUDIT_TOKEN"}
-    missing = _cli("submit", str(spec_path), "--api", base, env=no_token, cwd=tmp_path)
     assert missing.returncode == 2 and "BIASAUDIT_TOKEN" in missing.stderr
-
-    queued = _cli(
-        "submit", str(spec_path), "--no-wait", env={**env, "BIASAUDIT_API": base}, cwd=tmp_path
-    )
     assert queued.returncode == 0, queued.stderr
     audit_id = queued.stdout.strip()
     with session_scope() as session:
@@ -155,8 +177,6 @@ def test_submit_of_a_hugging_face_folder_returns_the_results_of_run(
     worker through transformers: same fingerprint, same scores, same document."""
     from tests.probes.conftest import build_bert
 
-    local.worker("submit-hf", queues="gpu,cpu")
-    _, base = local.api()
     folder = tmp_path / "screening"
     build_bert(
         folder / "screener",
@@ -181,16 +201,18 @@ def test_submit_of_a_hugging_face_folder_returns_the_results_of_run(
     }
     spec_path = folder / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
-    ran = _cli(
+    running = _Background(
         "run", str(spec_path), "--out", str(tmp_path / "run"), "--no-store",
         env=_embedded_env(tmp_path / "home"), cwd=tmp_path,
     )  # fmt: skip
-    assert ran.returncode in (0, 1), ran.stderr
+    _, base, _ = local.worker_and_api("submit-hf", queues="gpu,cpu")
     env = {**_embedded_env(tmp_path / "client"), "BIASAUDIT_TOKEN": _token()}
     submitted = _cli(
         "submit", str(spec_path), "--api", base, "--out", str(tmp_path / "submit"),
         env=env, cwd=tmp_path,
     )  # fmt: skip
+    ran = running.result()
+    assert ran.returncode in (0, 1), ran.stderr
     assert submitted.returncode == ran.returncode, submitted.stderr
     assert "uploading model screener" in submitted.stderr
     local_doc = json.loads((tmp_path / "run" / "results.json").read_text())

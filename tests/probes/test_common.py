@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from sklearn.linear_model import LogisticRegression
 
 from probes import ProbeError, ProbeInput, ProbeResult, get_probe, list_probes
+from probes.mlm_stereotype import BUILTIN_PAIRS
 from probes.models import load_model
 from probes.models.huggingface import load_huggingface
 
@@ -104,6 +105,14 @@ def cases(
     root = tmp_path_factory.mktemp("common-cases")
     empty_pairs = root / "pairs.jsonl"
     empty_pairs.write_text("")
+    # two built-in pairs of each bias type: every group, a sixth of the masked copies
+    # (test_mlm_stereotype.py runs the built-in set itself)
+    some_pairs = root / "some-pairs.jsonl"
+    per_type: dict[str, list[str]] = {}
+    for line in BUILTIN_PAIRS.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            per_type.setdefault(json.loads(line)["bias_type"], []).append(line)
+    some_pairs.write_text("\n".join(x for rows in per_type.values() for x in rows[:2]) + "\n")
     empty_tests = root / "weat.json"
     empty_tests.write_text(json.dumps({"tests": {}}))
     fill_mask = load_huggingface(path=tiny_models["fill-mask"], task="fill-mask", device="cpu")
@@ -185,7 +194,11 @@ def cases(
             one_group=lambda: pairwise(["The plan was good."] * 5),  # nothing to swap
         ),
         "mlm-stereotype": Cases(
-            normal=lambda: (no_data, fill_mask, {"kind": "mlm-stereotype"}),
+            normal=lambda: (
+                no_data,
+                fill_mask,
+                {"kind": "mlm-stereotype", "pairs_path": str(some_pairs)},
+            ),
             empty=lambda: (
                 no_data,
                 fill_mask,

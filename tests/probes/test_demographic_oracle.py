@@ -91,6 +91,7 @@ def _oracle(df, label, attrs) -> pd.DataFrame:
         return mf.by_group
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_group_rates_match_metricframe(name: str) -> None:
     df, label, protected = _prepared(name)

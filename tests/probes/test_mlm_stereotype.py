@@ -113,6 +113,7 @@ def test_crows_pairs_scoring_masks_only_shared_tokens(
     assert pll["delta"] != pytest.approx(ex["delta"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_builtin_run_shape_and_counts(tiny_models: dict[str, Path]) -> None:
     model = load_huggingface(path=tiny_models["fill-mask"], task="fill-mask", batch_size=64)
     seen: list[float] = []

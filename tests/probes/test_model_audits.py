@@ -60,6 +60,7 @@ def test_text_classifier_counterfactual_audit_with_lending_templates(
     assert (tmp_path / "out" / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_fill_mask_and_embedding_probes_run_without_a_dataset(tiny_models: dict[str, Path]):
     mlm = run_audit(
         {

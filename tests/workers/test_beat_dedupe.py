@@ -42,6 +42,7 @@ def _two_beats() -> list[list[str]]:
     return results
 
 
+@pytest.mark.slow
 def test_two_beats_one_run_and_missed_periods_run_once(service_env: dict[str, Any]) -> None:
     dataset = add_dataset(service_env["data"])
     with session_scope() as session:  # weekly; created 8 weeks ago: 8 due times missed

@@ -21,10 +21,9 @@ from audit.api.app import create_app
 from audit.queue import TASK_CONVERT_DATASET
 from audit.settings import Settings, get_settings
 from audit.storage import db
-from audit.storage.models import Base
 from audit.storage.repo import create_token
 from tests.audit.api.helpers import make_csv, upload
-from tests.conftest import redis_test_url
+from tests.conftest import _truncate_all, redis_test_url
 
 REDIS_URL = redis_test_url(15)
 MAX_UPLOAD_BYTES = 300_000
@@ -36,13 +35,6 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     """Every API test uses PostgreSQL and Redis (a conftest's ``pytestmark`` would do nothing)."""
     item.add_marker(pytest.mark.postgres)
     item.add_marker(pytest.mark.services)
-
-
-def _truncate(url: str) -> None:
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with db.make_engine(url).begin() as conn:
-        conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
-        conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
 
 
 @pytest.fixture
@@ -80,7 +72,7 @@ def api_settings(
         yield get_settings()
     finally:
         get_settings.cache_clear()
-        _truncate(postgres_url)
+        _truncate_all(postgres_url)
 
 
 @pytest.fixture

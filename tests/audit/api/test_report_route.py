@@ -76,6 +76,7 @@ def test_results_stored_without_a_report_are_rendered_once_then_streamed(
     assert again.text == first.text and _reports(api_settings) == 1
 
 
+@pytest.mark.slow
 def test_reviews_appear_in_the_html_and_pdf_reports(
     client: TestClient,
     make_token: Callable[..., str],

@@ -43,6 +43,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_serve_migrates_and_answers_over_http(api_settings: Settings, tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ}  # BIASAUDIT_* from the api_settings fixture
@@ -52,6 +53,14 @@ def test_serve_migrates_and_answers_over_http(api_settings: Settings, tmp_path: 
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+    )
+    # the key is made while the server starts (both spend seconds importing)
+    keys = subprocess.Popen(
+        [sys.executable, "-m", "audit.cli", "keys", "create", "--role", "submitter"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -66,13 +75,9 @@ def test_serve_migrates_and_answers_over_http(api_settings: Settings, tmp_path: 
             assert time.monotonic() < deadline, "serve did not start"
             time.sleep(0.2)
         assert httpx.get(f"{base}/readyz").status_code == 200
-        out = subprocess.run(
-            [sys.executable, "-m", "audit.cli", "keys", "create", "--role", "submitter"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        made, errors = keys.communicate(timeout=120)
+        assert keys.returncode == 0, errors
+        out = made.strip()
         with httpx.Client(base_url=base, headers=auth(out)) as client:
             ds = client.post("/v1/datasets", files={"file": ("d.csv", make_csv(), "text/csv")})
             assert ds.status_code == 201, ds.text
@@ -105,6 +110,7 @@ def test_serve_refuses_to_start_without_a_broker(
     assert "BIASAUDIT_BROKER_URL" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_server_app_freezes_the_startup_heap_and_plain_apps_do_not(tmp_path: Path) -> None:
     """``biasaudit serve``'s app tunes the GC at startup (process-wide: so in a subprocess)."""
     code = (
@@ -120,11 +126,16 @@ def test_server_app_freezes_the_startup_heap_and_plain_apps_do_not(tmp_path: Pat
     )
     env = {**os.environ, "BIASAUDIT_HOME": str(tmp_path)}
     env.pop("BIASAUDIT_DATABASE_URL", None)
-    out = {
-        kind: subprocess.run(
-            [sys.executable, "-c", code, kind], env=env, capture_output=True, text=True, timeout=120
+    procs = {  # the two side by side
+        kind: subprocess.Popen(
+            [sys.executable, "-c", code, kind],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for kind in ("server", "plain")
     }
-    assert out["server"].stdout.split() == ["True", "True", "False"], out["server"].stderr
-    assert out["plain"].stdout.split() == ["False", "False", "True"], out["plain"].stderr
+    out = {kind: proc.communicate(timeout=120) for kind, proc in procs.items()}
+    assert out["server"][0].split() == ["True", "True", "False"], out["server"][1]
+    assert out["plain"][0].split() == ["False", "False", "True"], out["plain"][1]
