@@ -111,7 +111,7 @@ def ranged_source(spec: dict[str, Any], *, project: str) -> StoredFile | None:
     """The stored dataset of ``spec`` (``dataset.id``) as a :class:`StoredFile` pinned to
     its registered ETag and size, or None when it is read from a local file."""
     dataset_id = (spec.get("dataset") or {}).get("id")
-    if not dataset_id:
+    if not dataset_id or not get_store().remote:  # a local folder: no lookup needed
         return None
     record = _dataset_record(str(dataset_id), project)
     if not _rangeable(record):

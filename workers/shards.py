@@ -97,7 +97,10 @@ def _count(spec: Any, path: Any, shard: Any, should_cancel: Any) -> dict[str, An
             raise
         _check_cuts(stored, watch, shard)  # a cut inside quotes explains it: say so
         if isinstance(exc, AuditInputError):
-            raise
+            if " as csv: " not in str(exc):  # a value refused, not the file's text
+                raise
+            message = f"{exc} (bytes {shard.start}-{shard.stop}). {MSG_CUTS_HINT}"
+            raise AuditInputError(message, field="dataset.id") from None
         message = f"dataset.id: cannot read {stored.name} as csv (bytes {shard.start}-"
         message += f"{shard.stop}): {exc}. {MSG_CUTS_HINT}"
         raise AuditInputError(message, field="dataset.id") from None

@@ -161,34 +161,7 @@ def _csv_chunks(
         return io.BufferedReader(csv_reader.Window(path.open("rb"), start, stop), 1 << 20)
 
     def rest(given: int) -> Iterator[pd.DataFrame]:
-        # pandas given ``names`` drops the fields of a row beyond them: one more name
-        # catches them, so a row with too many fields is refused as reading it whole is
-        if _first_fields(path, start, stop) > len(names):  # pandas would take an index
-            raise _too_many_fields(spec, path, start, 1, len(names))
-        stream = window()
-        try:
-            for frame in csv_reader.pandas_chunks(
-                stream,
-                skip_given=given,
-                chunk_rows=chunk_rows,
-                header=None,
-                names=[*names, EXTRA],
-                dtype=text,
-            ):
-                extra = frame[EXTRA].notna().to_numpy()
-                if extra.any():
-                    at = int(frame.index[extra.argmax()]) + 1  # row of the range, from 1
-                    raise _too_many_fields(spec, path, start, at, len(names))
-                yield frame[cols]
-        except pd.errors.ParserError as exc:  # more fields still: pandas names the line
-            line = re.search(r"in line (\d+)", str(exc))
-            if line is None:
-                raise AuditInputError(
-                    f"dataset.path: cannot read {path.name} as csv: {exc}"
-                ) from None
-            raise _too_many_fields(spec, path, start, int(line.group(1)), len(names)) from None
-        finally:
-            stream.close()
+        return _pandas_rest(spec, path, (start, stop), names, cols, chunk_rows, given)
 
     yield from csv_reader.arrow_chunks(
         lambda: pa.PythonFile(window(), mode="r"),
@@ -203,6 +176,55 @@ def _csv_chunks(
         fallback=rest,
         plain=_plain(spec),
     )
+
+
+def _pandas_rest(
+    spec: DatasetSpec,
+    path: Path,
+    span: tuple[int, int],
+    names: list[str],
+    cols: list[str],
+    chunk_rows: int,
+    given: int,
+) -> Iterator[pd.DataFrame]:
+    """Bytes ``span`` of the CSV file read by pandas, the first ``given`` rows left out
+    (pyarrow gave them before it refused a row).
+
+    pandas given ``names`` drops the fields of a row beyond them: one more name catches
+    them, so a row with too many fields is refused, as reading the file whole refuses it.
+    """
+    start, stop = span
+    if _first_fields(path, start, stop) > len(names):  # pandas would take an index
+        raise _too_many_fields(spec, path, start, 1, len(names))
+    stream = io.BufferedReader(csv_reader.Window(path.open("rb"), start, stop), 1 << 20)
+    try:
+        for frame in csv_reader.pandas_chunks(
+            stream,
+            skip_given=given,
+            chunk_rows=chunk_rows,
+            header=None,
+            names=[*names, EXTRA],
+            dtype=_text(spec),
+        ):
+            extra = frame[EXTRA].notna().to_numpy()
+            if extra.any():
+                at = int(frame.index[extra.argmax()]) + 1  # row of the range, from 1
+                raise _too_many_fields(spec, path, start, at, len(names))
+            yield frame[cols]
+    except pd.errors.ParserError as exc:  # more fields still: pandas names the line
+        line = re.search(r"in line (\d+)", str(exc))
+        if line is None:
+            field = _field(path)
+            message = f"{field}: cannot read {path.name} as csv: {exc}"
+            raise AuditInputError(message, field=field) from None
+        raise _too_many_fields(spec, path, start, int(line.group(1)), len(names)) from None
+    finally:
+        stream.close()
+
+
+def _field(path: Path) -> str:
+    """The spec field that names the file: a stored object is the upload's id."""
+    return "dataset.path" if isinstance(path, Path) else "dataset.id"
 
 
 def _first_fields(path: Path, start: int, stop: int) -> int:
@@ -221,9 +243,11 @@ def _too_many_fields(
     """Row ``at`` (from 1) of the bytes from ``start`` has more fields than the header;
     the message names the row as the others do (from 0, the header not counted)."""
     row = rows_before(spec, path, start) + at - 1
+    field = _field(path)
     return AuditInputError(
-        f"dataset.path: cannot read {path.name} as csv: row {row} (line {row + 2} of the "
-        f"file) has more fields than the header's {fields}"
+        f"{field}: cannot read {path.name} as csv: row {row} (line {row + 2} of the file) "
+        f"has more fields than the header's {fields}",
+        field=field,
     )
 
 
