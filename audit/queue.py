@@ -123,9 +123,14 @@ def publish(audit_id: str, *, queue: str, broker_url: str | None = None) -> None
     if _is_redis(url):
         _pooled_redis(url).lpush(queue, task_message(str(audit_id), queue=queue))
         return
+    _send(url, TASK_RUN_AUDIT, [str(audit_id)], queue)
+
+
+def _send(url: str, task: str, args: list[str], queue: str) -> None:
+    """Celery's send_task to ``queue``, JSON, retried by the publish policy, no result."""
     client(url).send_task(
-        TASK_RUN_AUDIT,
-        args=[str(audit_id)],
+        task,
+        args=args,
         queue=queue,
         routing_key=queue,
         serializer="json",
@@ -139,16 +144,7 @@ def publish_conversion(project: str, dataset_id: str, *, broker_url: str | None 
     """Send ``biasaudit.convert_dataset(project, dataset_id)`` to the cpu queue (the
     columnar copy of an uploaded CSV file); raises if the broker is down. Call it only
     after the dataset row is committed."""
-    client(_broker_url(broker_url)).send_task(
-        TASK_CONVERT_DATASET,
-        args=[project, dataset_id],
-        queue=QUEUE_CPU,
-        routing_key=QUEUE_CPU,
-        serializer="json",
-        retry=True,
-        retry_policy=_RETRY_POLICY,
-        ignore_result=True,
-    )
+    _send(_broker_url(broker_url), TASK_CONVERT_DATASET, [project, dataset_id], QUEUE_CPU)
 
 
 def publish_many(jobs: list[tuple[str, str]], *, broker_url: str | None = None) -> None:

@@ -21,31 +21,11 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from audit.engine.csv_reader import NA_VALUES
+
 LEVELS_CAP = 1_000
-# pandas' default NA spellings (read_csv ``na_values``)
-NA_TEXT = frozenset(
-    {
-        "",
-        "#N/A",
-        "#N/A N/A",
-        "#NA",
-        "-1.#IND",
-        "-1.#QNAN",
-        "-NaN",
-        "-nan",
-        "1.#IND",
-        "1.#QNAN",
-        "<NA>",
-        "N/A",
-        "NA",
-        "NULL",
-        "NaN",
-        "None",
-        "n/a",
-        "nan",
-        "null",
-    }
-)
+# pandas' default NA spellings (read_csv ``na_values``), as the engine's CSV reader has them
+NA_TEXT = frozenset(NA_VALUES)
 _NA_HASHES = frozenset(hash(v) for v in NA_TEXT)
 _SLACK = len(NA_TEXT)  # a set may hold every NA spelling on top of the real values
 
