@@ -146,7 +146,12 @@ def _set_alert(row: Schedule, alert: dict[str, str] | None, settings: Settings) 
     response_model=SchedulePublic,
     summary="Change a schedule's alert target, baseline or settle delay",
     openapi_extra=json_request_body("ScheduleUpdate"),
-    responses={422: {"description": "webhook refused or baseline not found"}},
+    responses={
+        422: {
+            "description": "webhook refused, baseline not found, or a settle_seconds "
+            "that would end the next window before it starts"
+        }
+    },
 )
 async def update_schedule_route(
     schedule_id: str, request: Request, token: AdminToken, session: SessionDep,
