@@ -193,8 +193,18 @@ def _probe_configs(probes: Any) -> tuple[list[Any], list[tuple[str, str]]]:
                         f"unknown key for probe {kind!r}{did_you_mean(str(e['loc'][-1]), known)}; "
                         f"valid keys: {', '.join(known)}"
                     )
-                errors.append((f"probes[{i}]." + _loc(e["loc"]), msg))
+                errors.append(_probe_error(i, _loc(e["loc"]), str(msg)))
     return configs, errors
+
+
+def _probe_error(i: int, path: str, msg: str) -> tuple[str, str]:
+    """(field, message) of probe ``i``'s config error: a check over several keys (empty
+    ``path``) names its key as ``probes[].<key>: ...`` in the message: that key, numbered."""
+    msg = msg.removeprefix("Value error, ")
+    head, sep, rest = msg.partition(": ")
+    if not path and sep and head.startswith("probes[].") and _FIELD_PATH.fullmatch(head[9:]):
+        return f"probes[{i}].{head[9:]}", rest
+    return (f"probes[{i}].{path}" if path else f"probes[{i}]"), msg
 
 
 def validate_probe_configs(spec: AuditSpec) -> list[Any]:

@@ -289,6 +289,7 @@ def test_a_probes_uploaded_train_file_is_the_projects_own(
     assert refused.status_code == 404 and refused.json()["field"] == "spec.probes[0].train_id"
     both = client.post("/v1/audits", json=spec(train_id=mine, train="t.csv"), headers=auth(token))
     assert both.status_code == 422 and "exactly one of them" in both.json()["detail"]
+    assert both.json()["field"] == "probes[0].train"  # the key the check names, numbered
     assert _count(api_settings) == 0
     accepted = client.post("/v1/audits", json=spec(train_id=mine), headers=auth(token))
     assert accepted.status_code == 202, accepted.text
