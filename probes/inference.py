@@ -14,8 +14,9 @@ No autocast: a model runs in the precision its weights were loaded in
 it is deployed (bf16 autocast moves probabilities by ~3e-4 and flips decisions at
 the threshold). On CPU, :func:`pick_linear_backend` times a model's float32
 ``nn.Linear`` shapes through oneDNN and through the stock BLAS call once per
-process and keeps the faster: oneDNN was 17-22% faster on the AMD EPYC used in
-the benchmarks and 8-11% slower on an Intel Xeon with AMX.
+machine (:mod:`probes.machine_choice`) and keeps the faster: oneDNN was 17-22%
+faster on the AMD EPYC used in the benchmarks and 8-11% slower on an Intel Xeon
+with AMX.
 
 Loaded models are cached per process (LRU keyed by fingerprint, task, device,
 precision) so a worker that audits the same model again does not reload it.
@@ -291,15 +292,21 @@ def onednn_is_faster(model: Any, *, rows: int = 64) -> bool:
 
     A short timing (a few milliseconds for small models, about a second for 7B ones)
     of the four largest distinct weight shapes, both backends interleaved, best of
-    three each; remembered per process and shape set, so a machine decides once.
+    three each. The machine decides once per shape set: the first process writes the
+    choice to a shared file (:mod:`probes.machine_choice`) that every later process
+    reads, so a worker and an embedded run on one machine score alike; each process
+    also remembers it in memory.
     """
     import torch
+
+    from probes.machine_choice import cpu_model, decided_once
 
     layers = _onednn_layers(model)
     by_shape = {tuple(m.weight.shape): m.weight for m in layers}
     shapes = sorted(by_shape, key=lambda s: -s[0] * s[1])[:4]
     key = tuple(sorted(shapes))
-    if key not in _BACKEND_CHOICES:
+
+    def timed() -> bool:
         weights = [by_shape[s] for s in shapes]
         mkl = torch.ops.mkldnn._linear_pointwise
         with torch.inference_mode():
@@ -307,7 +314,11 @@ def onednn_is_faster(model: Any, *, rows: int = 64) -> bool:
             for _ in range(2):
                 stock += _time_linear(weights, torch.nn.functional.linear, rows)
                 onednn += _time_linear(weights, lambda x, w: mkl(x, w, None, "none", [], ""), rows)
-        _BACKEND_CHOICES[key] = onednn < ONEDNN_MARGIN * stock
+        return onednn < ONEDNN_MARGIN * stock
+
+    if key not in _BACKEND_CHOICES:
+        machine_key = f"linear-backend onednn|{cpu_model()}|torch {torch.__version__}|{key}"
+        _BACKEND_CHOICES[key] = decided_once(machine_key, timed)
     return _BACKEND_CHOICES[key]
 
 

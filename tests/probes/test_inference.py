@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,8 +203,9 @@ def test_onednn_linear_keeps_gradients_and_can_be_switched_off(
 
 
 def test_linear_backend_is_decided_per_machine_or_by_setting(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("BIASAUDIT_ONEDNN_LINEAR", "0")
     off = _mlp()
     assert inference.pick_linear_backend(off) == "stock"
@@ -222,6 +225,56 @@ def test_linear_backend_is_decided_per_machine_or_by_setting(
     assert ("forward" in vars(timed[0])) == (choice == "onednn")
     inference._BACKEND_CHOICES[key] = not inference._BACKEND_CHOICES[key]  # remembered
     assert inference.pick_linear_backend(_mlp()) != choice
+
+
+def test_a_machine_times_the_linear_backend_once_for_all_its_processes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A later process (empty memory) reads the first one's choice from the shared file
+    instead of timing again: a worker and an embedded run on one machine agree."""
+    from probes import machine_choice
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("BIASAUDIT_ONEDNN_LINEAR", "auto")
+    monkeypatch.setattr(inference, "_BACKEND_CHOICES", {})
+    first = inference.pick_linear_backend(_mlp())
+    stored = json.loads((tmp_path / "biasaudit" / machine_choice.FILE_NAME).read_text())
+    ((name, faster),) = stored.items()
+    assert machine_choice.cpu_model() in name and "(4, 32), (32, 16)" in name
+    assert first == ("onednn" if faster else "stock")
+
+    def no_timing(*_: object) -> float:
+        raise AssertionError("timed again although the machine had decided")
+
+    monkeypatch.setattr(inference, "_time_linear", no_timing)
+    for told in (faster, not faster):  # whatever the file says is what runs
+        stored[name] = told
+        (tmp_path / "biasaudit" / machine_choice.FILE_NAME).write_text(json.dumps(stored))
+        monkeypatch.setattr(inference, "_BACKEND_CHOICES", {})
+        assert inference.pick_linear_backend(_mlp()) == ("onednn" if told else "stock")
+
+
+def test_machine_choices_agree_under_a_race_and_survive_a_read_only_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from probes import machine_choice
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    calls = iter(range(100))
+
+    def decide() -> bool:  # alternating answers: only the first decision may count
+        return next(calls) % 2 == 0
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: machine_choice.decided_once("k", decide), range(16)))
+    assert got == [True] * 16
+    assert next(calls) == 1  # decided exactly once
+    (tmp_path / "not-a-folder").write_text("")  # cannot write there: decided in memory
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
+    assert machine_choice.decided_once("other", lambda: False) is False
+    assert machine_choice.decided_once("other", lambda: True) is True  # nothing was kept
 
 
 def test_model_cache_is_lru() -> None:
