@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -28,7 +29,7 @@ from workers.app import celery_config
 DAYS = 30
 
 
-def _age(settings: Settings, table: type, item_id: str, days: int) -> None:
+def _age(settings: Settings, table: Any, item_id: str, days: int) -> None:
     with db.session_scope(settings.db_url) as session:
         then = utcnow() - timedelta(days=days)
         session.execute(update(table).where(table.id == item_id).values(created_at=then))
@@ -69,7 +70,9 @@ def test_retention_deletes_only_what_nothing_used_within_the_period(
 
     with db.session_scope(api_settings.db_url) as session:
         rows, _ = list_events(session=session, project="acme", limit=100)
-        logged = [(e.actor, e.detail["reason"]) for e in rows if e.action == "dataset.deleted"]
+        logged = [
+            (e.actor, (e.detail or {})["reason"]) for e in rows if e.action == "dataset.deleted"
+        ]
         assert logged == [("retention", f"retention: unused for {DAYS} days")] * 2
         assert verify_log(session=session).intact
 
