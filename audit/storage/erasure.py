@@ -10,12 +10,14 @@ the hash-chained log, and removes the bytes everywhere this service put them:
 - the stored file or model folder (local data folder or object store);
 - a dataset's columnar copy (``<id><ext>.columnar.parquet``, both places);
 - this machine's verified copies of an object-store item (``data_dir/<project>/...``)
-  with their cache lock files (:func:`forget_local_copies`; a worker on another machine
-  removes its own copy when it next meets the deleted row, ``workers/inputs.py``).
+  with their cache lock files (:func:`forget_local_copies`); a worker on another
+  machine removes its own after its next task (:func:`sweep_deleted_copies`), and never
+  uses one meanwhile (it reads the row first, ``workers/inputs.py``).
 
 The bytes go before the caller commits: if the store fails, the transaction rolls
 back and the item stays live (a repeated ``DELETE`` finishes the job; removing what
-is already gone is not an error). The row is locked first (``FOR UPDATE`` on
+is already gone is not an error). The event is appended last, so the log's head is
+not held locked while the store works. The row is locked first (``FOR UPDATE`` on
 PostgreSQL), so two deletions of one item record one event.
 """
 
@@ -123,7 +125,11 @@ def erase(
     row.deleted_at = utcnow()
     row.deleted_by = actor[:200]
     session.flush()
-    append_event(
+    try:
+        remove_bytes(settings, kind=kind, project=project, address=row.path)
+    except Exception as exc:  # the caller rolls back: the row stays live, a retry finishes
+        raise EraseFailed(f"{kind} {item_id}: the store did not delete it") from exc
+    append_event(  # last: the log's head stays locked until the commit, not during the store
         session=session,
         action=f"{kind}.deleted",
         actor=actor,
@@ -131,10 +137,6 @@ def erase(
         project=project,
         detail={"sha256": row.sha256, "reason": reason},
     )
-    try:
-        remove_bytes(settings, kind=kind, project=project, address=row.path)
-    except Exception as exc:  # the caller rolls back: the item stays live, nothing half-done
-        raise EraseFailed(f"{kind} {item_id}: the store did not delete it") from exc
     return row
 
 
