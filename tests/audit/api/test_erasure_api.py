@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from audit.settings import Settings
@@ -156,6 +157,7 @@ def test_tenants_and_roles(
     assert client.delete("/v1/datasets/" + "x" * 300, headers=auth(other)).status_code == 404
 
 
+@pytest.mark.slow  # the first .skops upload imports skops, scikit-learn and torch
 def test_models_are_listed_and_deleted_alike(
     client: TestClient, make_token: Callable[..., str], dataset_id: str, api_settings: Settings
 ) -> None:
