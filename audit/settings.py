@@ -20,7 +20,9 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from audit.settings_service import ServiceSettings
 
 DEFAULT_SECRET_KEY = "change-me"
 DEFAULT_ARTIFACT_DIR = "~/.local/share/biasaudit"
@@ -46,7 +48,7 @@ def parse_storage_url(url: str) -> tuple[str, str]:
     return parts.netloc, parts.path.strip("/")
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
     """Everything configurable about the service; each field is ``BIASAUDIT_<FIELD>``."""
 
     model_config = SettingsConfigDict(
@@ -307,26 +309,6 @@ class Settings(BaseSettings):
             "the API is served through a TLS-terminating proxy: dashboard cookies are always "
             "Secure (without it they are Secure when the request itself is https)"
         ),
-    )
-
-    webhook_allowlist: str = Field(
-        default="",
-        description=(
-            "comma-separated hosts schedule webhooks may post to: an exact host or "
-            "*.suffix; empty = no webhooks. Hosts resolving to private or loopback "
-            "addresses are refused unless listed exactly"
-        ),
-    )
-    webhook_timeout: float = Field(
-        default=10.0, gt=0, description="seconds one webhook delivery may take"
-    )
-    webhook_max_attempts: int = Field(
-        default=6, ge=1, description="delivery attempts per alert before it is marked failed"
-    )
-    webhook_backoff: float = Field(
-        default=30.0,
-        gt=0,
-        description="seconds before the first retry of a failed webhook; doubled each time",
     )
 
     @field_validator("artifact_dir", "data_dir", "trusted_model_dir", mode="after")

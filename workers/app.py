@@ -36,6 +36,7 @@ TASK_RUN_SHARD = "biasaudit.run_shard"
 TASK_MERGE_SHARDS = "biasaudit.merge_shards"
 TASK_RECONCILE = "biasaudit.reconcile"
 TASK_FIRE_SCHEDULES = "biasaudit.fire_schedules"
+TASK_APPLY_RETENTION = "biasaudit.apply_retention"
 TASK_DELIVER_ALERT = "biasaudit.deliver_alert"  # = audit.monitoring.notify.TASK_DELIVER_ALERT
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 
@@ -99,6 +100,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             TASK_MERGE_SHARDS: {"queue": QUEUE_CPU},
             TASK_RECONCILE: {"queue": QUEUE_MAINTENANCE},
             TASK_FIRE_SCHEDULES: {"queue": QUEUE_MAINTENANCE},
+            TASK_APPLY_RETENTION: {"queue": QUEUE_MAINTENANCE},
             TASK_DELIVER_ALERT: {"queue": QUEUE_CPU},  # off the beat: a hook may take seconds
             TASK_CONVERT_DATASET: {"queue": QUEUE_CPU},  # an upload's columnar copy
         },
@@ -107,6 +109,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_track_started": False,
         "worker_send_task_events": False,
         "beat_schedule": {
+            **_retention_beat(settings, beat_options),
             "reconcile": {
                 "task": TASK_RECONCILE,
                 "schedule": settings.reconcile_interval,
@@ -120,6 +123,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             },
         },
         "beat_schedule_filename": str(settings.artifact_dir / "celerybeat-schedule"),
+    }
+
+
+def _retention_beat(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
+    """The retention run (``biasaudit.apply_retention``), only when a retention is set."""
+    if settings.dataset_retention_days is None and settings.model_retention_days is None:
+        return {}
+    every = settings.retention_interval
+    return {
+        "apply-retention": {
+            "task": TASK_APPLY_RETENTION,
+            "schedule": every,
+            "options": {**options, "expires": every},
+        }
     }
 
 

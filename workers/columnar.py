@@ -57,8 +57,25 @@ def convert_dataset(project: str, dataset_id: str) -> str:
         store.put_file(key + columnar.SUFFIX, copy)
         if not copy.exists():  # moved into the store: this machine keeps one too
             fetch_copy(store, address, local, sha256=sha256)
+    if _deleted_meanwhile(project, dataset_id):
+        return "gone"
     log.info("dataset %s: columnar copy of %d rows", dataset_id, rows)
     return "made"
+
+
+def _deleted_meanwhile(project: str, dataset_id: str) -> bool:
+    """Whether the dataset was deleted while its copy was made; then the copy is removed
+    as the deletion removed the rest (:func:`audit.storage.erasure.remove_bytes`)."""
+    from audit.storage.erasure import remove_bytes
+
+    with session_scope() as session:
+        if repo.get_dataset(session=session, project=project, dataset_id=dataset_id):
+            return False
+        row = session.get(repo.Dataset, dataset_id)
+        address = row.path if row is not None and row.project == project else None
+    if address is not None:
+        remove_bytes(get_settings(), kind="dataset", project=project, address=address)
+    return True
 
 
 def fetch_copy(store: ObjectStore, address: str, local: Path, *, sha256: str) -> bool:
@@ -86,3 +103,23 @@ def fetch_copy(store: ObjectStore, address: str, local: Path, *, sha256: str) ->
         return False
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def sweep_deleted_copies() -> int:
+    """After each audit or conversion task on a machine that copies from an object store:
+    remove its cached copies of datasets and models deleted meanwhile (by an API or a
+    retention run on another machine; :func:`audit.storage.erasure.sweep_deleted_copies`).
+    Copies removed; a failure is logged, never the task's."""
+    from audit.storage.erasure import sweep_deleted_copies as sweep
+
+    if not get_store().remote:  # the local folder: the deletion removed the files
+        return 0
+    try:
+        with session_scope() as session:
+            removed = sweep(session=session, settings=get_settings())
+    except Exception as exc:  # noqa: BLE001 - housekeeping: the next task tries again
+        log.warning("sweep of deleted copies failed: %s", type(exc).__name__)
+        return 0
+    for path in removed:
+        log.info("removed the copy %s of a deleted item", path.name)
+    return len(removed)

@@ -22,9 +22,13 @@ from typing import Any
 from audit.errors import AuditInputError
 from audit.settings import get_settings
 from audit.storage import repo, session_scope
-from audit.storage.objects import ObjectMissing, get_store, stored_dataset, stored_model
+from audit.storage.erasure import find_deleted, forget_local_copies
+from audit.storage.inventory import DATASET, MODEL
+from audit.storage.objects import SCHEME, ObjectMissing, get_store, stored_dataset, stored_model
 from audit.storage.ranged import StoredFile
 from workers.uploads import resolve_probe_uploads
+
+MSG_DELETED = "{kind}.id: {kind} {id} was deleted at {at}; upload it again to audit it"
 
 
 def _resolve_model(model: dict[str, Any], *, project: str, root: Path) -> None:
@@ -33,6 +37,7 @@ def _resolve_model(model: dict[str, Any], *, project: str, root: Path) -> None:
     with session_scope() as session:
         record = repo.get_model(session=session, project=project, model_id=str(model["id"]))
         if record is None:
+            _refuse_deleted(session, MODEL, str(model["id"]), project)
             raise AuditInputError(
                 f"model.id: no model {model['id']!r} in project {project!r}; "
                 "upload it with POST /v1/models",
@@ -48,6 +53,7 @@ def _dataset_record(dataset_id: str, project: str) -> Any:
     with session_scope() as session:
         record = repo.get_dataset(session=session, project=project, dataset_id=dataset_id)
         if record is None:
+            _refuse_deleted(session, DATASET, dataset_id, project)
             raise AuditInputError(
                 f"dataset.id: no dataset {dataset_id!r} in project {project!r}; "
                 "upload it with POST /v1/datasets",
@@ -55,6 +61,20 @@ def _dataset_record(dataset_id: str, project: str) -> Any:
             )
         session.expunge(record)
         return record
+
+
+def _refuse_deleted(session: Any, kind: str, item_id: str, project: str) -> None:
+    """An input error naming ``<kind>.id`` when the item was deleted, after removing this
+    machine's copies of it (a cached copy of a deleted item is never used again)."""
+    row = find_deleted(session=session, project=project, kind=kind, item_id=item_id)
+    if row is None:
+        return
+    if row.path.startswith(SCHEME):
+        forget_local_copies(get_settings(), kind=kind, project=project, address=row.path)
+    raise AuditInputError(
+        MSG_DELETED.format(kind=kind, id=item_id, at=row.deleted_at.isoformat()),
+        field=f"{kind}.id",
+    )
 
 
 def resolve_dataset(

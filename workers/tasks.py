@@ -10,6 +10,7 @@ name                          arguments                                        q
 ``biasaudit.fire_schedules``  ``[]`` (beat)                                    maintenance
 ``biasaudit.deliver_alert``   ``[alert_id, attempt]``                          cpu
 ``biasaudit.convert_dataset`` ``[project, dataset_id]``                        cpu
+``biasaudit.apply_retention`` ``[]`` (beat, when a retention is set)            maintenance
 ============================  ===============================================  ===========
 
 ``unit`` is ``rows`` (Parquet row groups) or ``bytes`` (a CSV byte range).
@@ -28,6 +29,7 @@ from audit.queue import TASK_CONVERT_DATASET, TASK_RUN_AUDIT
 from audit.storage.cache import release_all
 from workers import runner, shards
 from workers.app import (
+    TASK_APPLY_RETENTION,
     TASK_DELIVER_ALERT,
     TASK_FIRE_SCHEDULES,
     TASK_MERGE_SHARDS,
@@ -35,6 +37,7 @@ from workers.app import (
     TASK_RUN_SHARD,
     app,
 )
+from workers.columnar import sweep_deleted_copies
 
 
 def _launch_shards(audit_id: str, shards: list[Any]) -> None:
@@ -52,6 +55,7 @@ def run_audit(self: Task, audit_id: str) -> str:
         return runner.execute_audit(str(audit_id), worker=worker, launch_shards=_launch_shards)
     finally:
         release_all()  # this task's copies of stored objects may be evicted again
+        sweep_deleted_copies()
 
 
 @app.task(name=TASK_RUN_SHARD)
@@ -103,4 +107,16 @@ def convert_dataset(project: str, dataset_id: str) -> str:
     """The columnar copy of an uploaded CSV dataset (``workers.columnar``)."""
     from workers.columnar import convert_dataset as convert
 
-    return convert(str(project), str(dataset_id))
+    try:
+        return convert(str(project), str(dataset_id))
+    finally:
+        sweep_deleted_copies()
+
+
+@app.task(name=TASK_APPLY_RETENTION, ignore_result=True)
+def apply_retention() -> list[str]:
+    """Periodic: delete datasets and models past their retention (``audit.storage.retention``)."""
+    from audit.settings import get_settings
+    from audit.storage.retention import apply_retention as apply
+
+    return apply(settings=get_settings())

@@ -8,8 +8,9 @@ Authorization is checked in this order, so nothing leaks to the wrong caller:
 3. an object of another project -> ``404`` (routes query with the token's
    project, so such rows are simply not found).
 
-Roles: ``submitter`` uploads, submits, cancels and reads its project;
-``reviewer`` reads and signs off audits; ``admin`` does everything,
+Roles: ``submitter`` uploads, submits, cancels, deletes uploads and reads its
+project; ``reviewer`` reads and signs off audits (it may not delete: erasure is
+for who brought the data, and the project's admin); ``admin`` does everything,
 including schedules.
 """
 
@@ -162,3 +163,7 @@ ReviewerToken = Annotated[
     TokenInfo, Depends(require_roles("reviewer", "admin", action="review audits"))
 ]
 AdminToken = Annotated[TokenInfo, Depends(require_roles("admin", action="manage schedules"))]
+DeleterToken = Annotated[
+    TokenInfo,
+    Depends(require_roles(*SUBMIT_ROLES, action="delete datasets or models")),
+]

@@ -99,6 +99,53 @@ class DatasetPublic(_Public):
     created_at: datetime
 
 
+class Usage(BaseModel):
+    """How the project's audits used a stored item (in the listings)."""
+
+    audits: int = Field(default=0, description="audits of the project that named it")
+    last_used_at: datetime | None = Field(
+        default=None, description="when the latest of them was submitted (null: never)"
+    )
+
+
+class DatasetItem(DatasetPublic):
+    """A dataset in ``GET /v1/datasets``: what ``GET /v1/datasets/{id}`` shows, and its use.
+    With ``deleted=true``, erased datasets: their bytes are gone, sha256 stays."""
+
+    usage: Usage = Field(default_factory=Usage)
+    deleted_at: datetime | None = None
+    deleted_by: str | None = None
+
+
+class DatasetsPublic(BaseModel):
+    """One page of a project's datasets, newest first; ``count`` is the total."""
+
+    data: list[DatasetItem]
+    count: int
+    limit: int
+    offset: int
+
+
+class DeletedPublic(BaseModel):
+    """The 410 body of a deleted dataset or model: its fingerprint, when and by whom."""
+
+    detail: str
+    field: str | None = None
+    id: str
+    sha256: str
+    deleted_at: datetime
+    deleted_by: str | None = None
+
+
+class InUsePublic(BaseModel):
+    """The 409 body of a refused deletion: what still needs the item."""
+
+    detail: str
+    field: str | None = None
+    audits: list[str] = Field(description="queued or running audits that name it")
+    schedules: list[str] = Field(description="enabled schedules whose spec names it")
+
+
 class UploadCreate(BaseModel):
     """A direct upload to the object store: what the client is about to send."""
 
@@ -153,6 +200,23 @@ class ModelPublic(_Public):
     filename: str | None = None
     files: int | None = Field(default=None, description="files in the model (1 for .skops)")
     created_at: datetime
+
+
+class ModelItem(ModelPublic):
+    """A model in ``GET /v1/models``, with its use (and, when listed deleted, the erasure)."""
+
+    usage: Usage = Field(default_factory=Usage)
+    deleted_at: datetime | None = None
+    deleted_by: str | None = None
+
+
+class ModelsPublic(BaseModel):
+    """One page of a project's models, newest first; ``count`` is the total."""
+
+    data: list[ModelItem]
+    count: int
+    limit: int
+    offset: int
 
 
 class ReviewCreate(BaseModel):

@@ -1,10 +1,9 @@
 """What the upload routes (``/v1/datasets``, ``/v1/models``) share.
 
 Both take one multipart field ``file``, stream it to disk with the request's
-database connection released, record a row for it (removing the stored file if
-the row cannot be committed, so nothing is left that no row names), and answer
-``GET /{id}`` with the caller's project's row or 404 (also for another
-project's id: no existence leak).
+database connection released, and record a row for it (removing the stored file if
+the row cannot be committed, so nothing is left that no row names). Listing, lookup
+and deletion are in :mod:`audit.api.erasure`.
 """
 
 from __future__ import annotations
@@ -14,9 +13,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-
-from audit.api.errors import not_found
-from audit.storage.models import plausible_id
 
 Row = TypeVar("Row")
 Answer = TypeVar("Answer")
@@ -57,11 +53,3 @@ async def record_stored(
         return answer(row)
 
     return await run_in_threadpool(record)
-
-
-def find_or_404(what: str, item_id: str, find: Callable[[str], Row | None]) -> Row:
-    """The caller's project's ``what`` named ``item_id`` (``find`` looks it up), or 404."""
-    row = find(item_id) if plausible_id(item_id) else None
-    if row is None:
-        raise not_found(what, item_id[:100])
-    return row

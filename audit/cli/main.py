@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     from audit.cli.submit import add_parser as add_submit
 
     add_submit(sub)
+    from audit.cli.stored import add_parsers as add_stored
+
+    add_stored(sub)
 
     k = sub.add_parser("keys", help="API tokens")
     ks = k.add_subparsers(dest="keys_command", required=True)

@@ -51,9 +51,11 @@ _TOUCH_TOKENS = (
 )
 _DATASETS_BY_ID = select(
     Dataset.id, Dataset.project, Dataset.sha256, Dataset.columns, Dataset.column_levels
-).where(Dataset.id.in_(bindparam("ids", expanding=True)))
+).where(Dataset.id.in_(bindparam("ids", expanding=True)), Dataset.deleted_at.is_(None))
 _DATASET_BY_ID = select(Dataset).where(
-    Dataset.id == bindparam("dataset_id"), Dataset.project == bindparam("project")
+    Dataset.id == bindparam("dataset_id"),
+    Dataset.project == bindparam("project"),
+    Dataset.deleted_at.is_(None),
 )
 
 
@@ -343,7 +345,8 @@ def get_datasets(*, session: Session, keys: list[tuple[str, str]]) -> dict[tuple
 
 
 def get_dataset(*, session: Session, project: str, dataset_id: str) -> Dataset | None:
-    """A project's dataset by id, or None (also for other projects' ids)."""
+    """A project's live dataset by id, or None (also for other projects' ids and for
+    deleted ones: :func:`audit.storage.erasure.find_deleted` finds those)."""
     return session.scalars(
         _DATASET_BY_ID, {"dataset_id": dataset_id, "project": project}
     ).one_or_none()
@@ -379,7 +382,11 @@ def create_model(
 
 
 def get_model(*, session: Session, project: str, model_id: str) -> ModelArtifact | None:
-    """A project's model by id, or None."""
+    """A project's live model by id, or None (also when deleted)."""
     return session.scalars(
-        select(ModelArtifact).where(ModelArtifact.id == model_id, ModelArtifact.project == project)
+        select(ModelArtifact).where(
+            ModelArtifact.id == model_id,
+            ModelArtifact.project == project,
+            ModelArtifact.deleted_at.is_(None),
+        )
     ).one_or_none()

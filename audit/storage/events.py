@@ -45,6 +45,8 @@ ACTIONS = (
     "alert.raised",
     "key.created",
     "key.revoked",
+    "dataset.deleted",
+    "model.deleted",
 )
 MAX_EVENT_PAGE = 1000
 _VERIFY_BATCH = 1000

@@ -155,6 +155,8 @@ class Dataset(Base):
     # the object store's ETag of the registered version: ranged reads are pinned to it
     etag: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column()  # erased: bytes gone, row kept
+    deleted_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class ModelArtifact(Base):
@@ -172,6 +174,8 @@ class ModelArtifact(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     files: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column()
+    deleted_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class Schedule(Base):

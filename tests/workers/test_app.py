@@ -48,6 +48,7 @@ def test_the_running_app_uses_them() -> None:
         "biasaudit.fire_schedules",
         "biasaudit.deliver_alert",
         "biasaudit.convert_dataset",
+        "biasaudit.apply_retention",
     }
     # the API side enqueues deliveries by this name, without importing workers/
     from audit.monitoring.notify import DELIVERY_QUEUE, TASK_DELIVER_ALERT

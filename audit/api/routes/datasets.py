@@ -1,21 +1,27 @@
 """Datasets: streamed upload (``POST /v1/datasets``), direct upload to the object store
-(``POST /v1/datasets/uploads``, then ``.../{id}/complete``), lookup (``GET /v1/datasets/{id}``).
+(``POST /v1/datasets/uploads``, then ``.../{id}/complete``), lookup (``GET /v1/datasets/{id}``),
+listing (``GET /v1/datasets``) and deletion (``DELETE /v1/datasets/{id}``,
+:mod:`audit.api.erasure`).
 """
 
 from __future__ import annotations
 
 import logging
 from functools import partial
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from audit.api import erasure
 from audit.api.body import json_body
-from audit.api.deps import ReaderToken, SessionDep, SettingsDep, SubmitterToken
+from audit.api.deps import DeleterToken, ReaderToken, SessionDep, SettingsDep, SubmitterToken
 from audit.api.direct_uploads import complete_upload, start_upload
 from audit.api.schemas import (
+    DatasetItem,
     DatasetPublic,
+    DatasetsPublic,
     ErrorPublic,
     UploadComplete,
     UploadCreate,
@@ -23,10 +29,12 @@ from audit.api.schemas import (
     UploadPublic,
     json_request_body,
 )
-from audit.api.stored import file_upload_body, find_or_404, record_stored
+from audit.api.stored import file_upload_body, record_stored
 from audit.api.uploads import StoredUpload, receive_upload
 from audit.queue import publish_conversion
 from audit.settings import Settings
+from audit.storage.inventory import DATASET
+from audit.storage.listing import MAX_OFFSET, MAX_PAGE
 from audit.storage.objects import get_store
 from audit.storage.repo import create_dataset, get_dataset
 
@@ -158,11 +166,47 @@ async def complete_dataset_upload(
     return await _record(session, settings, token.project, stored)
 
 
-@router.get("/{dataset_id}", response_model=DatasetPublic, summary="A dataset's hash and shape")
+@router.get("", response_model=DatasetsPublic, summary="List the project's datasets, newest first")
+def list_datasets(
+    token: ReaderToken,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    deleted: Annotated[bool, Query(description="true: only the deleted ones")] = False,
+) -> DatasetsPublic:
+    items, total = erasure.page(
+        session, token.project, DATASET, limit=limit, offset=offset, deleted=deleted
+    )
+    data = [DatasetItem.model_validate(r).model_copy(update={"usage": u}) for r, u in items]
+    return DatasetsPublic(data=data, count=total, limit=limit, offset=offset)
+
+
+@router.get(
+    "/{dataset_id}",
+    response_model=DatasetPublic,
+    summary="A dataset's hash and shape",
+    responses=erasure.responses(DATASET, delete=False),
+)
 def read_dataset(dataset_id: str, token: ReaderToken, session: SessionDep) -> DatasetPublic:
-    row = find_or_404(
-        "dataset",
+    row = erasure.find_live(
+        session,
+        token.project,
+        DATASET,
         dataset_id,
         lambda i: get_dataset(session=session, project=token.project, dataset_id=i),
     )
     return DatasetPublic.model_validate(row)
+
+
+@router.delete(
+    "/{dataset_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a dataset: its file, columnar copy and copies everywhere; sha256 stays",
+    responses=erasure.responses(DATASET, delete=True),
+)
+def delete_dataset(
+    dataset_id: str, token: DeleterToken, session: SessionDep, settings: SettingsDep
+) -> Response:
+    erasure.delete(session, settings, token, DATASET, dataset_id)
+    return Response(status_code=204)

@@ -1,4 +1,5 @@
-"""Models: upload (``POST /v1/models``) and lookup (``GET /v1/models/{id}``).
+"""Models: upload (``POST /v1/models``), lookup (``GET /v1/models/{id}``), listing
+(``GET /v1/models``) and deletion (``DELETE /v1/models/{id}``, :mod:`audit.api.erasure`).
 
 The checks live in :mod:`audit.api.model_upload`; a spec then names the model
 as ``model: {kind: sklearn, id: ID}`` (or ``kind: huggingface``).
@@ -6,13 +7,18 @@ as ``model: {kind: sklearn, id: ID}`` (or ``kind: huggingface``).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from audit.api.deps import ReaderToken, SessionDep, SettingsDep, SubmitterToken
+from audit.api import erasure
+from audit.api.deps import DeleterToken, ReaderToken, SessionDep, SettingsDep, SubmitterToken
 from audit.api.model_upload import discard_model, receive_model
-from audit.api.schemas import ErrorPublic, ModelPublic
-from audit.api.stored import file_upload_body, find_or_404, record_stored
+from audit.api.schemas import ErrorPublic, ModelItem, ModelPublic, ModelsPublic
+from audit.api.stored import file_upload_body, record_stored
+from audit.storage.inventory import MODEL
+from audit.storage.listing import MAX_OFFSET, MAX_PAGE
 from audit.storage.repo import create_model, get_model
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -62,9 +68,47 @@ async def upload_model(
     )
 
 
-@router.get("/{model_id}", response_model=ModelPublic, summary="A model's kind and fingerprint")
+@router.get("", response_model=ModelsPublic, summary="List the project's models, newest first")
+def list_models(
+    token: ReaderToken,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    deleted: Annotated[bool, Query(description="true: only the deleted ones")] = False,
+) -> ModelsPublic:
+    items, total = erasure.page(
+        session, token.project, MODEL, limit=limit, offset=offset, deleted=deleted
+    )
+    data = [ModelItem.model_validate(r).model_copy(update={"usage": u}) for r, u in items]
+    return ModelsPublic(data=data, count=total, limit=limit, offset=offset)
+
+
+@router.get(
+    "/{model_id}",
+    response_model=ModelPublic,
+    summary="A model's kind and fingerprint",
+    responses=erasure.responses(MODEL, delete=False),
+)
 def read_model(model_id: str, token: ReaderToken, session: SessionDep) -> ModelPublic:
-    row = find_or_404(
-        "model", model_id, lambda i: get_model(session=session, project=token.project, model_id=i)
+    row = erasure.find_live(
+        session,
+        token.project,
+        MODEL,
+        model_id,
+        lambda i: get_model(session=session, project=token.project, model_id=i),
     )
     return ModelPublic.model_validate(row)
+
+
+@router.delete(
+    "/{model_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a model: its file or folder and copies everywhere; its fingerprint stays",
+    responses=erasure.responses(MODEL, delete=True),
+)
+def delete_model(
+    model_id: str, token: DeleterToken, session: SessionDep, settings: SettingsDep
+) -> Response:
+    erasure.delete(session, settings, token, MODEL, model_id)
+    return Response(status_code=204)
