@@ -1,11 +1,13 @@
-"""User-facing errors. Messages name the field, column, file or value."""
+"""User-facing errors. Messages name the field, column, file or value.
+
+Imports nothing heavy (every ``biasaudit`` command and the API import it): a text shared
+with ``probes`` is repeated here, and tests/probes/test_model_safety.py keeps the two equal.
+"""
 
 from __future__ import annotations
 
 import difflib
 from typing import Any
-
-from probes.models.safety import PICKLE_REFUSED
 
 
 def did_you_mean(word: Any, choices: Any) -> str:
@@ -61,4 +63,9 @@ MSG_NONFINITE_SCORES = (
     "dataset.score: column {column!r} has {count} non-finite value(s) (inf, -inf, or a number "
     "too large for a float such as 1e400; first at row {row}); scores must be finite numbers"
 )
-MSG_PICKLE_REFUSED = PICKLE_REFUSED
+# the text of probes.models.safety.PICKLE_REFUSED (importing it would import every probe)
+MSG_PICKLE_REFUSED = (
+    "model.path: {path} is a pickle/joblib file; unpickling runs arbitrary code, so it is "
+    "refused. Save the model with skops (.skops), or set model.trusted: true if you "
+    "created this file yourself"
+)

@@ -39,9 +39,9 @@ from probes.keys import (
 TN, FP, FN, TP = 0, 1, 2, 3
 
 MSG_TOO_MANY_LEVELS = (
-    "dataset.protected: column {column!r} has {count} distinct values, more than "
-    "policy.max_levels={limit}; a protected attribute has a few groups (is it an id column?). "
-    "Raise policy.max_levels if this is intended"
+    "{field}: column {column!r} has {count} distinct values, more than "
+    "policy.max_levels={limit}; a protected attribute or stratum has a few groups "
+    "(is it an id column?). Raise policy.max_levels if this is intended"
 )
 MSG_TOO_MANY_GROUPS = (
     "dataset.protected: {attribute!r} has {count} observed groups, more than "
@@ -264,18 +264,6 @@ def codes_of(column: pd.Series) -> tuple[np.ndarray, tuple[str, ...]]:
     return codes, levels
 
 
-def check_levels(counts: GroupCounts, max_levels: int | None, *, partial: bool = False) -> None:
-    """Refuse a column with more than ``max_levels`` levels (an id column by mistake).
-
-    ``partial``: the counts cover part of the data so far (chunks): "at least" that many.
-    """
-    for column, lv in zip(counts.attributes, counts.levels):
-        if max_levels is not None and len(lv) > max_levels:
-            count = f"at least {len(lv)}" if partial else str(len(lv))
-            message = MSG_TOO_MANY_LEVELS.format(column=column, count=count, limit=max_levels)
-            raise ProbeError(message)
-
-
 def limited_marginals(
     full: GroupCounts,
     sets: Sequence[Sequence[str]],
@@ -343,7 +331,10 @@ def count_groups(
         # declared categories may outnumber the observed ones: count those only when over
         if max_levels is not None and len(lv) > max_levels and np.unique(codes).size > max_levels:
             count = np.unique(codes).size
-            raise ProbeError(MSG_TOO_MANY_LEVELS.format(column=a, count=count, limit=max_levels))
+            message = MSG_TOO_MANY_LEVELS.format(
+                field="dataset.protected", column=a, count=count, limit=max_levels
+            )
+            raise ProbeError(message)
         coded.append(codes)
         levels.append(lv)
     sizes = [max(len(lv), 1) for lv in levels]

@@ -340,7 +340,7 @@ class DemographicProbe(Probe):
             unknown_label=context.unknown_label,
             reference=context.reference,
         )
-        if strata is not None and counts.has_label:  # CDDPL as in memory: with labels
+        if strata is not None:  # CDDPL: predictions and strata, no label needed
             sets = [[*(e.model_extra or {})["attributes"], strata] for e in entries]
             entries = [
                 add_cddpl(e, cddpl_by_group(counts.marginal(a))) for e, a in zip(entries, sets)
@@ -375,7 +375,7 @@ class DemographicProbe(Probe):
             unknown_label=data.unknown_label,
             reference=data.reference,
         )
-        if data.strata and data.y_true is not None:
+        if data.strata:  # CDDPL: predictions and strata, no label needed
             entries = [with_cddpl(e, data) for e in entries]
         if data.score is not None:
             cols: dict[str, Any] = dict(frame=data.frame, score=data.score, y_true=data.y_true)

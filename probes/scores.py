@@ -68,14 +68,36 @@ def calibration_error(
     return float(np.abs(s - k).sum() / total)
 
 
+HALF_RTOL = 1e-9  # a cumulative weight this close to one half is one half (float sums)
+
+
 def weighted_median(values: np.ndarray, weight: np.ndarray) -> float:
-    """The smallest value at which the weighted ECDF reaches one half (rows of zero weight
-    ignored); the lower median of the values repeated by their weights."""
-    order = np.argsort(values, kind="stable")
-    v, c = values[order], np.cumsum(weight[order])
-    if c.size == 0 or c[-1] <= 0:
+    """The interpolated weighted median: ``np.median`` of the values repeated by their
+    weights (rows of zero weight ignored).
+
+    The smallest value at which the weighted ECDF reaches one half; where it reaches
+    exactly one half (up to rounding), the midpoint of that value and the next one, as
+    ``np.median`` and pandas take the mean of the two middle values of an even count.
+    So weights of 1 give exactly ``np.median``: LL144's "median score" is one number,
+    weighted or not.
+    """
+    keep = np.asarray(weight, dtype=float) > 0
+    v, w = values[keep], np.asarray(weight, dtype=float)[keep]
+    if v.size == 0:
         return float(np.median(values)) if values.size else float("nan")
-    return float(v[int(np.searchsorted(c, c[-1] / 2, side="left"))])
+    order = np.argsort(v, kind="stable")
+    v, c = v[order], np.cumsum(w[order])
+    half, tol = c[-1] / 2, HALF_RTOL * c[-1]
+    i = min(int(np.searchsorted(c, half - tol, side="left")), v.size - 1)
+    if i + 1 < v.size and abs(c[i] - half) <= tol:  # exactly one half
+        return float((v[i] + v[i + 1]) / 2)
+    return float(v[i])
+
+
+def median_score(score: np.ndarray, weight: np.ndarray | None = None) -> float:
+    """The median LL144's scoring rate is judged against (:func:`weighted_median`;
+    unweighted, ``np.median``, which is the same number as weights of 1)."""
+    return float(np.median(score)) if weight is None else weighted_median(score, weight)
 
 
 KS_BLOCK_CELLS = 1 << 22  # ECDF values held at once (groups x points)
@@ -168,7 +190,7 @@ def score_metrics(
     attrs: list[str] = list(entry.model_extra.get("attributes", [entry.attribute]))  # type: ignore[union-attr]
     by_group = frame.groupby(attrs, observed=True, sort=False).indices
     w_all = None if weight is None else np.asarray(weight, dtype=float)
-    median = float(np.median(score)) if w_all is None else weighted_median(score, w_all)
+    median = median_score(score, w_all)
     above = (score > median).astype(float)
     extra: dict[str, dict[str, Any]] = {}
     samples: list[np.ndarray] = []

@@ -12,7 +12,7 @@ A spec is refused at submission whenever the worker would refuse it at once:
   also for another project's id), and so must a probe's uploaded file
   (lda-search's ``probes[i].train_id``); the spec's columns (dataset fields, ``model.features``,
   each probe's ``*_column``) must exist in it, and a
-  protected column may not have more distinct values than ``policy.max_levels``
+  protected (or strata) column may not have more distinct values than ``policy.max_levels``
   (counted at upload);
 - a spec with no dataset is accepted when none of its probes reads one
   (templates, pair sets): the probe says (``audit.engine.spec.needs_dataset``);
@@ -50,9 +50,9 @@ MSG_NO_SOURCE = (
 MSG_SHA_MISMATCH = "dataset.sha256: {given} does not match dataset {id} (sha256 {actual})"
 MSG_TOO_MANY_PROBES = "probes: at most {limit} probes in one spec, got {count}"
 MSG_TOO_MANY_LEVELS = (
-    "dataset.protected: column {column!r} has {count} distinct values, more than "
-    "policy.max_levels={limit}; a protected attribute has a few groups (is it an id column?). "
-    "Raise policy.max_levels if this is intended"
+    "{field}: column {column!r} has {count} distinct values, more than "
+    "policy.max_levels={limit}; a protected attribute or stratum has a few groups "
+    "(is it an id column?). Raise policy.max_levels if this is intended"
 )
 MSG_MODEL_PATH = (
     "model.path: required for model.kind {kind!r}: the model file or folder in the project's "
@@ -216,14 +216,19 @@ def check_dataset(spec: AuditSpec, row: DatasetRef, *, prefix: str = "") -> None
             )
             raise _refuse(message, field, prefix)
     levels = row.column_levels or {}
-    for i, column in enumerate(ds.protected):
+    leveled = [(f"dataset.protected[{i}]", c) for i, c in enumerate(ds.protected)]
+    leveled += [("dataset.strata", ds.strata)] if ds.strata else []
+    for field, column in leveled:
         count = levels.get(column)
         if isinstance(count, int) and count > spec.policy.max_levels:
             shown_count = f"more than {LEVELS_CAP}" if count > LEVELS_CAP else str(count)
             message = MSG_TOO_MANY_LEVELS.format(
-                column=column, count=shown_count, limit=spec.policy.max_levels
+                field=field.split("[", 1)[0],
+                column=column,
+                count=shown_count,
+                limit=spec.policy.max_levels,
             )
-            raise _refuse(message, f"dataset.protected[{i}]", prefix)
+            raise _refuse(message, field, prefix)
 
 
 def check_runnable(spec: AuditSpec, *, prefix: str = "") -> None:

@@ -21,7 +21,8 @@
 Exit codes are those of ``biasaudit run``: 0 every check passed, 1 a finding failed,
 2 the input was refused (the server's message, with its field), the audit failed or
 was cancelled, or the service could not be reached. The token is read from
-``BIASAUDIT_TOKEN``, the URL from ``--api`` or ``BIASAUDIT_API``.
+``BIASAUDIT_TOKEN``, the URL from ``--api`` or ``BIASAUDIT_API``. The arguments are in
+:mod:`audit.cli.submit_args`, so that building the parser imports neither httpx nor yaml.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ MSG_INTERRUPTED = (
     "biasaudit: interrupted; an audit already submitted goes on on the service "
     "(GET /v1/audits/ID, or POST /v1/audits/ID/cancel)"
 )
-DEFAULT_TIMEOUT = 3600.0
 POLL_MIN, POLL_MAX = 0.5, 5.0
 BAR_WIDTH = 30
 MSG_NO_TOKEN = (
@@ -67,28 +67,6 @@ MSG_TIMEOUT = (
     "service: biasaudit submit does not cancel it"
 )
 FINISHED = ("succeeded", "failed", "cancelled")
-
-
-def add_parser(sub: Any) -> None:
-    """Register ``submit`` on the ``biasaudit`` subcommand parser."""
-    s = sub.add_parser("submit", help="run an audit on a biasaudit service (upload, follow)")
-    s.add_argument("spec", help="audit spec (YAML or JSON); local paths are uploaded")
-    s.add_argument("--api", default=None, help="the service's URL (default: $BIASAUDIT_API)")
-    s.add_argument("--out", default=None, help="directory for results.json and report.html")
-    s.add_argument(
-        "--wait",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="follow the audit to its end and download the results (default); --no-wait "
-        "prints the audit id and exits 0",
-    )
-    s.add_argument(
-        "--timeout",
-        type=_positive,
-        default=DEFAULT_TIMEOUT,
-        help=f"seconds to wait for the audit (default {DEFAULT_TIMEOUT:.0f})",
-    )
-    s.set_defaults(func=cmd_submit)
 
 
 def _say(message: str) -> None:
@@ -302,16 +280,6 @@ def download_artifacts(client: ApiClient, audit_id: str, out: Path) -> list[str]
         _write_atomic(out / name, body)
         names.append(name)
     return names
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return value
 
 
 def _api_url(args: argparse.Namespace) -> str:

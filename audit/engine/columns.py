@@ -9,6 +9,7 @@ import pandas as pd
 
 from audit.engine.spec import DatasetSpec
 from audit.errors import AuditInputError
+from probes.counts import MSG_TOO_MANY_LEVELS
 
 
 def _edge_text(x: float) -> str:
@@ -74,3 +75,17 @@ def count_columns(spec: DatasetSpec) -> list[str]:
 def text_columns(spec: DatasetSpec) -> list[str]:
     """Columns read as text: group names must not depend on a chunk's type inference."""
     return [*spec.protected, *([spec.strata] if spec.strata else [])]
+
+
+def level_field(spec: DatasetSpec, column: str) -> str:
+    """The spec field of a counted column: ``dataset.protected[i]`` or ``dataset.strata``."""
+    if column in spec.protected:
+        return f"dataset.protected[{spec.protected.index(column)}]"
+    return "dataset.strata" if column == spec.strata else "dataset.protected"
+
+
+def levels_error(field: str, column: object, count: int | str, limit: int) -> AuditInputError:
+    """A column over ``policy.max_levels`` (an id column by mistake), named by its field."""
+    prefix = field.split("[", 1)[0]  # dataset.protected[1] -> dataset.protected
+    message = MSG_TOO_MANY_LEVELS.format(field=prefix, column=column, count=count, limit=limit)
+    return AuditInputError(message, field=field)

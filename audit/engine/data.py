@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from audit.engine import columnar
-from audit.engine.columns import count_columns, cut_bins, weight_values
+from audit.engine.columns import count_columns, cut_bins, level_field, levels_error, weight_values
 from audit.engine.columns import frame_weight as frame_weight  # data_mod.frame_weight
 from audit.engine.reader import BYTES, Shard, header, read_chunks, read_frame, rows_before
 from audit.engine.spec import DatasetSpec
@@ -35,8 +35,7 @@ from audit.errors import (
     AuditInputError,
     did_you_mean,
 )
-from probes.base import ProbeError
-from probes.counts import MSG_TOO_MANY_LEVELS, GroupCounts, check_levels
+from probes.counts import GroupCounts
 from probes.util import canonical_label, file_sha256
 
 canonical = canonical_label  # 1 == "1" == 1.0 == True == "true"
@@ -90,8 +89,7 @@ def group_category(
         seen = {labels[i] for i in present}
         count = len(seen - {unknown}) + (1 if missing or unknown in seen else 0)
         if count > max_levels:
-            message = MSG_TOO_MANY_LEVELS.format(column=series.name, count=count, limit=max_levels)
-            raise AuditInputError(message, field=field or "dataset.protected")
+            raise levels_error(field or "dataset.protected", series.name, count, max_levels)
     levels = sorted(set(labels) - {unknown})
     if missing or unknown in labels:
         levels.append(unknown)
@@ -196,7 +194,9 @@ def prepare(
             out[col], spec.unknown_label, max_levels=max_levels, field=f"dataset.protected[{i}]"
         )
     if spec.strata and spec.strata not in spec.protected:  # strata: groups alike
-        out[spec.strata] = group_category(out[spec.strata], spec.unknown_label)[0]
+        out[spec.strata] = group_category(
+            out[spec.strata], spec.unknown_label, max_levels=max_levels, field="dataset.strata"
+        )[0]
     y_true = None
     if spec.label:
         lab = out[spec.label]
@@ -306,12 +306,15 @@ def load_dataset(
     return LoadedDataset(frame, path, digest, y_true, y_pred, score, unknown)
 
 
-def refuse_levels(total: GroupCounts, max_levels: int, *, partial: bool = False) -> None:
-    """Merged counts (chunks, shards) with a column over ``policy.max_levels``: input error."""
-    try:
-        check_levels(total, max_levels, partial=partial)
-    except ProbeError as exc:
-        raise AuditInputError(str(exc), field="dataset.protected") from None
+def refuse_levels(
+    total: GroupCounts, spec: DatasetSpec, max_levels: int, *, partial: bool = False
+) -> None:
+    """Merged counts (chunks, shards) with a column over ``policy.max_levels``: an input
+    error naming the column and its field (``dataset.protected[i]``, ``dataset.strata``)."""
+    for column, levels in zip(total.attributes, total.levels):
+        if len(levels) > max_levels:
+            count = f"at least {len(levels)}" if partial else str(len(levels))
+            raise levels_error(level_field(spec, column), column, count, max_levels)
 
 
 def _prepare_at(
@@ -373,7 +376,7 @@ def count_chunks(
             w = frame_weight(frame, spec)
             part = count_groups(frame, count_columns(spec), y_pred=y_pred, y_true=y_true, weight=w)
             total = part if total is None else total + part
-            refuse_levels(total, max_levels, partial=True)  # each chunk may be under, not all
+            refuse_levels(total, spec, max_levels, partial=True)  # each chunk may be under, not all
             rows += len(frame)
             for k, v in unk.items():
                 unknown[k] += v

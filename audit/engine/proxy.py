@@ -88,7 +88,7 @@ def chunked_proxy(
                     frame, count_columns(ds), y_pred=pred, y_true=truth, weight=weight
                 )
                 total = part if total is None else total + part
-                data_mod.refuse_levels(total, spec.policy.max_levels, partial=True)
+                data_mod.refuse_levels(total, ds, spec.policy.max_levels, partial=True)
             posteriors = proxy_posteriors(frame, ds)
             assert posteriors is not None
             parts.append(posteriors)

@@ -257,7 +257,7 @@ def merge_checked(
     if total is None or rows == 0:
         name = path.name if path is not None else "the dataset"
         raise AuditInputError(f"dataset.path: {name} has no rows", field="dataset.path")
-    data_mod.refuse_levels(total, spec.policy.max_levels)
+    data_mod.refuse_levels(total, spec.dataset, spec.policy.max_levels)
     _check_groups(spec, total, label_values)
     return total, rows, unknown
 

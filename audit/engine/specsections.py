@@ -237,8 +237,8 @@ class PolicySpec(_Strict):
     max_levels: int = Field(
         default=1_000,
         ge=2,
-        description="most distinct values a protected column may have (more is an input "
-        "error naming the column: an id column by mistake)",
+        description="most distinct values a protected or dataset.strata column may have "
+        "(more is an input error naming the field and column: an id column by mistake)",
     )
     max_groups: int = Field(
         default=10_000,

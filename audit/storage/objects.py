@@ -254,13 +254,16 @@ def local_copy(
     ``target`` and renamed into place only when their fingerprint
     (:func:`probes.models.fingerprint.fingerprint`: the plain SHA-256 of a file)
     equals ``sha256``, recorded at upload; so a tampered or truncated object is an
-    input error naming ``field``, never audited. A ``target`` already present (same
-    machine, earlier audit) is reused. The copy is pinned until the task ends
+    input error naming ``field``, never audited; a file's verified digest is remembered
+    (:func:`probes.util.remember_sha256`), so the engine does not hash the bytes again
+    for ``dataset.sha256`` in results.json. A ``target`` already present (same machine,
+    earlier audit) is reused, and hashed by the engine. The copy is pinned until the task ends
     (:mod:`audit.storage.cache`); ``cache`` = (root, bytes): after a download, unused
     copies under root are evicted, least recently used first, down to that many bytes.
     """
     from audit.storage import cache as copies
     from probes.models.fingerprint import fingerprint
+    from probes.util import remember_sha256
 
     key = store.key_of(address)
     if not store.remote or key is None:
@@ -285,6 +288,8 @@ def local_copy(
             message = MSG_CHANGED.format(field=field, key=key, expected=sha256)
             raise AuditInputError(message, field=field)
         os.replace(tmp, target)
+        if not folder:  # the engine's dataset.sha256 is this digest: not read again
+            remember_sha256(target, sha256)
     except ObjectMissing:
         raise AuditInputError(MSG_MISSING.format(field=field, key=key), field=field) from None
     finally:

@@ -30,7 +30,8 @@ from pathlib import Path
 
 from probes.base import ProbeError
 
-# Same text as audit.errors.MSG_PICKLE_REFUSED (probes must not import audit).
+# Same text as audit.errors.MSG_PICKLE_REFUSED (probes must not import audit, and
+# audit.errors must not import the probes: tests/probes/test_model_safety.py compares them).
 PICKLE_REFUSED = (
     "model.path: {path} is a pickle/joblib file; unpickling runs arbitrary code, so it is "
     "refused. Save the model with skops (.skops), or set model.trusted: true if you "

@@ -222,3 +222,39 @@ def test_declared_but_unused_categories_do_not_count() -> None:
     many = pd.Series(pd.Categorical(categories[:1001], categories=categories), name="col")
     with pytest.raises(AuditInputError, match="has 1001 distinct values, more than"):
         group_category(many, "unknown", max_levels=1000)
+
+
+STRATA_LEVELS = (
+    r"^dataset\.strata: column 'team' has (at least )?\d+ distinct values, "
+    r"more than policy\.max_levels=30"
+)
+
+
+def _strata_spec(path: Path, **policy: Any) -> dict[str, Any]:
+    spec = _spec(path, **policy)
+    spec["dataset"]["protected"] = ["sex"]
+    spec["dataset"]["strata"] = "team"
+    return spec
+
+
+@pytest.mark.parametrize("how", ["in-process", "chunked", "sharded"])
+def test_too_many_strata_levels_name_dataset_strata_in_every_path(
+    tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _pool(tmp_path / "d.csv", n=1200, ids=40)
+    frame = pd.read_csv(path)
+    frame["team"] = sorted(frame["team"])  # each chunk or shard of 100 rows sees 4 teams
+    frame.to_csv(path, index=False)
+    if how == "chunked":
+        monkeypatch.setenv("BIASAUDIT_CHUNK_BYTES", "1000")
+        monkeypatch.setenv("BIASAUDIT_CHUNK_ROWS", "100")
+    get_settings.cache_clear()
+    try:
+        run = (lambda s: _sharded(s, path)) if how == "sharded" else compute_results
+        with pytest.raises(AuditInputError, match=STRATA_LEVELS) as err:
+            run(_strata_spec(path, max_levels=30))
+        assert err.value.field == "dataset.strata"
+        assert run(_strata_spec(path, max_levels=40))["dataset"]["rows"] == 1200
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

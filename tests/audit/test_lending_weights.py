@@ -139,6 +139,32 @@ def test_weighted_metrics_equal_fairlearn_sharded(adult_csv: Path) -> None:
     _check_fairlearn(_sharded(_spec(adult_csv), adult_csv), adult_csv)
 
 
+SCORE_KEYS = ("mean_score", "auc", "calibration_error", "scoring_rate", "scoring_impact_ratio")
+
+
+def test_weights_of_one_give_the_unweighted_score_metrics(adult_csv: Path, tmp_path: Path) -> None:
+    """LL144's median score is one definition, weighted or not: the interpolated median
+    (np.median's midpoint of the two middle scores on an even count), so a weight column
+    of ones gives exactly the unweighted median, scoring rates and impact ratios."""
+    df = pd.read_csv(adult_csv)
+    df = df.iloc[: len(df) - len(df) % 2]  # an even count: the two middle scores differ
+    df["score"] = df["fnlwgt"] / df["fnlwgt"].max()  # near-continuous, on real data
+    df["one"] = 1
+    middle = np.sort(df["score"].to_numpy())[len(df) // 2 - 1 : len(df) // 2 + 1]
+    assert middle[0] < middle[1]  # the lower and the midpoint median differ here
+    path = tmp_path / "adult_scored.csv"
+    df.to_csv(path, index=False)
+    plain = compute_results(_spec(path, weight=None, score="score"))
+    ones = compute_results(_spec(path, weight="one", score="score"))
+    for a, b in zip(plain["probes"], ones["probes"]):
+        assert a["summary"]["median_score"] == b["summary"]["median_score"] == middle.mean()
+        for ga, gb in zip(a["groups"], b["groups"]):
+            assert ga["group"] == gb["group"]
+            for k in SCORE_KEYS:
+                assert ga[k] == pytest.approx(gb[k], abs=1e-12), (a["attribute"], ga["group"], k)
+            assert ga["scoring_rate"] == gb["scoring_rate"]
+
+
 def test_weighted_privileged_metrics_equal_aif360_instance_weights(adult_csv: Path) -> None:
     from aif360.datasets import BinaryLabelDataset
     from aif360.metrics import ClassificationMetric

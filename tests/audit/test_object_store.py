@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,46 @@ def test_local_copy_downloads_once_and_verifies(s3_endpoint: str, tmp_path: Path
         local_copy(store, address, fresh, sha256=sha)
     # a local address is used as it is
     assert local_copy(LocalStore(tmp_path), str(target), fresh, sha256=sha) == target
+
+
+def test_a_verified_download_is_not_hashed_again(
+    s3_endpoint: str,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine's dataset sha256 of a copy just downloaded and verified is the digest
+    the download was checked against: the file is read for the audit, not hashed again.
+    A copy changed since (size or mtime) is hashed, as is any other file."""
+    import probes.util
+    from audit.engine.data import load_dataset
+    from audit.engine.spec import DatasetSpec
+
+    hashed: list[Path] = []
+    real = probes.util.hash_file
+
+    def counted(path: Path) -> str:
+        hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(probes.util, "hash_file", counted)
+    store = S3Store(new_bucket(s3_endpoint), "p", s3_client(s3_endpoint))
+    body = b"sex,pred\n" + b"f,1\nm,0\n" * 500
+    address = store.put_bytes("acme/d.csv", body, "text/csv")
+    sha = hashlib.sha256(body).hexdigest()
+    target = local_copy(store, address, tmp_path / "cache" / "d.csv", sha256=sha)
+    spec = DatasetSpec(path=str(target), prediction="pred", protected=["sex"])
+    loaded = load_dataset(spec, tmp_path, need_prediction=True)
+    assert loaded.sha256 == sha and hashed == [] and len(loaded.frame) == 1000
+    # rewritten in place on this machine (same size, new mtime): hashed again
+    changed = body.replace(b"f,1", b"f,0", 1)
+    target.write_bytes(changed)
+    stat = target.stat()
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert probes.util.file_sha256(target) == hashlib.sha256(changed).hexdigest() != sha
+    assert hashed == [target]
+    other = tmp_path / "other.csv"
+    other.write_bytes(body)
+    assert probes.util.file_sha256(other) == sha and hashed == [target, other]
 
 
 def test_settings_refuse_a_bad_url_and_hide_the_secret() -> None:

@@ -159,6 +159,53 @@ def test_weighted_cddpl_is_the_same_in_memory_chunked_and_sharded(
             assert got[k] == pytest.approx(v, abs=1e-12), k
 
 
+def _three_ways(
+    spec: dict[str, Any], path: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[dict[str, Any]]:
+    """The results in memory, over chunks and over shards."""
+    in_memory = compute_results(spec)
+    parsed, _ = parse_spec(spec)
+    shards = sharding.plan_for(parsed, path, rows=None, shard_rows=1000, max_shards=64)
+    assert len(shards) > 1
+    parts = [
+        data_mod.count_chunks(
+            parsed.dataset, path, shard=s, chunk_rows=400, max_levels=parsed.policy.max_levels
+        )
+        for s in shards
+    ]
+    sharded = sharding.results_from_parts(
+        spec, json.loads(json.dumps(parts)), audit_id="x", path=path
+    )
+    monkeypatch.setenv("BIASAUDIT_CHUNK_BYTES", "1000")
+    monkeypatch.setenv("BIASAUDIT_CHUNK_ROWS", "700")
+    get_settings.cache_clear()
+    try:
+        in_chunks = compute_results(spec)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert in_chunks["dataset"]["chunked"] is True
+    return [in_memory, in_chunks, sharded]
+
+
+@pytest.mark.parametrize("weight", ["w", None])
+def test_cddpl_needs_no_label(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, weight: str | None
+) -> None:
+    """CDDPL uses predictions and strata only: without ``dataset.label`` it is computed,
+    equal to smclarify's formula by hand and to the value with a label, in every path."""
+    path = _lending(tmp_path / "pool.csv", n=3000)
+    df = pd.read_csv(path)
+    with_label = _cddpl(compute_results(_spec(path, weight=weight)))
+    for doc in _three_ways(_spec(path, weight=weight, label=None), path, monkeypatch):
+        got = _cddpl(doc)
+        assert got.keys() == with_label.keys() == {f"race/{g}" for g in ("White", "Black", "Asian")}
+        for key, value in got.items():
+            assert value is not None, key
+            assert value == pytest.approx(_cddpl_by_hand(df, key[5:], weight), abs=1e-12)
+            assert value == pytest.approx(with_label[key], abs=1e-12)
+
+
 # ---------------------------------------------------------------- weighted bootstrap
 
 

@@ -85,13 +85,27 @@ def test_weighted_ks_distance_is_the_largest_pairwise_weighted_ks() -> None:
     assert equal == pytest.approx(max_ks_distance([p["score"].to_numpy() for p in parts]))
 
 
-def test_weighted_median_is_the_median_of_the_repeated_rows() -> None:
-    rng = np.random.default_rng(4)
-    values = rng.normal(size=51)
-    counts = rng.integers(1, 5, size=51)
-    repeated = np.sort(np.repeat(values, counts))
-    lower = repeated[(repeated.size - 1) // 2]
-    assert weighted_median(values, counts.astype(float)) == lower
+@pytest.mark.parametrize("seed", range(8))
+def test_weighted_median_is_the_median_of_the_repeated_rows(seed: int) -> None:
+    """np.median of the rows repeated by their (integer) weights: the midpoint of the
+    two middle values when the weights split exactly in half, whatever the parity."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=50 + seed)
+    counts = rng.integers(1, 5, size=values.size)
+    repeated = np.repeat(values, counts)
+    assert weighted_median(values, counts.astype(float)) == np.median(repeated)
+    assert weighted_median(values, counts / 4) == np.median(repeated)  # only ratios matter
+
+
+def test_weighted_median_with_weights_of_one_is_numpy_median() -> None:
+    values = np.array([4.0, 1.0, 3.0, 2.0])
+    assert weighted_median(values, np.ones(4)) == np.median(values) == 2.5
+    assert weighted_median(values[:3], np.ones(3)) == np.median(values[:3]) == 3.0
+    # rows of zero weight are left out, also as the upper neighbour of a midpoint
+    assert weighted_median(np.array([1.0, 2.0, 5.0, 9.0]), np.array([1.0, 0.0, 1.0, 0.0])) == 3.0
+    # a split at exactly one half up to rounding (0.1 + 0.2 != 0.3) is still a midpoint
+    assert weighted_median(np.array([1.0, 2.0, 3.0]), np.array([0.1, 0.2, 0.3])) == 2.5
+    assert weighted_median(np.array([1.0, 2.0]), np.array([1.0, 3.0])) == 2.0
 
 
 def test_demographic_probe_weights_every_score_metric() -> None:
@@ -122,7 +136,6 @@ def test_demographic_probe_weights_every_score_metric() -> None:
         for k in keys:
             assert weighted[group][k] == pytest.approx(repeated[group][k], abs=1e-12), (group, k)
         assert weighted[group]["auc"] != pytest.approx(plain[group]["auc"], abs=1e-6)
-    # the repeated rows' median is np.median's (mean of the middle two); the weighted one
-    # is the lower median: equal here, as the scores are on a 0.01 grid with many ties
+    # the weighted median is the repeated rows' np.median (midpoint of the middle two)
     for k in ("median_score", "score_ks_max"):
         assert weighted["summary"][k] == pytest.approx(repeated["summary"][k], abs=1e-12), k

@@ -191,6 +191,12 @@ def test_protected_columns_over_max_levels_are_refused_by_name(
     detail = _refused(client, token, spec, "dataset.protected[1]")
     assert "'applicant_id' has more than 1000 distinct values" in detail
     assert "policy.max_levels=1000" in detail
+    spec["dataset"]["protected"] = ["sex"]
+    spec["dataset"]["strata"] = "applicant_id"  # a stratum is a few groups too
+    detail = _refused(client, token, spec, "dataset.strata")
+    assert detail.startswith("dataset.strata: column 'applicant_id' has more than 1000 distinct")
+    spec["dataset"]["protected"] = ["sex", "applicant_id"]
+    del spec["dataset"]["strata"]
     spec["policy"] = {"max_levels": 1_000_000}  # more than was counted: the worker decides
     assert client.post("/v1/audits", json=spec, headers=auth(token)).status_code == 202
     spec["dataset"]["protected"] = ["sex"]
