@@ -18,7 +18,7 @@ EXIT_PASS, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
 # or none (``--help``), loads the plugin commands too (``worker``, ``beat``)
 BUILTIN_COMMANDS = frozenset(
     {"run", "demo", "db", "data", "probes", "report", "serve", "submit", "keys"}
-    | {"verify-log", "list", "show", "diff"}
+    | {"verify-log", "list", "show", "diff", "datasets", "models"}
 )
 
 
