@@ -26,7 +26,13 @@ from audit.api.errors import (
     unavailable_error,
     unreachable,
 )
-from audit.api.submission import PreparedSpec, model_finder, parse_submitted, resolve_spec
+from audit.api.submission import (
+    PreparedSpec,
+    deleted_finder,
+    model_finder,
+    parse_submitted,
+    resolve_spec,
+)
 from audit.engine.confine import upload_refs
 from audit.engine.spec import AuditSpec
 from audit.queue import publish_many, queue_for
@@ -155,6 +161,7 @@ def record_batch(
                 settings=settings,
                 find_dataset=partial(_dataset_of, datasets, project),
                 find_model=model_finder(session, project),
+                find_deleted=deleted_finder(session, project),
             )
             values = _row(prepared, token=row, key=sub.idempotency_key)
             queue = queue_for(prepared.stored)

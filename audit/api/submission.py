@@ -40,6 +40,7 @@ from audit.engine.spec import MAX_PROBES, AuditSpec, parse_spec
 from audit.errors import MSG_MISSING_COLUMN, AuditInputError, SpecError, did_you_mean
 from audit.settings import Settings
 from audit.storage.models import plausible_id
+from audit.storage.erasure import find_deleted
 from audit.storage.repo import get_dataset, get_model
 
 MSG_BOTH = "dataset.path: give dataset.id or dataset.path, not both"
@@ -70,6 +71,7 @@ MSG_MODEL_KIND = (
     "model.kind: model {id} is a {kind!r} model (uploaded with POST /v1/models), not "
     "{given!r}; set model.kind: {kind}"
 )
+MSG_DELETED = "{kind} {id!r} was deleted at {when} (by {by}); upload it again to audit it"
 MSG_MISSING_INPUT = "{field}: column {column!r} not found in dataset {id}; columns are: {columns}"
 _COLUMNS_SHOWN = 50
 
@@ -157,7 +159,15 @@ def prepare_spec(
             session=session, project=project, dataset_id=dataset_id
         ),
         find_model=model_finder(session, project),
+        find_deleted=deleted_finder(session, project),
         prefix=prefix,
+    )
+
+
+def deleted_finder(session: Session, project: str) -> Callable[[str, str], Any | None]:
+    """``find_deleted`` for :func:`resolve_spec`: the project's erased dataset or model."""
+    return lambda kind, item_id: find_deleted(
+        session=session, project=project, kind=kind, item_id=item_id
     )
 
 
@@ -251,6 +261,7 @@ def resolve_spec(
     settings: Settings,
     find_dataset: Callable[[str], DatasetRef | None],
     find_model: Callable[[str], ModelRef | None] | None = None,
+    find_deleted: Callable[[str, str], Any | None] | None = None,
     prefix: str = "",
 ) -> PreparedSpec:
     """Check a parsed spec's inputs for ``project``; the spec to store has project-relative paths.
@@ -258,7 +269,18 @@ def resolve_spec(
     ``find_dataset(id)`` returns the project's dataset row or None; the API's
     group commit passes rows it fetched for a whole batch in one query.
     ``find_model(id)`` likewise for ``model.id`` (a model uploaded to the project).
+    ``find_deleted(kind, id)``, asked only for an id not found, returns the project's
+    deleted row so the 404 says when it was erased.
     """
+
+    def missing(kind: str, item_id: str, field: str) -> ApiError:
+        gone = find_deleted(kind, item_id) if find_deleted and plausible_id(item_id) else None
+        if gone is None:
+            return not_found(kind, item_id[:100], field=prefix + field)
+        when = gone.deleted_at.isoformat(timespec="seconds") if gone.deleted_at else "?"
+        message = MSG_DELETED.format(kind=kind, id=item_id, when=when, by=gone.deleted_by or "?")
+        return ApiError(404, message, field=prefix + field)
+
     dataset_sha: str | None = None
     ds = spec.dataset
     if ds.id is not None and ds.path is not None:
@@ -269,16 +291,16 @@ def resolve_spec(
     if ds.id is not None:
         row = find_dataset(ds.id)
         if row is None:
-            raise not_found("dataset", ds.id, field=f"{prefix}dataset.id")
+            raise missing("dataset", ds.id, "dataset.id")
         check_dataset(spec, row, prefix=prefix)
         dataset_sha = row.sha256
     for ref in upload_refs(raw):  # a probe's file uploaded to the project (train_id)
         if not plausible_id(ref.dataset_id) or find_dataset(ref.dataset_id) is None:
-            raise not_found("dataset", ref.dataset_id[:100], field=prefix + ref.field)
+            raise missing("dataset", ref.dataset_id, ref.field)
     if spec.model.id is not None:
         found = find_model(spec.model.id) if find_model and plausible_id(spec.model.id) else None
         if found is None:
-            raise not_found("model", spec.model.id[:100], field=f"{prefix}model.id")
+            raise missing("model", spec.model.id, "model.id")
         if found.kind != spec.model.kind:
             message = MSG_MODEL_KIND.format(id=found.id, kind=found.kind, given=spec.model.kind)
             raise _refuse(message, "model.kind", prefix)

@@ -102,6 +102,11 @@ def test_delete_removes_the_bytes_keeps_the_provenance_and_logs_it(
 
     refused = client.post("/v1/audits", json=spec_for(dataset_id), headers=auth(token))
     assert refused.status_code == 404 and refused.json()["field"] == "dataset.id"
+    assert f"dataset {dataset_id!r} was deleted at 20" in refused.json()["detail"]
+    schedule = {"name": "weekly", "cron": "0 3 * * 1", "spec": spec_for(dataset_id)}
+    refused = client.post("/v1/schedules", json=schedule, headers=auth(make_token("admin")))
+    assert refused.status_code == 404 and refused.json()["field"] == "spec.dataset.id"
+    assert "was deleted at" in refused.json()["detail"]
     # past results and reports stay readable, and still name the dataset's sha256
     kept = client.get(f"/v1/audits/{audit_id}/results", headers=auth(token))
     assert kept.status_code == 200 and kept.json()["dataset"]["sha256"] == sha256
@@ -154,6 +159,8 @@ def test_tenants_and_roles(
     assert client.delete(f"/v1/datasets/{dataset_id}", headers=auth(make_token("submitter")))
     # another project's deleted id stays a 404 (no existence leak), never a 410
     assert client.get(f"/v1/datasets/{dataset_id}", headers=auth(other)).status_code == 404
+    foreign = client.post("/v1/audits", json=spec_for(dataset_id), headers=auth(other))
+    assert foreign.status_code == 404 and "deleted" not in foreign.json()["detail"]
     assert client.delete("/v1/datasets/" + "x" * 300, headers=auth(other)).status_code == 404
 
 
@@ -178,6 +185,7 @@ def test_models_are_listed_and_deleted_alike(
     spec["model"] = {"kind": "sklearn", "id": model["id"], "features": ["sex"]}
     refused = client.post("/v1/audits", json=spec, headers=auth(token))
     assert refused.status_code == 404 and refused.json()["field"] == "model.id"
+    assert f"model {model['id']!r} was deleted at" in refused.json()["detail"]
     assert client.get("/v1/models", headers=auth(token)).json()["count"] == 0
     logged = [e for e in _events(api_settings) if e["action"] == "model.deleted"]
     assert [e["subject"] for e in logged] == [f"model/{model['id']}"]
