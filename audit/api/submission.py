@@ -39,8 +39,8 @@ from audit.engine.confine import confine_spec, project_roots, upload_refs
 from audit.engine.spec import MAX_PROBES, AuditSpec, parse_spec
 from audit.errors import MSG_MISSING_COLUMN, AuditInputError, SpecError, did_you_mean
 from audit.settings import Settings
-from audit.storage.models import plausible_id
 from audit.storage.erasure import find_deleted
+from audit.storage.models import plausible_id
 from audit.storage.repo import get_dataset, get_model
 
 MSG_BOTH = "dataset.path: give dataset.id or dataset.path, not both"
