@@ -13,7 +13,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from probes.base import (
-    Check,
     Probe,
     ProbeConfig,
     ProbeEntry,
@@ -21,6 +20,7 @@ from probes.base import (
     ProbeResult,
     register_probe,
 )
+from tests.plugins.selection_gap import SELECTION_GAP_CHECK
 
 
 class PublishedGroup(BaseModel):
@@ -40,18 +40,7 @@ class PublishedRatesProbe(Probe):
 
     config_model = PublishedRatesConfig
     title = "Published selection rates"
-    checks = (
-        Check(
-            "selection_gap",
-            "max_selection_gap",
-            0.1,
-            "max",
-            "largest gap tolerated below the highest group's selection rate",
-            p_value=None,
-            ge=0,
-            le=1,
-        ),
-    )
+    checks = (SELECTION_GAP_CHECK,)
 
     @classmethod
     def uses_dataset(cls, raw: Mapping[str, Any]) -> bool:
