@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from probes.base import (
+    Check,
     Probe,
     ProbeConfig,
     ProbeEntry,
@@ -20,7 +21,6 @@ from probes.base import (
     ProbeResult,
     register_probe,
 )
-from tests.plugins.selection_gap import SELECTION_GAP_CHECK
 
 
 class PublishedGroup(BaseModel):
@@ -40,7 +40,18 @@ class PublishedRatesProbe(Probe):
 
     config_model = PublishedRatesConfig
     title = "Published selection rates"
-    checks = (SELECTION_GAP_CHECK,)
+    checks = (
+        Check(
+            "selection_gap",
+            "max_selection_gap",
+            0.1,
+            "max",
+            "largest gap tolerated below the highest group's selection rate",
+            p_value=None,
+            ge=0,
+            le=1,
+        ),
+    )
 
     @classmethod
     def uses_dataset(cls, raw: Mapping[str, Any]) -> bool:

@@ -60,26 +60,24 @@ def _example_properties(result: ProbeResult) -> dict[str, bool]:
     }
 
 
-#: the policy check of both test plug-ins (published-rates judges published counts by it)
-SELECTION_GAP_CHECK = Check(
-    "selection_gap",
-    "max_selection_gap",
-    0.1,
-    "max",
-    "largest gap tolerated below the highest group's selection rate",
-    p_value=None,
-    ge=0,
-    le=1,
-)
-
-
 @register_probe("selection-gap", kind="group", tags=("decisions", "counts"))
 class SelectionGapProbe(Probe):
     """Gap between each group's selection rate and the highest group's (from counts)."""
 
     config_model = SelectionGapConfig
     title = "Selection-rate gap"
-    checks = (SELECTION_GAP_CHECK,)
+    checks = (
+        Check(
+            "selection_gap",
+            "max_selection_gap",
+            0.1,
+            "max",
+            "largest gap tolerated below the highest group's selection rate",
+            p_value=None,
+            ge=0,
+            le=1,
+        ),
+    )
     from_counts = True  # counts add: chunked reads and sharded workers merge them
     group_model = SelectionGapGroup
     summary_model = SelectionGapSummary
