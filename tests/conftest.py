@@ -24,6 +24,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -99,26 +100,37 @@ def _admin_connect() -> psycopg.Connection:
         )
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A migrated PostgreSQL database of its own for this test session, dropped afterwards."""
-    name = f"biasaudit_test_{secrets.token_hex(4)}"
+@contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database ``<prefix>_<8 hex>`` on the test server: its
+    psycopg URL; dropped afterwards (``WITH (FORCE)``: connections left open end too)."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
     with _admin_connect() as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    sa_url = (
-        make_url(POSTGRES_ADMIN_URL)
-        .set(drivername="postgresql+psycopg", database=name)
-        .render_as_string(hide_password=False)
-    )
     try:
-        db.upgrade(sa_url)
-        yield sa_url
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     finally:
-        db.dispose_engines()
         with _admin_connect() as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A psycopg URL as SQLAlchemy names it (driver ``postgresql+psycopg``)."""
+    return make_url(url).set(drivername="postgresql+psycopg").render_as_string(False)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A migrated PostgreSQL database of its own for this test session, dropped afterwards."""
+    with scratch_database("biasaudit_test") as url:
+        sa_url = sqlalchemy_url(url)
+        try:
+            db.upgrade(sa_url)
+            yield sa_url
+        finally:
+            db.dispose_engines()
 
 
 # Append-only tables (a trigger refuses DELETE): emptied with TRUNCATE, when they hold rows.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -52,12 +54,72 @@ def _version(pkg: str) -> str | None:
         return None
 
 
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def _git_dir(start: Path) -> Path | None:
+    """The git directory of the checkout holding ``start`` (a worktree's ``.git`` file
+    names it), else None."""
+    for folder in (start, *start.parents):
+        dot_git = folder / ".git"
+        if dot_git.is_dir():
+            return dot_git
+        if dot_git.is_file():
+            text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+            if not text.startswith("gitdir:"):
+                return None
+            named = Path(text.removeprefix("gitdir:").strip())
+            return named if named.is_absolute() else folder / named
+    return None
+
+
+def _resolve_ref(git_dir: Path, ref: str) -> str | None:
+    """``ref`` (``refs/heads/main``) as a commit: its loose file (in the worktree's git
+    directory or the common one), else its line of ``packed-refs``."""
+    common = git_dir
+    with contextlib.suppress(OSError):
+        common = git_dir / (git_dir / "commondir").read_text(encoding="utf-8").strip()
+    for base in (git_dir, common):
+        with contextlib.suppress(OSError):
+            value = (base / ref).read_text(encoding="utf-8").strip()
+            if _SHA.fullmatch(value):
+                return value
+    with contextlib.suppress(OSError):
+        for line in (common / "packed-refs").read_text(encoding="utf-8").splitlines():
+            sha, _, name = line.partition(" ")
+            if name.strip() == ref and _SHA.fullmatch(sha):
+                return sha
+    return None
+
+
+def read_head(start: Path) -> str | None:
+    """The commit checked out in the git checkout holding ``start``, read from its files."""
+    git_dir = _git_dir(start)
+    if git_dir is None:
+        return None
+    head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
+    if _SHA.fullmatch(head):
+        return head
+    if head.startswith("ref:"):
+        return _resolve_ref(git_dir, head.removeprefix("ref:").strip())
+    return None
+
+
 def git_commit() -> str | None:
-    """The source checkout's commit, when running from one."""
+    """The source checkout's commit, when running from one.
+
+    Read from the git directory's files, not by running ``git``: every process on a
+    machine (an embedded run, a worker) must write the same manifest, and a ``git``
+    child timed out on a loaded machine. ``git rev-parse`` remains the fallback for a
+    layout the files do not resolve.
+    """
     here = Path(__file__).resolve().parent
+    with contextlib.suppress(OSError):
+        if (found := read_head(here)) is not None:
+            return found
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=30
         )
     except (OSError, subprocess.SubprocessError):
         return None

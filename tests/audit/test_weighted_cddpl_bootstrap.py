@@ -113,6 +113,43 @@ def _cddpl(doc: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
+def _sharded_and_chunked(
+    spec: dict[str, Any],
+    path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    shard_rows: int,
+    part_rows: int,
+    chunk_rows: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``spec``'s document merged from shards of ``shard_rows`` (each counted in chunks of
+    ``part_rows``, the parts through JSON as a worker sends them), and computed by the
+    engine reading the file in chunks of ``chunk_rows``."""
+    parsed, _ = parse_spec(spec)
+    assert sharding.shardable(parsed)
+    shards = sharding.plan_for(parsed, path, rows=None, shard_rows=shard_rows, max_shards=64)
+    assert len(shards) > 1
+    parts = [
+        data_mod.count_chunks(
+            parsed.dataset, path, shard=s, chunk_rows=part_rows, max_levels=parsed.policy.max_levels
+        )
+        for s in shards
+    ]
+    sharded = sharding.results_from_parts(
+        spec, json.loads(json.dumps(parts)), audit_id="x", path=path
+    )
+    monkeypatch.setenv("BIASAUDIT_CHUNK_BYTES", "1000")
+    monkeypatch.setenv("BIASAUDIT_CHUNK_ROWS", str(chunk_rows))
+    get_settings.cache_clear()
+    try:
+        in_chunks = compute_results(spec)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert in_chunks["dataset"]["chunked"] is True
+    return sharded, in_chunks
+
+
 def test_weighted_cddpl_is_the_same_in_memory_chunked_and_sharded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -130,28 +167,9 @@ def test_weighted_cddpl_is_the_same_in_memory_chunked_and_sharded(
     for g in ("White", "Black", "Asian"):
         assert expected[f"race/{g}"] == pytest.approx(_cddpl_by_hand(by_hand, g, "w"), abs=1e-12)
 
-    parsed, _ = parse_spec(spec)
-    assert sharding.shardable(parsed)
-    shards = sharding.plan_for(parsed, path, rows=None, shard_rows=1500, max_shards=64)
-    assert len(shards) > 1
-    parts = [
-        data_mod.count_chunks(
-            parsed.dataset, path, shard=s, chunk_rows=700, max_levels=parsed.policy.max_levels
-        )
-        for s in shards
-    ]
-    sharded = sharding.results_from_parts(
-        spec, json.loads(json.dumps(parts)), audit_id="x", path=path
+    sharded, in_chunks = _sharded_and_chunked(
+        spec, path, monkeypatch, shard_rows=1500, part_rows=700, chunk_rows=900
     )
-    monkeypatch.setenv("BIASAUDIT_CHUNK_BYTES", "1000")
-    monkeypatch.setenv("BIASAUDIT_CHUNK_ROWS", "900")
-    get_settings.cache_clear()
-    try:
-        in_chunks = compute_results(spec)
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
-    assert in_chunks["dataset"]["chunked"] is True
     for doc in (in_chunks, sharded):
         got = _cddpl(doc)
         assert got.keys() == expected.keys()
@@ -273,27 +291,9 @@ def test_weighted_bootstrap_is_the_same_in_memory_chunked_and_sharded(
     assert abs((hi - lo) - (wh - wl)) < 0.5 * (wh - wl)
     assert _boot_fields(compute_results({**spec, "seed": 8})) != _boot_fields(in_memory)
 
-    parsed, _ = parse_spec(spec)
-    shards = sharding.plan_for(parsed, adult_csv, rows=None, shard_rows=7000, max_shards=64)
-    assert len(shards) > 1
-    parts = [
-        data_mod.count_chunks(
-            parsed.dataset, adult_csv, shard=s, chunk_rows=3000, max_levels=parsed.policy.max_levels
-        )
-        for s in shards
-    ]
-    sharded = sharding.results_from_parts(
-        spec, json.loads(json.dumps(parts)), audit_id="x", path=adult_csv
+    sharded, in_chunks = _sharded_and_chunked(
+        spec, adult_csv, monkeypatch, shard_rows=7000, part_rows=3000, chunk_rows=5000
     )
-    monkeypatch.setenv("BIASAUDIT_CHUNK_BYTES", "1000")
-    monkeypatch.setenv("BIASAUDIT_CHUNK_ROWS", "5000")
-    get_settings.cache_clear()
-    try:
-        in_chunks = compute_results(spec)
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
-    assert in_chunks["dataset"]["chunked"] is True
     expected = _boot_fields(in_memory)
     _assert_same(expected, _boot_fields(in_chunks))
     _assert_same(expected, _boot_fields(sharded))

@@ -36,15 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import redis
-from psycopg import sql
-from sqlalchemy import make_url
 
 from audit.settings import get_settings
 from audit.storage import db, repo, session_scope
-from tests.conftest import POSTGRES_ADMIN_URL, redis_test_url
+from tests.conftest import redis_test_url, scratch_database, sqlalchemy_url
 
 REDIS_URL = redis_test_url(14)
 ROOT = Path(__file__).resolve().parents[2]
@@ -325,23 +322,13 @@ def private_database() -> Iterator[str]:
     The integration stacks never share a database with other tests: their
     reconciler fails, cancels and re-publishes whatever it finds in it.
     """
-    name = f"biasaudit_it_{secrets.token_hex(4)}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = (
-        make_url(POSTGRES_ADMIN_URL)
-        .set(drivername="postgresql+psycopg", database=name)
-        .render_as_string(hide_password=False)
-    )
-    try:
-        db.upgrade(url)
-        yield url
-    finally:
-        db.dispose_engines()
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with scratch_database("biasaudit_it") as plain:
+        url = sqlalchemy_url(plain)
+        try:
+            db.upgrade(url)
+            yield url
+        finally:
+            db.dispose_engines()
 
 
 @pytest.fixture(scope="session")

@@ -7,17 +7,14 @@ Rows are written with exact counts, so a test knows every rate it plants.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
-from tests.conftest import POSTGRES_ADMIN_URL, _admin_connect
+from tests.conftest import scratch_database, sqlalchemy_url
 
 QUERY = (
     "select sex, advanced from decisions "
@@ -28,19 +25,10 @@ QUERY = (
 @contextmanager
 def decisions_database() -> Iterator[tuple[str, str]]:
     """(psycopg URL, SQLAlchemy URL) of a fresh database with an empty ``decisions`` table."""
-    name = f"biasaudit_it_src_{secrets.token_hex(4)}"
-    with _admin_connect() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_database("biasaudit_it_src") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("create table decisions (decided_at timestamptz, sex text, advanced int)")
-        yield url, make_url(url).set(drivername="postgresql+psycopg").render_as_string(False)
-    finally:
-        with _admin_connect() as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        yield url, sqlalchemy_url(url)
 
 
 def insert_decisions(url: str, at: datetime, groups: dict[str, tuple[int, int]]) -> None:

@@ -17,10 +17,11 @@ import os
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from sqlalchemy import select, update
 
 from audit.storage import repo, session_scope
@@ -34,6 +35,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.postgres]
 
 CHROMIUM = "/usr/bin/chromium"
 WIDTHS = {1280: 900, 390: 844}
+# Page actions and navigations wait this long (ms): on a loaded 2-core machine a server
+# round trip or a Chromium redraw takes seconds (Playwright's default: 30 s).
+WAIT_MS = 90_000
 # Read at import: the ``local`` fixture clears every BIASAUDIT_* variable of the test process.
 SCREENSHOT_DIR = os.environ.get("BIASAUDIT_SCREENSHOT_DIR")
 
@@ -64,8 +68,15 @@ def _shoot(page: Page, folder: Path, name: str) -> None:
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
+def _context(browser: Browser, **options: Any) -> BrowserContext:
+    context = browser.new_context(**options)
+    context.set_default_timeout(WAIT_MS)
+    context.set_default_navigation_timeout(WAIT_MS)
+    return context
+
+
 def _sign_in(browser: Browser, base: str, token: str) -> Page:
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page = _context(browser, viewport={"width": 1280, "height": 900}).new_page()
     page.goto(f"{base}/ui/")
     assert "/ui/login" in page.url
     # the token field has focus on arrival (autofocus): wait for it, then keyboard only
@@ -140,7 +151,7 @@ def _submit_fixed_pool(api: httpx.Client, tmp_path: Path) -> str:
 def _reviewer_journey(
     browser: Browser, base: str, tokens: dict[str, str], shots: Path, first: str, second: str
 ) -> None:
-    login = browser.new_context().new_page()
+    login = _context(browser).new_page()
     login.goto(f"{base}/ui/login")
     _shoot(login, shots, "login")
     page = _sign_in(browser, base, tokens["reviewer"])
@@ -174,7 +185,8 @@ def _reviewer_journey(
     assert "approved" in reviews and "Rita Reviewer" in reviews
     report = page.request.get(f"{base}/ui/audits/{first}/report")
     assert report.status == 200 and "Local Law 144" in report.text()
-    pdf = page.request.get(f"{base}/ui/audits/{first}/report?format=pdf")
+    # laid out on this first read (seconds of CPU; under load more than the default 30 s)
+    pdf = page.request.get(f"{base}/ui/audits/{first}/report?format=pdf", timeout=WAIT_MS)
     assert pdf.status == 200 and pdf.headers["content-type"].startswith("application/pdf")
     text = pdf_text(pdf.body(), Path(tempfile.mkdtemp()))
     assert "Rita Reviewer" in text and "approved" in text.lower()
@@ -227,8 +239,10 @@ def _admin_journey(
     page.get_by_label("Audit spec (JSON, as for POST /v1/audits)").fill(
         json.dumps(spec_for(dataset_id, name="monthly-screening"))
     )
-    page.get_by_role("button", name="Create schedule").click()
-    page.wait_for_url(f"{base}/ui/schedules")
+    # the form posts to the page it is on: wait_for_url would return at once, on the old
+    # page, before the answer; wait for the navigation the POST makes
+    with page.expect_navigation(url=f"{base}/ui/schedules"):
+        page.get_by_role("button", name="Create schedule").click()
     assert "monthly-screening" in page.locator("table.schedules").inner_text()
     history = page.locator("table.schedules a[href^='/ui/history']").get_attribute("href")
     assert history is not None
@@ -239,7 +253,7 @@ def _admin_journey(
         page.reload()
         return page.locator("table.schedules a[href^='/ui/audits/']").count() == 1
 
-    wait_for(fired, timeout=60, what="the beat to fire the schedule", step=0.5)
+    wait_for(fired, timeout=120, what="the beat to fire the schedule", step=0.5)
     first_run = wait_for(
         lambda: _succeeded_runs(schedule_id, at_least=1), timeout=120, what="the first run"
     )
@@ -253,8 +267,10 @@ def _admin_journey(
     assert set(first_run) < set(runs)
     assert len(runs) >= 2
     page.once("dialog", lambda dialog: dialog.accept())
-    page.get_by_role("button", name="Disable").click()
-    page.wait_for_load_state()
+    # the answer is the same URL again (wait_for_load_state would return at once, on the
+    # old page): wait for the navigation the confirmed POST makes
+    with page.expect_navigation(url=f"{base}/ui/schedules"):
+        page.get_by_role("button", name="Disable").click()
     assert "disabled" in page.locator("table.schedules").inner_text()
     _shoot(page, shots, "schedules")
     page.locator("table.schedules a[href^='/ui/history']").click()

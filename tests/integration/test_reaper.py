@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
+from functools import partial
+from pathlib import Path
 
-from tests.integration.conftest import OWNER_VAR, reap_orphans
+from tests.integration.conftest import OWNER_VAR, reap_orphans, wait_for
 
 
 def _sleeper(owner: int) -> subprocess.Popen[bytes]:
@@ -16,12 +17,24 @@ def _sleeper(owner: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
 
 
+def _has_owner(environ: Path) -> bool:
+    return f"{OWNER_VAR}=".encode() in environ.read_bytes()
+
+
 def test_reaps_services_whose_test_run_is_gone_and_spares_live_ones() -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # its pid now names no process: the "killed pytest"
     orphan, ours = _sleeper(gone.pid), _sleeper(os.getpid())
     try:
-        time.sleep(0.3)  # let both exec with their environment
+        # Popen may return before /proc shows the exec'd child's environment (it read
+        # empty here at times): wait for it, not for a moment
+        for proc in (orphan, ours):
+            wait_for(
+                partial(_has_owner, Path(f"/proc/{proc.pid}/environ")),
+                timeout=30,
+                what=f"process {proc.pid} to exec with {OWNER_VAR}",
+                step=0.01,
+            )
         killed = reap_orphans()
         assert orphan.pid in killed and ours.pid not in killed
         assert orphan.wait(timeout=10) != 0

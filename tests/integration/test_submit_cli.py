@@ -105,13 +105,17 @@ def _token(project: str = "acme") -> str:
     return token
 
 
-def test_submit_returns_the_results_of_run(local: Stack, tmp_path: Path) -> None:
-    spec = _hiring_with_model(tmp_path / "hiring")
+def _run_and_submit(
+    local: Stack, spec: Path, tmp_path: Path, worker: str
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """``biasaudit run`` (embedded, to ``tmp_path/run``) beside a worker and an API being
+    started, then ``biasaudit submit`` of the same spec (to ``tmp_path/submit``): both
+    completed processes, with the same exit code, a pass or a fail."""
     running = _Background(
         "run", str(spec), "--out", str(tmp_path / "run"), "--no-store",
         env=_embedded_env(tmp_path / "home"), cwd=tmp_path,
     )  # fmt: skip
-    _, base, _ = local.worker_and_api("submit", queues="gpu,cpu")
+    _, base, _ = local.worker_and_api(worker, queues="gpu,cpu")
     env = {**_embedded_env(tmp_path / "client"), "BIASAUDIT_TOKEN": _token()}
     submitted = _cli(
         "submit", str(spec), "--api", base, "--out", str(tmp_path / "submit"), env=env, cwd=tmp_path
@@ -119,6 +123,12 @@ def test_submit_returns_the_results_of_run(local: Stack, tmp_path: Path) -> None
     ran = running.result()
     assert ran.returncode in (0, 1), ran.stderr
     assert submitted.returncode == ran.returncode, submitted.stderr
+    return ran, submitted
+
+
+def test_submit_returns_the_results_of_run(local: Stack, tmp_path: Path) -> None:
+    spec = _hiring_with_model(tmp_path / "hiring")
+    ran, submitted = _run_and_submit(local, spec, tmp_path, "submit")
     assert "uploading dataset applicants.csv" in submitted.stderr
     assert "uploading model screener.skops" in submitted.stderr
     assert "succeeded 100%" in submitted.stderr
@@ -201,19 +211,7 @@ def test_submit_of_a_hugging_face_folder_returns_the_results_of_run(
     }
     spec_path = folder / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
-    running = _Background(
-        "run", str(spec_path), "--out", str(tmp_path / "run"), "--no-store",
-        env=_embedded_env(tmp_path / "home"), cwd=tmp_path,
-    )  # fmt: skip
-    _, base, _ = local.worker_and_api("submit-hf", queues="gpu,cpu")
-    env = {**_embedded_env(tmp_path / "client"), "BIASAUDIT_TOKEN": _token()}
-    submitted = _cli(
-        "submit", str(spec_path), "--api", base, "--out", str(tmp_path / "submit"),
-        env=env, cwd=tmp_path,
-    )  # fmt: skip
-    ran = running.result()
-    assert ran.returncode in (0, 1), ran.stderr
-    assert submitted.returncode == ran.returncode, submitted.stderr
+    _, submitted = _run_and_submit(local, spec_path, tmp_path, "submit-hf")
     assert "uploading model screener" in submitted.stderr
     local_doc = json.loads((tmp_path / "run" / "results.json").read_text())
     served = json.loads((tmp_path / "submit" / "results.json").read_text())

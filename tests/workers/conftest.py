@@ -7,7 +7,6 @@ processes are in ``tests/integration``.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,13 +14,11 @@ from typing import Any
 
 import pytest
 import redis
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from audit.settings import get_settings
 from audit.storage import db, repo, session_scope
 from audit.storage.models import new_id
-from tests.conftest import POSTGRES_ADMIN_URL, _admin_connect, _truncate_all, redis_test_url
+from tests.conftest import _truncate_all, redis_test_url, scratch_database, sqlalchemy_url
 from tests.factories import write_pool
 
 REDIS_URL = redis_test_url(13)
@@ -150,17 +147,7 @@ def run_queued_deliveries(conn: redis.Redis) -> list[str | None]:
 def source_database(monkeypatch: pytest.MonkeyPatch, source: str) -> Iterator[str]:
     """A fresh PostgreSQL database configured as ``dataset.source: <source>`` on this
     server (``BIASAUDIT_SOURCE_<SOURCE>_URL``); yields its psycopg URL, dropped after."""
-    name = f"biasaudit_test_src_{secrets.token_hex(4)}"
-    with _admin_connect() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    sa_url = make_url(url).set(drivername="postgresql+psycopg").render_as_string(False)
-    monkeypatch.setenv(f"BIASAUDIT_SOURCE_{source.upper()}_URL", sa_url)
-    get_settings.cache_clear()
-    try:
+    with scratch_database("biasaudit_test_src") as url:
+        monkeypatch.setenv(f"BIASAUDIT_SOURCE_{source.upper()}_URL", sqlalchemy_url(url))
+        get_settings.cache_clear()
         yield url
-    finally:
-        with _admin_connect() as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )

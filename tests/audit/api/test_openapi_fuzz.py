@@ -5,9 +5,11 @@ answers every operation of ``/openapi.json`` with examples generated from the
 document, once with an admin and once with a submitter token. Path ids are
 real (an uploaded dataset and model, a finished audit, a schedule), and a generated
 spec's ``dataset.id`` is replaced by the real one, so the fuzzer reaches the
-success paths, not only 404s. Every answer must be declared for its
-operation with the declared media type, headers and body schema, routes
-must refuse a request without the token, and no answer may be a 500.
+success paths, not only 404s. Every answer must be declared for its operation with
+the declared media type, headers and body schema, routes must refuse a request
+without the token, and no answer may be a 500. The audit's PDF is read once before
+the fuzzing (laid out then, streamed as stored after), and reviews are posted to an
+audit of their own (a review drops the stored reports).
 
 The schema is loaded at module level (``schemathesis.pytest.from_fixture``
 does not work with pytest 9); examples per operation are bounded
@@ -74,6 +76,19 @@ def _ids(base: str, tokens: dict[str, str], database_url: str) -> dict[str, str]
         audit = client.post("/v1/audits", json=spec_for(dataset_id), headers=submitter)
         assert audit.status_code == 202, audit.text
         finish_audit(database_url, audit.json()["id"])  # results and report exist
+        # its PDF is laid out on the first read (seconds of CPU; under load more than the
+        # fuzzer's 10 s per request) and stored: the fuzzed reads stream the stored one
+        pdf = client.get(
+            f"/v1/audits/{audit.json()['id']}/report",
+            params={"format": "pdf"},
+            headers=submitter,
+            timeout=300,
+        )
+        assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-"), pdf.text[:500]
+        # reviews are fuzzed on an audit of their own: a review drops the stored reports
+        reviewed = client.post("/v1/audits", json=spec_for(dataset_id), headers=submitter)
+        assert reviewed.status_code == 202, reviewed.text
+        finish_audit(database_url, reviewed.json()["id"])
         schedule = client.post(
             "/v1/schedules",
             json={"name": "weekly", "cron": "0 3 * * 1", "spec": spec_for(dataset_id)},
@@ -90,6 +105,7 @@ def _ids(base: str, tokens: dict[str, str], database_url: str) -> dict[str, str]
         "model_id": model.json()["id"],
         "dataset_id": dataset_id,
         "audit_id": audit.json()["id"],
+        "reviewed_audit_id": reviewed.json()["id"],
         "schedule_id": schedule.json()["id"],
     }
 
@@ -120,6 +136,8 @@ def _with_real_ids(case: Any, live: Live) -> None:
     for name in PATH_IDS:
         if case.path_parameters and name in case.path_parameters:
             case.path_parameters[name] = live.ids[name]
+    if case.method.upper() == "POST" and case.path.endswith("/reviews"):
+        case.path_parameters["audit_id"] = live.ids["reviewed_audit_id"]
     body = case.body
     if isinstance(body, dict):
         inner = body.get("spec")

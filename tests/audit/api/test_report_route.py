@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from audit.api.routes.reports import _accepts_gzip
 from audit.settings import Settings
@@ -30,6 +30,12 @@ def _submit(client: TestClient, token: str, dataset_id: str) -> str:
 def _reports(settings: Settings) -> int:
     with db.session_scope(settings.db_url) as session:
         return int(session.scalar(select(func.count()).select_from(Report)) or 0)
+
+
+def _formats(settings: Settings, audit_id: str) -> list[str]:
+    with db.session_scope(settings.db_url) as session:
+        rows = session.scalars(select(Report.format).where(Report.audit_id == audit_id))
+        return sorted(rows)
 
 
 def test_stored_report_is_streamed_as_stored(
@@ -92,12 +98,19 @@ def test_reviews_appear_in_the_html_and_pdf_reports(
     assert 'id="signoff"' not in before  # the stored report: rendered before any review
     pdf = client.get(url, params={"format": "pdf"}, headers=auth(reviewer))
     assert "awaiting review" in pdf_text(pdf.content, tmp_path)
+    # laid out once (seconds of CPU), stored, then streamed like the HTML report
+    assert _formats(api_settings, audit_id) == ["html", "pdf"]
+    with db.session_scope(api_settings.db_url) as session:
+        session.execute(update(Report).where(Report.format == "pdf").values(sha256="f" * 64))
+    again = client.get(url, params={"format": "pdf"}, headers=auth(reviewer))
+    assert again.content == pdf.content and again.headers["etag"] == f'"{"f" * 64}"'
     review = client.post(
         f"/v1/audits/{audit_id}/reviews",
         json={"decision": "approve", "comment": "checked by hand"},
         headers=auth(reviewer),
     )
     assert review.status_code == 201, review.text
+    assert _formats(api_settings, audit_id) == []  # both dropped: rendered with the review
     name = review.json().get("reviewer") or "token"
     html = client.get(url, headers=auth(reviewer)).text
     signoff = html[html.index('id="signoff"') :]
@@ -132,6 +145,7 @@ def test_pdf_of_a_report_over_the_size_limit_is_refused(
     refused = client.get(url, params={"format": "pdf"}, headers=auth(token))
     assert refused.status_code == 422 and refused.json()["field"] == "format"
     assert "larger than the 2048 bytes of HTML" in refused.json()["detail"]
+    assert "pdf" not in _formats(api_settings, audit_id)  # nothing stored
     assert client.get(url, params={"format": "csv"}, headers=auth(token)).status_code == 200
 
 
