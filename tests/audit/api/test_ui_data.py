@@ -136,3 +136,18 @@ def test_model_deletion_and_another_projects_items(
     done = client.post(url, data={"csrf_token": csrf, "confirm": model_id})
     assert done.status_code == 200 and f"Model {model_id} (m.skops) deleted" in done.text
     assert f'id="item-{model_id}"' in client.get("/ui/data?view=deleted").text
+
+
+def test_pages_of_twenty_per_section(
+    client: TestClient, make_token: Callable[..., str], api_settings: Settings
+) -> None:
+    reviewer = make_token("reviewer")  # creates the project the rows belong to
+    ids = [_model(api_settings) for _ in range(21)]
+    sign_in(client, reviewer)
+    first = client.get("/ui/data")
+    models = first.text[first.text.index('id="models"') :]
+    assert models.count('<tr id="item-') == 20 and "Page 1 of 2" in models
+    assert 'href="/ui/data?models_page=2"' in models
+    second = client.get("/ui/data?models_page=2").text
+    assert second.count('<tr id="item-') == 1
+    assert sum(f'id="item-{i}"' in first.text + second for i in ids) == 21
