@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audit.api import erasure as api_erasure
@@ -163,9 +164,13 @@ def load_live(session: Session, viewer: Viewer, segment: str, item_id: str) -> A
     table = TABLES[kind]
     row = None
     if plausible_id(item_id):
-        row = session.get(table, item_id)
-        if row is not None and (row.project != viewer.user.project or row.deleted_at):
-            row = None
+        row = session.scalars(
+            select(table).where(
+                table.id == item_id,
+                table.project == viewer.user.project,
+                table.deleted_at.is_(None),
+            )
+        ).one_or_none()
     if row is None:
         exc = api_erasure.gone(session, viewer.user.project, kind, item_id)
         raise UiError(exc.status_code, exc.detail)
