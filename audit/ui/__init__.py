@@ -16,10 +16,11 @@ from audit.ui.security import LoginRequired, UiError
 
 def install_ui(app: FastAPI) -> None:
     """Add the dashboard's routes, static files and error pages to ``app``."""
-    from audit.ui import pages, routes
+    from audit.ui import data_pages, pages, routes
 
     app.include_router(routes.router)
     app.include_router(pages.router)
+    app.include_router(data_pages.router)
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     app.add_exception_handler(UiError, ui_error_page)
     app.add_exception_handler(LoginRequired, login_redirect)

@@ -3,7 +3,8 @@
 A reviewer signs in, filters the list, opens an audit, sees its chart and group
 table and approves it; a submitter cannot approve; a POST without the CSRF
 token is refused; another tenant's audit is 404. An admin creates a schedule
-in the page, the beat fires it, and its history shows the run. Screenshots of
+in the page, the beat fires it, and its history shows the run. On the data page a
+reviewer sees no Delete link; a submitter deletes a dataset after typing its id. Screenshots of
 every page at 1280 and 390 px go to ``BIASAUDIT_SCREENSHOT_DIR`` (default: the
 test's tmp dir; docs/dashboard.md says how to refresh docs/screenshots/).
 
@@ -118,6 +119,7 @@ def test_dashboard_in_a_browser(local: Stack, tmp_path: Path) -> None:
                 _reviewer_journey(browser, base, tokens, shots, first, second)
                 _refusals(browser, base, tokens, first, second)
                 _admin_journey(browser, base, tokens, shots, first)
+                _data_journey(browser, base, tokens, shots, _upload_spare(api, tmp_path))
             finally:
                 browser.close()
         reviews = api.get(f"/v1/audits/{first}/reviews").json()["data"]
@@ -278,6 +280,43 @@ def _admin_journey(
     assert page.locator("svg.trend").count() >= 1
     assert page.locator("svg.trend g.series polyline").count() >= 1  # a line through the runs
     _shoot(page, shots, "history")
+
+
+def _upload_spare(api: httpx.Client, tmp_path: Path) -> str:
+    """A dataset no audit names (the one the data page deletes)."""
+    from tests.factories import write_pool
+
+    pool = write_pool(tmp_path / "spare.csv")
+    upload = api.post("/v1/datasets", files={"file": (pool.name, pool.read_bytes(), "text/csv")})
+    assert upload.status_code == 201, upload.text
+    return str(upload.json()["id"])
+
+
+def _data_journey(
+    browser: Browser, base: str, tokens: dict[str, str], shots: Path, spare: str
+) -> None:
+    """The data page: a reviewer sees no Delete link; the submitter deletes the spare
+    dataset after typing its id, sees the notice, and finds it in the deleted view."""
+    reviewer = _sign_in(browser, base, tokens["reviewer"])
+    reviewer.get_by_role("link", name="Data", exact=True).click()
+    reviewer.wait_for_url(f"{base}/ui/data")
+    assert reviewer.locator("table.data-datasets tbody tr").count() >= 3
+    assert reviewer.locator('a[href$="/delete"]').count() == 0
+    page = _sign_in(browser, base, tokens["submitter"])
+    page.goto(f"{base}/ui/data")
+    row = page.locator(f"#item-{spare}")
+    assert "spare.csv" in row.inner_text()
+    _shoot(page, shots, "data")
+    row.get_by_role("link", name="Delete").click()
+    page.wait_for_url(f"**/ui/data/datasets/{spare}/delete")
+    page.get_by_label("Type the dataset's id").fill(spare)
+    page.get_by_role("button", name="Delete permanently").click()
+    page.wait_for_url("**/ui/data?erased=**")
+    assert spare in page.locator("#flash").inner_text()
+    assert page.locator(f"#item-{spare}").count() == 0
+    page.get_by_role("link", name="Deleted", exact=True).click()
+    page.wait_for_url("**view=deleted")
+    assert "Sam Submitter" in page.locator(f"#item-{spare}").inner_text()
 
 
 def _make_due(schedule_id: str) -> None:
