@@ -301,11 +301,12 @@ def _plan(
         threshold_bytes=settings.shard_threshold_bytes,
     ):
         return [], None
-    sharding.preflight(spec, path)
+    sharding.preflight(spec, path, digest=False)
     shards = sharding.plan_for(
         spec, path, rows=rows, shard_rows=settings.shard_rows, max_shards=settings.max_shards
     )
-    if len(shards) > 1:
+    if len(shards) > 1:  # verified once, here (run here, the engine verifies as it reads)
+        sharding.verify(spec, path)
         return shards, None
     return [], sharding.not_split_reason(spec, path)
 

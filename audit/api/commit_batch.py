@@ -145,7 +145,9 @@ def record_batch(
         for dataset_id in [sub.spec.dataset.id, *_upload_ids(sub.raw)]
         if dataset_id
     ]
-    datasets = get_datasets(session=session, keys=wanted)
+    # share-locked until the batch commits: a concurrent DELETE of one of them waits,
+    # then sees the audits and answers 409; or it committed first and these are refused
+    datasets = get_datasets(session=session, keys=wanted, lock=True)
     plain: list[dict[str, Any]] = []
     keyed: list[tuple[int, dict[str, Any], str]] = []
     logged: list[dict[str, Any]] = []

@@ -71,6 +71,10 @@ MSG_MODEL_KIND = (
     "model.kind: model {id} is a {kind!r} model (uploaded with POST /v1/models), not "
     "{given!r}; set model.kind: {kind}"
 )
+MSG_MODEL_SHA = (
+    "model.sha256: {given} is not the fingerprint of model {id} recorded at upload; "
+    "leave it out, or name the model you meant"
+)
 MSG_DELETED = "{kind} {id!r} was deleted at {when} (by {by}); upload it again to audit it"
 MSG_MISSING_INPUT = "{field}: column {column!r} not found in dataset {id}; columns are: {columns}"
 _COLUMNS_SHOWN = 50
@@ -156,7 +160,7 @@ def prepare_spec(
         project=project,
         settings=settings,
         find_dataset=lambda dataset_id: get_dataset(
-            session=session, project=project, dataset_id=dataset_id
+            session=session, project=project, dataset_id=dataset_id, lock=True
         ),
         find_model=model_finder(session, project),
         find_deleted=deleted_finder(session, project),
@@ -172,8 +176,11 @@ def deleted_finder(session: Session, project: str) -> Callable[[str, str], Any |
 
 
 def model_finder(session: Session, project: str) -> Callable[[str], ModelRef | None]:
-    """``find_model`` for :func:`resolve_spec`: the project's model by id, or None."""
-    return lambda model_id: get_model(session=session, project=project, model_id=model_id)
+    """``find_model`` for :func:`resolve_spec`: the project's model by id, or None;
+    share-locked until the submission commits (an erasure waits, then sees the audit)."""
+    return lambda model_id: get_model(
+        session=session, project=project, model_id=model_id, lock=True
+    )
 
 
 def _refuse(message: str, field: str, prefix: str) -> ApiError:
@@ -301,6 +308,9 @@ def resolve_spec(
         found = find_model(spec.model.id) if find_model and plausible_id(spec.model.id) else None
         if found is None:
             raise missing("model", spec.model.id, "model.id")
+        if spec.model.sha256 and spec.model.sha256 != getattr(found, "sha256", None):
+            message = MSG_MODEL_SHA.format(given=spec.model.sha256, id=found.id)
+            raise _refuse(message, "model.sha256", prefix)
         if found.kind != spec.model.kind:
             message = MSG_MODEL_KIND.format(id=found.id, kind=found.kind, given=spec.model.kind)
             raise _refuse(message, "model.kind", prefix)
