@@ -145,8 +145,7 @@ def record_batch(
         for dataset_id in [sub.spec.dataset.id, *_upload_ids(sub.raw)]
         if dataset_id
     ]
-    # share-locked until the batch commits: a concurrent DELETE of one of them waits,
-    # then sees the audits and answers 409; or it committed first and these are refused
+    # share-locked until the commit: a concurrent DELETE waits, sees the audits (409)
     datasets = get_datasets(session=session, keys=wanted, lock=True)
     plain: list[dict[str, Any]] = []
     keyed: list[tuple[int, dict[str, Any], str]] = []

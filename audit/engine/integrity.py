@@ -51,7 +51,8 @@ def dataset_digest(spec: Any, path: Path) -> str:
     from probes.util import file_sha256
 
     digest = getattr(path, "sha256", None) or file_sha256(path)
-    check_digest("dataset", spec.id, spec.sha256, digest, Path(path).name)
+    # a StoredFile (read by ranges) has a name, and refuses to be a local path
+    check_digest("dataset", spec.id, spec.sha256, digest, str(getattr(path, "name", path)))
     return str(digest)
 
 
