@@ -46,8 +46,9 @@ def _resolve_model(model: dict[str, Any], *, project: str, root: Path) -> None:
         address, fingerprint = record.path, record.sha256
     local = stored_model(get_store(), address, sha256=fingerprint, root=root)
     model["path"] = os.path.relpath(local, root)
+    del model["id"]  # the engine runs it by path (not both): errors name model.id again
     # the engine checks the loaded model's fingerprint (its loader computes it anyway)
-    # against the upload's: a model changed in the folder since is refused (model.id)
+    # against the upload's (audit.engine.integrity.for_upload names model.id)
     model["sha256"] = fingerprint
 
 

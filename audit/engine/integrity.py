@@ -25,6 +25,34 @@ MSG_STORED_CHANGED = (
 MSG_EXPECTED = "{field}: {name} has sha256 {actual}, the spec expects {expected}"
 
 
+class DigestMismatch(AuditInputError):
+    """An input does not hash to what was expected (``kind``: dataset or model)."""
+
+    def __init__(self, kind: str, item_id: str | None, expected: str, actual: Any, name: str):
+        if item_id:
+            field = f"{kind}.id"
+            message = MSG_STORED_CHANGED.format(
+                field=field, kind=kind, id=item_id, actual=actual, expected=expected
+            )
+        else:
+            field = f"{kind}.sha256"
+            message = MSG_EXPECTED.format(field=field, name=name, actual=actual, expected=expected)
+        super().__init__(message, field=field)
+        self.kind, self.expected, self.actual, self.name = kind, expected, actual, name
+
+
+def for_upload(exc: Exception, raw_spec: dict[str, Any]) -> Exception:
+    """``exc`` naming the upload when the stored spec named one: the worker runs an
+    uploaded model by its path (``model.id`` and ``model.path`` may not go together), so
+    the engine's ``model.sha256`` mismatch becomes the ``model.id`` one."""
+    if not isinstance(exc, DigestMismatch) or exc.field != f"{exc.kind}.sha256":
+        return exc
+    item_id = (raw_spec.get(exc.kind) or {}).get("id")
+    if not item_id:
+        return exc
+    return DigestMismatch(exc.kind, str(item_id), exc.expected, exc.actual, exc.name)
+
+
 def check_digest(
     kind: str, item_id: str | None, expected: str | None, actual: str | None, name: str
 ) -> None:
@@ -34,15 +62,7 @@ def check_digest(
     ``<kind>.id``, otherwise ``<kind>.sha256`` (a digest written in the spec)."""
     if not expected or actual == expected:
         return
-    if item_id:
-        field = f"{kind}.id"
-        message = MSG_STORED_CHANGED.format(
-            field=field, kind=kind, id=item_id, actual=actual, expected=expected
-        )
-    else:
-        field = f"{kind}.sha256"
-        message = MSG_EXPECTED.format(field=field, name=name, actual=actual, expected=expected)
-    raise AuditInputError(message, field=field)
+    raise DigestMismatch(kind, item_id, expected, actual, name)
 
 
 def dataset_digest(spec: Any, path: Path) -> str:

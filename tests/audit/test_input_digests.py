@@ -62,3 +62,19 @@ def test_engine_refuses_a_changed_upload_in_one_process_and_in_chunks(
     finally:
         get_settings.cache_clear()
     assert e.value.field == "dataset.id"
+
+
+def test_a_model_run_by_path_is_named_by_its_upload_id() -> None:
+    from audit.engine.integrity import for_upload
+
+    spec = SimpleNamespace(id=None, path="models/m-2.skops", sha256=OTHER)
+    with pytest.raises(AuditInputError) as refused:
+        check_model(spec, SimpleNamespace(sha256="b" * 64))
+    assert refused.value.field == "model.sha256"  # the engine saw a path only
+    named = for_upload(refused.value, {"model": {"kind": "sklearn", "id": "m-2"}})
+    assert isinstance(named, AuditInputError) and named.field == "model.id"
+    assert str(named).startswith("model.id: the stored model m-2 has sha256 " + "b" * 64)
+    assert OTHER in str(named)
+    assert for_upload(refused.value, {"model": {"path": "x.skops"}}) is refused.value
+    other = AuditInputError("dataset.label: ...", field="dataset.label")
+    assert for_upload(other, {"model": {"id": "m-2"}}) is other

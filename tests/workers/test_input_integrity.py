@@ -123,3 +123,45 @@ def test_in_process_chunked_and_sharded_record_the_same_digest(
     assert runner.execute_audit(sharded, worker="w", launch_shards=launch) == "sharded"
     assert merged == ["succeeded"]
     assert _digest_of(plain) == _digest_of(chunked) == _digest_of(sharded) == expected
+
+
+def _skops_model(path: Path, flip: bool) -> str:
+    import numpy as np
+    import pandas as pd
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    x = pd.DataFrame({"qualified": np.tile([0, 1], 50)})
+    y = (x.qualified == (0 if flip else 1)).to_numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sio.dump(LogisticRegression().fit(x, y), path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_stored_model_changed_after_upload_fails_naming_model_id(
+    service_env: dict[str, Any],
+) -> None:
+    data = service_env["data"]
+    dataset_id = add_dataset(data)
+    models = data / "acme" / "models"
+    with session_scope() as session:
+        row = repo.create_model(
+            session=session, project="acme", kind="sklearn", sha256="", path="x"
+        )
+        path = models / f"{row.id}.skops"
+        row.sha256, row.path, model_id = _skops_model(path, flip=False), str(path), row.id
+    recorded = row.sha256
+    spec = spec_for(dataset_id)
+    spec["model"] = {"kind": "sklearn", "id": model_id, "features": ["qualified"]}
+    fine = add_audit(spec)
+    assert runner.execute_audit(fine, worker="w1") == "succeeded", audit_row(fine).error
+    with session_scope() as session:
+        doc = repo.get_results(session=session, project="acme", audit_id=fine)
+    assert doc is not None and doc["model"]["sha256"] == recorded
+    actual = _skops_model(path, flip=True)  # replaced in the folder after the upload
+    audit_id = add_audit(spec)
+    assert runner.execute_audit(audit_id, worker="w1") == "failed"
+    row = audit_row(audit_id)
+    assert row.attempts == 1 and row.error.startswith("model.id:"), row.error
+    assert model_id in row.error and recorded in row.error and actual in row.error
+    assert result_count(audit_id) == 0

@@ -36,12 +36,7 @@ def test_model_id_becomes_the_project_relative_path(service_env: dict[str, Any])
         resolved, root, _ = resolve_dataset(spec, project="acme")
         expected = f"models/{model_id}" if folder else f"models/{model_id}.skops"
         # the upload's fingerprint travels as the expected one (the engine checks it)
-        assert resolved["model"] == {
-            "kind": "huggingface",
-            "id": model_id,
-            "path": expected,
-            "sha256": "0" * 64,
-        }
+        assert resolved["model"] == {"kind": "huggingface", "path": expected, "sha256": "0" * 64}
         assert (root / resolved["model"]["path"]).exists()
         assert spec["model"]["id"] == model_id  # the stored spec is not changed
 
