@@ -39,6 +39,7 @@ from audit.engine.confine import confine_spec, project_roots, upload_refs
 from audit.engine.spec import MAX_PROBES, AuditSpec, parse_spec
 from audit.errors import MSG_MISSING_COLUMN, AuditInputError, SpecError, did_you_mean
 from audit.settings import Settings
+from audit.storage.db import lock_writes
 from audit.storage.erasure import find_deleted
 from audit.storage.models import plausible_id
 from audit.storage.repo import get_dataset, get_model
@@ -154,9 +155,11 @@ def prepare_spec(
 
     ``prefix`` is prepended to field paths (``spec.`` for schedules).
     """
+    parsed = parse_submitted(raw, prefix=prefix)
+    lock_writes(session)  # SQLite: exclusive with an erasure (PostgreSQL: row locks)
     return resolve_spec(
         raw,
-        parse_submitted(raw, prefix=prefix),
+        parsed,
         project=project,
         settings=settings,
         find_dataset=lambda dataset_id: get_dataset(

@@ -156,3 +156,54 @@ def test_deletion_first_the_submission_is_refused_as_deleted(pg: Any) -> None:
     assert out[0].status_code == 404 and out[0].field == "dataset.id"
     assert "was deleted at" in out[0].detail and "by ada" in out[0].detail
     assert _audits(settings.db_url) == []
+
+
+def test_on_sqlite_a_submission_waits_for_the_deletion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite has no row locks: both sides take the write lock first (``lock_writes``), so
+    a submission started while an erasure is in its transaction waits for its commit."""
+    from audit.storage import erasure
+
+    url = f"sqlite:///{tmp_path / 'ba.db'}"
+    db.upgrade(url)
+    settings = Settings(database_url=url, artifact_dir=tmp_path, data_dir=tmp_path)
+    with db.session_scope(url) as session:
+        token, _ = repo.create_token(session=session, project="acme", role="submitter")
+        ds = repo.create_dataset(
+            session=session,
+            project="acme",
+            sha256="0" * 64,
+            path=str(tmp_path / "acme" / "pool.csv"),
+            rows=1,
+            columns=COLUMNS,
+            size_bytes=1,
+        ).id
+    checking, go = threading.Event(), threading.Event()
+    real = erasure.blockers
+
+    def held(**kwargs: Any) -> Any:  # the erasure, inside its transaction, holds here
+        found = real(**kwargs)
+        checking.set()
+        assert go.wait(60)
+        return found
+
+    monkeypatch.setattr(erasure, "blockers", held)
+    deleting, deleted = _in_thread(lambda: _erase(settings, ds))
+    assert checking.wait(60)
+
+    def submit() -> Any:
+        with db.get_sessionmaker(url)() as other, other.begin():
+            return record_batch(other, [_submission(token, ds)], settings)[0]
+
+    submitting, out = _in_thread(submit)
+    submitting.join(0.5)
+    assert out == []  # waiting for the erasure's write lock (it would have answered by now)
+    go.set()
+    deleting.join(60)
+    submitting.join(60)
+    assert deleted and deleted[0] is not None and not isinstance(deleted[0], Exception), deleted
+    assert len(out) == 1 and isinstance(out[0], ApiError), out
+    assert out[0].status_code == 404 and "was deleted at" in out[0].detail
+    assert _audits(url) == []
+    db.dispose_engines()
