@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from audit.engine.integrity import for_upload
 from audit.errors import AuditCancelled, AuditInputError
 from audit.settings import get_settings
 from audit.storage import repo, session_scope
@@ -173,8 +174,9 @@ def execute_audit(
         try:
             return _run_claimed(audit_id, raw_spec, project, worker, launch_shards)
         except (AuditInputError, ModelLoadError) as exc:  # retrying cannot fix the input
-            log.info("audit failed: invalid input: %s", exc)
-            _finish(audit_id, repo.mark_failed, error=str(exc))
+            error = str(for_upload(exc, raw_spec))  # a changed upload: named by its id
+            log.info("audit failed: invalid input: %s", error)
+            _finish(audit_id, repo.mark_failed, error=error)
             return "failed"
         except AuditCancelled:
             _finish(audit_id, repo.mark_cancelled)
@@ -301,11 +303,12 @@ def _plan(
         threshold_bytes=settings.shard_threshold_bytes,
     ):
         return [], None
-    sharding.preflight(spec, path)
+    sharding.preflight(spec, path, digest=False)
     shards = sharding.plan_for(
         spec, path, rows=rows, shard_rows=settings.shard_rows, max_shards=settings.max_shards
     )
-    if len(shards) > 1:
+    if len(shards) > 1:  # verified once, here (run here, the engine verifies as it reads)
+        sharding.verify(spec, path)
         return shards, None
     return [], sharding.not_split_reason(spec, path)
 

@@ -45,7 +45,7 @@ from audit.storage.audits import (
     new_audit_row,
     submitted_event,
 )
-from audit.storage.db import get_sessionmaker
+from audit.storage.db import get_sessionmaker, lock_writes
 from audit.storage.events import append_events
 from audit.storage.models import plausible_id
 from audit.storage.repo import get_datasets, verify_tokens
@@ -130,6 +130,7 @@ def record_batch(
     Returns one outcome per submission, in order. Raises only on database
     errors, which concern the whole batch.
     """
+    lock_writes(session)  # SQLite: a concurrent DELETE waits for this batch, or it for it
     tokens = verify_tokens(session=session, tokens=[s.token for s in batch])
     outcomes: list[Accepted | ApiError | None] = [None] * len(batch)
     for i, (sub, row) in enumerate(zip(batch, tokens, strict=True)):
@@ -145,7 +146,7 @@ def record_batch(
         for dataset_id in [sub.spec.dataset.id, *_upload_ids(sub.raw)]
         if dataset_id
     ]
-    datasets = get_datasets(session=session, keys=wanted)
+    datasets = get_datasets(session=session, keys=wanted, lock=True)  # vs. erase: FOR SHARE
     plain: list[dict[str, Any]] = []
     keyed: list[tuple[int, dict[str, Any], str]] = []
     logged: list[dict[str, Any]] = []

@@ -39,6 +39,7 @@ from audit.engine.confine import confine_spec, project_roots, upload_refs
 from audit.engine.spec import MAX_PROBES, AuditSpec, parse_spec
 from audit.errors import MSG_MISSING_COLUMN, AuditInputError, SpecError, did_you_mean
 from audit.settings import Settings
+from audit.storage.db import lock_writes
 from audit.storage.erasure import find_deleted
 from audit.storage.models import plausible_id
 from audit.storage.repo import get_dataset, get_model
@@ -70,6 +71,10 @@ MSG_PREDICTION = (
 MSG_MODEL_KIND = (
     "model.kind: model {id} is a {kind!r} model (uploaded with POST /v1/models), not "
     "{given!r}; set model.kind: {kind}"
+)
+MSG_MODEL_SHA = (
+    "model.sha256: {given} is not the fingerprint of model {id} recorded at upload; "
+    "leave it out, or name the model you meant"
 )
 MSG_DELETED = "{kind} {id!r} was deleted at {when} (by {by}); upload it again to audit it"
 MSG_MISSING_INPUT = "{field}: column {column!r} not found in dataset {id}; columns are: {columns}"
@@ -150,13 +155,15 @@ def prepare_spec(
 
     ``prefix`` is prepended to field paths (``spec.`` for schedules).
     """
+    parsed = parse_submitted(raw, prefix=prefix)
+    lock_writes(session)  # SQLite: exclusive with an erasure (PostgreSQL: row locks)
     return resolve_spec(
         raw,
-        parse_submitted(raw, prefix=prefix),
+        parsed,
         project=project,
         settings=settings,
         find_dataset=lambda dataset_id: get_dataset(
-            session=session, project=project, dataset_id=dataset_id
+            session=session, project=project, dataset_id=dataset_id, lock=True
         ),
         find_model=model_finder(session, project),
         find_deleted=deleted_finder(session, project),
@@ -172,8 +179,11 @@ def deleted_finder(session: Session, project: str) -> Callable[[str, str], Any |
 
 
 def model_finder(session: Session, project: str) -> Callable[[str], ModelRef | None]:
-    """``find_model`` for :func:`resolve_spec`: the project's model by id, or None."""
-    return lambda model_id: get_model(session=session, project=project, model_id=model_id)
+    """``find_model`` for :func:`resolve_spec`: the project's model by id, or None;
+    share-locked until the submission commits (an erasure waits, then sees the audit)."""
+    return lambda model_id: get_model(
+        session=session, project=project, model_id=model_id, lock=True
+    )
 
 
 def _refuse(message: str, field: str, prefix: str) -> ApiError:
@@ -301,6 +311,9 @@ def resolve_spec(
         found = find_model(spec.model.id) if find_model and plausible_id(spec.model.id) else None
         if found is None:
             raise missing("model", spec.model.id, "model.id")
+        if spec.model.sha256 and spec.model.sha256 != getattr(found, "sha256", None):
+            message = MSG_MODEL_SHA.format(given=spec.model.sha256, id=found.id)
+            raise _refuse(message, "model.sha256", prefix)
         if found.kind != spec.model.kind:
             message = MSG_MODEL_KIND.format(id=found.id, kind=found.kind, given=spec.model.kind)
             raise _refuse(message, "model.kind", prefix)

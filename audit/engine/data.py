@@ -22,6 +22,7 @@ import pandas as pd
 from audit.engine import columnar
 from audit.engine.columns import count_columns, cut_bins, level_field, levels_error, weight_values
 from audit.engine.columns import frame_weight as frame_weight  # data_mod.frame_weight
+from audit.engine.integrity import dataset_digest
 from audit.engine.reader import BYTES, Shard, header, read_chunks, read_frame, rows_before
 from audit.engine.spec import DatasetSpec
 from audit.errors import (
@@ -283,12 +284,7 @@ def load_dataset(
 ) -> LoadedDataset:
     """Load, validate and type the whole dataset in memory."""
     path = resolve_path(spec, base_dir)
-    digest = file_sha256(path)
-    if spec.sha256 and spec.sha256 != digest:
-        raise AuditInputError(
-            f"dataset.sha256: {path.name} has sha256 {digest}, the spec expects {spec.sha256}",
-            field="dataset.sha256",
-        )
+    digest = dataset_digest(spec, path)  # checked against the expected (an upload's)
     columns = header(spec, path)
     check_columns(spec, path, columns)
     for c in extra_columns or []:

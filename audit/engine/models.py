@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from audit.engine.integrity import check_model
 from audit.engine.spec import AuditSpec
 from audit.errors import AuditInputError
 from audit.settings import get_settings
@@ -28,7 +29,7 @@ def load_spec_model(spec: AuditSpec, base_dir: Path) -> Any:
         if not path.is_absolute():
             path = base_dir / path
     allow_hub = get_settings().allow_hub_models
-    return load_model(
+    model = load_model(
         kind=spec.model.kind,
         path=path,
         trusted=spec.model.trusted,
@@ -46,6 +47,8 @@ def load_spec_model(spec: AuditSpec, base_dir: Path) -> Any:
         precision=spec.model.precision,
         prompt=spec.model.prompt,
     )
+    check_model(spec.model, model)  # an upload's fingerprint, set by the worker
+    return model
 
 
 def model_info(spec: AuditSpec, model: Any) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -20,6 +20,7 @@ import numpy as np
 from audit.engine import columnar, reader
 from audit.engine import data as data_mod
 from audit.engine.counted import count_only, entries_from_total
+from audit.engine.integrity import dataset_digest
 from audit.engine.models import load_spec_model as _load_model
 from audit.engine.models import model_info as _model_info
 from audit.engine.outputs import (
@@ -280,8 +281,9 @@ def _run_probes(
     ):
         say(f"counting groups in {path.name}, in chunks")
         copied = columnar.read_from_copy(spec.dataset, path)  # an upload's columnar copy
+        digest = dataset_digest(spec.dataset, path)  # verified before any counting
         counted, rows, unknown = _chunked_entries(spec, path, configs, should_cancel)
-        info = {"sha256": data_mod.file_sha256(path), "rows": rows, "path": path.name}
+        info = {"sha256": digest, "rows": rows, "path": path.name}
         info["chunked"] = True
         if copied:
             info["columnar"] = True

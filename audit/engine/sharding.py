@@ -308,14 +308,19 @@ def results_from_parts(
     )
 
 
-def preflight(spec: AuditSpec, path: Path) -> None:
-    """The engine's file checks before any shard runs: columns present, expected hash."""
+def preflight(spec: AuditSpec, path: Path, *, digest: bool = True) -> None:
+    """The engine's file checks before any shard runs: columns present, and (``digest``)
+    the expected hash (:func:`verify`)."""
     data_mod.check_columns(spec.dataset, path, data_mod.header(spec.dataset, path))
-    if spec.dataset.sha256:  # a stored object's was checked when it was registered
-        digest = getattr(path, "sha256", None) or data_mod.file_sha256(path)
-        if digest != spec.dataset.sha256:
-            raise AuditInputError(
-                f"dataset.sha256: {path.name} has sha256 {digest}, "
-                f"the spec expects {spec.dataset.sha256}",
-                field="dataset.sha256",
-            )
+    if digest:
+        verify(spec, path)
+
+
+def verify(spec: AuditSpec, path: Path) -> None:
+    """The file against ``dataset.sha256`` (an upload's, set by the worker; or written in
+    the spec), once, by the planner: the shards read byte ranges and hash nothing. A stored
+    object read by ranges has its pinned ETag's sha256; a local file is read whole."""
+    if spec.dataset.sha256:
+        from audit.engine.integrity import dataset_digest
+
+        dataset_digest(spec.dataset, path)

@@ -168,6 +168,9 @@ class ModelSpec(_Strict):
     id: str | None = Field(
         default=None, description="a model stored by the API (POST /v1/models; replaces path)"
     )
+    sha256: str | None = Field(
+        default=None, description="expected model fingerprint (checked if given)"
+    )
     trusted: bool = Field(
         default=False, description="allow pickle/joblib files you created yourself (runs code)"
     )

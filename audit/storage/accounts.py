@@ -330,26 +330,32 @@ def create_dataset(
     return dataset
 
 
-def get_datasets(*, session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+def get_datasets(
+    *, session: Session, keys: list[tuple[str, str]], lock: bool = False
+) -> dict[tuple[str, str], Any]:
     """Datasets by ``(project, dataset_id)`` in one query; keys not found are left out.
 
     The values are rows with ``id``, ``project``, ``sha256``, ``columns`` and
-    ``column_levels`` (what a submission is checked against).
-    """
+    ``column_levels`` (what a submission is checked against). ``lock``: ``FOR SHARE``
+    (PostgreSQL, id order) until the transaction ends, so that an erasure
+    (``FOR UPDATE``) waits for the submission's commit, then sees its audits."""
     ids = sorted({dataset_id for _, dataset_id in keys})
     if not ids:
         return {}
-    rows = session.execute(_DATASETS_BY_ID, {"ids": ids})
+    query = _DATASETS_BY_ID.order_by(Dataset.id).with_for_update(read=True) if lock else None
+    rows = session.execute(query if query is not None else _DATASETS_BY_ID, {"ids": ids})
     wanted = set(keys)
     return {(r.project, r.id): r for r in rows if (r.project, r.id) in wanted}
 
 
-def get_dataset(*, session: Session, project: str, dataset_id: str) -> Dataset | None:
+def get_dataset(
+    *, session: Session, project: str, dataset_id: str, lock: bool = False
+) -> Dataset | None:
     """A project's live dataset by id, or None (also for other projects' ids and for
-    deleted ones: :func:`audit.storage.erasure.find_deleted` finds those)."""
-    return session.scalars(
-        _DATASET_BY_ID, {"dataset_id": dataset_id, "project": project}
-    ).one_or_none()
+    deleted ones: :func:`audit.storage.erasure.find_deleted` finds those). ``lock``:
+    share-locked until the transaction ends (as :func:`get_datasets`)."""
+    query = _DATASET_BY_ID.with_for_update(read=True) if lock else _DATASET_BY_ID
+    return session.scalars(query, {"dataset_id": dataset_id, "project": project}).one_or_none()
 
 
 def create_model(
@@ -381,12 +387,14 @@ def create_model(
     return model
 
 
-def get_model(*, session: Session, project: str, model_id: str) -> ModelArtifact | None:
-    """A project's live model by id, or None (also when deleted)."""
-    return session.scalars(
-        select(ModelArtifact).where(
-            ModelArtifact.id == model_id,
-            ModelArtifact.project == project,
-            ModelArtifact.deleted_at.is_(None),
-        )
-    ).one_or_none()
+def get_model(
+    *, session: Session, project: str, model_id: str, lock: bool = False
+) -> ModelArtifact | None:
+    """A project's live model by id, or None (also when deleted); ``lock``: share-locked
+    until the transaction ends (as :func:`get_datasets`)."""
+    query = select(ModelArtifact).where(
+        ModelArtifact.id == model_id,
+        ModelArtifact.project == project,
+        ModelArtifact.deleted_at.is_(None),
+    )
+    return session.scalars(query.with_for_update(read=True) if lock else query).one_or_none()

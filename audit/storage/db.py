@@ -180,6 +180,18 @@ def get_sessionmaker(url: str | None = None) -> sessionmaker[Session]:
         return factory
 
 
+def lock_writes(session: Session) -> None:
+    """On SQLite, take the database's write lock now, for the rest of the transaction.
+
+    The sqlite3 driver begins a transaction only at the first write, so the reads before
+    it see whatever committed meanwhile. A check-then-write that must exclude another one
+    (a submission and the erasure of what it names) calls this first: the other waits
+    (busy timeout) until this one commits, and its reads then see it. A no-op elsewhere:
+    PostgreSQL uses row locks (``FOR SHARE`` / ``FOR UPDATE``)."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("UPDATE projects SET name = name WHERE 0"))
+
+
 @contextmanager
 def session_scope(url: str | None = None) -> Iterator[Session]:
     """A session that commits when the block ends and rolls back if it raises.

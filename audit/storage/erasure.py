@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from audit.engine.columnar import SUFFIX as COLUMNAR
 from audit.storage.cache import lock_path
+from audit.storage.db import lock_writes
 from audit.storage.events import append_event
 from audit.storage.inventory import DATASET, MODEL, TABLES, spec_refs
 from audit.storage.models import Audit, Schedule, utcnow
@@ -112,6 +113,7 @@ def erase(
     marked, the event appended, the bytes removed; the caller commits. None when the
     project has no such live item; :class:`InUse` when something still needs it."""
     table = TABLES[kind]
+    lock_writes(session)  # SQLite: a submission naming it waits, or this waits for it
     row = session.scalars(
         select(table)
         .where(table.id == item_id, table.project == project, table.deleted_at.is_(None))

@@ -35,7 +35,8 @@ def test_model_id_becomes_the_project_relative_path(service_env: dict[str, Any])
         spec: dict[str, Any] = {"name": "x", "model": {"kind": "huggingface", "id": model_id}}
         resolved, root, _ = resolve_dataset(spec, project="acme")
         expected = f"models/{model_id}" if folder else f"models/{model_id}.skops"
-        assert resolved["model"] == {"kind": "huggingface", "path": expected}
+        # the upload's fingerprint travels as the expected one (the engine checks it)
+        assert resolved["model"] == {"kind": "huggingface", "path": expected, "sha256": "0" * 64}
         assert (root / resolved["model"]["path"]).exists()
         assert spec["model"]["id"] == model_id  # the stored spec is not changed
 

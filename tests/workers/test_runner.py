@@ -46,8 +46,9 @@ def test_run_stores_the_engine_results(service_env: dict[str, Any]) -> None:
     stored = _stored(audit_id)
     assert stored["audit"]["id"] == audit_id
     # the same document the engine gives for the stored file
+    sha256 = stored["dataset"]["sha256"]
     expected = compute_results(
-        {**spec, "dataset": {**spec["dataset"], "path": f"{dataset_id}.csv"}},
+        {**spec, "dataset": {**spec["dataset"], "path": f"{dataset_id}.csv", "sha256": sha256}},
         base_dir=service_env["data"] / "acme",
     )
     assert _strip(stored) == _strip(expected)

@@ -265,7 +265,8 @@ def test_a_spec_names_an_uploaded_model_by_id(
     dataset_id: str,
     api_settings: Settings,
 ) -> None:
-    model_id = _post(client, token, _skops_bytes(), "m.skops").json()["id"]
+    body = _skops_bytes()
+    model_id = _post(client, token, body, "m.skops").json()["id"]
     spec = spec_for(dataset_id, model={"kind": "sklearn", "id": model_id})
     response = client.post("/v1/audits", json=spec, headers=auth(token))
     assert response.status_code == 202, response.text
@@ -275,6 +276,16 @@ def test_a_spec_names_an_uploaded_model_by_id(
     response = client.post("/v1/audits", json=wrong_kind, headers=auth(token))
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "model.kind"
+    # a fingerprint given with the id must be the upload's (the worker checks the bytes)
+    right = spec_for(
+        dataset_id,
+        model={"kind": "sklearn", "id": model_id, "sha256": hashlib.sha256(body).hexdigest()},
+    )
+    assert client.post("/v1/audits", json=right, headers=auth(token)).status_code == 202
+    wrong = spec_for(dataset_id, model={"kind": "sklearn", "id": model_id, "sha256": "0" * 64})
+    response = client.post("/v1/audits", json=wrong, headers=auth(token))
+    assert response.status_code == 422 and response.json()["field"] == "model.sha256"
+    assert model_id in response.json()["detail"]
     both = spec_for(dataset_id, model={"kind": "sklearn", "id": model_id, "path": "x.skops"})
     response = client.post("/v1/audits", json=both, headers=auth(token))
     assert response.status_code == 422 and response.json()["field"] == "model.path"
