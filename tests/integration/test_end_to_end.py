@@ -108,7 +108,12 @@ def test_sharded_audit_over_http_equals_embedded_and_token_stays_out(
     # copy), with the spec the worker ran
     stored_file = stored / f"{dataset_id}.csv"
     assert results["dataset"]["sha256"] == upload.json()["sha256"] == file_sha256(pool)
-    worker_spec = {**spec, "dataset": {**spec["dataset"], "path": stored_file.name}}
+    # the worker runs the spec with the upload's recorded sha256 as the expected hash
+    recorded = upload.json()["sha256"]
+    worker_spec = {
+        **spec,
+        "dataset": {**spec["dataset"], "path": stored_file.name, "sha256": recorded},
+    }
     expected = compute_results(worker_spec, audit_id="x", base_dir=stored)
     assert _strip(results) == _strip(expected)
     # == embedded run_audit on the original file (the spec differs only in id vs path)

@@ -142,7 +142,12 @@ def test_object_store_run_equals_local_folder_and_in_process(
     ref = tmp_path / "ref"
     ref.mkdir()
     shutil.copyfile(pool, ref / f"{dataset_id}.csv")
-    worker_spec = {**spec, "dataset": {**spec["dataset"], "path": f"{dataset_id}.csv"}}
+    # the worker runs the spec with the upload's recorded sha256 as the expected hash
+    recorded = hashlib.sha256(pool.read_bytes()).hexdigest()
+    worker_spec = {
+        **spec,
+        "dataset": {**spec["dataset"], "path": f"{dataset_id}.csv", "sha256": recorded},
+    }
     expected = compute_results(worker_spec, audit_id="x", base_dir=ref)
     for doc in (on_store, expected):
         for key in ("id", "started_at", "finished_at"):
