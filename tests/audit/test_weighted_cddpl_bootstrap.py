@@ -182,27 +182,9 @@ def _three_ways(
 ) -> list[dict[str, Any]]:
     """The results in memory, over chunks and over shards."""
     in_memory = compute_results(spec)
-    parsed, _ = parse_spec(spec)
-    shards = sharding.plan_for(parsed, path, rows=None, shard_rows=1000, max_shards=64)
-    assert len(shards) > 1
-    parts = [
-        data_mod.count_chunks(
-            parsed.dataset, path, shard=s, chunk_rows=400, max_levels=parsed.policy.max_levels
-        )
-        for s in shards
-    ]
-    sharded = sharding.results_from_parts(
-        spec, json.loads(json.dumps(parts)), audit_id="x", path=path
+    sharded, in_chunks = _sharded_and_chunked(
+        spec, path, monkeypatch, shard_rows=1000, part_rows=400, chunk_rows=700
     )
-    monkeypatch.setenv("BIASAUDIT_CHUNK_BYTES", "1000")
-    monkeypatch.setenv("BIASAUDIT_CHUNK_ROWS", "700")
-    get_settings.cache_clear()
-    try:
-        in_chunks = compute_results(spec)
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
-    assert in_chunks["dataset"]["chunked"] is True
     return [in_memory, in_chunks, sharded]
 
 
